@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Builds the Go test tools (etcd, kube-apiserver, toxiproxy, helm) from their Go modules,
+# once per version, into ${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}/<tool>-<version>/.
+# A second run finds them and builds nothing. Usage: scripts/build-tools.sh [tool ...]
+set -euo pipefail
+
+CACHE="${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}"
+KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-v2.5.0}"
+HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
+
+log() { printf '[build-tools] %s\n' "$*" >&2; }
+
+# wrapper DIR MODULE VERSION: a module that requires MODULE@VERSION, with its replaces of
+# local ./staging paths turned into the published versions of those modules.
+wrapper() {
+  local dir="$1" mod="$2" ver="$3" pkgs="$4" stagever="${5:-}"
+  rm -rf "$dir" && mkdir -p "$dir"
+  cd "$dir"
+  go mod init portager.local/tools >/dev/null 2>&1
+  {
+    echo "//go:build tools"
+    echo "package tools"
+    echo "import ("
+    for p in $pkgs; do echo "  _ \"$p\""; done
+    echo ")"
+  } >tools.go
+  go mod edit -require="$mod@$ver"
+  if [ -n "$stagever" ]; then
+    local gomod
+    gomod="$(go mod download -json "$mod@$ver" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    # every `k8s.io/x => ./staging/src/k8s.io/x` becomes `k8s.io/x => k8s.io/x $stagever`
+    grep -oE '^\s*k8s\.io/[A-Za-z0-9_.-]+ => \./staging/src/k8s\.io/[A-Za-z0-9_.-]+' "$gomod" |
+      awk '{print $1}' | while read -r m; do
+        go mod edit -replace="$m=$m@$stagever"
+      done
+  fi
+  go mod tidy >/dev/null
+}
+
+build_one() {
+  local name="$1" ver="$2"
+  local out="$CACHE/$name-$ver"
+  if [ -x "$out/bin/.done" ] || [ -f "$out/bin/.done" ]; then
+    log "$name $ver cached in $out"
+    return 0
+  fi
+  local t0=$SECONDS
+  local work="$CACHE/src/$name-$ver"
+  log "building $name $ver (once; cached afterwards)"
+  mkdir -p "$out/bin"
+  case "$name" in
+  etcd)
+    ( wrapper "$work" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "go.etcd.io/etcd/server/v3"
+      go build -trimpath -ldflags=-s -o "$out/bin/etcd" go.etcd.io/etcd/server/v3 ) ;;
+  kube-apiserver)
+    local stage="v0.${KUBE_VERSION#v1.}"
+    ( wrapper "$work" k8s.io/kubernetes "$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-apiserver" "$stage"
+      go build -trimpath -ldflags=-s -o "$out/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver ) ;;
+  toxiproxy)
+    ( wrapper "$work" github.com/Shopify/toxiproxy/v2 "$TOXIPROXY_VERSION" \
+        "github.com/Shopify/toxiproxy/v2/cmd/server github.com/Shopify/toxiproxy/v2/cmd/cli"
+      go build -trimpath -ldflags=-s -o "$out/bin/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server ) ;;
+  helm)
+    ( wrapper "$work" helm.sh/helm/v3 "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm"
+      go build -trimpath -ldflags=-s -o "$out/bin/helm" helm.sh/helm/v3/cmd/helm ) ;;
+  *) log "unknown tool $name"; return 2 ;;
+  esac
+  touch "$out/bin/.done"
+  log "$name $ver built in $((SECONDS - t0))s"
+}
+
+version_of() {
+  case "$1" in
+  etcd) echo "$ETCD_VERSION" ;; kube-apiserver) echo "$KUBE_VERSION" ;;
+  toxiproxy) echo "$TOXIPROXY_VERSION" ;; helm) echo "$HELM_VERSION" ;;
+  esac
+}
+
+tools=("$@")
+[ ${#tools[@]} -eq 0 ] && tools=(etcd kube-apiserver toxiproxy helm)
+for t in "${tools[@]}"; do build_one "$t" "$(version_of "$t")"; done
