@@ -1,0 +1,174 @@
+/**
+ * A de-duplicating, rate-limited work queue with controller-runtime's contract: a key is
+ * processed by at most one worker at a time; adding a key that is in flight marks it dirty so
+ * it runs once more afterwards; `addAfter` keeps the earliest pending timer; `addRateLimited`
+ * backs off per key exponentially until `forget`.
+ * @module
+ */
+
+/** Per-key exponential backoff: base·2^failures, capped. */
+export class ExponentialBackoff {
+  readonly baseMs: number;
+  readonly maxMs: number;
+  #failures = new Map<string, number>();
+
+  constructor(options: { baseMs?: number; maxMs?: number } = {}) {
+    this.baseMs = options.baseMs ?? 5_000;
+    this.maxMs = options.maxMs ?? 300_000;
+  }
+
+  /** Records a failure of `key` and returns how long to wait before the next attempt. */
+  next(key: string): number {
+    const n = this.#failures.get(key) ?? 0;
+    this.#failures.set(key, n + 1);
+    return Math.min(this.maxMs, this.baseMs * 2 ** Math.min(n, 30));
+  }
+
+  /** How many failures `key` has had since the last success. */
+  failures(key: string): number {
+    return this.#failures.get(key) ?? 0;
+  }
+
+  /** Resets `key` after a success. */
+  forget(key: string): void {
+    this.#failures.delete(key);
+  }
+}
+
+/** Options for {@linkcode WorkQueue}. */
+export interface WorkQueueOptions {
+  /** Backoff for `addRateLimited`; default 5 s doubling to 5 min. */
+  backoff?: ExponentialBackoff;
+  /** Called whenever the number of waiting keys changes (for the queue depth metric). */
+  onDepth?: (depth: number) => void;
+}
+
+/** The work queue. Keys are strings such as `namespace/name`. */
+export class WorkQueue {
+  readonly backoff: ExponentialBackoff;
+  #queue: string[] = [];
+  #dirty = new Set<string>();
+  #processing = new Set<string>();
+  #timers = new Map<string, { id: ReturnType<typeof setTimeout>; at: number }>();
+  #waiters: Array<(key: string | undefined) => void> = [];
+  #shuttingDown = false;
+  #onDepth?: (depth: number) => void;
+
+  constructor(options: WorkQueueOptions = {}) {
+    this.backoff = options.backoff ?? new ExponentialBackoff();
+    this.#onDepth = options.onDepth;
+  }
+
+  /** Keys waiting to be handed out (not counting in-flight or delayed ones). */
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** Keys currently being processed. */
+  get inFlight(): number {
+    return this.#processing.size;
+  }
+
+  /** Whether `shutDown` was called. */
+  get shuttingDown(): boolean {
+    return this.#shuttingDown;
+  }
+
+  #depth(): void {
+    this.#onDepth?.(this.#queue.length);
+  }
+
+  /** Queues `key` now, unless it is already waiting; if it is in flight it runs again after. */
+  add(key: string): void {
+    if (this.#shuttingDown || this.#dirty.has(key)) return;
+    this.#dirty.add(key);
+    if (this.#processing.has(key)) return;
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      this.#dirty.delete(key);
+      this.#processing.add(key);
+      waiter(key);
+      return;
+    }
+    this.#queue.push(key);
+    this.#depth();
+  }
+
+  /** Queues `key` after `delayMs`; an earlier pending timer for the key wins. */
+  addAfter(key: string, delayMs: number): void {
+    if (this.#shuttingDown) return;
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
+    const at = Date.now() + delayMs;
+    const existing = this.#timers.get(key);
+    if (existing) {
+      if (existing.at <= at) return;
+      clearTimeout(existing.id);
+    }
+    // setTimeout takes a 32-bit delay; longer waits are re-armed when they fire
+    const wait = Math.min(delayMs, 2 ** 31 - 1);
+    const id = setTimeout(() => {
+      this.#timers.delete(key);
+      const left = at - Date.now();
+      if (left > 0) this.addAfter(key, left);
+      else this.add(key);
+    }, wait);
+    this.#timers.set(key, { id, at });
+  }
+
+  /** Queues `key` after its next backoff delay; returns the delay chosen. */
+  addRateLimited(key: string): number {
+    const delay = this.backoff.next(key);
+    this.addAfter(key, delay);
+    return delay;
+  }
+
+  /** Clears the backoff of `key` (after a successful reconcile). */
+  forget(key: string): void {
+    this.backoff.forget(key);
+  }
+
+  /** Cancels a pending `addAfter` timer of `key`. */
+  cancelTimer(key: string): void {
+    const t = this.#timers.get(key);
+    if (t) {
+      clearTimeout(t.id);
+      this.#timers.delete(key);
+    }
+  }
+
+  /** The next key to process, or undefined once the queue shuts down. Call `done(key)` after. */
+  get(): Promise<string | undefined> {
+    if (this.#queue.length > 0) {
+      const key = this.#queue.shift()!;
+      this.#dirty.delete(key);
+      this.#processing.add(key);
+      this.#depth();
+      return Promise.resolve(key);
+    }
+    if (this.#shuttingDown) return Promise.resolve(undefined);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Marks `key` as finished; if it was added meanwhile it is queued again. */
+  done(key: string): void {
+    this.#processing.delete(key);
+    if (this.#dirty.has(key)) {
+      this.#dirty.delete(key);
+      this.add(key);
+    }
+  }
+
+  /** Stops handing out keys: waiting `get` calls resolve undefined, timers are cleared. */
+  shutDown(): void {
+    this.#shuttingDown = true;
+    for (const t of this.#timers.values()) clearTimeout(t.id);
+    this.#timers.clear();
+    for (const w of this.#waiters.splice(0)) w(undefined);
+    this.#queue = [];
+    this.#dirty.clear();
+    this.#depth();
+  }
+}

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { ExponentialBackoff, WorkQueue } from "./queue.ts";
+
+Deno.test("a key waiting in the queue is not queued twice", async () => {
+  const depths: number[] = [];
+  const q = new WorkQueue({ onDepth: (d) => depths.push(d) });
+  q.add("ns/a");
+  q.add("ns/b");
+  q.add("ns/a");
+  assert.equal(q.length, 2);
+  assert.equal(await q.get(), "ns/a");
+  assert.equal(await q.get(), "ns/b");
+  assert.equal(q.length, 0);
+  assert.deepEqual(depths, [1, 2, 1, 0]);
+  q.shutDown();
+});
+
+Deno.test("a key in flight is not handed out again until done, then runs once more", async () => {
+  const q = new WorkQueue();
+  q.add("k");
+  const k = await q.get();
+  assert.equal(k, "k");
+  q.add("k");
+  q.add("k");
+  assert.equal(q.length, 0, "in-flight key must not be queued while processing");
+  let second: string | undefined;
+  const p = q.get().then((v) => second = v);
+  await Promise.resolve();
+  assert.equal(second, undefined);
+  q.done("k");
+  await p;
+  assert.equal(second, "k");
+  q.done("k");
+  assert.equal(q.length, 0, "dirty-marking runs the key exactly once more");
+  q.shutDown();
+});
+
+Deno.test("a waiting worker gets a key as soon as it is added", async () => {
+  const q = new WorkQueue();
+  const p = q.get();
+  q.add("x");
+  assert.equal(await p, "x");
+  assert.equal(q.inFlight, 1);
+  q.done("x");
+  q.shutDown();
+});
+
+Deno.test("shutDown releases waiting workers and drops timers", async () => {
+  const q = new WorkQueue();
+  const p = q.get();
+  q.addAfter("later", 60_000);
+  q.shutDown();
+  assert.equal(await p, undefined);
+  assert.equal(await q.get(), undefined);
+  q.add("ignored");
+  assert.equal(q.length, 0);
+});
+
+Deno.test("addAfter keeps the earliest timer and delivers the key", async () => {
+  const q = new WorkQueue();
+  q.addAfter("k", 60_000);
+  q.addAfter("k", 5);
+  q.addAfter("k", 30_000);
+  assert.equal(await q.get(), "k");
+  q.done("k");
+  // the 30 s and 60 s timers were superseded, so shutDown has nothing left to clear
+  q.shutDown();
+});
+
+Deno.test("backoff doubles from the base to the cap and resets on forget", () => {
+  const b = new ExponentialBackoff({ baseMs: 5_000, maxMs: 300_000 });
+  const delays = Array.from({ length: 9 }, () => b.next("k"));
+  assert.deepEqual(delays, [5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]);
+  assert.equal(b.failures("k"), 9);
+  assert.equal(b.next("other"), 5_000, "backoff is per key");
+  b.forget("k");
+  assert.equal(b.next("k"), 5_000);
+});
+
+Deno.test("addRateLimited waits the backoff delay", async () => {
+  const q = new WorkQueue({ backoff: new ExponentialBackoff({ baseMs: 2, maxMs: 10 }) });
+  assert.equal(q.addRateLimited("k"), 2);
+  assert.equal(await q.get(), "k");
+  q.done("k");
+  assert.equal(q.addRateLimited("k"), 4);
+  assert.equal(await q.get(), "k");
+  q.done("k");
+  q.forget("k");
+  assert.equal(q.backoff.failures("k"), 0);
+  q.shutDown();
+});
