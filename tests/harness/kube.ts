@@ -129,7 +129,7 @@ class LoggedProcess {
     return new LoggedProcess(child, logFile);
   }
 
-  /** SIGTERM, wait up to graceMs, then SIGKILL; resolves when the process and its pipes end. */
+  /** SIGTERM, wait up to graceMs, then SIGKILL; resolves when the process has exited. */
   async stop(graceMs: number): Promise<void> {
     if (!this.exited) {
       try {
