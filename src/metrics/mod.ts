@@ -1,5 +1,6 @@
 /**
- * Prometheus metrics of the operator, with upstream Portager's names and labels, on a
+ * Prometheus metrics of the operator, with upstream Portager's names, labels (`name`,
+ * `namespace`) and help texts, plus bytes/blobs/queue/retry metrics of our own, on a
  * private prom-client Registry (never the global one, so tests and several operators in one
  * process do not share counters). The only module that imports prom-client.
  * @module
@@ -7,13 +8,14 @@
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
-/** Outcome label of `portage_sync_total`. */
-export type SyncOutcome = "success" | "failure" | "partial";
+/** Outcome label of `portage_sync_total`, as upstream: `success` or `failure`. */
+export type SyncOutcome = "success" | "failure";
 
 /** What one finished sync of an ImageSync contributes to the metrics. */
 export interface SyncObservation {
   namespace: string;
-  imagesync: string;
+  /** The ImageSync's name (label `name`, as upstream). */
+  name: string;
   status: SyncOutcome;
   durationSeconds: number;
   /** Tags copied (or that would be copied in a dry run). */
@@ -22,114 +24,144 @@ export interface SyncObservation {
   imagesSkipped: number;
   /** Tags that failed. */
   imagesFailed: number;
+  /** Tags in the sync, for `portage_image_info`. */
+  total: number;
+  /** Tags synced or up to date, for `portage_image_info`. */
+  synced: number;
   bytesCopied: number;
   blobsMounted: number;
   blobsSkipped: number;
-  /** Tags now in sync, for `portage_image_info`. */
-  images: Array<{ source: string; destination: string; tag: string; digest: string }>;
+  /** Tags whose validation gates passed. */
+  imagesVerified?: number;
+  /** Validation failures by gate (`cosign`, `vulnerability`, `sbom`). */
+  validationFailed?: Record<string, number>;
+  /** Tags now in sync at the destination, for `portage_tag_info`. */
+  tags: Array<{ source: string; destination: string; tag: string; digest: string }>;
 }
+
+type NameNs = "name" | "namespace";
 
 /** The operator's metrics. */
 export class Metrics {
   /** The registry to expose on /metrics. */
   readonly registry: Registry;
-  readonly syncTotal: Counter<"imagesync" | "namespace" | "status">;
-  readonly syncDuration: Histogram<"imagesync" | "namespace">;
-  readonly imagesCopied: Counter<"imagesync" | "namespace">;
-  readonly imagesSkipped: Counter<"imagesync" | "namespace">;
-  readonly imagesFailed: Counter<"imagesync" | "namespace">;
-  readonly imageInfo: Gauge<
-    "imagesync" | "namespace" | "source" | "destination" | "tag" | "digest"
-  >;
-  readonly bytesCopied: Counter<"imagesync" | "namespace">;
-  readonly blobsMounted: Counter<"imagesync" | "namespace">;
-  readonly blobsSkipped: Counter<"imagesync" | "namespace">;
+  readonly syncTotal: Counter<NameNs | "status">;
+  readonly syncDuration: Histogram<NameNs>;
+  readonly imagesCopied: Counter<NameNs>;
+  readonly imagesSkipped: Counter<NameNs>;
+  readonly imagesFailed: Counter<NameNs>;
+  readonly imageInfo: Gauge<NameNs | "synced" | "failed" | "total">;
+  readonly imagesVerified: Counter<NameNs>;
+  readonly imagesValidationFailed: Counter<NameNs | "gate">;
+  readonly tagInfo: Gauge<NameNs | "source" | "destination" | "tag" | "digest">;
+  readonly bytesCopied: Counter<NameNs>;
+  readonly blobsMounted: Counter<NameNs>;
+  readonly blobsSkipped: Counter<NameNs>;
   readonly queueDepth: Gauge;
-  readonly retries: Counter<"imagesync" | "namespace" | "kind">;
+  readonly retries: Counter<NameNs | "kind">;
   readonly isLeader: Gauge;
-  /** Label sets of portage_image_info per ImageSync, so stale digests can be removed. */
-  #info = new Map<string, Map<string, Record<string, string>>>();
+  /** Label sets of the info gauges per ImageSync, so stale series can be removed. */
+  #imageInfo = new Map<string, Record<string, string>>();
+  #tagInfo = new Map<string, Map<string, Record<string, string>>>();
 
   constructor() {
     const registers = [this.registry = new Registry()];
-    const syncLabels = ["imagesync", "namespace"] as const;
+    const labelNames = ["name", "namespace"] as const;
     this.syncTotal = new Counter({
       name: "portage_sync_total",
-      help: "Syncs of an ImageSync, by outcome.",
-      labelNames: ["imagesync", "namespace", "status"],
+      help: "Total number of ImageSync reconcile completions",
+      labelNames: ["name", "namespace", "status"],
       registers,
     });
     this.syncDuration = new Histogram({
       name: "portage_sync_duration_seconds",
-      help: "Wall time of one sync of an ImageSync.",
-      labelNames: syncLabels,
-      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+      help: "Duration of ImageSync reconcile cycles in seconds",
+      labelNames,
+      buckets: [1, 5, 10, 30, 60, 120, 300],
       registers,
     });
     this.imagesCopied = new Counter({
       name: "portage_images_copied_total",
-      help: "Image tags copied to the destination.",
-      labelNames: syncLabels,
+      help: "Total number of individual images copied",
+      labelNames,
       registers,
     });
     this.imagesSkipped = new Counter({
       name: "portage_images_skipped_total",
-      help: "Image tags skipped because the destination already had the source digest.",
-      labelNames: syncLabels,
+      help: "Total number of images skipped (digest match)",
+      labelNames,
       registers,
     });
     this.imagesFailed = new Counter({
       name: "portage_images_failed_total",
-      help: "Image tags that failed to sync.",
-      labelNames: syncLabels,
+      help: "Total number of individual image copy failures",
+      labelNames,
       registers,
     });
     this.imageInfo = new Gauge({
       name: "portage_image_info",
-      help: "A tag in sync at the destination, with its digest (value is always 1).",
-      labelNames: ["imagesync", "namespace", "source", "destination", "tag", "digest"],
+      help: "Current state snapshot per ImageSync resource",
+      labelNames: ["name", "namespace", "synced", "failed", "total"],
+      registers,
+    });
+    this.imagesVerified = new Counter({
+      name: "portage_images_verified_total",
+      help: "Total number of images that passed pre-sync validation",
+      labelNames,
+      registers,
+    });
+    this.imagesValidationFailed = new Counter({
+      name: "portage_images_validation_failed_total",
+      help: "Total number of images that failed pre-sync validation",
+      labelNames: ["name", "namespace", "gate"],
+      registers,
+    });
+    this.tagInfo = new Gauge({
+      name: "portage_tag_info",
+      help: "A tag in sync at the destination, with its digest (value is always 1)",
+      labelNames: ["name", "namespace", "source", "destination", "tag", "digest"],
       registers,
     });
     this.bytesCopied = new Counter({
       name: "portage_bytes_copied_total",
-      help: "Bytes of blobs and manifests uploaded to destinations.",
-      labelNames: syncLabels,
+      help: "Bytes of blobs and manifests uploaded to destination registries",
+      labelNames,
       registers,
     });
     this.blobsMounted = new Counter({
       name: "portage_blobs_mounted_total",
-      help: "Blobs cross-repository mounted at the destination instead of uploaded.",
-      labelNames: syncLabels,
+      help: "Blobs cross-repository mounted at the destination instead of uploaded",
+      labelNames,
       registers,
     });
     this.blobsSkipped = new Counter({
       name: "portage_blobs_skipped_total",
-      help: "Blobs the destination already had.",
-      labelNames: syncLabels,
+      help: "Blobs the destination already had",
+      labelNames,
       registers,
     });
     this.queueDepth = new Gauge({
       name: "portage_queue_depth",
-      help: "ImageSyncs waiting in the work queue.",
+      help: "ImageSyncs waiting in the work queue",
       registers,
     });
     this.retries = new Counter({
       name: "portage_retries_total",
       help:
-        "Retries: reconciles requeued with backoff (kind=reconcile), registry requests retried (kind=registry).",
-      labelNames: ["imagesync", "namespace", "kind"],
+        "Retries: reconciles requeued with backoff (kind=reconcile), registry requests retried (kind=registry)",
+      labelNames: ["name", "namespace", "kind"],
       registers,
     });
     this.isLeader = new Gauge({
       name: "portage_leader",
-      help: "1 when this instance holds the leader lease (or runs without leader election).",
+      help: "1 when this instance holds the leader lease or runs without leader election",
       registers,
     });
   }
 
   /** Records one finished sync. */
   observeSync(o: SyncObservation): void {
-    const l = { imagesync: o.imagesync, namespace: o.namespace };
+    const l = { name: o.name, namespace: o.namespace };
     this.syncTotal.inc({ ...l, status: o.status });
     this.syncDuration.observe(l, o.durationSeconds);
     this.imagesCopied.inc(l, o.imagesCopied);
@@ -138,13 +170,21 @@ export class Metrics {
     this.bytesCopied.inc(l, o.bytesCopied);
     this.blobsMounted.inc(l, o.blobsMounted);
     this.blobsSkipped.inc(l, o.blobsSkipped);
-    const key = `${o.namespace}/${o.imagesync}`;
-    const previous = this.#info.get(key) ?? new Map<string, Record<string, string>>();
-    const next = new Map<string, Record<string, string>>();
-    for (const img of o.images) {
-      const labels = { ...l, ...img };
-      next.set(`${img.source}\u0000${img.destination}\u0000${img.tag}`, labels);
+    if (o.imagesVerified) this.imagesVerified.inc(l, o.imagesVerified);
+    for (const [gate, n] of Object.entries(o.validationFailed ?? {})) {
+      if (n > 0) this.imagesValidationFailed.inc({ ...l, gate }, n);
     }
+    const key = `${o.namespace}/${o.name}`;
+    // one snapshot series per ImageSync (upstream keeps every old one; we replace it)
+    const info = { ...l, synced: String(o.synced), failed: String(o.imagesFailed), total: String(o.total) };
+    const oldInfo = this.#imageInfo.get(key);
+    if (oldInfo) this.imageInfo.remove(oldInfo);
+    this.imageInfo.set(info, 1);
+    this.#imageInfo.set(key, info);
+
+    const previous = this.#tagInfo.get(key) ?? new Map<string, Record<string, string>>();
+    const next = new Map<string, Record<string, string>>();
+    for (const t of o.tags) next.set(`${t.source}\u0000${t.destination}\u0000${t.tag}`, { ...l, ...t });
     for (const [k, labels] of previous) {
       const now = next.get(k);
       // a tag that failed this time keeps its last known digest
@@ -152,37 +192,44 @@ export class Metrics {
         next.set(k, labels);
         continue;
       }
-      if (!now || now.digest !== labels.digest) this.imageInfo.remove(labels);
+      if (!now || now.digest !== labels.digest) this.tagInfo.remove(labels);
     }
-    for (const labels of next.values()) this.imageInfo.set(labels, 1);
-    this.#info.set(key, next);
+    for (const labels of next.values()) this.tagInfo.set(labels, 1);
+    this.#tagInfo.set(key, next);
   }
 
   /** Counts retries (kind `reconcile` or `registry`). */
-  observeRetry(namespace: string, imagesync: string, options: { kind?: string; count?: number } = {}): void {
+  observeRetry(namespace: string, name: string, options: { kind?: string; count?: number } = {}): void {
     const n = options.count ?? 1;
-    if (n > 0) this.retries.inc({ namespace, imagesync, kind: options.kind ?? "reconcile" }, n);
+    if (n > 0) this.retries.inc({ namespace, name, kind: options.kind ?? "reconcile" }, n);
   }
 
   /** Drops the per-object series of a deleted ImageSync. */
-  forget(namespace: string, imagesync: string): void {
-    const l = { namespace, imagesync };
+  forget(namespace: string, name: string): void {
+    const l = { namespace, name };
     for (
       const m of [
         this.syncDuration,
         this.imagesCopied,
         this.imagesSkipped,
         this.imagesFailed,
+        this.imagesVerified,
         this.bytesCopied,
         this.blobsMounted,
         this.blobsSkipped,
       ]
     ) m.remove(l);
-    for (const status of ["success", "failure", "partial"]) this.syncTotal.remove({ ...l, status });
+    for (const status of ["success", "failure"]) this.syncTotal.remove({ ...l, status });
     for (const kind of ["reconcile", "registry"]) this.retries.remove({ ...l, kind });
-    const key = `${namespace}/${imagesync}`;
-    for (const labels of this.#info.get(key)?.values() ?? []) this.imageInfo.remove(labels);
-    this.#info.delete(key);
+    for (const gate of ["cosign", "vulnerability", "sbom"]) {
+      this.imagesValidationFailed.remove({ ...l, gate });
+    }
+    const key = `${namespace}/${name}`;
+    const info = this.#imageInfo.get(key);
+    if (info) this.imageInfo.remove(info);
+    this.#imageInfo.delete(key);
+    for (const labels of this.#tagInfo.get(key)?.values() ?? []) this.tagInfo.remove(labels);
+    this.#tagInfo.delete(key);
   }
 
   /** The Prometheus text exposition. */
