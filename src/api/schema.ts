@@ -1,0 +1,293 @@
+/**
+ * The ImageSync schema (zod): the single source of truth for the TypeScript types, the
+ * validation messages and the CRD's openAPIV3Schema. Field names and defaults follow upstream
+ * Portager v0.5 (`portager.portager.io/v1alpha1`).
+ *
+ * Spec objects are strict (an unknown field is a problem with its path) except the validation
+ * gates, which are accepted permissively as upstream has them. Descriptions become the CRD's
+ * documentation (`kubectl explain imagesync.spec`), and `x-kubernetes-validations` metadata
+ * carries the CEL rules the apiserver enforces for the same checks the refinements do here.
+ * @module
+ */
+import { z } from "zod";
+import { parseEcrHost } from "./ecr_host.ts";
+import { registryProblem, repositoryPathProblem, tagProblem } from "./names.ts";
+import { scheduleProblem } from "./schedule.ts";
+import { semverConstraintProblem } from "./semver.ts";
+
+/** API group of the ImageSync kind. */
+export const GROUP = "portager.portager.io";
+/** API version of the ImageSync kind. */
+export const VERSION = "v1alpha1";
+/** `apiVersion` field value for ImageSync objects. */
+export const API_VERSION = `${GROUP}/${VERSION}`;
+/** Resource plural, as in `/apis/portager.portager.io/v1alpha1/namespaces/x/imagesyncs`. */
+export const PLURAL = "imagesyncs";
+/** Kind name. */
+export const KIND = "ImageSync";
+/** Annotation that, set to "true", makes the controller sync now and then remove it. */
+export const SYNC_NOW_ANNOTATION = "portager.portager.io/sync-now";
+/** Default of `images[].maxTags`: how many semver-matched tags are kept (newest first). */
+export const DEFAULT_MAX_TAGS = 10;
+/** The destination auth methods upstream Portager v0.5 knows. */
+export const AUTH_METHODS = ["secret", "ecr", "gar", "anonymous"] as const;
+
+function rule<T>(problem: (value: T) => string | undefined) {
+  return z.superRefine((value: T, ctx) => {
+    const message = problem(value);
+    if (message) ctx.addIssue({ code: "custom", message });
+  });
+}
+
+/** CEL rule applied by the apiserver, with the message it returns. */
+interface CelRule {
+  rule: string;
+  message: string;
+}
+
+function cel(...rules: CelRule[]): { "x-kubernetes-validations": CelRule[] } {
+  return { "x-kubernetes-validations": rules };
+}
+
+const REGISTRY_CEL = cel({
+  rule: "!self.contains('://')",
+  message: "registry must not include a scheme: write the host, e.g. ghcr.io, not https://ghcr.io",
+});
+
+const registryField = (description: string) =>
+  z.string().check(rule(registryProblem)).meta({ description, ...REGISTRY_CEL });
+
+/** A reference to a `kubernetes.io/dockerconfigjson` Secret. */
+export const SecretReferenceSchema = z.strictObject({
+  name: z.string().min(1, "secret name is empty").describe("Name of the Secret."),
+  namespace: z.string().min(1).optional().describe(
+    "Namespace of the Secret; defaults to the ImageSync's namespace.",
+  ),
+}).describe("A kubernetes.io/dockerconfigjson Secret.");
+
+/** Where images are pulled from. */
+export const SourceSchema = z.strictObject({
+  registry: registryField(
+    "Source registry host with an optional path prefix and no scheme, e.g. cgr.dev/my-org or " +
+      "docker.io/library. Image names are relative to it.",
+  ),
+  authSecretRef: SecretReferenceSchema.optional().describe(
+    "dockerconfigjson Secret with pull credentials; omit for public registries.",
+  ),
+}).describe("Where images are pulled from.");
+
+/** How to authenticate to the destination. */
+export const DestinationAuthSchema = z.strictObject({
+  method: z.enum(AUTH_METHODS).describe(
+    "secret: a dockerconfigjson Secret (secretRef); ecr: the AWS credential chain (IRSA) for an " +
+      "ECR registry; gar: Google credentials (Workload Identity or GOOGLE_APPLICATION_CREDENTIALS); " +
+      "anonymous: no credentials.",
+  ),
+  secretRef: SecretReferenceSchema.optional().describe(
+    "dockerconfigjson Secret with push credentials; required when method is secret.",
+  ),
+}).check(z.superRefine((auth, ctx) => {
+  if (auth?.method === "secret" && !auth.secretRef) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["secretRef"],
+      message: "is required when method is secret (name a kubernetes.io/dockerconfigjson Secret)",
+    });
+  }
+}, { when: () => true })).meta({
+  description: "How to authenticate to the destination registry.",
+  ...cel({
+    rule: "self.method != 'secret' || has(self.secretRef)",
+    message: "secretRef is required when method is secret",
+  }),
+});
+
+/** Where images are pushed to. */
+export const DestinationSchema = z.strictObject({
+  registry: registryField(
+    "Destination registry host with an optional path prefix and no scheme, e.g. " +
+      "123456789012.dkr.ecr.us-east-1.amazonaws.com or registry.example.com:5000/mirror.",
+  ),
+  auth: DestinationAuthSchema,
+  repositoryPrefix: z.string().check(rule((p: string) => repositoryPathProblem(p, "repositoryPrefix")))
+    .optional().describe(
+      "Prepended to image names at the destination: with prefix mirror, image library/nginx is " +
+        "pushed to <registry>/mirror/library/nginx.",
+    ),
+}).describe("Where images are pushed to.");
+
+/** One image (repository) to sync and which of its tags. */
+export const ImageSpecSchema = z.strictObject({
+  name: z.string().check(rule((n: string) => repositoryPathProblem(n, "image name"))).describe(
+    "Repository path relative to the source registry, e.g. nginx or library/nginx. The same path " +
+      "(after repositoryPrefix) is used at the destination.",
+  ),
+  tags: z.array(z.string().check(rule(tagProblem))).optional().describe(
+    'Explicit tags to sync, e.g. [latest, "1.22"]. Synced first, before semver matches.',
+  ),
+  semver: z.string().check(rule(semverConstraintProblem)).optional().describe(
+    'Semver constraint (Masterminds syntax: 1.x, 1.2.x, ~1.3.0, ^1.3.0, ">= 1.22.0, < 1.23.0", ' +
+      "||) matched against the source's tags; tags that are not versions are skipped, " +
+      "pre-releases only match a constraint that names one.",
+  ),
+  maxTags: z.int().min(0, "must be 0 (unlimited) or more").default(DEFAULT_MAX_TAGS).describe(
+    "How many semver matches to sync, newest first; 0 means unlimited. Explicit tags are not " +
+      "counted.",
+  ),
+}).check(z.superRefine((image, ctx) => {
+  if (typeof image !== "object" || image === null) return;
+  const hasTags = Array.isArray(image.tags) && image.tags.length > 0;
+  const hasSemver = typeof image.semver === "string" && image.semver.trim() !== "";
+  if (!hasTags && !hasSemver) ctx.addIssue({ code: "custom", message: "needs tags or semver" });
+}, { when: () => true })).meta({
+  description: "An image (repository) to sync and which of its tags.",
+  ...cel({
+    rule: "(has(self.tags) && size(self.tags) > 0) || (has(self.semver) && size(self.semver) > 0)",
+    message: "needs tags or semver",
+  }),
+});
+
+/** Cosign signature gate (accepted as upstream has it; not implemented yet). */
+export const CosignSchema = z.looseObject({
+  enabled: z.boolean().describe("Verify cosign signatures before copying."),
+  publicKey: z.string().optional().describe("PEM public key for key-based verification."),
+  keylessIssuer: z.string().optional().describe("OIDC issuer for keyless (Fulcio) verification."),
+}).describe("Cosign signature verification.");
+
+/** Vulnerability gate (accepted as upstream has it; not implemented yet). */
+export const VulnerabilityGateSchema = z.looseObject({
+  enabled: z.boolean().describe(
+    "Block images whose attached SARIF report has findings at or above maxSeverity.",
+  ),
+  maxSeverity: z.enum(["critical", "high", "medium", "low"]).default("critical").describe(
+    "Findings at or above this severity block the sync.",
+  ),
+  requireCveReport: z.boolean().default(true).describe("Block when no vulnerability report is attached."),
+}).describe("Vulnerability severity gate.");
+
+/** SBOM gate (accepted as upstream has it; not implemented yet). */
+export const SbomGateSchema = z.looseObject({
+  enabled: z.boolean().describe("Require an SPDX or CycloneDX SBOM attached to the source image."),
+}).describe("SBOM presence gate.");
+
+/** Pre-sync validation gates. An enabled gate fails its tags until the gates are implemented. */
+export const ValidationSchema = z.looseObject({
+  cosign: CosignSchema.optional(),
+  vulnerabilityGate: VulnerabilityGateSchema.optional(),
+  sbomGate: SbomGateSchema.optional(),
+}).describe(
+  "Pre-sync validation gates. Not implemented yet: an enabled gate fails its tags with reason " +
+    "ValidationUnavailable rather than being skipped.",
+);
+
+/** The desired state of an ImageSync. */
+export const ImageSyncSpecSchema = z.strictObject({
+  schedule: z.string().check(rule(scheduleProblem)).describe(
+    'When to sync: a 5-field cron expression ("0 */6 * * *", UTC, CRON_TZ=<zone> prefix allowed), ' +
+      '@hourly/@daily/@weekly/@monthly/@yearly, or "@every <duration>" (30s, 5m, 1h30m).',
+  ),
+  source: SourceSchema,
+  destination: DestinationSchema,
+  images: z.array(ImageSpecSchema).min(1, "needs at least one image").describe("Images to sync."),
+  createDestinationRepos: z.boolean().optional().describe(
+    "Create missing destination repositories before pushing (ECR; other registries create them on push).",
+  ),
+  validation: ValidationSchema.optional(),
+}).check(z.superRefine((spec, ctx) => {
+  const dst = spec?.destination;
+  if (dst?.auth?.method === "ecr" && typeof dst.registry === "string" && !registryProblem(dst.registry)) {
+    if (!parseEcrHost(dst.registry)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["destination", "registry"],
+        message: `auth method ecr needs an Amazon ECR registry like ` +
+          `123456789012.dkr.ecr.us-east-1.amazonaws.com, not "${dst.registry}"`,
+      });
+    }
+  }
+}, { when: () => true })).describe("The desired state: what to sync, from where, to where, and when.");
+
+const timeField = (description: string) => z.string().meta({ description, format: "date-time" });
+
+/** A Kubernetes condition (metav1.Condition). */
+export const ConditionSchema = z.object({
+  type: z.string().max(316).describe("Condition type: Ready or Syncing."),
+  status: z.enum(["True", "False", "Unknown"]).describe("True, False or Unknown."),
+  reason: z.string().min(1).max(1024).describe("CamelCase reason, e.g. SyncSucceeded, AuthFailed."),
+  message: z.string().max(32768).describe("Human-readable details."),
+  lastTransitionTime: timeField("When the status last changed."),
+  observedGeneration: z.int().min(0).optional().describe("The generation the condition was set for."),
+}).describe("A condition of the ImageSync.");
+
+/** The result of the last sync of one tag. */
+export const TagStatusSchema = z.object({
+  tag: z.string().describe("The tag."),
+  synced: z.boolean().describe("Whether the destination has this tag at the source's digest."),
+  sourceDigest: z.string().optional().describe("Manifest digest at the source, e.g. sha256:…"),
+  lastSyncTime: timeField("When this tag was last synced.").optional(),
+  error: z.string().optional().describe("Why the tag failed, when synced is false."),
+  reason: z.string().optional().describe("Stable failure reason, e.g. NotFound, Unauthorized."),
+  verified: z.boolean().optional().describe("Whether the validation gates passed."),
+  validationError: z.string().optional().describe("Why a validation gate failed."),
+}).describe("Sync result of one tag.");
+
+/** The results of the last sync of one image. */
+export const ImageStatusSchema = z.object({
+  name: z.string().describe("Image name as in spec.images[].name."),
+  tags: z.array(TagStatusSchema).optional().describe("Per-tag results."),
+}).describe("Sync results of one image.");
+
+/** The observed state of an ImageSync. */
+export const ImageSyncStatusSchema = z.object({
+  lastSyncTime: timeField("When the last sync finished.").optional(),
+  nextSyncTime: timeField("When the next scheduled sync is due.").optional(),
+  conditions: z.array(ConditionSchema).optional().meta({
+    description: "Ready and Syncing conditions.",
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+  }),
+  images: z.array(ImageStatusSchema).optional().describe("Per-image, per-tag results of the last sync."),
+  totalImages: z.int().min(0).optional().describe("Number of image tags in the last sync."),
+  syncedImages: z.int().min(0).optional().describe("Image tags synced or already up to date."),
+  failedImages: z.int().min(0).optional().describe("Image tags that failed."),
+  observedGeneration: z.int().min(0).optional().describe("The generation the last sync was for."),
+}).describe("The observed state of the ImageSync.");
+
+/** Object metadata as far as Portager reads it; everything else is kept as is. */
+export const MetadataSchema = z.looseObject({
+  name: z.string().min(1, "is required"),
+  namespace: z.string().optional(),
+  generation: z.number().optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+
+/** A whole ImageSync object, as found in a file or returned by the apiserver. */
+export const ImageSyncSchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION, `must be ${API_VERSION}`),
+  kind: z.literal(KIND, `must be ${KIND}`),
+  metadata: MetadataSchema,
+  spec: ImageSyncSpecSchema,
+  status: ImageSyncStatusSchema.optional(),
+});
+
+/** A reference to a dockerconfigjson Secret. */
+export type SecretReference = z.input<typeof SecretReferenceSchema>;
+/** How to authenticate to the destination. */
+export type DestinationAuth = z.input<typeof DestinationAuthSchema>;
+/** One image of the spec (`maxTags` may be omitted: it defaults to 10). */
+export type ImageSpec = z.input<typeof ImageSpecSchema>;
+/** The validation gates. */
+export type ValidationConfig = z.input<typeof ValidationSchema>;
+/** The desired state of an ImageSync (defaults may be omitted). */
+export type ImageSyncSpec = z.input<typeof ImageSyncSpecSchema>;
+/** A condition. */
+export type Condition = z.input<typeof ConditionSchema>;
+/** Result of one tag in status. */
+export type TagStatus = z.input<typeof TagStatusSchema>;
+/** Results of one image in status. */
+export type ImageStatus = z.input<typeof ImageStatusSchema>;
+/** The observed state of an ImageSync. */
+export type ImageSyncStatus = z.input<typeof ImageSyncStatusSchema>;
+/** A whole ImageSync object. */
+export type ImageSync = z.input<typeof ImageSyncSchema>;
