@@ -1,0 +1,449 @@
+/**
+ * Registry operations on top of the transport: manifests (HEAD/GET/PUT), blobs (HEAD, streamed
+ * GET, monolithic or chunked upload, cross-repository mount) and tag listing with pagination.
+ * @module
+ */
+
+import { repositoryScope } from "./auth.ts";
+import { digestLike, pieces, sha256Digest, verifyingStream } from "./blobs.ts";
+import { OciError } from "./errors.ts";
+import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, type ParsedManifest, parseManifest } from "./manifest.ts";
+import type { Reference } from "./reference.ts";
+import { nextLinkTarget } from "./tags.ts";
+import { Transport, type TransportOptions } from "./transport.ts";
+
+/** Options for {@linkcode RegistryClient}. */
+export interface RegistryClientOptions extends TransportOptions {
+  /**
+   * How blobs are uploaded: one streamed PUT ("monolithic", default) or PATCH pieces of
+   * `chunkSize` bytes ("chunked", for registries that require it).
+   */
+  uploadMode?: "monolithic" | "chunked";
+  /** Piece size for chunked uploads (default 8 MiB). */
+  chunkSize?: number;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Cancels the call. */
+  signal?: AbortSignal;
+}
+
+/** What a manifest HEAD tells: digest, media type and size. */
+export interface ManifestHead {
+  /** Manifest digest (from Docker-Content-Digest, or computed from a GET when absent). */
+  digest: string;
+  /** Media type from Content-Type. */
+  mediaType: string;
+  /** Size in bytes. */
+  size: number;
+}
+
+/** A fetched manifest: exact bytes plus what they say. */
+export interface FetchedManifest extends ManifestHead {
+  /** The manifest bytes exactly as served (digest-verified). */
+  bytes: Uint8Array;
+  /** The parsed manifest. */
+  manifest: ParsedManifest;
+}
+
+/** A blob being read: a digest-verified stream. */
+export interface BlobStream {
+  /** Verified content; fails with DigestMismatch at the end if the bytes are wrong. */
+  stream: ReadableStream<Uint8Array>;
+  /** Size from the descriptor or Content-Length, when known. */
+  size?: number;
+}
+
+/** Result of a cross-repository mount attempt. */
+export type MountResult = { mounted: true } | { mounted: false; location: string };
+
+const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+function pull(ref: Reference): string[] {
+  return [repositoryScope(ref.repository, ["pull"])];
+}
+
+function pushPull(ref: Reference): string[] {
+  return [repositoryScope(ref.repository, ["pull", "push"])];
+}
+
+/**
+ * A client for OCI registries with one set of credentials (a resolver mapping each registry
+ * host to its secret). Call {@linkcode RegistryClient.close} when done if `caCerts` were given.
+ */
+export class RegistryClient {
+  /** The transport (auth, retries, redirects) this client sends through. */
+  readonly transport: Transport;
+  readonly #opts: RegistryClientOptions;
+
+  /** Creates a client. */
+  constructor(opts: RegistryClientOptions = {}) {
+    this.#opts = opts;
+    this.transport = new Transport(opts);
+  }
+
+  /** Attempts per operation, including the first (shared with the copier's blob restarts). */
+  get maxAttempts(): number {
+    return Math.max(1, this.#opts.maxAttempts ?? 5);
+  }
+
+  /** Releases the HTTP client that holds the custom CA bundle. */
+  close(): void {
+    this.transport.close();
+  }
+
+  /** Disposes the client (same as {@linkcode RegistryClient.close}). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * HEADs a manifest by tag or digest: undefined when it does not exist (404). When the
+   * registry omits Docker-Content-Digest the manifest is fetched and hashed.
+   */
+  async headManifest(ref: Reference, opts: CallOptions = {}): Promise<ManifestHead | undefined> {
+    const res = await this.transport.request(ref.registry, {
+      method: "HEAD",
+      path: `/v2/${ref.repository}/manifests/${ref.identifier}`,
+      scopes: pull(ref),
+      headers: { accept: MANIFEST_ACCEPT },
+      accept: [404],
+      reference: ref.toString(),
+      action: "check manifest",
+      signal: opts.signal,
+    });
+    await res.discard();
+    if (res.status === 404) return undefined;
+    const digest = res.headers.get("docker-content-digest") ?? ref.digest;
+    const mediaType = (res.headers.get("content-type") ?? "").split(";")[0].trim();
+    const size = Number(res.headers.get("content-length") ?? "NaN");
+    if (!digest || !Number.isFinite(size)) {
+      const got = await this.getManifest(ref, opts);
+      return { digest: got.digest, mediaType: got.mediaType, size: got.size };
+    }
+    return { digest, mediaType, size };
+  }
+
+  /**
+   * GETs a manifest, keeping its bytes exactly. The content is hashed and checked against the
+   * reference's digest (or Docker-Content-Digest); schema 1 is refused.
+   */
+  async getManifest(ref: Reference, opts: CallOptions = {}): Promise<FetchedManifest> {
+    const res = await this.transport.request(ref.registry, {
+      method: "GET",
+      path: `/v2/${ref.repository}/manifests/${ref.identifier}`,
+      scopes: pull(ref),
+      headers: { accept: MANIFEST_ACCEPT },
+      reference: ref.toString(),
+      action: "pull manifest",
+      signal: opts.signal,
+    });
+    const context = `registry ${ref.registry}: manifest ${ref}`;
+    const tooLarge = () =>
+      new OciError(
+        "ManifestTooLarge",
+        `${context} is larger than ${MAX_MANIFEST_BYTES} bytes`,
+        { registry: ref.registry, reference: ref.toString() },
+      );
+    const declared = Number(res.headers.get("content-length") ?? "0");
+    if (declared > MAX_MANIFEST_BYTES) {
+      await res.discard();
+      throw tooLarge();
+    }
+    const bytes = await res.bytes(MAX_MANIFEST_BYTES, tooLarge);
+    const header = res.headers.get("docker-content-digest");
+    const expected = ref.digest ?? header ?? undefined;
+    const computed = expected ? digestLike(expected, bytes) : sha256Digest(bytes);
+    if (expected && computed !== expected) {
+      throw new OciError(
+        "DigestMismatch",
+        `${context}: content digest is ${computed}, expected ${expected}`,
+        { registry: ref.registry, reference: ref.toString() },
+      );
+    }
+    const manifest = parseManifest(bytes, res.headers.get("content-type"), context);
+    return { digest: computed, mediaType: manifest.mediaType, size: bytes.byteLength, bytes, manifest };
+  }
+
+  /** PUTs manifest bytes under the reference's tag (or digest); returns the stored digest. */
+  async putManifest(
+    ref: Reference,
+    manifest: { bytes: Uint8Array; mediaType: string },
+    opts: CallOptions = {},
+  ): Promise<string> {
+    const target = ref.tag ?? ref.digest;
+    if (!target) {
+      throw new OciError("InvalidReference", `cannot push ${ref}: it names no tag or digest`, {
+        reference: ref.toString(),
+      });
+    }
+    const res = await this.transport.request(ref.registry, {
+      method: "PUT",
+      path: `/v2/${ref.repository}/manifests/${target}`,
+      scopes: pushPull(ref),
+      headers: { "content-type": manifest.mediaType },
+      body: manifest.bytes,
+      reference: ref.toString(),
+      action: "push manifest",
+      signal: opts.signal,
+    });
+    await res.discard();
+    return res.headers.get("docker-content-digest") ??
+      (ref.digest ? digestLike(ref.digest, manifest.bytes) : sha256Digest(manifest.bytes));
+  }
+
+  /** HEADs a blob in a repository: its size, or undefined when absent. */
+  async headBlob(
+    repo: Reference,
+    digest: string,
+    opts: CallOptions = {},
+  ): Promise<{ size: number } | undefined> {
+    const res = await this.transport.request(repo.registry, {
+      method: "HEAD",
+      path: `/v2/${repo.repository}/blobs/${digest}`,
+      scopes: pull(repo),
+      accept: [404],
+      reference: `${repo.name}@${digest}`,
+      action: "check blob",
+      signal: opts.signal,
+    });
+    await res.discard();
+    if (res.status === 404) return undefined;
+    return { size: Number(res.headers.get("content-length") ?? "0") };
+  }
+
+  /**
+   * Streams a blob, verifying its digest (and size when given) on the fly. Redirects to
+   * storage hosts are followed without Authorization.
+   */
+  async getBlob(
+    repo: Reference,
+    digest: string,
+    opts: CallOptions & { size?: number; onChunk?: (bytes: number) => void } = {},
+  ): Promise<BlobStream> {
+    const reference = `${repo.name}@${digest}`;
+    const res = await this.transport.request(repo.registry, {
+      method: "GET",
+      path: `/v2/${repo.repository}/blobs/${digest}`,
+      scopes: pull(repo),
+      reference,
+      action: "pull blob",
+      signal: opts.signal,
+    });
+    const length = res.headers.get("content-length");
+    const size = opts.size ?? (length !== null ? Number(length) : undefined);
+    if (!res.body) {
+      throw new OciError("Protocol", `registry ${repo.registry}: empty response for blob ${reference}`, {
+        registry: repo.registry,
+        reference,
+      });
+    }
+    const stream = res.body.pipeThrough(
+      verifyingStream(digest, {
+        size,
+        context: `registry ${repo.registry}: blob ${reference}`,
+        onChunk: opts.onChunk,
+      }),
+    );
+    return size === undefined ? { stream } : { stream, size };
+  }
+
+  /**
+   * Tries a cross-repository mount of `digest` from `fromRepository` (same registry). On
+   * success nothing is transferred; otherwise the registry's fresh upload session is returned.
+   */
+  async mountBlob(
+    dst: Reference,
+    digest: string,
+    opts: CallOptions & { fromRepository: string },
+  ): Promise<MountResult> {
+    const params = new URLSearchParams({ mount: digest, from: opts.fromRepository });
+    const res = await this.transport.request(dst.registry, {
+      method: "POST",
+      path: `/v2/${dst.repository}/blobs/uploads/?${params}`,
+      scopes: [...pushPull(dst), repositoryScope(opts.fromRepository, ["pull"])],
+      reference: `${dst.name}@${digest}`,
+      action: "mount blob",
+      signal: opts.signal,
+    });
+    await res.discard();
+    if (res.status === 201) return { mounted: true };
+    return { mounted: false, location: this.#location(res.headers, dst, "mount blob") };
+  }
+
+  /** Starts an upload session; returns its Location (absolute or relative to the registry). */
+  async startUpload(dst: Reference, opts: CallOptions = {}): Promise<string> {
+    const res = await this.transport.request(dst.registry, {
+      method: "POST",
+      path: `/v2/${dst.repository}/blobs/uploads/`,
+      scopes: pushPull(dst),
+      reference: dst.name,
+      action: "start blob upload",
+      signal: opts.signal,
+      // A retried POST only leaves an orphan session behind, which registries expire.
+      idempotent: true,
+    });
+    await res.discard();
+    return this.#location(res.headers, dst, "start blob upload");
+  }
+
+  /**
+   * Uploads a blob from a stream: monolithic PUT (streamed, never buffered) or chunked PATCH.
+   * On any failure the upload session is deleted and the error rethrown.
+   */
+  async uploadBlob(
+    dst: Reference,
+    blob: { digest: string; stream: ReadableStream<Uint8Array>; size?: number },
+    opts: CallOptions & { location?: string } = {},
+  ): Promise<void> {
+    let location = opts.location;
+    try {
+      location ??= await this.startUpload(dst, opts);
+    } catch (e) {
+      await blob.stream.cancel().catch(() => {});
+      throw e;
+    }
+    const reference = `${dst.name}@${blob.digest}`;
+    try {
+      const chunked = this.#opts.uploadMode === "chunked" || blob.size === undefined;
+      if (!chunked) {
+        const url = withDigest(location, blob.digest);
+        const res = await this.transport.request(dst.registry, {
+          method: "PUT",
+          path: url,
+          scopes: pushPull(dst),
+          headers: { "content-type": "application/octet-stream" },
+          stream: blob.stream,
+          reference,
+          action: "upload blob",
+          signal: opts.signal,
+        });
+        await res.discard();
+        return;
+      }
+      let offset = 0;
+      for await (const piece of pieces(blob.stream, this.#opts.chunkSize ?? DEFAULT_CHUNK_SIZE)) {
+        const res = await this.transport.request(dst.registry, {
+          method: "PATCH",
+          path: location,
+          scopes: pushPull(dst),
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-range": `${offset}-${offset + piece.byteLength - 1}`,
+            "content-length": String(piece.byteLength),
+          },
+          body: piece,
+          reference,
+          action: "upload blob chunk",
+          signal: opts.signal,
+          // The registry may have taken the piece before failing: restart the blob instead.
+          idempotent: false,
+        });
+        await res.discard();
+        location = this.#location(res.headers, dst, "upload blob chunk", location);
+        offset += piece.byteLength;
+      }
+      const res = await this.transport.request(dst.registry, {
+        method: "PUT",
+        path: withDigest(location, blob.digest),
+        scopes: pushPull(dst),
+        reference,
+        action: "finish blob upload",
+        signal: opts.signal,
+      });
+      await res.discard();
+    } catch (e) {
+      await blob.stream.cancel().catch(() => {});
+      await this.#abandon(dst, location);
+      throw e;
+    }
+  }
+
+  /** Deletes an upload session, ignoring failures (the registry expires it anyway). */
+  async #abandon(dst: Reference, location: string): Promise<void> {
+    try {
+      const res = await this.transport.request(dst.registry, {
+        method: "DELETE",
+        path: location,
+        scopes: pushPull(dst),
+        accept: [400, 404, 405],
+        action: "cancel blob upload",
+        idempotent: false,
+      });
+      await res.discard();
+    } catch {
+      // Best effort.
+    }
+  }
+
+  #location(headers: Headers, dst: Reference, action: string, fallback?: string): string {
+    const loc = headers.get("location") ?? fallback;
+    if (!loc) {
+      throw new OciError(
+        "Protocol",
+        `registry ${dst.registry}: no Location header in the answer to ${action} for ${dst.name}`,
+        { registry: dst.registry, reference: dst.name },
+      );
+    }
+    return loc;
+  }
+
+  /**
+   * Lists a repository's tags, following `Link: <…>; rel="next"` pagination. `pageSize`
+   * sets `n` on the first request.
+   */
+  async listTags(repo: Reference, opts: CallOptions & { pageSize?: number } = {}): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${repo.repository}/tags/list` +
+      (opts.pageSize ? `?n=${opts.pageSize}` : "");
+    const seen = new Set<string>();
+    while (path) {
+      if (seen.has(path) || seen.size > 10_000) {
+        throw new OciError(
+          "Protocol",
+          `registry ${repo.registry}: tag list pagination for ${repo.name} loops`,
+          { registry: repo.registry, reference: repo.name },
+        );
+      }
+      seen.add(path);
+      const res = await this.transport.request(repo.registry, {
+        method: "GET",
+        path,
+        scopes: pull(repo),
+        headers: { accept: "application/json" },
+        reference: repo.name,
+        action: "list tags of",
+        signal: opts.signal,
+      });
+      const text = new TextDecoder().decode(
+        await res.bytes(
+          64 * 1024 * 1024,
+          () => new OciError("Protocol", `registry ${repo.registry}: tag list page too large`),
+        ),
+      );
+      let body: { tags?: unknown };
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new OciError(
+          "Protocol",
+          `registry ${repo.registry}: the tag list of ${repo.name} is not JSON`,
+          { registry: repo.registry, reference: repo.name },
+        );
+      }
+      if (Array.isArray(body.tags)) { for (const t of body.tags) tags.push(String(t)); }
+      const next = nextLinkTarget(res.headers.get("link"));
+      path = next ? new URL(next, res.url).href : undefined;
+    }
+    return tags;
+  }
+}
+
+/** Adds `digest=` to an upload Location, keeping its other query parameters. */
+export function withDigest(location: string, digest: string): string {
+  const absolute = /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
+  const url = new URL(location, "http://placeholder.invalid");
+  url.searchParams.set("digest", digest);
+  return absolute ? url.href : `${url.pathname}${url.search}`;
+}

@@ -1,0 +1,514 @@
+/**
+ * The copier: copies an image or a whole index from one repository to another, blobs first,
+ * then child manifests, then the tagged manifest last, so a tag never points to an incomplete
+ * image. One {@linkcode Copier} is one batch: a blob needed by several copies is moved once.
+ *
+ * Platform filter: when `platforms` is set and the source is an index, only the matching
+ * children are copied and a new index listing just those children (every other field kept)
+ * is pushed under the tag; its digest then differs from the source's. When every child
+ * matches, the source index is pushed unchanged. A single-image source is copied as is.
+ * @module
+ */
+
+import { sha256Digest } from "./blobs.ts";
+import type { FetchedManifest, RegistryClient } from "./client.ts";
+import { OciError } from "./errors.ts";
+import { type Descriptor, filteredIndexBytes, formatPlatform, selectChildren } from "./manifest.ts";
+import type { Reference } from "./reference.ts";
+import { sleep } from "./transport.ts";
+
+/** A progress report: bytes moved so far for one copy. */
+export interface CopyProgress {
+  /** The destination reference being written. */
+  ref: string;
+  /** Blob bytes moved so far by this copy (drops back if a blob upload restarts). */
+  bytes: number;
+  /** Bytes this copy plans to move (blobs neither present nor mountable). */
+  totalBytes?: number;
+  /** The blob the latest bytes belong to. */
+  digest?: string;
+}
+
+/** Options for {@linkcode Copier}. */
+export interface CopierOptions {
+  /** Blob and manifest transfers in flight at once, across all copies of this batch (default 4). */
+  concurrency?: number;
+  /** Copy only these platforms of an index ("linux/amd64", "linux/arm64/v8"); see the module doc. */
+  platforms?: string[];
+  /** Called as blob bytes move. */
+  onProgress?: (e: CopyProgress) => void;
+}
+
+/** Per-copy options. */
+export interface CopyOptions {
+  /** Plan only: read source and destination, write nothing. */
+  dryRun?: boolean;
+  /** Cancels the copy. */
+  signal?: AbortSignal;
+}
+
+/** What happens (or would happen) to one blob. */
+export interface BlobPlan {
+  /** Blob digest. */
+  digest: string;
+  /** Blob size in bytes. */
+  size: number;
+  /** copy = stream from the source; mount = cross-repository mount; skip = already there (or moved by another copy of this batch). */
+  action: "copy" | "mount" | "skip";
+  /** For mounts: the repository mounted from. */
+  from?: string;
+}
+
+/** The outcome of one copy. */
+export interface CopyResult {
+  /** Digest of the manifest the destination tag now points to (or would). */
+  digest: string;
+  /** Its media type. */
+  mediaType: string;
+  /** Blob bytes streamed from source to destination (planned bytes for a dry run). */
+  bytesMoved: number;
+  /** Blobs streamed. */
+  blobsCopied: number;
+  /** Blobs mounted from another repository of the destination registry. */
+  blobsMounted: number;
+  /** Blobs already present (or moved by another copy of this batch). */
+  blobsSkipped: number;
+  /** The destination already had this digest under the tag: nothing was read or written. */
+  upToDate: boolean;
+  /** Whether this was a dry run. */
+  dryRun: boolean;
+  /** Manifests written (children and the tagged one). */
+  manifestsPushed: number;
+  /** True when a platform filter made the copier write a new, smaller index. */
+  indexRewritten: boolean;
+  /** Per-blob plan/outcome. */
+  blobs: BlobPlan[];
+}
+
+/** Runs at most `max` tasks at once, in arrival order. */
+class Limiter {
+  #active = 0;
+  #queue: Array<() => void> = [];
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = Math.max(1, Math.floor(max));
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.#max) {
+      await new Promise<void>((resolve) => this.#queue.push(resolve));
+    } else {
+      this.#active++;
+    }
+    try {
+      return await fn();
+    } finally {
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#active--;
+    }
+  }
+}
+
+type Outcome = "copied" | "mounted";
+
+interface PlannedBlob extends BlobPlan {
+  descriptor: Descriptor;
+  /** Key of another copy's task this blob waits for. */
+  shared?: string;
+}
+
+/**
+ * Copies images between registries. Give one client (used for both sides) or a source and a
+ * destination client (different credentials). Reuse one instance for a batch of copies so
+ * shared blobs move once; concurrent `copy` calls are fine.
+ */
+export class Copier {
+  readonly #source: RegistryClient;
+  readonly #destination: RegistryClient;
+  readonly #opts: CopierOptions;
+  readonly #limiter: Limiter;
+  /** Blob transfers of this batch, by `registry/repository@digest` at the destination. */
+  readonly #tasks = new Map<string, Promise<Outcome>>();
+  /** Destination repositories known to hold a blob after this batch wrote it: `registry@digest` → repositories. */
+  readonly #present = new Map<string, Set<string>>();
+  /** Dry-run bookkeeping: blobs an earlier dry-run copy of this batch would already move. */
+  readonly #planned = new Set<string>();
+
+  /** Creates a copier for one batch. */
+  constructor(
+    clients: RegistryClient | { source: RegistryClient; destination: RegistryClient },
+    opts: CopierOptions = {},
+  ) {
+    if ("source" in clients) {
+      this.#source = clients.source;
+      this.#destination = clients.destination;
+    } else {
+      this.#source = clients;
+      this.#destination = clients;
+    }
+    this.#opts = opts;
+    this.#limiter = new Limiter(opts.concurrency ?? 4);
+  }
+
+  /**
+   * Copies `src` (tag or digest) to `dst` (tag, or digest-only), preserving digests. If the
+   * destination already points at the source digest, returns `upToDate` having read no blob.
+   */
+  async copy(src: Reference, dst: Reference, opts: CopyOptions = {}): Promise<CopyResult> {
+    const dryRun = opts.dryRun ?? false;
+    const platforms = this.#opts.platforms ?? [];
+    const userSignal = opts.signal;
+
+    // 1. What should the destination point at?
+    let root: FetchedManifest | undefined;
+    let targetDigest: string;
+    let pushBytes: Uint8Array | undefined;
+    let children: Descriptor[] | undefined;
+    let indexRewritten = false;
+    if (platforms.length > 0) {
+      root = await this.#source.getManifest(src, { signal: userSignal });
+      targetDigest = root.digest;
+      if (root.manifest.isIndex) {
+        const all = root.manifest.manifests;
+        children = selectChildren(all, platforms);
+        if (children.length === 0) {
+          throw new OciError(
+            "NoMatchingPlatform",
+            `source ${src} offers ${all.map((m) => formatPlatform(m.platform)).join(", ")}; ` +
+              `none matches ${platforms.join(", ")}`,
+            { registry: src.registry, reference: src.toString() },
+          );
+        }
+        if (children.length < all.length) {
+          pushBytes = filteredIndexBytes(root.manifest.json, children);
+          targetDigest = sha256Digest(pushBytes);
+          indexRewritten = true;
+        }
+      }
+    } else if (src.digest) {
+      targetDigest = src.digest;
+    } else {
+      const head = await this.#source.headManifest(src, { signal: userSignal });
+      if (!head) {
+        throw new OciError(
+          "NotFound",
+          `registry ${src.registry}: source image ${src} not found`,
+          { registry: src.registry, reference: src.toString(), status: 404 },
+        );
+      }
+      targetDigest = head.digest;
+    }
+
+    if (dst.digest && dst.digest !== targetDigest && !dst.tag) {
+      throw new OciError(
+        "InvalidReference",
+        `destination ${dst} pins digest ${dst.digest} but the source ${src} is ${targetDigest}`,
+        { reference: dst.toString() },
+      );
+    }
+    const pushRef = dst.tag !== undefined ? dst.withTag(dst.tag) : dst.withDigest(targetDigest);
+
+    // 2. Up to date? Only manifests are looked at.
+    const current = await this.#destination.headManifest(pushRef, { signal: userSignal });
+    if (current?.digest === targetDigest) {
+      return {
+        digest: targetDigest,
+        mediaType: current.mediaType || root?.mediaType || "",
+        bytesMoved: 0,
+        blobsCopied: 0,
+        blobsMounted: 0,
+        blobsSkipped: 0,
+        upToDate: true,
+        dryRun,
+        manifestsPushed: 0,
+        indexRewritten,
+        blobs: [],
+      };
+    }
+
+    // 3. Read the manifest tree (by digest, so a moving tag cannot mix two versions).
+    root ??= await this.#source.getManifest(src.withDigest(targetDigest), { signal: userSignal });
+    children ??= root.manifest.manifests;
+    pushBytes ??= root.bytes;
+
+    const inner = new AbortController();
+    const signal = userSignal ? AbortSignal.any([userSignal, inner.signal]) : inner.signal;
+    try {
+      const levels: FetchedManifest[][] = [];
+      const blobs = new Map<string, Descriptor>();
+      for (const b of root.manifest.blobs) blobs.set(b.digest, b);
+      await this.#walk(src, children, 0, { levels, blobs, signal, inner });
+
+      // 4. Plan every blob.
+      const plans = await settleAll(
+        [...blobs.values()].map((d) => this.#limiter.run(() => this.#plan(src, dst, d, dryRun, signal))),
+        inner,
+      );
+      const result: CopyResult = {
+        digest: targetDigest,
+        mediaType: root.mediaType,
+        bytesMoved: 0,
+        blobsCopied: 0,
+        blobsMounted: 0,
+        blobsSkipped: 0,
+        upToDate: false,
+        dryRun,
+        manifestsPushed: 0,
+        indexRewritten,
+        blobs: plans.map(({ digest, size, action, from }) =>
+          from === undefined ? { digest, size, action } : { digest, size, action, from }
+        ),
+      };
+      if (dryRun) {
+        for (const p of plans) {
+          if (p.action === "copy") {
+            result.blobsCopied++;
+            result.bytesMoved += p.size;
+          } else if (p.action === "mount") result.blobsMounted++;
+          else result.blobsSkipped++;
+        }
+        return result;
+      }
+
+      // 5. Move the blobs.
+      let moved = 0;
+      let totalBytes = plans.filter((p) => p.action === "copy").reduce((n, p) => n + p.size, 0);
+      const progress = (digest: string, n: number) => {
+        moved += n;
+        this.#opts.onProgress?.({ ref: pushRef.toString(), bytes: moved, totalBytes, digest });
+      };
+      const outcomes = await settleAll(
+        plans.map((p) => this.#execute(src, dst, p, signal, progress, () => totalBytes += p.size)),
+        inner,
+      );
+      outcomes.forEach((o, i) => {
+        const p = plans[i];
+        const entry = result.blobs[i];
+        if (o === "copied") {
+          result.blobsCopied++;
+          result.bytesMoved += p.size;
+          entry.action = "copy";
+          delete entry.from;
+        } else if (o === "mounted") {
+          result.blobsMounted++;
+        } else {
+          result.blobsSkipped++;
+          entry.action = "skip";
+          delete entry.from;
+        }
+      });
+
+      // 6. Child manifests, deepest first, by digest.
+      for (let depth = levels.length - 1; depth >= 0; depth--) {
+        const pushed = await settleAll(
+          levels[depth].map((m) =>
+            this.#limiter.run(async () => {
+              const ref = dst.withDigest(m.digest);
+              if (await this.#destination.headManifest(ref, { signal })) return 0;
+              await this.#destination.putManifest(ref, m, { signal });
+              return 1;
+            })
+          ),
+          inner,
+        );
+        result.manifestsPushed += pushed.reduce((a: number, b) => a + b, 0);
+      }
+
+      // 7. The tagged manifest, last.
+      await this.#destination.putManifest(pushRef, { bytes: pushBytes, mediaType: root.mediaType }, {
+        signal,
+      });
+      result.manifestsPushed++;
+      return result;
+    } finally {
+      inner.abort();
+    }
+  }
+
+  /** Fetches child manifests level by level, collecting their blobs. */
+  async #walk(
+    src: Reference,
+    children: Descriptor[],
+    depth: number,
+    acc: {
+      levels: FetchedManifest[][];
+      blobs: Map<string, Descriptor>;
+      signal: AbortSignal;
+      inner: AbortController;
+    },
+  ): Promise<void> {
+    const { levels, blobs, signal, inner } = acc;
+    if (children.length === 0) return;
+    if (depth > 8) {
+      throw new OciError("ManifestInvalid", `source ${src}: indexes nested more than 8 deep`, {
+        registry: src.registry,
+        reference: src.toString(),
+      });
+    }
+    const unique = [...new Map(children.map((c) => [c.digest, c])).values()];
+    const fetched = await settleAll(
+      unique.map((c) =>
+        this.#limiter.run(() => this.#source.getManifest(src.withDigest(c.digest), { signal }))
+      ),
+      inner,
+    );
+    levels[depth] = [...(levels[depth] ?? []), ...fetched];
+    const grandchildren: Descriptor[] = [];
+    for (const m of fetched) {
+      for (const b of m.manifest.blobs) blobs.set(b.digest, b);
+      grandchildren.push(...m.manifest.manifests);
+    }
+    await this.#walk(src, grandchildren, depth + 1, acc);
+  }
+
+  /** Decides what to do with one blob, reading only. */
+  async #plan(
+    src: Reference,
+    dst: Reference,
+    d: Descriptor,
+    dryRun: boolean,
+    signal: AbortSignal,
+  ): Promise<PlannedBlob> {
+    const key = `${dst.registry}/${dst.repository}@${d.digest}`;
+    const base = { digest: d.digest, size: d.size, descriptor: d };
+    if (this.#tasks.has(key)) return { ...base, action: "skip", shared: key };
+    if (dryRun && this.#planned.has(key)) return { ...base, action: "skip" };
+    if (await this.#destination.headBlob(dst, d.digest, { signal })) {
+      return { ...base, action: "skip" };
+    }
+    if (dryRun) this.#planned.add(key);
+    const from = this.#mountSource(src, dst, d.digest);
+    return from ? { ...base, action: "mount", from } : { ...base, action: "copy" };
+  }
+
+  /** A repository of the destination registry to mount from, if any. */
+  #mountSource(src: Reference, dst: Reference, digest: string): string | undefined {
+    if (src.registry === dst.registry && src.repository !== dst.repository) return src.repository;
+    for (const repo of this.#present.get(`${dst.registry}@${digest}`) ?? []) {
+      if (repo !== dst.repository) return repo;
+    }
+    return undefined;
+  }
+
+  /** Carries out a plan entry; returns "skip" when nothing was moved by this copy. */
+  async #execute(
+    src: Reference,
+    dst: Reference,
+    p: PlannedBlob,
+    signal: AbortSignal,
+    progress: (digest: string, n: number) => void,
+    onFallbackCopy: () => void,
+  ): Promise<Outcome | "skip"> {
+    const key = `${dst.registry}/${dst.repository}@${p.digest}`;
+    if (p.action === "skip" && !p.shared) return "skip";
+    const existing = this.#tasks.get(key);
+    if (existing) {
+      try {
+        await existing;
+        return "skip";
+      } catch {
+        // The other copy failed (or was cancelled): do it ourselves below.
+        if (this.#tasks.get(key) === existing) this.#tasks.delete(key);
+      }
+    }
+    const again = this.#tasks.get(key);
+    if (again) {
+      await again;
+      return "skip";
+    }
+    const task = this.#limiter.run(() => this.#transfer(src, dst, p, signal, progress, onFallbackCopy));
+    this.#tasks.set(key, task);
+    try {
+      const outcome = await task;
+      const presentKey = `${dst.registry}@${p.digest}`;
+      const repos = this.#present.get(presentKey) ?? new Set<string>();
+      repos.add(dst.repository);
+      this.#present.set(presentKey, repos);
+      return outcome;
+    } catch (e) {
+      if (this.#tasks.get(key) === task) this.#tasks.delete(key);
+      throw e;
+    }
+  }
+
+  /** Mounts or streams one blob, restarting the whole transfer (fresh GET) on retryable failures. */
+  async #transfer(
+    src: Reference,
+    dst: Reference,
+    p: PlannedBlob,
+    signal: AbortSignal,
+    progress: (digest: string, n: number) => void,
+    onFallbackCopy: () => void,
+  ): Promise<Outcome> {
+    const max = this.#destination.maxAttempts;
+    let countedFallback = false;
+    for (let attempt = 1;; attempt++) {
+      let moved = 0;
+      try {
+        let location: string | undefined;
+        const from = p.action === "mount" ? p.from ?? this.#mountSource(src, dst, p.digest) : undefined;
+        if (from) {
+          const r = await this.#destination.mountBlob(dst, p.digest, { fromRepository: from, signal });
+          if (r.mounted) return "mounted";
+          location = r.location;
+          if (!countedFallback) {
+            countedFallback = true;
+            onFallbackCopy();
+          }
+        }
+        const blob = await this.#source.getBlob(src, p.digest, {
+          size: p.size,
+          signal,
+          onChunk: (n) => {
+            moved += n;
+            progress(p.digest, n);
+          },
+        });
+        await this.#destination.uploadBlob(
+          dst,
+          { digest: p.digest, stream: blob.stream, size: p.size },
+          { location, signal },
+        );
+        return "copied";
+      } catch (e) {
+        if (moved > 0) progress(p.digest, -moved);
+        const retryable = e instanceof OciError && e.retryable && !signal.aborted;
+        if (!retryable || attempt >= max) throw e;
+        const delayMs = this.#destination.transport.backoff(attempt);
+        this.#destination.transport.reportRetry({
+          registry: dst.registry,
+          reason: "BlobRestart",
+          attempt,
+          delayMs,
+          method: "GET",
+          path: `/v2/${src.repository}/blobs/${p.digest}`,
+        });
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+}
+
+/**
+ * Awaits every promise; if any failed, aborts the siblings' shared controller and throws the
+ * first failure once all have settled (so nothing keeps running after copy returns).
+ */
+async function settleAll<T>(promises: Promise<T>[], inner: AbortController): Promise<T[]> {
+  let first: unknown;
+  let failed = false;
+  const guarded = promises.map((p) =>
+    p.catch((e) => {
+      if (!failed) {
+        failed = true;
+        first = e;
+        inner.abort();
+      }
+      throw e;
+    })
+  );
+  const settled = await Promise.allSettled(guarded);
+  if (failed) throw first;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+}

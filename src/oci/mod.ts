@@ -1,0 +1,69 @@
+/**
+ * Portager's OCI registry client and copy engine, built on web APIs only (fetch, streams) so it
+ * runs inside one compiled binary. Imports nothing from the rest of Portager.
+ *
+ * ```ts
+ * import { Copier, parseReference, RegistryClient } from "./mod.ts";
+ * const client = new RegistryClient({ credentials });
+ * const result = await new Copier(client).copy(parseReference("alpine:3"), parseReference("ghcr.io/me/alpine:3"));
+ * ```
+ * @module
+ */
+
+export {
+  basicAuth,
+  type Challenge,
+  chooseChallenge,
+  type Credential,
+  type CredentialResolver,
+  normalizeScopes,
+  parseChallenges,
+  repositoryScope,
+  staticCredentials,
+  TokenCache,
+  tokenExpiry,
+} from "./auth.ts";
+export { digestLike, sha256Digest, verifyingStream, type VerifyOptions } from "./blobs.ts";
+export {
+  type BlobStream,
+  type CallOptions,
+  type FetchedManifest,
+  type ManifestHead,
+  type MountResult,
+  RegistryClient,
+  type RegistryClientOptions,
+} from "./client.ts";
+export {
+  type BlobPlan,
+  Copier,
+  type CopierOptions,
+  type CopyOptions,
+  type CopyProgress,
+  type CopyResult,
+} from "./copy.ts";
+export { OciError, type OciErrorOptions, type OciErrorReason } from "./errors.ts";
+export {
+  type Descriptor,
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  isIndexMediaType,
+  MANIFEST_MEDIA_TYPES,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  type ParsedManifest,
+  parseManifest,
+  parsePlatform,
+  type Platform,
+} from "./manifest.ts";
+export {
+  allowsPlainHttp,
+  DOCKER_HUB,
+  DOCKER_HUB_API,
+  parseReference,
+  type ParseReferenceOptions,
+  Reference,
+  type ReferenceParts,
+  registryApiHost,
+} from "./reference.ts";
+export { nextLinkTarget, parseLinkHeader } from "./tags.ts";
+export { parseRetryAfter, type RetryEvent, type RetryReason, type TransportOptions } from "./transport.ts";
