@@ -1,0 +1,32 @@
+# Portager's container image: one self-contained binary on distroless, running as non-root.
+#
+#   docker build -t ghcr.io/portager/portager:0.1.0 .
+#
+# Stage 1 compiles with the same Deno version package.json pins (a test checks they agree):
+# `deno task compile` = `deno bundle --minify` (tree-shaken, lower RSS) then `deno compile`
+# with least permissions baked in (see deno.json and docs/DEPLOY.md).
+FROM denoland/deno:2.9.6 AS builder
+
+# The trust store the binary uses is fixed at compile time. "system" makes it read the
+# image's CA file (/etc/ssl/certs/ca-certificates.crt in distroless), and SSL_CERT_FILE
+# replaces that file at run time, which the Helm chart's caBundle.mode=replace relies on.
+# The builder needs a CA file too, because `deno compile` downloads the runtime over TLS.
+ENV DENO_TLS_CA_STORE=system
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends ca-certificates \
+  && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+# Dependencies first: this layer stays cached while only the sources change.
+COPY deno.json deno.lock ./
+RUN deno install --frozen
+COPY main.ts ./
+COPY src/ ./src/
+RUN deno task compile && ./dist/portager version
+
+# Stage 2: glibc + CA certificates + nonroot user, nothing else (no shell, no package manager).
+FROM gcr.io/distroless/cc-debian12:nonroot
+ENV DENO_TLS_CA_STORE=system
+COPY --from=builder /src/dist/portager /portager
+USER nonroot
+ENTRYPOINT ["/portager","run"]
