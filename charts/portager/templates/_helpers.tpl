@@ -1,0 +1,96 @@
+{{/* The chart name, overridable with nameOverride. */}}
+{{- define "portager.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The fully qualified app name: the release name, or release-chart when they differ. */}}
+{{- define "portager.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart-version, for the helm.sh/chart label. */}}
+{{- define "portager.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "portager.labels" -}}
+helm.sh/chart: {{ include "portager.chart" . }}
+{{ include "portager.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: portager
+{{- end }}
+
+{{/* Labels the Deployment, Service, PDB and NetworkPolicy select pods by. */}}
+{{- define "portager.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "portager.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "portager.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "portager.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The container image: repository:tag, or repository@digest when a digest is given. */}}
+{{- define "portager.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Path of the CA bundle file inside the container. */}}
+{{- define "portager.caBundle.path" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.caBundle.mountPath) .Values.caBundle.key }}
+{{- end }}
+
+{{/* Name of the Secret the chart creates from aws.credentials. */}}
+{{- define "portager.awsSecretName" -}}
+{{- printf "%s-aws" (include "portager.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Refuse configurations that would render but not work. Failing at install time beats an
+x509 error at the first sync, or two replicas syncing the same ImageSyncs at once.
+*/}}
+{{- define "portager.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: without it every replica would sync every ImageSync." }}
+{{- end }}
+{{- if and .Values.aws.credentials.enabled .Values.aws.existingSecret }}
+{{- fail "Set either aws.credentials.enabled or aws.existingSecret, not both." }}
+{{- end }}
+{{- if .Values.aws.credentials.enabled }}
+{{- if or (not .Values.aws.credentials.accessKeyId) (not .Values.aws.credentials.secretAccessKey) }}
+{{- fail "aws.credentials.enabled needs aws.credentials.accessKeyId and aws.credentials.secretAccessKey (or use aws.existingSecret, or IRSA through serviceAccount.annotations)." }}
+{{- end }}
+{{- end }}
+{{- if .Values.caBundle.enabled }}
+{{- $sources := list }}
+{{- if .Values.caBundle.existingSecret }}{{ $sources = append $sources "existingSecret" }}{{ end }}
+{{- if .Values.caBundle.existingConfigMap }}{{ $sources = append $sources "existingConfigMap" }}{{ end }}
+{{- if .Values.caBundle.inline }}{{ $sources = append $sources "inline" }}{{ end }}
+{{- if ne (len $sources) 1 }}
+{{- fail (printf "caBundle.enabled needs exactly one of caBundle.existingSecret, caBundle.existingConfigMap or caBundle.inline; %d set%s" (len $sources) (ternary "" (printf ": %s" (join ", " $sources)) (eq (len $sources) 0))) }}
+{{- end }}
+{{- if not (has .Values.caBundle.mode (list "append" "replace")) }}
+{{- fail (printf "caBundle.mode must be \"append\" or \"replace\", not %q" (toString .Values.caBundle.mode)) }}
+{{- end }}
+{{- end }}
+{{- end }}
