@@ -158,6 +158,9 @@ export function parseReference(ref: string, opts: ParseReferenceOptions = {}): R
     if (!TAG.test(tag)) fail(`tag "${tag}" is not valid: ${TAG_RULE}`);
   }
   if (rest.length === 0) fail("the repository name is missing");
+  if (HEX64.test(rest)) {
+    fail("a 64-character hexadecimal string is an image ID, not a repository name");
+  }
 
   let registry: string;
   let repository: string;
@@ -183,9 +186,6 @@ export function parseReference(ref: string, opts: ParseReferenceOptions = {}): R
   if (repository.length === 0) fail("the repository name is missing");
   if (repository.toLowerCase() !== repository) {
     fail(`repository "${repository}" must be lowercase`);
-  }
-  if (HEX64.test(repository)) {
-    fail("a 64-character hexadecimal string is an image ID, not a repository name");
   }
   for (const component of repository.split("/")) {
     if (!PATH_COMPONENT.test(component)) {

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { OciError } from "./errors.ts";
+import {
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  filteredIndexBytes,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  parseManifest,
+  parsePlatform,
+  selectChildren,
+} from "./manifest.ts";
+
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const d = (n: number) => "sha256:" + String(n).repeat(64).slice(0, 64);
+
+function ociThrows(fn: () => unknown): OciError {
+  try {
+    fn();
+  } catch (e) {
+    assert(e instanceof OciError, `expected OciError, got ${e}`);
+    return e;
+  }
+  throw new assert.AssertionError({ message: "expected an OciError" });
+}
+
+const image = {
+  schemaVersion: 2,
+  mediaType: DOCKER_MANIFEST,
+  config: { mediaType: "application/vnd.docker.container.image.v1+json", digest: d(1), size: 10 },
+  layers: [
+    { mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", digest: d(2), size: 20 },
+    {
+      mediaType: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+      digest: d(3),
+      size: 30,
+      urls: ["https://mcr.microsoft.com/x"],
+    },
+  ],
+};
+
+const index = {
+  schemaVersion: 2,
+  mediaType: OCI_INDEX,
+  manifests: [
+    { mediaType: OCI_MANIFEST, digest: d(4), size: 5, platform: { os: "linux", architecture: "amd64" } },
+    {
+      mediaType: OCI_MANIFEST,
+      digest: d(5),
+      size: 6,
+      platform: { os: "linux", architecture: "arm64", variant: "v8" },
+    },
+    { mediaType: OCI_MANIFEST, digest: d(6), size: 7, platform: { os: "unknown", architecture: "unknown" } },
+  ],
+  annotations: { "org.example": "kept" },
+};
+
+Deno.test("parseManifest lists config and layers, skipping foreign layers", () => {
+  const m = parseManifest(enc(image), DOCKER_MANIFEST, "ctx");
+  assert.equal(m.mediaType, DOCKER_MANIFEST);
+  assert.equal(m.isIndex, false);
+  assert.deepEqual(m.blobs.map((b) => b.digest), [d(1), d(2)]);
+});
+
+Deno.test("parseManifest lists index children with platforms", () => {
+  const m = parseManifest(enc(index), OCI_INDEX, "ctx");
+  assert.equal(m.isIndex, true);
+  assert.deepEqual(m.manifests.map((c) => c.platform?.architecture), ["amd64", "arm64", "unknown"]);
+  const list = parseManifest(enc({ ...index, mediaType: DOCKER_MANIFEST_LIST }), null, "ctx");
+  assert.equal(list.mediaType, DOCKER_MANIFEST_LIST);
+});
+
+Deno.test("parseManifest infers OCI types when mediaType is absent or generic", () => {
+  const { mediaType: _, ...bare } = index;
+  assert.equal(parseManifest(enc(bare), "application/json", "ctx").mediaType, OCI_INDEX);
+  const { mediaType: __, ...bareImage } = image;
+  assert.equal(parseManifest(enc(bareImage), null, "ctx").mediaType, OCI_MANIFEST);
+  // the header is used when the document does not say
+  assert.equal(parseManifest(enc(bareImage), DOCKER_MANIFEST, "ctx").mediaType, DOCKER_MANIFEST);
+});
+
+Deno.test("parseManifest refuses schema1 and unknown or broken documents", () => {
+  const s1 = ociThrows(() =>
+    parseManifest(enc({ schemaVersion: 1, name: "x", fsLayers: [] }), null, "registry r: manifest r/x:1")
+  );
+  assert.equal(s1.reason, "UnsupportedMediaType");
+  assert.match(s1.message, /^registry r: manifest r\/x:1: Docker schema 1 .* not supported/);
+  assert.equal(
+    ociThrows(() => parseManifest(enc({ schemaVersion: 2, foo: 1 }), "text/plain", "c")).reason,
+    "UnsupportedMediaType",
+  );
+  assert.equal(ociThrows(() => parseManifest(new Uint8Array([1, 2]), null, "c")).reason, "ManifestInvalid");
+  assert.equal(
+    ociThrows(() => parseManifest(enc({ mediaType: OCI_INDEX, manifests: [{ digest: 1 }] }), null, "c"))
+      .reason,
+    "ManifestInvalid",
+  );
+});
+
+Deno.test("platform filter selects children and writes a smaller index keeping other fields", () => {
+  const m = parseManifest(enc(index), OCI_INDEX, "ctx");
+  assert.deepEqual(selectChildren(m.manifests, []).length, 3);
+  const arm = selectChildren(m.manifests, ["linux/arm64"]);
+  assert.deepEqual(arm.map((c) => c.digest), [d(5)]);
+  assert.deepEqual(selectChildren(m.manifests, ["linux/arm64/v7"]), []);
+  assert.deepEqual(selectChildren(m.manifests, ["linux/arm64/v8", "linux/amd64"]).map((c) => c.digest), [
+    d(4),
+    d(5),
+  ]);
+  const bytes = filteredIndexBytes(m.json, arm);
+  const out = JSON.parse(new TextDecoder().decode(bytes));
+  assert.deepEqual(out, { ...index, manifests: [index.manifests[1]] });
+  assert.deepEqual(filteredIndexBytes(m.json, arm), bytes, "deterministic");
+  assert.deepEqual(parsePlatform("linux/arm/v7"), { os: "linux", architecture: "arm", variant: "v7" });
+  assert.equal(ociThrows(() => parsePlatform("linux")).reason, "InvalidReference");
+});
