@@ -1,0 +1,243 @@
+/**
+ * Leader election on a coordination.k8s.io Lease, with client-go's rules: a candidate takes
+ * the lease when it is free or when its record has not changed for a whole lease duration (as
+ * timed on the candidate's own clock, so clock skew does not matter); the leader renews every
+ * retry period and steps down if it cannot renew within the renew deadline; on shutdown the
+ * leader releases the lease so a standby takes over at once.
+ * @module
+ */
+
+import { isKubeReason, type Lease, type LeaseClient, microTime } from "../kube/mod.ts";
+import type { Logger } from "../server/log.ts";
+
+/** Options of {@linkcode LeaderElector}. */
+export interface LeaderElectorOptions {
+  leases: LeaseClient;
+  namespace: string;
+  name: string;
+  /** This candidate's identity (pod name, or host + random suffix). */
+  identity: string;
+  /** How long a lease is valid without renewal; default 15 s. */
+  leaseDurationMs?: number;
+  /** The leader steps down when it could not renew for this long; default 10 s. */
+  renewDeadlineMs?: number;
+  /** Interval between acquire/renew attempts; default 2 s. */
+  retryPeriodMs?: number;
+  logger?: Logger;
+  /** Called when this candidate becomes leader. */
+  onStartedLeading?: () => void;
+  /** Called when this candidate stops being leader (lost the lease or shutting down). */
+  onStoppedLeading?: () => void;
+}
+
+/** Runs leader election for one candidate. */
+export class LeaderElector {
+  #o: Required<Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">>;
+  #log?: Logger;
+  #onStart?: () => void;
+  #onStop?: () => void;
+  #leader = false;
+  #observedRecord = "";
+  #observedAt = 0;
+  #observedHolder = "";
+  #lastSuccess = 0;
+  #lastRenew = 0;
+  #lease?: Lease;
+
+  constructor(options: LeaderElectorOptions) {
+    this.#o = {
+      leases: options.leases,
+      namespace: options.namespace,
+      name: options.name,
+      identity: options.identity,
+      leaseDurationMs: options.leaseDurationMs ?? 15_000,
+      renewDeadlineMs: options.renewDeadlineMs ?? 10_000,
+      retryPeriodMs: options.retryPeriodMs ?? 2_000,
+    };
+    if (this.#o.renewDeadlineMs >= this.#o.leaseDurationMs) {
+      throw new RangeError("leader election: the renew deadline must be shorter than the lease duration");
+    }
+    this.#log = options.logger;
+    this.#onStart = options.onStartedLeading;
+    this.#onStop = options.onStoppedLeading;
+  }
+
+  /** Whether this candidate holds the lease. */
+  get isLeader(): boolean {
+    return this.#leader;
+  }
+
+  /** The holder last seen in the lease ("" when free or unknown). */
+  get observedLeader(): string {
+    return this.#observedHolder;
+  }
+
+  /** True when the last lease read or write succeeded within two lease durations. */
+  get healthy(): boolean {
+    return this.#lastSuccess > 0 && Date.now() - this.#lastSuccess < 2 * this.#o.leaseDurationMs;
+  }
+
+  #observe(lease: Lease): void {
+    const s = lease.spec ?? {};
+    const record = `${s.holderIdentity ?? ""}|${s.renewTime ?? ""}|${s.acquireTime ?? ""}|${
+      s.leaseDurationSeconds ?? ""
+    }`;
+    if (record !== this.#observedRecord) {
+      this.#observedRecord = record;
+      this.#observedAt = Date.now();
+    }
+    this.#observedHolder = s.holderIdentity ?? "";
+    this.#lease = lease;
+  }
+
+  /** One acquire-or-renew attempt; true when this candidate holds the lease afterwards. */
+  async tryAcquireOrRenew(signal?: AbortSignal): Promise<boolean> {
+    const { leases, namespace, name, identity } = this.#o;
+    const durationSeconds = Math.max(1, Math.round(this.#o.leaseDurationMs / 1000));
+    const now = new Date();
+    let lease: Lease | undefined;
+    try {
+      lease = await leases.get(namespace, name, { signal });
+    } catch (err) {
+      this.#log?.warn("cannot read leader lease", { lease: `${namespace}/${name}`, error: err });
+      return false;
+    }
+    if (!lease) {
+      try {
+        const created = await leases.create({
+          metadata: { name, namespace },
+          spec: {
+            holderIdentity: identity,
+            leaseDurationSeconds: durationSeconds,
+            acquireTime: microTime(now),
+            renewTime: microTime(now),
+            leaseTransitions: 0,
+          },
+        }, { signal });
+        this.#observe(created);
+        this.#lastSuccess = Date.now();
+        return true;
+      } catch (err) {
+        if (!isKubeReason(err, "AlreadyExists")) {
+          this.#log?.warn("cannot create leader lease", { lease: `${namespace}/${name}`, error: err });
+        }
+        return false;
+      }
+    }
+    this.#observe(lease);
+    this.#lastSuccess = Date.now();
+    const holder = lease.spec?.holderIdentity ?? "";
+    const leaseMs = (lease.spec?.leaseDurationSeconds ?? durationSeconds) * 1000;
+    if (holder && holder !== identity && this.#observedAt + leaseMs > Date.now()) return false;
+    const mine = holder === identity;
+    const next: Lease = {
+      metadata: lease.metadata,
+      spec: {
+        holderIdentity: identity,
+        leaseDurationSeconds: durationSeconds,
+        acquireTime: mine && lease.spec.acquireTime ? lease.spec.acquireTime : microTime(now),
+        renewTime: microTime(now),
+        // as client-go: a change of holder is a transition
+        leaseTransitions: (lease.spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
+      },
+    };
+    try {
+      const updated = await leases.update(next, { signal });
+      this.#observe(updated);
+      this.#lastSuccess = Date.now();
+      return true;
+    } catch (err) {
+      if (!isKubeReason(err, "Conflict")) {
+        this.#log?.warn("cannot update leader lease", { lease: `${namespace}/${name}`, error: err });
+      }
+      return false;
+    }
+  }
+
+  /**
+   * Campaigns and leads until `signal` aborts; then releases the lease if held. Resolves
+   * after the release.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    const period = this.#o.retryPeriodMs;
+    while (!signal.aborted) {
+      const ok = await this.tryAcquireOrRenew(signal);
+      if (signal.aborted) break;
+      if (ok) {
+        this.#lastRenew = Date.now();
+        if (!this.#leader) {
+          this.#leader = true;
+          this.#log?.info("became leader", {
+            lease: `${this.#o.namespace}/${this.#o.name}`,
+            identity: this.#o.identity,
+          });
+          this.#call(this.#onStart);
+        }
+        await sleep(period, signal);
+        continue;
+      }
+      if (this.#leader && Date.now() - this.#lastRenew > this.#o.renewDeadlineMs) {
+        this.#leader = false;
+        this.#log?.error("lost leadership: could not renew the lease in time", {
+          lease: `${this.#o.namespace}/${this.#o.name}`,
+        });
+        this.#call(this.#onStop);
+      }
+      // client-go jitters acquire retries by up to 20 %
+      await sleep(this.#leader ? period : period * (1 + Math.random() * 0.2), signal);
+    }
+    await this.release();
+  }
+
+  #call(fn?: () => void): void {
+    try {
+      fn?.();
+    } catch (err) {
+      this.#log?.error("leader election callback failed", { error: err });
+    }
+  }
+
+  /** Gives up the lease (holder cleared) if this candidate holds it. */
+  async release(): Promise<void> {
+    if (!this.#leader) return;
+    this.#leader = false;
+    this.#call(this.#onStop);
+    const { leases, namespace, name, identity } = this.#o;
+    try {
+      const lease = await leases.get(namespace, name);
+      if (!lease || lease.spec?.holderIdentity !== identity) return;
+      const now = microTime(new Date());
+      await leases.update({
+        metadata: lease.metadata,
+        spec: {
+          holderIdentity: null,
+          leaseDurationSeconds: 1,
+          acquireTime: now,
+          renewTime: now,
+          leaseTransitions: lease.spec.leaseTransitions ?? 0,
+        },
+      });
+      this.#log?.info("released leader lease", { lease: `${namespace}/${name}` });
+    } catch (err) {
+      this.#log?.warn("could not release leader lease; a standby takes over when it expires", {
+        lease: `${namespace}/${name}`,
+        error: err,
+      });
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import type { ImageSync } from "../api/mod.ts";
+import { decide, imageStatuses } from "./reconcile.ts";
+
+const now = new Date("2025-03-01T12:00:00Z");
+
+function obj(over: { generation?: number; status?: ImageSync["status"]; schedule?: string } = {}): ImageSync {
+  return {
+    apiVersion: "portager.portager.io/v1alpha1",
+    kind: "ImageSync",
+    metadata: { name: "s", namespace: "ns", generation: over.generation ?? 1 },
+    spec: {
+      schedule: over.schedule ?? "@every 1h",
+      source: { registry: "src.example" },
+      destination: { registry: "dst.example", auth: { method: "anonymous" } },
+      images: [{ name: "app", tags: ["1.0"] }],
+    },
+    status: over.status,
+  };
+}
+
+const cond = (type: string, status: "True" | "False", reason: string) => ({
+  type,
+  status,
+  reason,
+  message: "",
+  lastTransitionTime: "2025-03-01T00:00:00Z",
+});
+
+Deno.test("an invalid schedule is reported, never synced", () => {
+  const d = decide(obj({ schedule: "every day" }), { now, syncNow: true });
+  assert.equal(d.kind, "invalid");
+  assert.equal(d.kind === "invalid" && d.reason, "InvalidSchedule");
+  assert.match(d.kind === "invalid" ? d.message : "", /^invalid schedule: /);
+});
+
+Deno.test("first sync, spec change and sync-now sync immediately", () => {
+  assert.deepEqual(pick(decide(obj(), { now, syncNow: false })), ["sync", "first-sync"]);
+  const synced = { observedGeneration: 1, nextSyncTime: "2025-03-01T13:00:00Z" };
+  assert.deepEqual(pick(decide(obj({ generation: 2, status: synced }), { now, syncNow: false })), [
+    "sync",
+    "spec-changed",
+  ]);
+  assert.deepEqual(pick(decide(obj({ status: synced }), { now, syncNow: true })), ["sync", "sync-now"]);
+});
+
+Deno.test("otherwise the schedule decides from nextSyncTime", () => {
+  const d = decide(obj({ status: { observedGeneration: 1, nextSyncTime: "2025-03-01T12:30:00Z" } }), {
+    now,
+    syncNow: false,
+  });
+  assert.deepEqual(d, { kind: "wait", requeueAfterMs: 30 * 60_000 });
+  assert.deepEqual(
+    pick(decide(obj({ status: { observedGeneration: 1, nextSyncTime: "2025-03-01T11:59:59Z" } }), {
+      now,
+      syncNow: false,
+    })),
+    ["sync", "schedule"],
+  );
+});
+
+Deno.test("a failed sync is retried (the queue's backoff paces it); an invalid spec is not", () => {
+  const failed = {
+    observedGeneration: 1,
+    nextSyncTime: "2025-03-01T13:00:00Z",
+    conditions: [cond("Ready", "False", "AuthFailed")],
+  };
+  assert.deepEqual(pick(decide(obj({ status: failed }), { now, syncNow: false })), ["sync", "retry"]);
+  const invalidBefore = { ...failed, conditions: [cond("Ready", "False", "InvalidSchedule")] };
+  assert.equal(decide(obj({ status: invalidBefore }), { now, syncNow: false }).kind, "wait");
+});
+
+Deno.test("a sync left Syncing=True by a stopped operator resumes", () => {
+  const st = {
+    observedGeneration: 1,
+    nextSyncTime: "2025-03-01T13:00:00Z",
+    conditions: [cond("Ready", "True", "SyncSucceeded"), cond("Syncing", "True", "SyncInProgress")],
+  };
+  assert.deepEqual(pick(decide(obj({ status: st }), { now, syncNow: false })), ["sync", "interrupted"]);
+});
+
+Deno.test("image statuses keep a failed tag's last successful sync time", () => {
+  const prev = {
+    images: [{ name: "app", tags: [{ tag: "1.0", synced: true, lastSyncTime: "2025-02-01T00:00:00Z" }] }],
+  };
+  const out = imageStatuses(
+    {
+      images: [{
+        name: "app",
+        sourceRepository: "src.example/app",
+        destinationRepository: "dst.example/app",
+        tags: [
+          { tag: "1.0", synced: false, action: "failed", error: "boom", reason: "NotFound" },
+          { tag: "1.1", synced: true, action: "copied", sourceDigest: "sha256:ab" },
+        ],
+      }],
+      totalImages: 2,
+      syncedImages: 1,
+      failedImages: 1,
+      bytesMoved: 0,
+    },
+    prev,
+    now,
+  );
+  assert.deepEqual(out, [{
+    name: "app",
+    tags: [
+      { tag: "1.0", synced: false, lastSyncTime: "2025-02-01T00:00:00Z", error: "boom", reason: "NotFound" },
+      { tag: "1.1", synced: true, sourceDigest: "sha256:ab", lastSyncTime: "2025-03-01T12:00:00Z" },
+    ],
+  }]);
+});
+
+function pick(d: ReturnType<typeof decide>): unknown[] {
+  return d.kind === "sync" ? [d.kind, d.trigger] : [d.kind];
+}

@@ -1,0 +1,208 @@
+/**
+ * A core/v1 Event recorder with aggregation, so a sync of 1000 tags does not write 1000
+ * Events: records with the same object, type and reason within a window update one Event
+ * (count bumped, message and lastTimestamp set to the latest) with a PATCH instead of a
+ * create, and records that arrive close together are coalesced into a single write.
+ * @module
+ */
+
+import type { Logger } from "../server/log.ts";
+import { isKubeReason, type KubeClient } from "./client.ts";
+
+/** The object an Event is about. */
+export interface EventObject {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace: string;
+  uid?: string;
+  resourceVersion?: string;
+}
+
+/** Event type. */
+export type EventType = "Normal" | "Warning";
+
+/** Options of {@linkcode EventRecorder}. */
+export interface EventRecorderOptions {
+  /** `source.component` / `reportingComponent`; default "portager". */
+  component?: string;
+  /** `reportingInstance` (e.g. the pod name). */
+  instance?: string;
+  /** Records of the same object+type+reason within this window update one Event; default 10 min. */
+  windowMs?: number;
+  /** How long records are gathered before one write; default 200 ms. */
+  flushMs?: number;
+  logger?: Logger;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+interface Series {
+  target: EventObject;
+  type: EventType;
+  reason: string;
+  message: string;
+  /** Name of the Event once created. */
+  name?: string;
+  /** Count stored in the apiserver. */
+  count: number;
+  /** Records not yet written. */
+  pending: number;
+  firstTimestamp: string;
+  lastTimestamp: string;
+  lastRecordMs: number;
+}
+
+const MAX_MESSAGE = 1024;
+
+function rfc3339(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Writes aggregated Events. Call `close()` to flush and stop its timer. */
+export class EventRecorder {
+  #kube: KubeClient;
+  #component: string;
+  #instance: string;
+  #windowMs: number;
+  #flushMs: number;
+  #log?: Logger;
+  #now: () => Date;
+  #series = new Map<string, Series>();
+  #timer?: ReturnType<typeof setTimeout>;
+  #flushing: Promise<void> = Promise.resolve();
+  #closed = false;
+  /** API writes made (creates + patches), for tests and debugging. */
+  writes = { created: 0, patched: 0 };
+
+  constructor(kube: KubeClient, options: EventRecorderOptions = {}) {
+    this.#kube = kube;
+    this.#component = options.component ?? "portager";
+    this.#instance = options.instance ?? "portager";
+    this.#windowMs = options.windowMs ?? 600_000;
+    this.#flushMs = options.flushMs ?? 200;
+    this.#log = options.logger;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  /** Records an Event; it is written asynchronously (never throws, never blocks). */
+  record(target: EventObject, type: EventType, reason: string, message: string): void {
+    if (this.#closed) return;
+    const now = this.#now();
+    const key = `${target.namespace}/${target.uid ?? target.name}/${type}/${reason}`;
+    const msg = message.length > MAX_MESSAGE ? message.slice(0, MAX_MESSAGE - 1) + "…" : message;
+    let s = this.#series.get(key);
+    if (!s || now.getTime() - s.lastRecordMs > this.#windowMs) {
+      s = {
+        target,
+        type,
+        reason,
+        message: msg,
+        count: 0,
+        pending: 0,
+        firstTimestamp: rfc3339(now),
+        lastTimestamp: rfc3339(now),
+        lastRecordMs: now.getTime(),
+      };
+      this.#series.set(key, s);
+    }
+    s.pending++;
+    s.message = msg;
+    s.target = target;
+    s.lastTimestamp = rfc3339(now);
+    s.lastRecordMs = now.getTime();
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.flush();
+    }, this.#flushMs);
+  }
+
+  /** Writes everything recorded so far. */
+  flush(): Promise<void> {
+    this.#flushing = this.#flushing.then(() => this.#flushNow());
+    return this.#flushing;
+  }
+
+  async #flushNow(): Promise<void> {
+    const nowMs = this.#now().getTime();
+    for (const [key, s] of this.#series) {
+      if (s.pending === 0) {
+        if (nowMs - s.lastRecordMs > this.#windowMs) this.#series.delete(key);
+        continue;
+      }
+      const n = s.pending;
+      s.pending = 0;
+      try {
+        await this.#write(s, n);
+      } catch (err) {
+        this.#log?.warn("could not write Event", {
+          reason: s.reason,
+          object: `${s.target.namespace}/${s.target.name}`,
+          error: err,
+        });
+      }
+    }
+  }
+
+  async #write(s: Series, n: number): Promise<void> {
+    const ns = encodeURIComponent(s.target.namespace);
+    if (s.name) {
+      try {
+        await this.#kube.request("PATCH", `/api/v1/namespaces/${ns}/events/${encodeURIComponent(s.name)}`, {
+          body: { count: s.count + n, message: s.message, lastTimestamp: s.lastTimestamp },
+          contentType: "application/merge-patch+json",
+        });
+        s.count += n;
+        this.writes.patched++;
+        return;
+      } catch (err) {
+        // the Event expired (TTL) or was deleted: start a new one
+        if (!isKubeReason(err, "NotFound")) throw err;
+        s.name = undefined;
+        s.count = 0;
+        s.firstTimestamp = s.lastTimestamp;
+      }
+    }
+    const t = s.target;
+    const name = `${t.name}.${(BigInt(Date.now()) * 1_000_000n).toString(16)}${
+      Math.floor(Math.random() * 0xfff).toString(16)
+    }`;
+    await this.#kube.request("POST", `/api/v1/namespaces/${ns}/events`, {
+      body: {
+        apiVersion: "v1",
+        kind: "Event",
+        metadata: { name, namespace: t.namespace },
+        involvedObject: {
+          apiVersion: t.apiVersion,
+          kind: t.kind,
+          name: t.name,
+          namespace: t.namespace,
+          uid: t.uid,
+          resourceVersion: t.resourceVersion,
+        },
+        reason: s.reason,
+        message: s.message,
+        type: s.type,
+        count: n,
+        firstTimestamp: s.firstTimestamp,
+        lastTimestamp: s.lastTimestamp,
+        source: { component: this.#component },
+        reportingComponent: this.#component,
+        reportingInstance: this.#instance,
+      },
+    });
+    s.name = name;
+    s.count = n;
+    this.writes.created++;
+  }
+
+  /** Flushes pending records and stops; later records are dropped. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    await this.flush();
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * ImageSync objects in the cluster: list/watch (all namespaces or one), get, remove an
+ * annotation, and write status through the status subresource with a JSON merge patch that
+ * carries the resourceVersion, retrying on 409 Conflict from a fresh read.
+ * @module
+ */
+
+import { GROUP, type ImageSync, type ImageSyncStatus, PLURAL, VERSION } from "../api/mod.ts";
+import { isKubeReason, type KubeClient, type KubeStatus, type WatchEvent } from "./client.ts";
+import type { ListWatcher } from "./informer.ts";
+
+/** The API path of ImageSyncs: all namespaces, one namespace, or one object (+ subresource). */
+export function imageSyncPath(namespace?: string, name?: string, subresource?: string): string {
+  let p = `/apis/${GROUP}/${VERSION}`;
+  if (namespace) p += `/namespaces/${encodeURIComponent(namespace)}`;
+  p += `/${PLURAL}`;
+  if (name) p += `/${encodeURIComponent(name)}`;
+  if (subresource) p += `/${subresource}`;
+  return p;
+}
+
+/** Options of {@linkcode ImageSyncClient.updateStatus}. */
+export interface UpdateStatusOptions {
+  /** Conflict retries after the first attempt; default 5. */
+  retries?: number;
+  signal?: AbortSignal;
+}
+
+/** Reads and writes ImageSyncs. */
+export class ImageSyncClient {
+  readonly kube: KubeClient;
+
+  constructor(kube: KubeClient) {
+    this.kube = kube;
+  }
+
+  /** A ListWatcher over one namespace, or all namespaces when `namespace` is undefined. */
+  listWatcher(namespace?: string): ListWatcher<ImageSync> {
+    const path = imageSyncPath(namespace);
+    const kube = this.kube;
+    return {
+      description: namespace ? `${PLURAL} in ${namespace}` : `${PLURAL} in all namespaces`,
+      async list(signal) {
+        const items: ImageSync[] = [];
+        let cont: string | undefined;
+        let resourceVersion = "";
+        do {
+          const page = await kube.request<
+            { items?: ImageSync[]; metadata?: { resourceVersion?: string; continue?: string } }
+          >("GET", path, { query: { limit: 500, continue: cont }, signal });
+          items.push(...(page.items ?? []));
+          resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+          cont = page.metadata?.continue || undefined;
+        } while (cont);
+        return { items, resourceVersion };
+      },
+      watch(resourceVersion, signal) {
+        return kube.watch<ImageSync | KubeStatus>(path, {
+          query: {
+            resourceVersion,
+            allowWatchBookmarks: true,
+            // client-go spreads watch lifetimes over 5–10 minutes so they don't all end at once
+            timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+          },
+          signal,
+        }) as Promise<AsyncGenerator<WatchEvent<ImageSync | KubeStatus>>>;
+      },
+    };
+  }
+
+  /** The ImageSync `namespace/name`, or undefined if it does not exist. */
+  async get(
+    namespace: string,
+    name: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ImageSync | undefined> {
+    try {
+      return await this.kube.request<ImageSync>("GET", imageSyncPath(namespace, name), options);
+    } catch (err) {
+      if (isKubeReason(err, "NotFound")) return undefined;
+      throw err;
+    }
+  }
+
+  /** Removes one annotation with a merge patch (null deletes the key); returns the stored object. */
+  removeAnnotation(
+    namespace: string,
+    name: string,
+    options: { annotation: string; signal?: AbortSignal },
+  ): Promise<ImageSync> {
+    return this.kube.request<ImageSync>("PATCH", imageSyncPath(namespace, name), {
+      body: { metadata: { annotations: { [options.annotation]: null } } },
+      contentType: "application/merge-patch+json",
+      signal: options.signal,
+    });
+  }
+
+  /** Merge-patches `status` of the object at `resourceVersion` (409 Conflict if it moved on). */
+  patchStatus(
+    obj: ImageSync,
+    status: Partial<ImageSyncStatus>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ImageSync> {
+    const md = obj.metadata;
+    return this.kube.request<ImageSync>("PATCH", imageSyncPath(md.namespace, md.name, "status"), {
+      body: { metadata: { resourceVersion: md.resourceVersion }, status },
+      contentType: "application/merge-patch+json",
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * Writes the status computed by `build` from the current object; on 409 Conflict reads the
+   * object again and rebuilds, so fields like condition transition times are computed against
+   * what is stored. Returns the stored object, or undefined if the ImageSync is gone.
+   */
+  async updateStatus(
+    current: ImageSync,
+    build: (obj: ImageSync) => Partial<ImageSyncStatus>,
+    options: UpdateStatusOptions = {},
+  ): Promise<ImageSync | undefined> {
+    const retries = options.retries ?? 5;
+    let obj = current;
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await this.patchStatus(obj, build(obj), { signal: options.signal });
+      } catch (err) {
+        if (isKubeReason(err, "NotFound")) return undefined;
+        if (!isKubeReason(err, "Conflict") || attempt >= retries) throw err;
+        const fresh = await this.get(obj.metadata.namespace!, obj.metadata.name!, { signal: options.signal });
+        if (!fresh) return undefined;
+        obj = fresh;
+      }
+    }
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * List + watch with a local cache, in client-go's reflector style: list to get a
+ * resourceVersion, watch from it with bookmarks, resume from the last seen version when the
+ * stream ends, relist on 410 Gone, and back off on errors. After a relist, objects that
+ * vanished meanwhile are reported as deleted.
+ * @module
+ */
+
+import type { Logger } from "../server/log.ts";
+import { isKubeReason, KubeError, type KubeStatus, type WatchEvent } from "./client.ts";
+
+/** The metadata the informer relies on. */
+export interface InformerObject {
+  metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string };
+}
+
+/** Lists and watches one kind of object in one scope. */
+export interface ListWatcher<T> {
+  /** Human name for logs, e.g. "imagesyncs in team-a". */
+  readonly description: string;
+  list(signal: AbortSignal): Promise<{ items: T[]; resourceVersion: string }>;
+  watch(resourceVersion: string, signal: AbortSignal): Promise<AsyncIterable<WatchEvent<T | KubeStatus>>>;
+}
+
+/** Callbacks of an informer; they must not throw and should return quickly. */
+export interface InformerHandlers<T> {
+  onAdd?(obj: T): void;
+  onUpdate?(previous: T, current: T): void;
+  onDelete?(obj: T): void;
+}
+
+/** Options of {@linkcode Informer}. */
+export interface InformerOptions {
+  logger?: Logger;
+  /** First error backoff; default 1 s, doubling to `maxBackoffMs` (default 30 s). */
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** `namespace/name` (or `name` for cluster-scoped objects). */
+export function objectKey(obj: InformerObject): string {
+  return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
+}
+
+/** Keeps a cache of the objects of a ListWatcher current and calls handlers on changes. */
+export class Informer<T extends InformerObject> {
+  #lw: ListWatcher<T>;
+  #handlers: InformerHandlers<T>;
+  #cache = new Map<string, T>();
+  #log?: Logger;
+  #base: number;
+  #max: number;
+  #synced = false;
+  #watching = false;
+  #resourceVersion = "";
+  #watchEndedAt = 0;
+  /** Counts list calls (initial + relists), for tests and logs. */
+  lists = 0;
+
+  constructor(lw: ListWatcher<T>, handlers: InformerHandlers<T>, options: InformerOptions = {}) {
+    this.#lw = lw;
+    this.#handlers = handlers;
+    this.#log = options.logger;
+    this.#base = options.baseBackoffMs ?? 1_000;
+    this.#max = options.maxBackoffMs ?? 30_000;
+  }
+
+  /** True once the first list has filled the cache. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** True while a watch stream is open. */
+  get watching(): boolean {
+    return this.#watching;
+  }
+
+  /**
+   * True when the cache is synced and a watch is open, or was open moments ago (a watch
+   * that the server ended is reopened at once; this does not flap during that).
+   */
+  get established(): boolean {
+    return this.#synced && (this.#watching || Date.now() - this.#watchEndedAt < 30_000);
+  }
+
+  /** The last resourceVersion seen. */
+  get resourceVersion(): string {
+    return this.#resourceVersion;
+  }
+
+  /** The cached object with `key`. */
+  get(key: string): T | undefined {
+    return this.#cache.get(key);
+  }
+
+  /** All cached objects. */
+  list(): T[] {
+    return [...this.#cache.values()];
+  }
+
+  /** Updates the cache with an object this process just wrote (a newer resourceVersion). */
+  observe(obj: T): void {
+    const key = objectKey(obj);
+    const cur = this.#cache.get(key);
+    if (cur && newer(obj, cur)) this.#cache.set(key, obj);
+  }
+
+  #replace(items: T[]): void {
+    const seen = new Set<string>();
+    for (const obj of items) {
+      const key = objectKey(obj);
+      seen.add(key);
+      const prev = this.#cache.get(key);
+      this.#cache.set(key, obj);
+      if (!prev) this.#call(() => this.#handlers.onAdd?.(obj));
+      else if (prev.metadata.resourceVersion !== obj.metadata.resourceVersion) {
+        this.#call(() => this.#handlers.onUpdate?.(prev, obj));
+      }
+    }
+    for (const [key, prev] of this.#cache) {
+      if (!seen.has(key)) {
+        this.#cache.delete(key);
+        this.#call(() => this.#handlers.onDelete?.(prev));
+      }
+    }
+  }
+
+  #call(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#log?.error("informer handler failed", { error: err });
+    }
+  }
+
+  #apply(ev: WatchEvent<T | KubeStatus>): void {
+    const obj = ev.object as T;
+    if (!obj?.metadata) return;
+    if (obj.metadata.resourceVersion) this.#resourceVersion = obj.metadata.resourceVersion;
+    if (ev.type === "BOOKMARK") return;
+    const key = objectKey(obj);
+    const prev = this.#cache.get(key);
+    if (ev.type === "DELETED") {
+      this.#cache.delete(key);
+      this.#call(() => this.#handlers.onDelete?.(obj));
+      return;
+    }
+    this.#cache.set(key, obj);
+    if (prev) this.#call(() => this.#handlers.onUpdate?.(prev, obj));
+    else this.#call(() => this.#handlers.onAdd?.(obj));
+  }
+
+  /** Lists and watches until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    let needList = true;
+    const backoff = async () => {
+      const ms = Math.min(this.#max, this.#base * 2 ** Math.min(failures, 20));
+      failures++;
+      // jitter: ±20 %
+      await sleep(ms * (0.8 + Math.random() * 0.4), signal);
+    };
+    while (!signal.aborted) {
+      if (needList) {
+        try {
+          this.lists++;
+          const { items, resourceVersion } = await this.#lw.list(signal);
+          if (signal.aborted) break;
+          this.#replace(items);
+          this.#resourceVersion = resourceVersion;
+          this.#synced = true;
+          needList = false;
+        } catch (err) {
+          if (signal.aborted) break;
+          this.#log?.warn("list failed; retrying", { what: this.#lw.description, error: err });
+          await backoff();
+          continue;
+        }
+      }
+      let stream: AsyncIterable<WatchEvent<T | KubeStatus>>;
+      try {
+        stream = await this.#lw.watch(this.#resourceVersion, signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        if (isKubeReason(err, "Gone") || isKubeReason(err, "Expired")) {
+          this.#log?.info("watch resourceVersion expired; relisting", { what: this.#lw.description });
+          needList = true;
+          continue;
+        }
+        this.#log?.warn("watch failed; retrying", { what: this.#lw.description, error: err });
+        await backoff();
+        continue;
+      }
+      this.#watching = true;
+      let broke: unknown;
+      try {
+        for await (const ev of stream) {
+          if (ev.type === "ERROR") {
+            const st = ev.object as KubeStatus;
+            if (st.code === 410 || st.reason === "Expired" || st.reason === "Gone") {
+              this.#log?.info("watch expired (410 Gone); relisting", { what: this.#lw.description });
+              needList = true;
+            } else {
+              broke = new KubeError(st.message ?? "watch error", {
+                reason: st.reason ?? "Unknown",
+                status: st.code ?? 0,
+              });
+            }
+            break;
+          }
+          this.#apply(ev);
+          failures = 0;
+        }
+      } catch (err) {
+        broke = err;
+      }
+      this.#watching = false;
+      this.#watchEndedAt = Date.now();
+      if (signal.aborted) break;
+      if (broke !== undefined) {
+        this.#log?.warn("watch broke; resuming", { what: this.#lw.description, error: broke });
+        await backoff();
+      }
+      // the server ended the watch (timeoutSeconds): resume from the last resourceVersion
+    }
+    this.#watching = false;
+  }
+}
+
+function newer(a: InformerObject, b: InformerObject): boolean {
+  const x = Number(a.metadata.resourceVersion);
+  const y = Number(b.metadata.resourceVersion);
+  // resourceVersions are opaque; etcd-backed ones are integers, which we may compare
+  if (Number.isFinite(x) && Number.isFinite(y)) return x > y;
+  return a.metadata.resourceVersion !== b.metadata.resourceVersion;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,71 @@
+/**
+ * coordination.k8s.io/v1 Leases for leader election: get, create and update (a PUT carrying
+ * the resourceVersion, so two candidates cannot both win: the second gets 409 Conflict).
+ * @module
+ */
+
+import { isKubeReason, type KubeClient } from "./client.ts";
+
+/** A coordination.k8s.io/v1 Lease. */
+export interface Lease {
+  apiVersion?: "coordination.k8s.io/v1";
+  kind?: "Lease";
+  metadata: { name: string; namespace: string; resourceVersion?: string; [k: string]: unknown };
+  spec: {
+    holderIdentity?: string | null;
+    leaseDurationSeconds?: number;
+    /** MicroTime, RFC 3339 with microseconds. */
+    acquireTime?: string | null;
+    renewTime?: string | null;
+    leaseTransitions?: number;
+  };
+}
+
+/** Formats a Date as a Kubernetes MicroTime (RFC 3339, 6 fractional digits, UTC). */
+export function microTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
+
+function leasePath(namespace: string, name?: string): string {
+  const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  return name ? `${base}/${encodeURIComponent(name)}` : base;
+}
+
+/** Reads, creates and updates Leases. */
+export class LeaseClient {
+  readonly kube: KubeClient;
+
+  constructor(kube: KubeClient) {
+    this.kube = kube;
+  }
+
+  /** The Lease, or undefined if it does not exist. */
+  async get(
+    namespace: string,
+    name: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<Lease | undefined> {
+    try {
+      return await this.kube.request<Lease>("GET", leasePath(namespace, name), options);
+    } catch (err) {
+      if (isKubeReason(err, "NotFound")) return undefined;
+      throw err;
+    }
+  }
+
+  /** Creates the Lease; AlreadyExists if another candidate was faster. */
+  create(lease: Lease, options: { signal?: AbortSignal } = {}): Promise<Lease> {
+    return this.kube.request<Lease>("POST", leasePath(lease.metadata.namespace), {
+      body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease },
+      signal: options.signal,
+    });
+  }
+
+  /** Replaces the Lease at its resourceVersion; Conflict if someone else wrote it meanwhile. */
+  update(lease: Lease, options: { signal?: AbortSignal } = {}): Promise<Lease> {
+    return this.kube.request<Lease>("PUT", leasePath(lease.metadata.namespace, lease.metadata.name), {
+      body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease },
+      signal: options.signal,
+    });
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Reading Secrets (for registry credentials). Portager only ever GETs a named Secret; it never
+ * lists or watches them, so RBAC can grant `get` alone.
+ * @module
+ */
+
+import { isKubeReason, type KubeClient } from "./client.ts";
+
+/** The fields of a core/v1 Secret that Portager reads. `data` values are base64. */
+export interface Secret {
+  metadata: { name: string; namespace: string; resourceVersion?: string };
+  type?: string;
+  data?: Record<string, string>;
+}
+
+/** The Secret `namespace/name`, or undefined if it does not exist. */
+export async function getSecret(
+  kube: KubeClient,
+  ref: { namespace: string; name: string },
+  options: { signal?: AbortSignal } = {},
+): Promise<Secret | undefined> {
+  try {
+    return await kube.request<Secret>(
+      "GET",
+      `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/secrets/${encodeURIComponent(ref.name)}`,
+      options,
+    );
+  } catch (err) {
+    if (isKubeReason(err, "NotFound")) return undefined;
+    throw err;
+  }
+}
+
+/** Decodes one base64 `data` value of a Secret to text (undefined if absent or not base64). */
+export function secretText(secret: Secret, key: string): string | undefined {
+  const v = secret.data?.[key];
+  if (v === undefined) return undefined;
+  try {
+    const bin = atob(v);
+    return new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+  } catch {
+    return undefined;
+  }
+}
