@@ -16,7 +16,9 @@ import { crdYaml } from "../src/api/mod.ts";
 import { VERSION } from "../src/cli/version.ts";
 import { driftedManifests, GENERATED_CRD_PATHS } from "../scripts/gen_manifests.ts";
 import { HelmError, helmLint, helmTemplate, parseManifests, type RenderedObject } from "./harness/helm.ts";
+import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
+import { startRegistry } from "./harness/registry.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const CHART = new URL("charts/portager", ROOT).pathname;
@@ -1022,29 +1024,165 @@ async function runDeno(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-Deno.test("deno task bundle: the bundle runs `version` and `crd` with only the compile target's permissions", async () => {
+/**
+ * Runs the `deno task bundle` command into a temp dir (so parallel runs do not share dist/) and
+ * returns the bundle's path; the caller removes `dir`.
+ */
+async function buildBundle(): Promise<{ dir: string; bundle: string }> {
   const bundleTask = denoJson().tasks.bundle;
   assert.match(bundleTask, /^deno bundle --minify --platform=deno --output=dist\/portager\.js main\.ts$/);
   const dir = await Deno.makeTempDir({ prefix: "portager-bundle-" });
+  const bundle = `${dir}/portager.js`;
+  const args = bundleTask.split(/\s+/).slice(1).map((a) =>
+    a.startsWith("--output=") ? `--output=${bundle}` : a
+  );
+  const built = await runDeno(args);
+  if (built.code !== 0) {
+    await Deno.remove(dir, { recursive: true });
+    assert.fail(`deno task bundle failed:\n${built.stderr}`);
+  }
+  return { dir, bundle };
+}
+
+/** `deno run` flags that run the bundle as the compiled binary would: its permissions, no config. */
+function asCompiled(): string[] {
+  return ["run", "--no-config", "--no-prompt", ...compilePermissions()];
+}
+
+Deno.test("deno task bundle: the bundle runs `version` and `crd` with only the compile target's permissions", async () => {
+  const { dir, bundle } = await buildBundle();
   try {
-    const output = `${dir}/portager.js`;
-    // The task's own command, writing to a temp file so parallel runs do not share dist/.
-    const args = bundleTask.split(/\s+/).slice(1).map((a) =>
-      a.startsWith("--output=") ? `--output=${output}` : a
-    );
-    const built = await runDeno(args);
-    assert.equal(built.code, 0, built.stderr);
-    const perms = compilePermissions();
-    // --no-config: like the compiled binary, the bundle must stand alone.
-    const version = await runDeno(["run", "--no-config", "--no-prompt", ...perms, output, "version"], {
-      cwd: dir,
-    });
+    const version = await runDeno([...asCompiled(), bundle, "version"], { cwd: dir });
     assert.equal(version.code, 0, version.stderr);
     assert.match(version.stdout, new RegExp(`^portager ${VERSION.replaceAll(".", "\\.")} `));
-    const crd = await runDeno(["run", "--no-config", "--no-prompt", ...perms, output, "crd"], { cwd: dir });
+    const crd = await runDeno([...asCompiled(), bundle, "crd"], { cwd: dir });
     assert.equal(crd.code, 0, crd.stderr);
     assert.equal(crd.stdout, crdYaml());
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("end to end: the bundled operator, outside the cluster with the chart's ServiceAccount token, syncs an ImageSync", async () => {
+  const { dir, bundle } = await buildBundle();
+  const kube = await startKube();
+  const source = await startRegistry("plain");
+  const destination = await startRegistry("basic");
+  let operator: Deno.ChildProcess | undefined;
+  const logFile = `${dir}/operator.log`;
+  try {
+    await kube.apply(yaml.load(readRepoFile("charts/portager/crds/imagesyncs.yaml")));
+    const ns = "portager-e2e";
+    await createOk(kube, restrictedNamespace(ns));
+    await createOk(kube, namespaceObject(WORK_NS));
+    for (const o of await helmTemplate(CHART, { releaseName: "portager", namespace: ns })) {
+      await createOk(kube, o);
+    }
+
+    // Source image; destination credentials in a dockerconfigjson Secret the operator may only `get`.
+    const pushed = await pushImage(source, { repository: "library/app", tag: "1.0" }, { seed: 7 });
+    const auth = btoa(`${destination.username}:${destination.password}`);
+    await kube.apply({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "dest-creds", namespace: WORK_NS },
+      type: "kubernetes.io/dockerconfigjson",
+      data: { ".dockerconfigjson": btoa(JSON.stringify({ auths: { [destination.host]: { auth } } })) },
+    });
+    await kube.apply({
+      apiVersion: `${SYNC_GROUP}/v1alpha1`,
+      kind: "ImageSync",
+      metadata: { name: "mirror-app", namespace: WORK_NS },
+      spec: {
+        schedule: "@every 1h",
+        source: { registry: source.host },
+        destination: {
+          registry: destination.host,
+          auth: { method: "secret", secretRef: { name: "dest-creds" } },
+        },
+        images: [{ name: "library/app", tags: ["1.0"] }],
+      },
+    });
+
+    const token = await kube.tokenFor(ns, "portager");
+    const kubeconfig = await kube.kubeconfigForToken(token, { namespace: ns });
+    // Through sh so the operator's output goes straight to a file (no pipes to pump), and
+    // `exec` so the child's pid is the operator's.
+    operator = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        'log=$1; shift; exec "$@" >"$log" 2>&1',
+        "sh",
+        logFile,
+        DENO,
+        ...asCompiled(),
+        bundle,
+        "run",
+        `--kubeconfig=${kubeconfig}`,
+        "--leader-elect",
+        `--lease-namespace=${ns}`,
+        "--metrics-addr=127.0.0.1:0",
+        "--log-format=json",
+        `--insecure-registry=${source.host},${destination.host}`,
+        "--grace-period=5s",
+      ],
+      cwd: dir,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+
+    // Ready=True once the sync is done (bounded wait: an operator that never gets there fails).
+    const path = `/apis/${SYNC_GROUP}/v1alpha1/namespaces/${WORK_NS}/imagesyncs/mirror-app`;
+    // deno-lint-ignore no-explicit-any
+    let current: any;
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      current = await (await kube.adminFetch(path)).json();
+      const ready = current.status?.conditions?.find((c: { type: string }) => c.type === "Ready");
+      if (ready?.status === "True") break;
+      if (Date.now() > deadline) {
+        assert.fail(
+          `ImageSync not Ready: ${JSON.stringify(current.status)}\n${await Deno.readTextFile(logFile)}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.deepEqual(
+      current.status.images[0].tags.map((
+        t: { tag: string; synced: boolean; sourceDigest: string },
+      ) => [t.tag, t.synced, t.sourceDigest]),
+      [["1.0", true, pushed.digest]],
+    );
+    const copied = await getManifest(destination, "library/app", "1.0");
+    assert.equal(copied.status, 200);
+    assert.equal(copied.digest, pushed.digest);
+
+    // The Lease was taken with the token (create/get/update on its name only).
+    const lease =
+      await (await kube.adminFetch(`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/portager-leader`))
+        .json();
+    assert.ok(lease.spec?.holderIdentity, JSON.stringify(lease));
+
+    operator.kill("SIGTERM");
+    const status = await operator.status;
+    operator = undefined;
+    assert.equal(status.code, 0, await Deno.readTextFile(logFile));
+    const released =
+      await (await kube.adminFetch(`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/portager-leader`))
+        .json();
+    assert.ok(
+      !released.spec?.holderIdentity,
+      `the Lease is released on shutdown: ${JSON.stringify(released.spec)}`,
+    );
+  } finally {
+    if (operator) {
+      operator.kill("SIGKILL");
+      await operator.status;
+    }
+    await Promise.all([source.stop(), destination.stop()]);
+    await kube.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
