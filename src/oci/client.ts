@@ -152,6 +152,15 @@ export class RegistryClient {
       throw tooLarge();
     }
     const bytes = await res.bytes(MAX_MANIFEST_BYTES, tooLarge);
+    // Refuse schema 1 / unknown types first: a signed schema 1 digest is not sha256(bytes).
+    let manifest: ParsedManifest | undefined;
+    let invalid: unknown;
+    try {
+      manifest = parseManifest(bytes, res.headers.get("content-type"), context);
+    } catch (e) {
+      if (e instanceof OciError && e.reason === "UnsupportedMediaType") throw e;
+      invalid = e;
+    }
     const header = res.headers.get("docker-content-digest");
     const expected = ref.digest ?? header ?? undefined;
     const computed = expected ? digestLike(expected, bytes) : sha256Digest(bytes);
@@ -162,7 +171,7 @@ export class RegistryClient {
         { registry: ref.registry, reference: ref.toString() },
       );
     }
-    const manifest = parseManifest(bytes, res.headers.get("content-type"), context);
+    if (!manifest) throw invalid;
     return { digest: computed, mediaType: manifest.mediaType, size: bytes.byteLength, bytes, manifest };
   }
 

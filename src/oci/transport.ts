@@ -608,7 +608,8 @@ export class Transport {
       : dog.controller.signal;
     let method = init.method;
     let body = init.body;
-    if (body instanceof ReadableStream) body = touchingStream(body, dog);
+    const upload: { error?: unknown } = {};
+    if (body instanceof ReadableStream) body = watchedUpload(body, dog, upload);
     let current = url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const headers = new Headers(init.headers);
@@ -634,8 +635,9 @@ export class Transport {
         dog.disarm();
         if (init.signal?.aborted) throw new SendFailure("Aborted", init.signal.reason);
         if (dog.timedOut) throw new SendFailure("Timeout", e);
-        // A stream body that failed on our side (e.g. digest mismatch) surfaces as the cause.
-        if (e instanceof TypeError && e.cause instanceof OciError) throw e.cause;
+        // The body stream failed (digest mismatch, source broke): that is the real error.
+        if (upload.error instanceof OciError) throw upload.error;
+        if (upload.error !== undefined) throw new SendFailure("Network", upload.error);
         const text = describeCause(e);
         if (/certificate|UnknownIssuer|tls handshake|InvalidCertificate/i.test(text)) {
           throw new SendFailure("Tls", e);
@@ -661,7 +663,7 @@ export class Transport {
         }
         continue;
       }
-      const wrapped = res.body ? guardedBody(res.body, dog) : null;
+      const wrapped = res.body ? guardedBody(res.body, dog, current) : null;
       return new RegistryResponse(res.status, res.headers, current.href, wrapped);
     }
     throw new OciError(
@@ -830,25 +832,39 @@ export class Transport {
   }
 }
 
-/** Passes a request body through, re-arming the idle timer on every chunk. */
-function touchingStream(
+/**
+ * Passes a request body through, re-arming the idle timer on every chunk and keeping the
+ * source's error (fetch only reports "fetch failed", not what broke the body).
+ */
+function watchedUpload(
   source: ReadableStream<Uint8Array>,
   dog: Watchdog,
+  failure: { error?: unknown },
 ): ReadableStream<Uint8Array> {
-  return source.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
+  const reader = source.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
         dog.arm();
-        controller.enqueue(chunk);
-      },
-    }),
-  );
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (e) {
+        failure.error = e;
+        controller.error(e);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /** Wraps a response body so a read that stalls longer than the idle timeout fails. */
 function guardedBody(
   body: ReadableStream<Uint8Array>,
   dog: Watchdog,
+  url: URL,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   return new ReadableStream<Uint8Array>({
@@ -862,7 +878,13 @@ function guardedBody(
       } catch (e) {
         dog.disarm();
         controller.error(
-          dog.timedOut ? new OciError("Timeout", "no data received within the idle timeout") : e,
+          dog.timedOut
+            ? new OciError(
+              "Timeout",
+              `${url.host}: no data received for ${url.pathname} within the idle timeout`,
+              { registry: url.host, retryable: true },
+            )
+            : e,
         );
       }
     },
