@@ -539,6 +539,135 @@ Deno.test("Bearer: tokens per exact scope, cached; pushing to a pull-only reposi
   }
 });
 
+Deno.test("Bearer: identity (refresh) tokens and ready registry tokens work as credentials", async () => {
+  const reg = await startRegistry("bearer");
+  try {
+    const img = await pushImage(reg, { repository: "team/app", tag: "v1" }, { seed: 105 });
+    const basic = `Basic ${btoa(`${reg.username}:${reg.password}`)}`;
+    const service = "portager-test-registry";
+    // An offline (refresh) token, as `docker login` stores it as identitytoken.
+    const offline = await fetch(`${reg.tokenRealm}?service=${service}&offline_token=true`, {
+      headers: { authorization: basic },
+    });
+    const refresh = (await offline.json()).refresh_token as string;
+    assert(refresh);
+    const viaRefresh = new RegistryClient({
+      credentials: staticCredentials({ [reg.host]: { identityToken: refresh } }),
+    });
+    try {
+      const before = reg.tokenRequests!.length;
+      const r = await new Copier(viaRefresh).copy(ref(reg.host, "team/app:v1"), ref(reg.host, "team/two:v1"));
+      assert.equal(r.digest, img.digest);
+      const used = reg.tokenRequests!.slice(before);
+      assert(used.length > 0 && used.every((u) => u.method === "POST" && u.user === reg.username));
+    } finally {
+      viaRefresh.close();
+    }
+    // A registry token is sent as is; no token request at all.
+    const direct = await fetch(`${reg.tokenRealm}?service=${service}&scope=repository:team/app:pull`, {
+      headers: { authorization: basic },
+    });
+    const token = (await direct.json()).token as string;
+    const viaToken = new RegistryClient({
+      credentials: staticCredentials({ [reg.host]: { registryToken: token } }),
+    });
+    try {
+      const before = reg.tokenRequests!.length;
+      const head = await viaToken.headManifest(ref(reg.host, "team/app:v1"));
+      assert.equal(head?.digest, img.digest);
+      assert.equal(reg.tokenRequests!.length, before);
+    } finally {
+      viaToken.close();
+    }
+  } finally {
+    await reg.stop();
+  }
+});
+
+Deno.test("Bearer: a token the registry rejects (401) is dropped and fetched again once", async () => {
+  const reg = await startRegistry("bearer");
+  let rejected = 0;
+  const proxy = startProxy(reg, (req, url) => {
+    if (req.method !== "HEAD" || !url.pathname.includes("/manifests/") || rejected > 0) return undefined;
+    rejected++;
+    // What a registry says when a token expired: 401 with a fresh challenge.
+    return new Response(null, {
+      status: 401,
+      headers: {
+        "www-authenticate":
+          `Bearer realm="${reg.tokenRealm}",service="portager-test-registry",scope="repository:team/app:pull"`,
+      },
+    });
+  });
+  const retries: RetryEvent[] = [];
+  const client = clientFor([{ host: proxy.host, username: reg.username, password: reg.password }], {
+    onRetry: (e) => retries.push(e),
+  });
+  try {
+    const img = await pushImage(reg, { repository: "team/app", tag: "v1" }, { seed: 106 });
+    const before = reg.tokenRequests!.length;
+    const head = await client.headManifest(ref(proxy.host, "team/app:v1"));
+    assert.equal(head?.digest, img.digest);
+    assert.equal(rejected, 1);
+    assert.equal(reg.tokenRequests!.length - before, 2, "first token, then a fresh one after the 401");
+    assert.deepEqual(retries.map((r) => [r.reason, r.status]), [["Unauthorized", 401]]);
+  } finally {
+    client.close();
+    await proxy.stop();
+    await reg.stop();
+  }
+});
+
+Deno.test("Bearer: credentials go to the realm the registry named, never across its redirects", async () => {
+  const reg = await startRegistry("bearer");
+  // S, on another host: forwards token requests to the real token server, records Authorization.
+  const onOtherHost: Array<string | null> = [];
+  const other = Deno.serve({ hostname: "127.0.0.2", port: 0, onListen() {} }, async (req) => {
+    onOtherHost.push(req.headers.get("authorization"));
+    const url = new URL(req.url);
+    const res = await fetch(`${reg.tokenRealm}${url.search}`, { headers: req.headers });
+    return new Response(res.body, { status: res.status, headers: res.headers });
+  });
+  // R, the realm the (proxied) registry names: redirects every token request to S.
+  const atRealm: Array<string | null> = [];
+  const realm = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    atRealm.push(req.headers.get("authorization"));
+    const url = new URL(req.url);
+    return new Response(null, {
+      status: 307,
+      headers: { location: `http://127.0.0.2:${other.addr.port}/token${url.search}` },
+    });
+  });
+  const proxy = startProxy(reg, async (req, url) => {
+    const res = await forward(reg, req, url);
+    const challenge = res.headers.get("www-authenticate");
+    if (!challenge) return res;
+    const headers = new Headers(res.headers);
+    headers.set(
+      "www-authenticate",
+      challenge.replace(reg.tokenRealm!, `http://127.0.0.1:${realm.addr.port}/token`),
+    );
+    return new Response(res.body, { status: res.status, headers });
+  });
+  const client = clientFor([{ host: proxy.host, username: reg.username, password: reg.password }]);
+  try {
+    await pushImage(reg, { repository: "team/app", tag: "v1" }, { seed: 107 });
+    // Without the credentials the token server issues a token with no access: the registry
+    // then answers insufficient_scope, which we report as Forbidden.
+    const e = await rejectsOci(client.headManifest(ref(proxy.host, "team/app:v1")));
+    assert.equal(e.reason, "Forbidden", e.message);
+    assert(atRealm.length > 0 && atRealm.every((a) => a?.startsWith("Basic ")), "the named realm gets them");
+    assert(onOtherHost.length > 0);
+    assert.deepEqual(onOtherHost.filter((a) => a !== null), [], "the redirect target does not");
+  } finally {
+    client.close();
+    await proxy.stop();
+    await realm.shutdown();
+    await other.shutdown();
+    await reg.stop();
+  }
+});
+
 Deno.test("TLS registry: trusted through caCerts, refused without", async () => {
   const reg = await startRegistry("tls");
   const src = await startRegistry("plain");
@@ -723,6 +852,91 @@ Deno.test("a stalled registry fails with Timeout after the attempt cap", async (
     client.close();
     await proxy.stop();
     await src.stop();
+  }
+});
+
+Deno.test("plain HTTP only to loopback names or registries listed as insecure", async () => {
+  const reg = await startRegistry("plain");
+  const proxy = startProxy(reg, () => undefined, "127.0.0.2"); // plain HTTP, not a loopback name
+  const strict = clientFor([]);
+  const lenient = clientFor([], { insecureRegistries: [proxy.host] });
+  try {
+    const img = await pushImage(reg, { repository: "ins/app", tag: "v1" }, { seed: 195 });
+    const e = await rejectsOci(strict.headManifest(ref(proxy.host, "ins/app:v1")));
+    assert.equal(e.reason, "Network", e.message);
+    assert(e.message.includes(proxy.host), e.message);
+    assert.deepEqual(proxy.seen, [], "no plain-HTTP request was made");
+    assert.equal((await lenient.headManifest(ref(proxy.host, "ins/app:v1")))?.digest, img.digest);
+  } finally {
+    strict.close();
+    lenient.close();
+    await proxy.stop();
+    await reg.stop();
+  }
+});
+
+Deno.test("registries that omit Docker-Content-Digest: digests are computed from the bytes", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  const strip = (reg: RegistryServer) =>
+    startProxy(reg, async (req, url) => {
+      if (!url.pathname.includes("/manifests/")) return undefined;
+      const res = await forward(reg, req, url);
+      const headers = new Headers(res.headers);
+      headers.delete("docker-content-digest");
+      return new Response(res.body, { status: res.status, headers });
+    });
+  const srcProxy = strip(src);
+  const dstProxy = strip(dst);
+  const client = clientFor([]);
+  try {
+    const img = await pushImage(src, { repository: "nodig/app", tag: "v1" }, {
+      seed: 196,
+      platforms: ["linux/amd64", "linux/arm64"],
+    });
+    const first = await new Copier(client).copy(
+      ref(srcProxy.host, "nodig/app:v1"),
+      ref(dstProxy.host, "nodig/app:v1"),
+    );
+    assert.equal(first.digest, img.digest);
+    await assertSameImage(dst, "nodig/app", "v1", img);
+    const second = await new Copier(client).copy(
+      ref(srcProxy.host, "nodig/app:v1"),
+      ref(dstProxy.host, "nodig/app:v1"),
+    );
+    assert.equal(second.upToDate, true);
+  } finally {
+    client.close();
+    await srcProxy.stop();
+    await dstProxy.stop();
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("an oversized manifest fails with ManifestTooLarge", async () => {
+  const reg = await startRegistry("plain");
+  const huge = new Uint8Array(5 * 1024 * 1024).fill(0x20);
+  const proxy = startProxy(reg, (req, url) => {
+    if (req.method !== "GET" || !url.pathname.includes("/manifests/")) return undefined;
+    // Streamed without Content-Length, so only the read cap can catch it.
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < huge.length; i += 65536) c.enqueue(huge.slice(i, i + 65536));
+        c.close();
+      },
+    });
+    return new Response(body, { headers: { "content-type": MediaTypes.ociManifest } });
+  });
+  const client = clientFor([]);
+  try {
+    const e = await rejectsOci(client.getManifest(ref(proxy.host, "big/app:v1")));
+    assert.equal(e.reason, "ManifestTooLarge", e.message);
+    assert(e.message.includes(`${proxy.host}/big/app:v1`), e.message);
+  } finally {
+    client.close();
+    await proxy.stop();
+    await reg.stop();
   }
 });
 

@@ -186,9 +186,9 @@ export class TokenCache {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** The cache key for a token request. */
-  static key(realm: string, service: string | undefined, scopes: readonly string[]): string {
-    return JSON.stringify([realm, service ?? "", normalizeScopes(scopes)]);
+  /** The cache key for a token request to `realm` (with the challenge's service) for `scopes`. */
+  static key(realm: string, opts: { service?: string; scopes: readonly string[] }): string {
+    return JSON.stringify([realm, opts.service ?? "", normalizeScopes(opts.scopes)]);
   }
 
   /** Returns a still-valid token for the key, or undefined. */

@@ -60,12 +60,12 @@ Deno.test("scopes: exact repository scopes, normalized so equivalent sets share 
     "repository:c:pull",
   ]);
   assert.equal(
-    TokenCache.key("https://t", "s", ["repository:x:push,pull"]),
-    TokenCache.key("https://t", "s", ["repository:x:pull", "repository:x:push"]),
+    TokenCache.key("https://t", { service: "s", scopes: ["repository:x:push,pull"] }),
+    TokenCache.key("https://t", { service: "s", scopes: ["repository:x:pull", "repository:x:push"] }),
   );
   assert.notEqual(
-    TokenCache.key("https://t", "s", ["repository:x:pull"]),
-    TokenCache.key("https://t", "s", ["repository:x:pull,push"]),
+    TokenCache.key("https://t", { service: "s", scopes: ["repository:x:pull"] }),
+    TokenCache.key("https://t", { service: "s", scopes: ["repository:x:pull,push"] }),
   );
 });
 
@@ -80,7 +80,7 @@ Deno.test("token expiry: expires_in (default 60 s) minus a safety margin", () =>
 Deno.test("TokenCache forgets expired and invalidated tokens", () => {
   let now = 0;
   const cache = new TokenCache({ now: () => now });
-  const key = TokenCache.key("https://t", "s", ["repository:x:pull"]);
+  const key = TokenCache.key("https://t", { service: "s", scopes: ["repository:x:pull"] });
   cache.set(key, { token: "t1", expiresAt: 1000 });
   assert.equal(cache.get(key), "t1");
   now = 999;

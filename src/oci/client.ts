@@ -156,7 +156,7 @@ export class RegistryClient {
     let manifest: ParsedManifest | undefined;
     let invalid: unknown;
     try {
-      manifest = parseManifest(bytes, res.headers.get("content-type"), context);
+      manifest = parseManifest(bytes, { contentType: res.headers.get("content-type"), context });
     } catch (e) {
       if (e instanceof OciError && e.reason === "UnsupportedMediaType") throw e;
       invalid = e;

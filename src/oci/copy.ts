@@ -201,7 +201,7 @@ export class Copier {
       targetDigest = head.digest;
     }
 
-    if (dst.digest && dst.digest !== targetDigest && !dst.tag) {
+    if (dst.digest && dst.digest !== targetDigest) {
       throw new OciError(
         "InvalidReference",
         `destination ${dst} pins digest ${dst.digest} but the source ${src} is ${targetDigest}`,
@@ -277,7 +277,11 @@ export class Copier {
       let totalBytes = plans.filter((p) => p.action === "copy").reduce((n, p) => n + p.size, 0);
       const progress = (digest: string, n: number) => {
         moved += n;
-        this.#opts.onProgress?.({ ref: pushRef.toString(), bytes: moved, totalBytes, digest });
+        try {
+          this.#opts.onProgress?.({ ref: pushRef.toString(), bytes: moved, totalBytes, digest });
+        } catch {
+          // A progress display must never break a copy.
+        }
       };
       const outcomes = await settleAll(
         plans.map((p) => this.#execute(src, dst, p, signal, progress, () => totalBytes += p.size)),

@@ -115,16 +115,20 @@ function asDescriptor(v: unknown, where: string, context: string): Descriptor {
   return d;
 }
 
+/** Options for {@linkcode parseManifest}. */
+export interface ParseManifestOptions {
+  /** The response's Content-Type, used when the document does not state its mediaType. */
+  contentType?: string | null;
+  /** Names the manifest in error messages, e.g. "registry r: manifest r/x:1". */
+  context: string;
+}
+
 /**
- * Parses manifest bytes. `contentType` is the response's Content-Type; the document's own
- * `mediaType` wins when present. Schema 1 and unknown types are refused with
- * UnsupportedMediaType. `context` names the reference for error messages.
+ * Parses manifest bytes. The document's own `mediaType` wins over the Content-Type. Schema 1
+ * and unknown types are refused with UnsupportedMediaType.
  */
-export function parseManifest(
-  bytes: Uint8Array,
-  contentType: string | null,
-  context: string,
-): ParsedManifest {
+export function parseManifest(bytes: Uint8Array, opts: ParseManifestOptions): ParsedManifest {
+  const { contentType, context } = opts;
   let json: Record<string, unknown>;
   try {
     const v = JSON.parse(new TextDecoder().decode(bytes));

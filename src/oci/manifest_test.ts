@@ -56,49 +56,71 @@ const index = {
 };
 
 Deno.test("parseManifest lists config and layers, skipping foreign layers", () => {
-  const m = parseManifest(enc(image), DOCKER_MANIFEST, "ctx");
+  const m = parseManifest(enc(image), { contentType: DOCKER_MANIFEST, context: "ctx" });
   assert.equal(m.mediaType, DOCKER_MANIFEST);
   assert.equal(m.isIndex, false);
   assert.deepEqual(m.blobs.map((b) => b.digest), [d(1), d(2)]);
 });
 
 Deno.test("parseManifest lists index children with platforms", () => {
-  const m = parseManifest(enc(index), OCI_INDEX, "ctx");
+  const m = parseManifest(enc(index), { contentType: OCI_INDEX, context: "ctx" });
   assert.equal(m.isIndex, true);
   assert.deepEqual(m.manifests.map((c) => c.platform?.architecture), ["amd64", "arm64", "unknown"]);
-  const list = parseManifest(enc({ ...index, mediaType: DOCKER_MANIFEST_LIST }), null, "ctx");
+  const list = parseManifest(enc({ ...index, mediaType: DOCKER_MANIFEST_LIST }), {
+    contentType: null,
+    context: "ctx",
+  });
   assert.equal(list.mediaType, DOCKER_MANIFEST_LIST);
 });
 
 Deno.test("parseManifest infers OCI types when mediaType is absent or generic", () => {
   const { mediaType: _, ...bare } = index;
-  assert.equal(parseManifest(enc(bare), "application/json", "ctx").mediaType, OCI_INDEX);
+  assert.equal(
+    parseManifest(enc(bare), { contentType: "application/json", context: "ctx" }).mediaType,
+    OCI_INDEX,
+  );
   const { mediaType: __, ...bareImage } = image;
-  assert.equal(parseManifest(enc(bareImage), null, "ctx").mediaType, OCI_MANIFEST);
+  assert.equal(parseManifest(enc(bareImage), { contentType: null, context: "ctx" }).mediaType, OCI_MANIFEST);
   // the header is used when the document does not say
-  assert.equal(parseManifest(enc(bareImage), DOCKER_MANIFEST, "ctx").mediaType, DOCKER_MANIFEST);
+  assert.equal(
+    parseManifest(enc(bareImage), { contentType: DOCKER_MANIFEST, context: "ctx" }).mediaType,
+    DOCKER_MANIFEST,
+  );
 });
 
 Deno.test("parseManifest refuses schema1 and unknown or broken documents", () => {
   const s1 = ociThrows(() =>
-    parseManifest(enc({ schemaVersion: 1, name: "x", fsLayers: [] }), null, "registry r: manifest r/x:1")
+    parseManifest(enc({ schemaVersion: 1, name: "x", fsLayers: [] }), {
+      contentType: null,
+      context: "registry r: manifest r/x:1",
+    })
   );
   assert.equal(s1.reason, "UnsupportedMediaType");
   assert.match(s1.message, /^registry r: manifest r\/x:1: Docker schema 1 .* not supported/);
   assert.equal(
-    ociThrows(() => parseManifest(enc({ schemaVersion: 2, foo: 1 }), "text/plain", "c")).reason,
+    ociThrows(() =>
+      parseManifest(enc({ schemaVersion: 2, foo: 1 }), { contentType: "text/plain", context: "c" })
+    ).reason,
     "UnsupportedMediaType",
   );
-  assert.equal(ociThrows(() => parseManifest(new Uint8Array([1, 2]), null, "c")).reason, "ManifestInvalid");
   assert.equal(
-    ociThrows(() => parseManifest(enc({ mediaType: OCI_INDEX, manifests: [{ digest: 1 }] }), null, "c"))
+    ociThrows(() => parseManifest(new Uint8Array([1, 2]), { contentType: null, context: "c" })).reason,
+    "ManifestInvalid",
+  );
+  assert.equal(
+    ociThrows(() =>
+      parseManifest(enc({ mediaType: OCI_INDEX, manifests: [{ digest: 1 }] }), {
+        contentType: null,
+        context: "c",
+      })
+    )
       .reason,
     "ManifestInvalid",
   );
 });
 
 Deno.test("platform filter selects children and writes a smaller index keeping other fields", () => {
-  const m = parseManifest(enc(index), OCI_INDEX, "ctx");
+  const m = parseManifest(enc(index), { contentType: OCI_INDEX, context: "ctx" });
   assert.deepEqual(selectChildren(m.manifests, []).length, 3);
   const arm = selectChildren(m.manifests, ["linux/arm64"]);
   assert.deepEqual(arm.map((c) => c.digest), [d(5)]);

@@ -255,8 +255,8 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
 }
 
 /** Exponential backoff with "equal jitter": between half and all of base·2^(attempt-1), capped. */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+export function backoffDelay(attempt: number, opts: { baseMs: number; maxMs: number }): number {
+  const ceiling = Math.min(opts.maxMs, opts.baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
 }
 
@@ -332,11 +332,10 @@ export class Transport {
 
   /** Backoff delay for the given failed attempt, using this transport's settings. */
   backoff(attempt: number): number {
-    return backoffDelay(
-      attempt,
-      this.#opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS,
-      this.#opts.retryMaxDelayMs ?? DEFAULT_RETRY_MAX_MS,
-    );
+    return backoffDelay(attempt, {
+      baseMs: this.#opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS,
+      maxMs: this.#opts.retryMaxDelayMs ?? DEFAULT_RETRY_MAX_MS,
+    });
   }
 
   /** Whether requests to this registry go over plain HTTP (after its ping). */
@@ -441,12 +440,13 @@ export class Transport {
         allowsPlainHttp(registry, this.#opts.insecureRegistries)
       ? ["https", "http"]
       : ["https"];
-    const spec: RequestSpec = { method: "GET", path: "/v2/", scopes: [], action: "ping", signal };
+    let spec: RequestSpec = { method: "GET", path: "/v2/", scopes: [], action: "ping", signal };
     let lastError: unknown;
     let tlsFailure: SendFailure | undefined;
     for (const [i, scheme] of schemes.entries()) {
       const base = new URL(`${scheme}://${apiHost}/`);
       const url = new URL("/v2/", base);
+      spec = { ...spec, action: `reach the registry API at ${url.href}` };
       let res: RegistryResponse;
       try {
         if (i < schemes.length - 1) {
@@ -498,8 +498,13 @@ export class Transport {
       });
     }
     if (tlsFailure) throw this.#failureError(tlsFailure, registry, spec);
-    if (lastError instanceof OciError) throw lastError;
-    throw this.#failureError(lastError, registry, spec);
+    const err = this.#failureError(lastError, registry, spec);
+    if (err.reason !== "Network" || schemes.length > 1) throw err;
+    throw new OciError(
+      err.reason,
+      `${err.message} (plain HTTP is only tried for localhost, 127.0.0.1, ::1 and insecureRegistries)`,
+      { registry, retryable: err.retryable, cause: err.cause },
+    );
   }
 
   #failureError(e: unknown, registry: string, spec: RequestSpec): OciError {
@@ -693,7 +698,7 @@ export class Transport {
     const realm = challenge.params.realm;
     const service = challenge.params.service;
     const normalized = normalizeScopes(scopes);
-    const key = TokenCache.key(realm, service, normalized);
+    const key = TokenCache.key(realm, { service, scopes: normalized });
     const cached = this.#tokens.get(key);
     if (cached) return { header: `Bearer ${cached}`, cacheKey: key, cached: true };
     let pending = this.#tokenFetches.get(key);
@@ -824,7 +829,7 @@ export class Transport {
     }
     const expiresIn = typeof parsed.expires_in === "number" ? parsed.expires_in : undefined;
     // Same key as #authorization computes.
-    this.#tokens.set(TokenCache.key(challenge.params.realm, service, scopes), {
+    this.#tokens.set(TokenCache.key(challenge.params.realm, { service, scopes }), {
       token,
       expiresAt: tokenExpiry(issuedAt, expiresIn),
     });

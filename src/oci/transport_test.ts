@@ -13,11 +13,11 @@ Deno.test("parseRetryAfter reads delta seconds and HTTP dates", () => {
 
 Deno.test("backoffDelay grows exponentially with jitter and is capped", () => {
   for (let i = 0; i < 50; i++) {
-    const first = backoffDelay(1, 100, 10_000);
+    const first = backoffDelay(1, { baseMs: 100, maxMs: 10_000 });
     assert(first >= 50 && first <= 100, `attempt 1: ${first}`);
-    const third = backoffDelay(3, 100, 10_000);
+    const third = backoffDelay(3, { baseMs: 100, maxMs: 10_000 });
     assert(third >= 200 && third <= 400, `attempt 3: ${third}`);
-    const capped = backoffDelay(30, 100, 1000);
+    const capped = backoffDelay(30, { baseMs: 100, maxMs: 1000 });
     assert(capped >= 500 && capped <= 1000, `capped: ${capped}`);
   }
 });
