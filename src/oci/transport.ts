@@ -100,6 +100,7 @@ const DEFAULT_ATTEMPTS = 5;
 const DEFAULT_RETRY_BASE_MS = 250;
 const DEFAULT_RETRY_MAX_MS = 30_000;
 const MAX_REDIRECTS = 10;
+const PROBE_TIMEOUT_MS = 10_000;
 const ERROR_BODY_LIMIT = 64 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
@@ -410,7 +411,7 @@ export class Transport {
           },
         );
       }
-      if (res.ok || spec.accept?.includes(res.status) || REDIRECT_STATUSES.has(res.status)) {
+      if (res.ok || spec.accept?.includes(res.status)) {
         return res;
       }
       const text = await res.text();
@@ -450,12 +451,13 @@ export class Transport {
       let res: RegistryResponse;
       try {
         if (i < schemes.length - 1) {
-          // Probing HTTPS on a host that may be plain HTTP: one attempt, then fall back.
+          // Probing HTTPS on a host that may be plain HTTP: one short attempt, then fall back.
           res = await this.#send(url, {
             method: "GET",
             headers: {},
             authOrigin: base.origin,
             signal,
+            timeoutMs: Math.min(this.#opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, PROBE_TIMEOUT_MS),
           });
         } else {
           res = await this.#withRetries(
@@ -605,9 +607,10 @@ export class Transport {
       body?: Uint8Array | string | ReadableStream<Uint8Array>;
       authOrigin: string;
       signal?: AbortSignal;
+      timeoutMs?: number;
     },
   ): Promise<RegistryResponse> {
-    const dog = new Watchdog(this.#opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const dog = new Watchdog(init.timeoutMs ?? this.#opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const signal = init.signal
       ? AbortSignal.any([init.signal, dog.controller.signal])
       : dog.controller.signal;
