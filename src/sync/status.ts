@@ -1,0 +1,48 @@
+/**
+ * The part of ImageSync status a sync determines (per-tag results and counts), built the same
+ * way by the operator and `portager serve`. Conditions and nextSyncTime are the caller's.
+ * @module
+ */
+import type { ImageStatus, ImageSyncStatus, TagStatus } from "../api/mod.ts";
+import type { SyncReport } from "./sync.ts";
+
+/** Status fields that come from a sync report. */
+export type SyncStatusFields = Required<
+  Pick<ImageSyncStatus, "images" | "totalImages" | "syncedImages" | "failedImages" | "lastSyncTime">
+>;
+
+/** Per-image, per-tag status and the counts, from a (non dry-run) report. */
+export function statusFromReport(report: SyncReport): SyncStatusFields {
+  const images: ImageStatus[] = report.images.map((image) => ({
+    name: image.name,
+    tags: image.tags.map((t) => {
+      const tag: TagStatus = { tag: t.tag, synced: t.synced };
+      if (t.sourceDigest) tag.sourceDigest = t.sourceDigest;
+      if (t.lastSyncTime) tag.lastSyncTime = t.lastSyncTime;
+      if (t.error) tag.error = t.error;
+      if (t.reason) tag.reason = t.reason;
+      if (t.verified !== undefined) tag.verified = t.verified;
+      if (t.validationError) tag.validationError = t.validationError;
+      return tag;
+    }),
+  }));
+  return {
+    images,
+    totalImages: report.totalImages,
+    syncedImages: report.syncedImages,
+    failedImages: report.failedImages,
+    lastSyncTime: report.finishedAt,
+  };
+}
+
+/** A one-line summary for the Ready condition message, as upstream words it. */
+export function summaryMessage(report: SyncReport): string {
+  const parts: string[] = [];
+  if (report.failedImages === 0) parts.push(`All ${report.totalImages} image(s) synced successfully`);
+  else parts.push(`${report.failedImages} of ${report.totalImages} image(s) failed to sync`);
+  if (report.resolutionFailures > 0) {
+    parts.push(`tag resolution failed for ${report.resolutionFailures} image(s)`);
+  }
+  if (report.aborted) parts.push("the sync was stopped early");
+  return parts.join("; ");
+}

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { mergeTags, resolveImageTags } from "./tags.ts";
+import { imageRepositories } from "./naming.ts";
+import type { ImageSyncSpec } from "../api/mod.ts";
+
+const AVAILABLE = [
+  "latest",
+  "1.20.0",
+  "1.21.0",
+  "1.21.1",
+  "1.22.0",
+  "1.22.1",
+  "1.22.2",
+  "v1.22.3",
+  "1.23.0-rc.1",
+  "1.23.0",
+  "2.0.0",
+  "stable",
+];
+
+Deno.test("explicit tags come first, then semver matches newest first, without duplicates", () => {
+  const r = resolveImageTags(
+    { name: "app", tags: ["latest", "1.22.1", "latest"], semver: "~1.22.0" },
+    AVAILABLE,
+  );
+  assert.deepEqual(r.explicit, ["latest", "1.22.1"]);
+  assert.deepEqual(r.matched, ["v1.22.3", "1.22.2", "1.22.1", "1.22.0"]);
+  assert.deepEqual(r.tags, ["latest", "1.22.1", "v1.22.3", "1.22.2", "1.22.0"]);
+  assert.equal(r.totalMatches, 4);
+});
+
+Deno.test("maxTags limits semver matches only: default 10, 0 unlimited", () => {
+  const many = Array.from({ length: 25 }, (_, i) => `1.0.${i}`);
+  assert.equal(resolveImageTags({ name: "a", semver: "1.x" }, many).tags.length, 10);
+  assert.equal(resolveImageTags({ name: "a", semver: "1.x", maxTags: 0 }, many).tags.length, 25);
+  const r = resolveImageTags({ name: "a", tags: ["x", "y"], semver: "1.x", maxTags: 2 }, many);
+  assert.deepEqual(r.tags, ["x", "y", "1.0.24", "1.0.23"]);
+  assert.equal(r.totalMatches, 25);
+  // The limit picks the newest matches before explicit duplicates are dropped (as upstream).
+  const dup = resolveImageTags({ name: "a", tags: ["1.0.24"], semver: "1.x", maxTags: 2 }, many);
+  assert.deepEqual(dup.tags, ["1.0.24", "1.0.23"]);
+});
+
+Deno.test("pre-releases and non-version tags stay out unless named", () => {
+  assert.deepEqual(resolveImageTags({ name: "a", semver: ">=1.22.0" }, AVAILABLE).matched, [
+    "2.0.0",
+    "1.23.0",
+    "v1.22.3",
+    "1.22.2",
+    "1.22.1",
+    "1.22.0",
+  ]);
+  assert.deepEqual(resolveImageTags({ name: "a", semver: ">=1.23.0-rc.0 <1.24.0" }, AVAILABLE).matched, [
+    "1.23.0",
+    "1.23.0-rc.1",
+  ]);
+  assert.deepEqual(resolveImageTags({ name: "a", tags: ["stable"] }, undefined).tags, ["stable"]);
+  assert.throws(
+    () => resolveImageTags({ name: "a", semver: "nope" }, AVAILABLE),
+    /invalid semver constraint/,
+  );
+});
+
+Deno.test("mergeTags keeps first occurrences in order", () => {
+  assert.deepEqual(mergeTags(["a", "b", "a"], ["c", "b", "d"]), ["a", "b", "c", "d"]);
+});
+
+function spec(source: string, destination: string, prefix?: string): ImageSyncSpec {
+  return {
+    schedule: "@daily",
+    source: { registry: source },
+    destination: { registry: destination, auth: { method: "anonymous" }, repositoryPrefix: prefix },
+    images: [],
+  };
+}
+
+Deno.test("destination naming: registry path + prefix + image name as written", () => {
+  const name = (s: ImageSyncSpec, image: string) => {
+    const r = imageRepositories(s, { name: image, tags: ["x"] });
+    return [r.source.toString(), r.destination.toString(), r.destinationPath];
+  };
+  assert.deepEqual(
+    name(spec("docker.io/library", "123456789012.dkr.ecr.us-east-1.amazonaws.com", "mirror"), "nginx"),
+    [
+      "docker.io/library/nginx",
+      "123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx",
+      "mirror/nginx",
+    ],
+  );
+  assert.deepEqual(name(spec("docker.io", "127.0.0.1:5000", "mirror"), "nginx"), [
+    "docker.io/library/nginx",
+    "127.0.0.1:5000/mirror/nginx",
+    "mirror/nginx",
+  ]);
+  assert.deepEqual(name(spec("docker.io", "127.0.0.1:5000"), "library/nginx"), [
+    "docker.io/library/nginx",
+    "127.0.0.1:5000/library/nginx",
+    "library/nginx",
+  ]);
+  assert.deepEqual(name(spec("cgr.dev/my-org", "registry.example.com:5000/team", "cg"), "go"), [
+    "cgr.dev/my-org/go",
+    "registry.example.com:5000/team/cg/go",
+    "team/cg/go",
+  ]);
+  // A dotless host is still the host the user named, not a Docker Hub namespace.
+  assert.deepEqual(name(spec("registry/base", "mirror:5000"), "app"), [
+    "registry/base/app",
+    "mirror:5000/app",
+    "app",
+  ]);
+  assert.deepEqual(name(spec("index.docker.io", "r.example.com"), "alpine"), [
+    "docker.io/library/alpine",
+    "r.example.com/alpine",
+    "alpine",
+  ]);
+});

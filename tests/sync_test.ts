@@ -1,0 +1,566 @@
+/**
+ * Integration tests of "sync one ImageSync spec once" (src/sync) with the credentials layer
+ * (src/credentials) against real CNCF distribution registries from the harness, and moto (the
+ * AWS API emulator from PyPI) for ECR tokens and repository creation.
+ */
+
+import assert from "node:assert/strict";
+import { getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts";
+import { type RegistryServer, startRegistry } from "./harness/registry.ts";
+import { freePort } from "./harness/ports.ts";
+import type { ImageSyncSpec } from "../src/api/mod.ts";
+import {
+  credentialsForSpec,
+  EcrCredentialResolver,
+  EcrRepositories,
+  type SecretLike,
+} from "../src/credentials/mod.ts";
+import { statusFromReport, SyncError, type SyncEvent, syncImageSync } from "../src/sync/mod.ts";
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+const b64 = (s: string) => btoa(s);
+
+/** A kubernetes.io/dockerconfigjson Secret with Basic auth for `host`. */
+function dockerSecret(host: string, username: string, password: string): SecretLike {
+  const json = JSON.stringify({ auths: { [host]: { auth: b64(`${username}:${password}`) } } });
+  return { type: "kubernetes.io/dockerconfigjson", data: { ".dockerconfigjson": b64(json) } };
+}
+
+/** Registry writes (uploads, manifest pushes) in access-log lines. */
+function writes(lines: string[]): string[] {
+  return lines.filter((l) => /^(PUT|POST|PATCH|DELETE) /.test(l));
+}
+
+async function logMark(reg: RegistryServer): Promise<number> {
+  return (await reg.flushLog()).length;
+}
+
+async function logSince(reg: RegistryServer, mark: number): Promise<string[]> {
+  return (await reg.flushLog()).slice(mark);
+}
+
+function events(): {
+  list: SyncEvent[];
+  onEvent: (e: SyncEvent) => void;
+  of: (t: SyncEvent["type"]) => SyncEvent[];
+} {
+  const list: SyncEvent[] = [];
+  return { list, onEvent: (e) => list.push(e), of: (t) => list.filter((e) => e.type === t) };
+}
+
+/** Pushes `app` tags sharing two base layers; returns them by tag. */
+async function pushAppTags(
+  reg: RegistryServer,
+  repository: string,
+  tags: string[],
+): Promise<Map<string, PushedImage>> {
+  const out = new Map<string, PushedImage>();
+  for (const [i, tag] of tags.entries()) {
+    out.set(
+      tag,
+      await pushImage(reg, { repository, tag }, {
+        seed: 100 + i,
+        layers: [2048],
+        sharedLayers: [4096, 1024],
+      }),
+    );
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("explicit + semver tags sync to a Basic-auth registry through a dockerconfigjson Secret; a second sync copies nothing", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("basic");
+  try {
+    const pushed = await pushAppTags(src, "team/app", [
+      "1.0.0",
+      "1.1.0",
+      "v1.2.0",
+      "1.2.1-rc.1",
+      "2.0.0",
+      "latest",
+      "stable",
+    ]);
+    const spec: ImageSyncSpec = {
+      schedule: "@every 1h",
+      source: { registry: src.host },
+      destination: {
+        registry: dst.host,
+        auth: { method: "secret", secretRef: { name: "push" } },
+        repositoryPrefix: "mirror",
+      },
+      images: [{ name: "team/app", tags: ["latest"], semver: "^1.0.0", maxTags: 2 }],
+    };
+    const secrets: Record<string, SecretLike> = {
+      "ci/push": dockerSecret(dst.host, dst.username!, dst.password!),
+    };
+    const creds = await credentialsForSpec(spec, {
+      namespace: "ci",
+      loadSecret: (ref) => Promise.resolve(secrets[`${ref.namespace}/${ref.name}`]),
+    });
+
+    const ev = events();
+    const report = await syncImageSync(spec, {
+      sourceCredentials: creds.source,
+      destinationCredentials: creds.destination,
+      onEvent: ev.onEvent,
+    });
+
+    // Explicit first, then the two newest ^1.0.0 releases (the rc and 2.0.0 stay out).
+    const image = report.images[0];
+    assert.equal(image.destinationRepository, `${dst.host}/mirror/team/app`);
+    assert.deepEqual(image.tags.map((t) => [t.tag, t.action]), [
+      ["latest", "copied"],
+      ["v1.2.0", "copied"],
+      ["1.1.0", "copied"],
+    ]);
+    assert.ok(report.ok);
+    assert.equal(report.totalImages, 3);
+    assert.equal(report.syncedImages, 3);
+    assert.equal(report.failedImages, 0);
+    for (const t of image.tags) {
+      const want = pushed.get(t.tag)!;
+      assert.equal(t.sourceDigest, want.digest, t.tag);
+      const got = await getManifest(dst, "mirror/team/app", t.tag);
+      assert.equal(got.status, 200, `${t.tag} at the destination`);
+      assert.equal(got.digest, want.digest, `${t.tag} keeps its digest`);
+    }
+    assert.equal((await getManifest(dst, "mirror/team/app", "1.0.0")).status, 404, "maxTags kept 1.0.0 out");
+    assert.equal((await getManifest(dst, "mirror/team/app", "1.2.1-rc.1")).status, 404);
+
+    // One batch: the shared base layers moved once across the three tags.
+    const unique = new Set([...image.tags].flatMap((t) => pushed.get(t.tag)!.blobs.map((b) => b.digest)));
+    assert.equal(report.blobsCopied, unique.size, "each distinct blob streamed exactly once");
+
+    const resolved = ev.of("TagsResolved");
+    assert.equal(resolved.length, 1);
+    assert.deepEqual((resolved[0] as { tags: string[] }).tags, ["v1.2.0", "1.1.0"]);
+    assert.equal((resolved[0] as { totalMatches: number }).totalMatches, 3);
+    assert.equal(ev.of("ImageSynced").length, 3);
+    assert.equal(ev.of("SyncFailed").length, 0);
+
+    const status = statusFromReport(report);
+    assert.deepEqual([status.totalImages, status.syncedImages, status.failedImages], [3, 3, 0]);
+    assert.deepEqual(status.images[0].tags?.map((t) => [t.tag, t.synced, t.sourceDigest]), [
+      ["latest", true, pushed.get("latest")!.digest],
+      ["v1.2.0", true, pushed.get("v1.2.0")!.digest],
+      ["1.1.0", true, pushed.get("1.1.0")!.digest],
+    ]);
+
+    // Second sync: everything up to date, nothing read from blobs, nothing written.
+    const srcMark = await logMark(src);
+    const dstMark = await logMark(dst);
+    const again = events();
+    const second = await syncImageSync(spec, {
+      sourceCredentials: creds.source,
+      destinationCredentials: creds.destination,
+      onEvent: again.onEvent,
+      previous: status,
+    });
+    assert.ok(second.ok);
+    assert.deepEqual(second.images[0].tags.map((t) => t.action), ["up-to-date", "up-to-date", "up-to-date"]);
+    assert.equal(second.copiedImages, 0);
+    assert.equal(second.bytesMoved, 0);
+    assert.equal(again.of("ImageSkipped").length, 3);
+    assert.deepEqual(writes(await logSince(dst, dstMark)), [], "the destination saw no write");
+    assert.deepEqual(
+      (await logSince(src, srcMark)).filter((l) => l.includes("/blobs/")),
+      [],
+      "no source blob was read",
+    );
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("a missing tag fails only that tag, with NotFound, and nothing throws", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    const pushed = await pushImage(src, { repository: "lib/tool", tag: "1.0" }, { seed: 7 });
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: `${src.host}/lib` },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "tool", tags: ["1.0", "9.9-missing"] }],
+    };
+    const ev = events();
+    const report = await syncImageSync(spec, {
+      sourceCredentials: { resolve: () => Promise.resolve(undefined) },
+      destinationCredentials: { resolve: () => Promise.resolve(undefined) },
+      onEvent: ev.onEvent,
+    });
+    const [ok, missing] = report.images[0].tags;
+    assert.equal(ok.action, "copied");
+    assert.equal(ok.sourceDigest, pushed.digest);
+    assert.equal((await getManifest(dst, "tool", "1.0")).digest, pushed.digest);
+    assert.equal(missing.action, "failed");
+    assert.equal(missing.synced, false);
+    assert.equal(missing.reason, "NotFound");
+    assert.match(missing.error!, /9\.9-missing/);
+    assert.equal(report.failedImages, 1);
+    assert.equal(report.syncedImages, 1);
+    assert.equal(report.ok, false);
+    const failed = ev.of("SyncFailed");
+    assert.equal(failed.length, 1);
+    assert.equal((failed[0] as { tag: string }).tag, "9.9-missing");
+    assert.ok(failed[0].warning);
+    const status = statusFromReport(report);
+    assert.equal(status.images[0].tags?.[1].reason, "NotFound");
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("a Secret without an entry for the destination stops the sync with AuthFailed before any request", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("basic");
+  try {
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: {
+        registry: dst.host,
+        auth: { method: "secret", secretRef: { name: "push", namespace: "ops" } },
+      },
+      images: [{ name: "app", tags: ["1"] }],
+    };
+    const creds = await credentialsForSpec(spec, {
+      namespace: "default",
+      loadSecret: () => Promise.resolve(dockerSecret("other.example.com", "u", "secret-password")),
+    });
+    const dstMark = await logMark(dst);
+    await assert.rejects(
+      () =>
+        syncImageSync(spec, { sourceCredentials: creds.source, destinationCredentials: creds.destination }),
+      (e: unknown) => {
+        assert.ok(e instanceof SyncError);
+        assert.equal(e.reason, "AuthFailed");
+        assert.equal(e.message, `secret ops/push has no auth for registry ${dst.host}`);
+        assert.ok(!e.message.includes("secret-password"));
+        return true;
+      },
+    );
+    assert.deepEqual(await logSince(dst, dstMark), [], "no request reached the destination");
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("dry run plans per tag, writes nothing, and the real run then does what it planned", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    await pushAppTags(src, "app", ["1.0.0", "1.1.0"]);
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "app", semver: "1.x" }, { name: "app", tags: ["gone"] }],
+    };
+    const anon = { resolve: () => Promise.resolve(undefined) };
+    const dstMark = await logMark(dst);
+    const plan = await syncImageSync(spec, {
+      sourceCredentials: anon,
+      destinationCredentials: anon,
+      dryRun: true,
+    });
+    assert.deepEqual(plan.images.flatMap((i) => i.tags.map((t) => [t.tag, t.action, t.reason])), [
+      ["1.1.0", "would-copy", undefined],
+      ["1.0.0", "would-copy", undefined],
+      ["gone", "failed", "NotFound"],
+    ]);
+    assert.ok(plan.dryRun);
+    assert.equal(plan.syncedImages, 0);
+    assert.ok(plan.bytesMoved > 0);
+    assert.deepEqual(writes(await logSince(dst, dstMark)), [], "a dry run writes nothing");
+    assert.equal((await getManifest(dst, "app", "1.1.0")).status, 404);
+
+    const real = await syncImageSync(spec, { sourceCredentials: anon, destinationCredentials: anon });
+    assert.deepEqual(real.images.flatMap((i) => i.tags.map((t) => t.action)), ["copied", "copied", "failed"]);
+    assert.equal(real.bytesMoved, plan.bytesMoved, "the plan predicted the bytes moved");
+    assert.equal(real.blobsCopied, plan.blobsCopied);
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("an enabled validation gate fails tags that need a copy (ValidationUnavailable) and copies nothing", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    const a = await pushImage(src, { repository: "app", tag: "a" }, { seed: 1 });
+    await pushImage(src, { repository: "app", tag: "b" }, { seed: 2 });
+    const anon = { resolve: () => Promise.resolve(undefined) };
+    const base: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "app", tags: ["a"] }],
+    };
+    await syncImageSync(base, { sourceCredentials: anon, destinationCredentials: anon });
+
+    const gated: ImageSyncSpec = {
+      ...base,
+      images: [{ name: "app", tags: ["a", "b"] }],
+      validation: { cosign: { enabled: true, publicKey: "PEM" }, sbomGate: { enabled: false } },
+    };
+    const dstMark = await logMark(dst);
+    const report = await syncImageSync(gated, { sourceCredentials: anon, destinationCredentials: anon });
+    const [upToDate, blocked] = report.images[0].tags;
+    assert.equal(upToDate.action, "up-to-date", "already at the destination: nothing to gate");
+    assert.equal(upToDate.sourceDigest, a.digest);
+    assert.equal(blocked.action, "failed");
+    assert.equal(blocked.reason, "ValidationUnavailable");
+    assert.equal(blocked.verified, false);
+    assert.match(blocked.validationError!, /cosign/);
+    assert.deepEqual(writes(await logSince(dst, dstMark)), []);
+    assert.equal((await getManifest(dst, "app", "b")).status, 404);
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("the abort signal stops starting new tags; the rest are reported as Aborted", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    await pushAppTags(src, "app", ["1", "2", "3"]);
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "app", tags: ["1", "2", "3"] }],
+    };
+    const anon = { resolve: () => Promise.resolve(undefined) };
+    const stop = new AbortController();
+    const report = await syncImageSync(spec, {
+      sourceCredentials: anon,
+      destinationCredentials: anon,
+      tagConcurrency: 1,
+      onEvent: (e) => {
+        if (e.type === "ImageSynced") stop.abort();
+      },
+      signal: stop.signal,
+    });
+    assert.deepEqual(report.images[0].tags.map((t) => [t.tag, t.action, t.reason]), [
+      ["1", "copied", undefined],
+      ["2", "failed", "Aborted"],
+      ["3", "failed", "Aborted"],
+    ]);
+    assert.ok(report.aborted);
+    assert.ok(!report.ok);
+    assert.equal((await getManifest(dst, "app", "2")).status, 404);
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("a failed tag listing is TagResolutionFailed; the previous sync's semver tags are kept", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    await pushImage(src, { repository: "app", tag: "stable" }, { seed: 5 });
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "app", tags: ["stable"] }, { name: "gone", semver: "^1.0.0" }],
+    };
+    const anon = { resolve: () => Promise.resolve(undefined) };
+    const ev = events();
+    const report = await syncImageSync(spec, {
+      sourceCredentials: anon,
+      destinationCredentials: anon,
+      onEvent: ev.onEvent,
+      previous: {
+        images: [{ name: "gone", tags: [{ tag: "1.4.0", synced: true }, { tag: "latest", synced: true }] }],
+      },
+    });
+    const failed = ev.of("TagResolutionFailed") as Array<{ image: string; reason: string; message: string }>;
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0].image, "gone");
+    assert.equal(failed[0].reason, "NotFound");
+    assert.match(failed[0].message, /keeping 1 tag\(s\) resolved by the previous sync/);
+    assert.deepEqual(report.images[1].semver?.matched, ["1.4.0"]);
+    assert.deepEqual(report.images[1].tags.map((t) => [t.tag, t.reason]), [["1.4.0", "NotFound"]]);
+    assert.equal(report.images[0].tags[0].action, "copied", "other images are unaffected");
+    assert.equal(report.resolutionFailures, 1);
+    assert.ok(!report.ok);
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// ECR through moto
+
+interface Moto {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startMoto(): Promise<Moto> {
+  const port = freePort();
+  const child = new Deno.Command("python3", {
+    args: ["-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await child.status;
+  };
+  for (let i = 0; i < 300; i++) {
+    try {
+      const res = await fetch(`${url}/moto-api/`);
+      await res.body?.cancel();
+      return { url, stop };
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  await stop();
+  throw new Error("moto server did not start (pip install 'moto[server]')");
+}
+
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) Deno.env.delete(k);
+      else Deno.env.set(k, v);
+    }
+  }
+}
+
+Deno.test("ECR (moto): the issued token pushes to a registry that accepts it; createDestinationRepos creates once", async () => {
+  const moto = await startMoto();
+  // moto issues "AWS:<account>-auth-token"; the harness registry accepts exactly that login.
+  const dst = await startRegistry("basic", { users: { AWS: "123456789012-auth-token" } });
+  const src = await startRegistry("plain");
+  try {
+    await withEnv({
+      AWS_ENDPOINT_URL_ECR: moto.url,
+      AWS_ACCESS_KEY_ID: "testing",
+      AWS_SECRET_ACCESS_KEY: "testing",
+      AWS_EC2_METADATA_DISABLED: "true",
+    }, async () => {
+      const pushed = await pushImage(src, { repository: "nginx", tag: "1.27" }, { seed: 3 });
+      const spec: ImageSyncSpec = {
+        schedule: "@hourly",
+        source: { registry: src.host },
+        destination: { registry: dst.host, auth: { method: "ecr" }, repositoryPrefix: "mirror" },
+        createDestinationRepos: true,
+        images: [{ name: "nginx", tags: ["1.27"] }, { name: "nginx", tags: ["1.27"] }],
+      };
+      // The registry is local, so the region comes from the options instead of an ECR host name.
+      const ecr = { region: "us-east-1" };
+      const ev = events();
+      const report = await syncImageSync(spec, {
+        sourceCredentials: { resolve: () => Promise.resolve(undefined) },
+        destinationCredentials: new EcrCredentialResolver(ecr),
+        repositories: new EcrRepositories(dst.host, ecr),
+        onEvent: ev.onEvent,
+      });
+      assert.ok(report.ok, JSON.stringify(report.images));
+      assert.equal((await getManifest(dst, "mirror/nginx", "1.27")).digest, pushed.digest);
+      const ensured = ev.of("RepoEnsured") as Array<{ repository: string; created: boolean }>;
+      assert.deepEqual(
+        ensured.map((e) => [e.repository, e.created]),
+        [["mirror/nginx", true]],
+        "once per sync",
+      );
+
+      const again = events();
+      await syncImageSync(spec, {
+        sourceCredentials: { resolve: () => Promise.resolve(undefined) },
+        destinationCredentials: new EcrCredentialResolver(ecr),
+        repositories: new EcrRepositories(dst.host, ecr),
+        onEvent: again.onEvent,
+      });
+      const second = again.of("RepoEnsured") as Array<{ created: boolean }>;
+      assert.deepEqual(second.map((e) => e.created), [false], "an existing repository is left alone");
+
+      const { ECRClient, DescribeRepositoriesCommand } = await import("@aws-sdk/client-ecr");
+      const client = new ECRClient({ region: "us-east-1" });
+      const listed = await client.send(new DescribeRepositoriesCommand({}));
+      client.destroy();
+      const names = (listed.repositories ?? []).map((r) => r.repositoryName);
+      assert.deepEqual(names, ["mirror/nginx"]);
+    });
+  } finally {
+    await src.stop();
+    await dst.stop();
+    await moto.stop();
+  }
+});
+
+Deno.test("ECR without AWS credentials stops the sync with AuthFailed saying so", async () => {
+  const moto = await startMoto();
+  const dir = await Deno.makeTempDir();
+  try {
+    await withEnv({
+      AWS_ENDPOINT_URL_ECR: moto.url,
+      AWS_EC2_METADATA_DISABLED: "true",
+      AWS_CONFIG_FILE: `${dir}/none`,
+      AWS_SHARED_CREDENTIALS_FILE: `${dir}/none`,
+    }, async () => {
+      const saved = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_PROFILE",
+      ]
+        .map((k) => [k, Deno.env.get(k)] as const);
+      for (const [k] of saved) Deno.env.delete(k);
+      try {
+        const spec: ImageSyncSpec = {
+          schedule: "@hourly",
+          source: { registry: "127.0.0.1:1" },
+          destination: { registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com", auth: { method: "ecr" } },
+          images: [{ name: "nginx", tags: ["1"] }],
+        };
+        await assert.rejects(
+          () =>
+            syncImageSync(spec, {
+              sourceCredentials: { resolve: () => Promise.resolve(undefined) },
+              destinationCredentials: new EcrCredentialResolver(),
+            }),
+          (e: unknown) => {
+            assert.ok(e instanceof SyncError);
+            assert.equal(e.reason, "AuthFailed");
+            assert.match(
+              e.message,
+              /^no AWS credentials found for ecr:GetAuthorizationToken at registry 123456789012/,
+            );
+            return true;
+          },
+        );
+      } finally {
+        for (const [k, v] of saved) if (v !== undefined) Deno.env.set(k, v);
+      }
+    });
+  } finally {
+    await moto.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
