@@ -125,11 +125,13 @@ export const ImageSpecSchema = z.strictObject({
   tags: z.array(z.string().check(rule(tagProblem))).optional().describe(
     'Explicit tags to sync, e.g. [latest, "1.22"]. Synced first, before semver matches.',
   ),
-  semver: z.string().check(rule(semverConstraintProblem)).optional().describe(
-    'Semver constraint (Masterminds syntax: 1.x, 1.2.x, ~1.3.0, ^1.3.0, ">= 1.22.0, < 1.23.0", ' +
-      "||) matched against the source's tags; tags that are not versions are skipped, " +
-      "pre-releases only match a constraint that names one.",
-  ),
+  semver: z.string().check(rule((c: string) => c.trim() === "" ? undefined : semverConstraintProblem(c)))
+    .optional()
+    .describe(
+      'Semver constraint (Masterminds syntax: 1.x, 1.2.x, ~1.3.0, ^1.3.0, ">= 1.22.0, < 1.23.0", ' +
+        "||) matched against the source's tags; tags that are not versions are skipped, " +
+        "pre-releases only match a constraint that names one.",
+    ),
   maxTags: z.int().min(0, "must be 0 (unlimited) or more").default(DEFAULT_MAX_TAGS).describe(
     "How many semver matches to sync, newest first; 0 means unlimited. Explicit tags are not " +
       "counted.",

@@ -110,6 +110,13 @@ Deno.test("types, enums, required fields and the object envelope get plain messa
   assert.match(formatProblems(notObject.problems), /must be an object, not the string "hello"/);
 });
 
+Deno.test("an empty semver counts as unset, as upstream's omitempty field does", () => {
+  assert.ok(validateImageSyncSpec({ ...GOOD, images: [{ name: "a", tags: ["1"], semver: "" }] }).ok);
+  const r = validateImageSyncSpec({ ...GOOD, images: [{ name: "a", semver: " " }] });
+  assert.ok(!r.ok);
+  assert.equal(formatProblems(r.problems), "spec.images[0]: needs tags or semver");
+});
+
 Deno.test("method ecr needs an ECR registry host", () => {
   const r = validateImageSyncSpec({
     ...GOOD,
