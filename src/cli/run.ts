@@ -163,7 +163,7 @@ export async function runCommand(args: string[]): Promise<number> {
       maxConcurrentSyncs: maxConcurrent,
       leaderElection: (flags["leader-elect"] as boolean | undefined) ?? inCluster(),
       leaseName: flags["lease-name"] as string,
-      leaseNamespace: (flags["lease-namespace"] as string | undefined) ?? "default",
+      leaseNamespace: flags["lease-namespace"] as string | undefined,
       identity: `${Deno.hostname()}-${crypto.randomUUID().slice(0, 8)}`,
       metricsAddr: flags["metrics-addr"] as string,
       insecureRegistries: splitList(flags["insecure-registry"] as string[]),

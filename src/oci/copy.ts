@@ -379,10 +379,12 @@ export class Copier {
     const base = { digest: d.digest, size: d.size, descriptor: d };
     if (this.#tasks.has(key)) return { ...base, action: "skip", shared: key };
     if (dryRun && this.#planned.has(key)) return { ...base, action: "skip" };
+    // Claim the blob before awaiting the HEAD, so concurrent dry-run copies in this batch
+    // plan a shared blob once (the real path dedupes in #execute through #tasks).
+    if (dryRun) this.#planned.add(key);
     if (await this.#destination.headBlob(dst, d.digest, { signal })) {
       return { ...base, action: "skip" };
     }
-    if (dryRun) this.#planned.add(key);
     const from = this.#mountSource(src, dst, d.digest);
     return from ? { ...base, action: "mount", from } : { ...base, action: "copy" };
   }

@@ -460,8 +460,8 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
         });
       }
     };
-    // A dry run plans one tag at a time so blobs shared between tags are counted once, in order.
-    const workers = Math.max(1, Math.floor(opts.tagConcurrency ?? (dryRun ? 1 : 4)));
+    // Tags are planned and copied concurrently; the Copier counts a shared blob once.
+    const workers = Math.max(1, Math.floor(opts.tagConcurrency ?? 4));
     await Promise.all(Array.from({ length: Math.min(workers, Math.max(1, jobs.length)) }, worker));
 
     return summarize(images, {
