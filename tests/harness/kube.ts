@@ -44,6 +44,12 @@ export interface KubeCluster {
   apply(obj: unknown): Promise<unknown>;
   /** Kills both processes (SIGTERM, then SIGKILL), waits for them, removes the temp dir. */
   stop(): Promise<void>;
+  /**
+   * Kills kube-apiserver (SIGKILL unless `signal` says otherwise), runs `whileDown`, then starts
+   * it again on the same port with the same etcd data and waits for /readyz: clients keep their
+   * kubeconfig, watches break and must resume.
+   */
+  restartApiserver(opts?: { signal?: Deno.Signal; whileDown?: () => Promise<void> }): Promise<void>;
   /** The temp dir holding certs, kubeconfigs, etcd data and the logs. */
   dir: string;
   /** etcd client URL, `http://127.0.0.1:PORT`. */
@@ -251,16 +257,18 @@ async function startApiserver(
   client: Deno.HttpClient,
   deadline: number,
   extraArgs: string[],
-): Promise<{ proc: LoggedProcess; server: string }> {
+  again?: { port: number; etcdPrefix: string },
+): Promise<{ proc: LoggedProcess; server: string; port: number; etcdPrefix: string }> {
   const bin = toolPath("kube-apiserver");
   await Deno.mkdir(`${dir}/apiserver-certs`, { recursive: true });
+  // a unique prefix: even a mixed-up etcd would not share data between clusters
+  const etcdPrefix = again?.etcdPrefix ?? `/registry-${crypto.randomUUID().slice(0, 8)}`;
   for (let attempt = 1;; attempt++) {
-    const [port] = freePorts(1);
+    const port = again?.port ?? freePorts(1)[0];
     const server = `https://127.0.0.1:${port}`;
     const proc = LoggedProcess.spawn(bin, [
       `--etcd-servers=${etcdUrl}`,
-      // a unique prefix: even a mixed-up etcd would not share data between clusters
-      `--etcd-prefix=/registry-${crypto.randomUUID().slice(0, 8)}`,
+      `--etcd-prefix=${etcdPrefix}`,
       "--bind-address=127.0.0.1",
       "--advertise-address=127.0.0.1",
       `--secure-port=${port}`,
@@ -289,14 +297,15 @@ async function startApiserver(
       try {
         const res = await fetchWithTimeout(`${server}/readyz?verbose`, { client }, 2000);
         const text = await res.text();
-        if (res.status === 200) return { proc, server };
+        if (res.status === 200) return { proc, server, port, etcdPrefix };
         lastReadyz = `; last /readyz (${res.status}):\n${text.trim()}`;
       } catch { /* not listening yet, or TLS to a stranger */ }
       await sleep(200);
     }
     const log = await proc.tail();
     await proc.stop(STOP_GRACE_MS);
-    if (attempt < 3 && addressInUse(log) && Date.now() < deadline) continue;
+    // a restart must keep its port; a first start may pick another
+    if (!again && attempt < 3 && addressInUse(log) && Date.now() < deadline) continue;
     throw new KubeHarnessError(
       proc.exited ? "StartFailed" : "Timeout",
       `kube-apiserver did not become ready on ${server}${lastReadyz}\nlast log lines:\n${log}`,
@@ -410,21 +419,39 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeCluste
     });
     const etcd = await etcdStart;
     const tEtcd = performance.now();
-    const api = await startApiserver(
-      dir,
-      {
-        ca,
-        servingCert: serving.certFile,
-        servingKey: serving.keyFile,
-        saPub: sa.publicKeyFile,
-        saKey: sa.privateKeyFile,
-      },
-      etcd.url,
-      client,
-      deadline,
-      opts.apiserverArgs ?? [],
-    );
+    const files: ClusterFiles = {
+      ca,
+      servingCert: serving.certFile,
+      servingKey: serving.keyFile,
+      saPub: sa.publicKeyFile,
+      saKey: sa.privateKeyFile,
+    };
+    const api = await startApiserver(dir, files, etcd.url, client, deadline, opts.apiserverArgs ?? []);
     procs.push(api.proc);
+    let apiProc = api.proc;
+    const adminClient = client;
+    const restartApiserver = async (
+      r: { signal?: Deno.Signal; whileDown?: () => Promise<void> } = {},
+    ): Promise<void> => {
+      try {
+        apiProc.child.kill(r.signal ?? "SIGKILL");
+      } catch { /* already gone */ }
+      await apiProc.stop(STOP_GRACE_MS);
+      procs.splice(procs.indexOf(apiProc), 1);
+      await r.whileDown?.();
+      const again = await startApiserver(
+        dir,
+        files,
+        etcd.url,
+        adminClient,
+        Date.now() + (opts.readyTimeoutMs ?? 90_000),
+        opts.apiserverArgs ?? [],
+        { port: api.port, etcdPrefix: api.etcdPrefix },
+      );
+      apiProc = again.proc;
+      // apiserver before etcd in procs: cleanup stops them in reverse order
+      procs.push(apiProc);
+    };
     if (opts.printTiming ?? true) {
       console.error(
         `[kube harness] apiserver ready at ${api.server} in ${
@@ -451,6 +478,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeCluste
       client,
       logFiles: { etcd: etcd.proc.logFile, apiserver: api.proc.logFile },
       cleanup,
+      restartApiserver,
     });
   } catch (e) {
     await cleanup();
@@ -469,6 +497,7 @@ function makeCluster(c: {
   client: Deno.HttpClient;
   logFiles: { etcd: string; apiserver: string };
   cleanup: () => Promise<void>;
+  restartApiserver: KubeCluster["restartApiserver"];
 }): KubeCluster {
   let stopped: Promise<void> | undefined;
   let kubeconfigCount = 0;
@@ -666,5 +695,9 @@ function makeCluster(c: {
     kubeconfigForToken,
     apply,
     stop,
+    restartApiserver: (opts) => {
+      if (stopped) return Promise.reject(new KubeHarnessError("RequestFailed", "cluster stopped"));
+      return c.restartApiserver(opts);
+    },
   };
 }
