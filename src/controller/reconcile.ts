@@ -12,7 +12,6 @@ import {
   API_VERSION,
   type Condition,
   formatProblems,
-  type ImageStatus,
   type ImageSync,
   type ImageSyncSpec,
   type ImageSyncStatus,
@@ -20,12 +19,12 @@ import {
   nextRun,
   parseSchedule,
   SYNC_NOW_ANNOTATION,
-  type TagStatus,
   validateImageSyncSpec,
 } from "../api/mod.ts";
 import type { EventObject, EventType } from "../kube/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import type { Logger } from "../server/log.ts";
+import { statusFromReport, summaryMessage, type SyncEvent, type SyncReport } from "../sync/mod.ts";
 import { findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
 
 /** An ImageSync as stored by the apiserver (metadata fields Portager relies on are present). */
@@ -39,55 +38,20 @@ export interface StoredImageSync extends ImageSync {
   };
 }
 
-/** One tag's outcome as the sync use case reports it (a subset of src/sync's TagResult). */
-export interface TagOutcome {
-  tag: string;
-  synced: boolean;
-  sourceDigest?: string;
-  action: "copied" | "up-to-date" | "would-copy" | "failed";
-  error?: string;
-  reason?: string;
-  bytesMoved?: number;
-  blobsMounted?: number;
-  blobsSkipped?: number;
-  verified?: boolean;
-  validationError?: string;
-}
-
-/** The sync report fields the controller reads (a subset of src/sync's SyncReport). */
-export interface SyncOutcome {
-  images: Array<
-    { name: string; sourceRepository: string; destinationRepository: string; tags: TagOutcome[] }
-  >;
-  totalImages: number;
-  syncedImages: number;
-  failedImages: number;
-  bytesMoved: number;
-  /** Registry requests retried, when the sync reports it. */
-  retries?: number;
-}
-
-/** A notable step reported by the sync (tags resolved, repository ensured, ...), turned into an Event. */
-export interface SyncNotice {
-  type: EventType;
-  reason: string;
-  message: string;
-}
-
-/** Runs one sync of a spec: src/sync's syncImageSync with credentials bound. */
+/** Runs one sync of a spec: src/sync's syncImageSync with this ImageSync's credentials bound. */
 export type SyncRunner = (
   spec: ImageSyncSpec,
-  options: { signal: AbortSignal; previous?: ImageSyncStatus; onNotice: (n: SyncNotice) => void },
-) => Promise<SyncOutcome>;
-
-/** Raised by the credential loader; its message names the Secret and registry, never content. */
-export class AuthFailedError extends Error {
-  readonly reason = "AuthFailed";
-  constructor(message: string) {
-    super(message);
-    this.name = "AuthFailedError";
-  }
-}
+  options: {
+    /** Aborted: start no more tags (shutdown began). */
+    signal: AbortSignal;
+    /** Aborted: cancel copies in flight (grace period over). */
+    cancelInFlight: AbortSignal;
+    previous?: ImageSyncStatus;
+    onEvent: (e: SyncEvent) => void;
+    /** Called for each registry request retry. */
+    onRetry: () => void;
+  },
+) => Promise<SyncReport>;
 
 /** What reconcile needs from the outside world. */
 export interface ReconcileDeps {
@@ -104,7 +68,7 @@ export interface ReconcileDeps {
       options?: { signal?: AbortSignal },
     ): Promise<ImageSync | undefined>;
   };
-  /** Reads credentials fresh and returns a runner for this ImageSync; throws AuthFailedError. */
+  /** Reads credentials fresh and returns a runner for this ImageSync; throws an error with reason AuthFailed. */
   prepareSync(obj: StoredImageSync, spec: ImageSyncSpec, signal: AbortSignal): Promise<SyncRunner>;
   recorder: { record(target: EventObject, type: EventType, reason: string, message: string): void };
   metrics?: Metrics;
@@ -177,44 +141,19 @@ export function decide(obj: ImageSync, options: { now: Date; syncNow: boolean })
   return { kind: "wait", requeueAfterMs: next - options.now.getTime() };
 }
 
-function shortDigest(d: string | undefined): string {
-  if (!d) return "";
-  const [alg, hex] = d.split(":", 2);
-  return hex && hex.length > 8 ? `${alg}:${hex.slice(0, 8)}` : d;
-}
-
-/** Builds status.images from a report, keeping a failed tag's previous lastSyncTime. */
-export function imageStatuses(
-  report: SyncOutcome,
-  previous: ImageSyncStatus | undefined,
-  now: Date,
-): ImageStatus[] {
-  const prevTags = new Map<string, TagStatus>();
-  for (const img of previous?.images ?? []) {
-    for (const t of img.tags ?? []) prevTags.set(`${img.name}\u0000${t.tag}`, t);
-  }
-  return report.images.map((img) => ({
-    name: img.name,
-    tags: img.tags.map((t) => {
-      const ts: TagStatus = { tag: t.tag, synced: t.synced };
-      if (t.sourceDigest) ts.sourceDigest = t.sourceDigest;
-      const prev = prevTags.get(`${img.name}\u0000${t.tag}`);
-      if (t.synced) ts.lastSyncTime = kubeTime(now);
-      else if (prev?.lastSyncTime) ts.lastSyncTime = prev.lastSyncTime;
-      if (t.error) ts.error = t.error;
-      if (t.reason && !t.synced) ts.reason = t.reason;
-      if (t.verified !== undefined) ts.verified = t.verified;
-      if (t.validationError) ts.validationError = t.validationError;
-      return ts;
-    }),
-  }));
-}
-
 function sameCondition(
   a: Condition | undefined,
   b: { status: string; reason: string; message: string },
 ): boolean {
   return !!a && a.status === b.status && a.reason === b.reason && a.message === b.message;
+}
+
+/** Signals of one reconcile. */
+export interface ReconcileSignals {
+  /** Aborted when shutdown begins (or leadership is lost): start no new tags. */
+  signal: AbortSignal;
+  /** Aborted when copies in flight must stop (grace period over). */
+  cancelInFlight: AbortSignal;
 }
 
 /** Reconciles ImageSyncs; one instance serves all keys. */
@@ -245,18 +184,14 @@ export class Reconciler {
   async #writeStatus(
     obj: StoredImageSync,
     build: (cur: ImageSync) => Partial<ImageSyncStatus>,
-    signal?: AbortSignal,
   ): Promise<StoredImageSync | undefined> {
-    const stored = await this.#d.imagesyncs.updateStatus(obj, build, { signal });
+    const stored = await this.#d.imagesyncs.updateStatus(obj, build);
     if (stored) this.#d.observe?.(stored);
     return stored as StoredImageSync | undefined;
   }
 
-  /**
-   * Reconciles `namespace/name`. `signal` aborting means shutdown: an in-flight sync is
-   * interrupted and recorded as such.
-   */
-  async reconcile(namespace: string, name: string, signal: AbortSignal): Promise<ReconcileResult> {
+  /** Reconciles `namespace/name`. */
+  async reconcile(namespace: string, name: string, signals: ReconcileSignals): Promise<ReconcileResult> {
     const log = this.#d.logger.child({ imagesync: `${namespace}/${name}` });
     let obj = await this.#d.imagesyncs.get(namespace, name) as StoredImageSync | undefined;
     if (!obj || obj.metadata.deletionTimestamp) {
@@ -265,7 +200,7 @@ export class Reconciler {
     }
     obj.metadata.namespace ??= namespace;
     const generation = obj.metadata.generation;
-    let syncNow = obj.metadata.annotations?.[SYNC_NOW_ANNOTATION] === "true";
+    const syncNow = obj.metadata.annotations?.[SYNC_NOW_ANNOTATION] === "true";
     const decision = decide(obj, { now: this.#now(), syncNow });
 
     if (decision.kind === "invalid") {
@@ -280,29 +215,27 @@ export class Reconciler {
             type: READY,
             ...cond,
             observedGeneration: generation,
-          }, {
-            now,
-          });
+          }, { now });
           if (findCondition(conditions, SYNCING)?.status === "True") {
             conditions = setCondition(conditions, {
               type: SYNCING,
               status: "False",
               reason: decision.reason,
-              message: "not syncing: the spec is invalid",
+              message: "Not syncing: the spec is invalid",
               observedGeneration: generation,
             }, { now });
           }
           return { conditions, observedGeneration: generation };
         });
       }
-      if (syncNow) await this.#removeSyncNow(obj, signal);
+      // the annotation is consumed either way, so fixing the spec does not sync twice
+      if (syncNow) await this.#removeSyncNow(obj);
       return {};
     }
 
     if (syncNow) {
-      obj = await this.#removeSyncNow(obj, signal) ?? obj;
+      obj = await this.#removeSyncNow(obj);
       this.#event(obj, "Normal", "SyncNowTriggered", "Immediate sync triggered via annotation");
-      syncNow = true;
     }
 
     if (decision.kind === "wait") {
@@ -312,23 +245,48 @@ export class Reconciler {
       });
       return { requeueAfterMs: decision.requeueAfterMs };
     }
-    return await this.#sync(obj, decision.spec, decision.trigger, signal, log);
+    return await this.#sync(obj, decision.spec, decision.trigger, signals, log);
   }
 
-  async #removeSyncNow(obj: StoredImageSync, signal: AbortSignal): Promise<StoredImageSync | undefined> {
+  async #removeSyncNow(obj: StoredImageSync): Promise<StoredImageSync> {
     const stored = await this.#d.imagesyncs.removeAnnotation(obj.metadata.namespace, obj.metadata.name, {
       annotation: SYNC_NOW_ANNOTATION,
-      signal,
     }) as StoredImageSync;
     this.#d.observe?.(stored);
     return stored;
+  }
+
+  /** Ready=False with `reason`, Syncing=False when it was True, in one write. */
+  async #fail(obj: StoredImageSync, reason: string, message: string, extra: Partial<ImageSyncStatus> = {}) {
+    const generation = obj.metadata.generation;
+    await this.#writeStatus(obj, (cur) => {
+      const now = this.#now();
+      let conditions = cur.status?.conditions;
+      if (findCondition(conditions, SYNCING)?.status === "True") {
+        conditions = setCondition(conditions, {
+          type: SYNCING,
+          status: "False",
+          reason: "SyncComplete",
+          message: "Image sync finished",
+          observedGeneration: generation,
+        }, { now });
+      }
+      conditions = setCondition(conditions, {
+        type: READY,
+        status: "False",
+        reason,
+        message,
+        observedGeneration: generation,
+      }, { now });
+      return { ...extra, conditions, observedGeneration: generation };
+    });
   }
 
   async #sync(
     obj: StoredImageSync,
     spec: ImageSyncSpec,
     trigger: SyncTrigger,
-    signal: AbortSignal,
+    signals: ReconcileSignals,
     log: Logger,
   ): Promise<ReconcileResult> {
     const { namespace, name } = obj.metadata;
@@ -338,22 +296,13 @@ export class Reconciler {
 
     let run: SyncRunner;
     try {
-      run = await this.#d.prepareSync(obj, spec, signal);
+      run = await this.#d.prepareSync(obj, spec, signals.signal);
     } catch (err) {
-      const reason = err instanceof AuthFailedError ? "AuthFailed" : "SyncFailed";
+      const reason = reasonOf(err, "SyncFailed");
       const message = (err as Error).message;
       log.warn("cannot start sync", { reason, error: err });
       this.#event(obj, "Warning", reason, message);
-      await this.#writeStatus(obj, (cur) => ({
-        conditions: setCondition(cur.status?.conditions, {
-          type: READY,
-          status: "False",
-          reason,
-          message,
-          observedGeneration: generation,
-        }, { now: this.#now() }),
-        observedGeneration: generation,
-      }));
+      await this.#fail(obj, reason, message);
       this.#d.metrics?.syncTotal.inc({ name, namespace, status: "failure" });
       return { error: err as Error };
     }
@@ -364,81 +313,41 @@ export class Reconciler {
         type: SYNCING,
         status: "True",
         reason: "SyncInProgress",
-        message: `Syncing ${imageCount} image(s) (${trigger})`,
+        message: `Syncing ${imageCount} image(s) (trigger: ${trigger})`,
         observedGeneration: generation,
       }, { now: this.#now() }),
-    }), signal);
+    }));
     if (!syncingObj) return {}; // deleted meanwhile
     obj = syncingObj;
 
-    let report: SyncOutcome;
+    let retries = 0;
+    let report: SyncReport;
     try {
       report = await run(spec, {
-        signal,
+        signal: signals.signal,
+        cancelInFlight: signals.cancelInFlight,
         previous: obj.status,
-        onNotice: (n) => this.#event(obj, n.type, n.reason, n.message),
+        onEvent: (e) => this.#event(obj, e.warning ? "Warning" : "Normal", e.type, e.message),
+        onRetry: () => retries++,
       });
     } catch (err) {
-      if (signal.aborted) return await this.#interrupted(obj, log);
-      const message = `sync failed: ${(err as Error).message}`;
-      log.error("sync failed", { error: err });
-      this.#event(obj, "Warning", "SyncFailed", message);
-      await this.#writeStatus(obj, (cur) => {
-        const now = this.#now();
-        let conditions = setCondition(cur.status?.conditions, {
-          type: SYNCING,
-          status: "False",
-          reason: "SyncComplete",
-          message: "Image sync finished",
-          observedGeneration: generation,
-        }, { now });
-        conditions = setCondition(conditions, {
-          type: READY,
-          status: "False",
-          reason: (err as { reason?: string }).reason ?? "SyncFailed",
-          message,
-          observedGeneration: generation,
-        }, { now });
-        return { conditions, observedGeneration: generation, lastSyncTime: kubeTime(now) };
-      });
+      if (signals.signal.aborted) return await this.#interrupted(obj, log);
+      const reason = reasonOf(err, "SyncFailed");
+      const message = (err as Error).message;
+      log.error("sync failed", { reason, error: err });
+      this.#event(obj, "Warning", reason, message);
+      await this.#fail(obj, reason, message, { lastSyncTime: kubeTime(this.#now()) });
       this.#d.metrics?.syncTotal.inc({ name, namespace, status: "failure" });
+      if (retries) this.#d.metrics?.observeRetry(namespace, name, { kind: "registry", count: retries });
       return { error: err as Error };
     }
     // a sync cut short by shutdown leaves its status to the next operator
-    if (signal.aborted && report.failedImages > 0) return await this.#interrupted(obj, log);
+    if (report.aborted) return await this.#interrupted(obj, log);
 
     const now = this.#now();
-    const ok = report.failedImages === 0;
-    for (const img of report.images) {
-      for (const t of img.tags) {
-        const src = `${img.sourceRepository}:${t.tag}`;
-        const dst = `${img.destinationRepository}:${t.tag}`;
-        if (t.action === "copied") {
-          this.#event(
-            obj,
-            "Normal",
-            "ImageSynced",
-            `Synced ${src} → ${dst} (digest: ${shortDigest(t.sourceDigest)})`,
-          );
-        } else if (t.action === "up-to-date") {
-          this.#event(
-            obj,
-            "Normal",
-            "ImageSkipped",
-            `Image ${src} already up-to-date (digest: ${shortDigest(t.sourceDigest)})`,
-          );
-        } else if (t.action === "failed") {
-          this.#event(
-            obj,
-            "Warning",
-            "SyncFailed",
-            `Failed to sync ${src} to ${dst}: ${t.error ?? t.reason ?? "error"}`,
-          );
-        }
-      }
-    }
-    const next = ok ? nextRun(spec.schedule, now) : undefined;
-    const images = imageStatuses(report, obj.status, now);
+    const next = report.ok ? nextRun(spec.schedule, now) : undefined;
+    const fields = statusFromReport(report);
+    const summary = summaryMessage(report);
     const stored = await this.#writeStatus(obj, (cur) => {
       let conditions = setCondition(cur.status?.conditions, {
         type: SYNCING,
@@ -447,36 +356,14 @@ export class Reconciler {
         message: "Image sync finished",
         observedGeneration: generation,
       }, { now });
-      conditions = setCondition(
-        conditions,
-        ok
-          ? {
-            type: READY,
-            status: "True",
-            reason: "SyncSucceeded",
-            message: `All ${report.totalImages} image(s) synced successfully`,
-            observedGeneration: generation,
-          }
-          : {
-            type: READY,
-            status: "False",
-            reason: "SyncFailed",
-            message: `${report.failedImages} of ${report.totalImages} image(s) failed to sync${
-              firstFailure(report) ? `: ${firstFailure(report)}` : ""
-            }`,
-            observedGeneration: generation,
-          },
-        { now },
-      );
-      const status: Partial<ImageSyncStatus> = {
-        conditions,
-        images,
-        totalImages: report.totalImages,
-        syncedImages: report.syncedImages,
-        failedImages: report.failedImages,
-        lastSyncTime: kubeTime(now),
+      conditions = setCondition(conditions, {
+        type: READY,
+        status: report.ok ? "True" : "False",
+        reason: report.ok ? "SyncSucceeded" : "SyncFailed",
+        message: report.ok ? summary : withFirstFailure(summary, report),
         observedGeneration: generation,
-      };
+      }, { now });
+      const status: Partial<ImageSyncStatus> = { ...fields, conditions, observedGeneration: generation };
       // nextSyncTime advances only on success; on failure the backoff retry decides
       if (next) status.nextSyncTime = kubeTime(next);
       return status;
@@ -487,17 +374,18 @@ export class Reconciler {
       "SyncComplete",
       `Sync complete: ${report.syncedImages} synced, ${report.failedImages} failed, ${report.totalImages} total`,
     );
-    this.#observeMetrics(obj, report, ok, (performance.now() - started) / 1000);
+    this.#observeMetrics(obj, report, (performance.now() - started) / 1000, retries);
     log.info("sync finished", {
       trigger,
       total: report.totalImages,
-      synced: report.syncedImages,
+      copied: report.copiedImages,
+      upToDate: report.upToDateImages,
       failed: report.failedImages,
       bytes: report.bytesMoved,
       nextSyncTime: next ? kubeTime(next) : undefined,
     });
     if (!stored) return {};
-    if (!ok) return { error: new Error(`${report.failedImages} image(s) failed to sync`) };
+    if (!report.ok) return { error: new Error(withFirstFailure(summary, report)) };
     return { requeueAfterMs: Math.max(0, next!.getTime() - this.#now().getTime()) };
   }
 
@@ -519,29 +407,21 @@ export class Reconciler {
     return {};
   }
 
-  #observeMetrics(obj: StoredImageSync, r: SyncOutcome, ok: boolean, seconds: number): void {
+  #observeMetrics(obj: StoredImageSync, r: SyncReport, seconds: number, retries: number): void {
     const m = this.#d.metrics;
     if (!m) return;
-    let copied = 0, skipped = 0, failed = 0, mounted = 0, blobsSkipped = 0, verified = 0;
+    let verified = 0;
     const validationFailed: Record<string, number> = {};
     const tags: Array<{ source: string; destination: string; tag: string; digest: string }> = [];
     for (const img of r.images) {
       for (const t of img.tags) {
-        if (t.action === "copied" || t.action === "would-copy") copied++;
-        else if (t.action === "up-to-date") skipped++;
-        else failed++;
-        mounted += t.blobsMounted ?? 0;
-        blobsSkipped += t.blobsSkipped ?? 0;
         if (t.verified) verified++;
-        if (t.reason === "ValidationUnavailable" || t.validationError) {
-          const gate = /cosign/i.test(t.validationError ?? "")
-            ? "cosign"
-            : /vulnerab/i.test(t.validationError ?? "")
-            ? "vulnerability"
-            : /sbom/i.test(t.validationError ?? "")
-            ? "sbom"
-            : "unknown";
-          validationFailed[gate] = (validationFailed[gate] ?? 0) + 1;
+        if (t.reason === "ValidationUnavailable") {
+          for (const gate of ["cosign", "vulnerability", "sbom"]) {
+            if (t.validationError?.toLowerCase().includes(gate)) {
+              validationFailed[gate] = (validationFailed[gate] ?? 0) + 1;
+            }
+          }
         }
         if (t.synced && t.sourceDigest) {
           tags.push({
@@ -557,29 +437,37 @@ export class Reconciler {
     m.observeSync({
       name,
       namespace,
-      status: ok ? "success" : "failure",
+      status: r.ok ? "success" : "failure",
       durationSeconds: seconds,
-      imagesCopied: copied,
-      imagesSkipped: skipped,
-      imagesFailed: failed,
+      imagesCopied: r.copiedImages,
+      imagesSkipped: r.upToDateImages,
+      imagesFailed: r.failedImages,
       total: r.totalImages,
       synced: r.syncedImages,
       bytesCopied: r.bytesMoved,
-      blobsMounted: mounted,
-      blobsSkipped,
+      blobsMounted: r.blobsMounted,
+      blobsSkipped: r.blobsSkipped,
       imagesVerified: verified,
       validationFailed,
       tags,
     });
-    if (r.retries) m.observeRetry(namespace, name, { kind: "registry", count: r.retries });
+    if (retries) m.observeRetry(namespace, name, { kind: "registry", count: retries });
   }
 }
 
-function firstFailure(r: SyncOutcome): string | undefined {
+function reasonOf(err: unknown, fallback: string): string {
+  const r = (err as { reason?: unknown })?.reason;
+  return typeof r === "string" && r ? r : fallback;
+}
+
+function withFirstFailure(summary: string, r: SyncReport): string {
   for (const img of r.images) {
     for (const t of img.tags) {
-      if (t.action === "failed") return `${img.name}:${t.tag}: ${t.error ?? t.reason ?? "failed"}`;
+      if (t.action === "failed") {
+        return `${summary}; first: ${img.name}:${t.tag}: ${t.error ?? t.reason ?? "failed"}`;
+      }
     }
+    if (img.semver?.error) return `${summary}; first: ${img.name}: ${img.semver.error.message}`;
   }
-  return undefined;
+  return summary;
 }

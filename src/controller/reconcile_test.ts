@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { ImageSync } from "../api/mod.ts";
-import { decide, imageStatuses } from "./reconcile.ts";
+import { decide } from "./reconcile.ts";
 
 const now = new Date("2025-03-01T12:00:00Z");
 
@@ -77,38 +77,6 @@ Deno.test("a sync left Syncing=True by a stopped operator resumes", () => {
     conditions: [cond("Ready", "True", "SyncSucceeded"), cond("Syncing", "True", "SyncInProgress")],
   };
   assert.deepEqual(pick(decide(obj({ status: st }), { now, syncNow: false })), ["sync", "interrupted"]);
-});
-
-Deno.test("image statuses keep a failed tag's last successful sync time", () => {
-  const prev = {
-    images: [{ name: "app", tags: [{ tag: "1.0", synced: true, lastSyncTime: "2025-02-01T00:00:00Z" }] }],
-  };
-  const out = imageStatuses(
-    {
-      images: [{
-        name: "app",
-        sourceRepository: "src.example/app",
-        destinationRepository: "dst.example/app",
-        tags: [
-          { tag: "1.0", synced: false, action: "failed", error: "boom", reason: "NotFound" },
-          { tag: "1.1", synced: true, action: "copied", sourceDigest: "sha256:ab" },
-        ],
-      }],
-      totalImages: 2,
-      syncedImages: 1,
-      failedImages: 1,
-      bytesMoved: 0,
-    },
-    prev,
-    now,
-  );
-  assert.deepEqual(out, [{
-    name: "app",
-    tags: [
-      { tag: "1.0", synced: false, lastSyncTime: "2025-02-01T00:00:00Z", error: "boom", reason: "NotFound" },
-      { tag: "1.1", synced: true, sourceDigest: "sha256:ab", lastSyncTime: "2025-03-01T12:00:00Z" },
-    ],
-  }]);
 });
 
 function pick(d: ReturnType<typeof decide>): unknown[] {
