@@ -75,6 +75,7 @@ export function formatBytes(n: number): string {
 /** Formats seconds as `7s`, `3m05s` or `2h04m`. */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
+  if (seconds < 9.95) return `${seconds.toFixed(1)}s`;
   const s = Math.round(seconds);
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
@@ -141,15 +142,16 @@ export function formatTagLine(
   switch (t.action) {
     case "copied":
     case "would-copy":
-      detail = `${shortDigest(t.sourceDigest)}  ${formatBytes(t.bytesMoved ?? 0)} (${blobWords(t, dryRun)})`;
+      detail = `${shortDigest(t.sourceDigest)}  ${formatBytes(t.bytesMoved ?? 0)}`;
+      if (t.blobsCopied !== undefined || t.blobsMounted !== undefined || t.blobsSkipped !== undefined) {
+        detail += ` (${blobWords(t, dryRun)})`;
+      }
       break;
     case "up-to-date":
       detail = shortDigest(t.sourceDigest);
       break;
     case "failed":
-      detail = `${t.reason ? `${t.reason}: ` : ""}${
-        t.error ?? "failed"
-      } (from ${image.sourceRepository}:${t.tag})`;
+      detail = `${t.reason ? `${t.reason}: ` : ""}${t.error ?? "failed"}`;
       break;
   }
   return plain(`${word}  ${imageSync}  ${where}  ${detail}`.trimEnd());
@@ -195,8 +197,10 @@ export class Progress {
       try {
         columns = Deno.consoleSize().columns;
       } catch {
-        columns = 100;
+        columns = 0;
       }
+      // a terminal that reports no size (some ptys): $COLUMNS, else a common width
+      if (columns < 20) columns = Number(Deno.env.get("COLUMNS")) || 100;
     }
     this.#columns = Math.max(40, columns);
     this.#started = this.#now();
@@ -340,7 +344,8 @@ export class Progress {
         total += Math.max(r.total ?? 0, r.bytes);
       }
       const complete = st.tagsTotal !== undefined && st.tagsDone >= st.tagsTotal;
-      const frac = complete ? 1 : total > 0 ? bytes / total : 0;
+      // bytes are known per copy as it starts: never show 100% before the last tag is done
+      const frac = complete ? 1 : total > 0 ? Math.min(0.99, bytes / total) : 0;
       const label = st.label.length > labelWidth ? "…" + st.label.slice(-(labelWidth - 1)) : st.label;
       const tags = `${st.tagsDone}/${st.tagsTotal ?? "?"} tags${st.failed ? `, ${st.failed} failed` : ""}`;
       const amount = `${formatBytes(bytes)}/${formatBytes(total)}`;

@@ -17,6 +17,8 @@ export const STATE_VERSION = 1;
 export interface StateEntry {
   /** {@linkcode specHash} of the spec the status belongs to; a different spec syncs now. */
   specHash: string;
+  /** The file-mode `metadata.generation`: bumped each time the spec changes. */
+  generation?: number;
   /** The file the ImageSync was read from. */
   file?: string;
   /** The status as the operator would write it. */
@@ -75,7 +77,12 @@ function canonical(value: unknown): unknown {
 
 /** A stable hash of a spec (key order does not matter): the file-mode stand-in for `generation`. */
 export function specHash(spec: ImageSyncSpec): string {
-  const bytes = new TextEncoder().encode(JSON.stringify(canonical(spec)));
+  return stableHash(spec);
+}
+
+/** A stable hash of any JSON value; object key order does not matter. */
+export function stableHash(value: unknown): string {
+  const bytes = new TextEncoder().encode(JSON.stringify(canonical(value)));
   const digest = sha256(bytes);
   return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -107,6 +114,7 @@ export async function readState(path: string): Promise<ServeState> {
     if (isRecord(entry) && typeof entry.specHash === "string" && isRecord(entry.status)) {
       state.imageSyncs[key] = {
         specHash: entry.specHash,
+        generation: typeof entry.generation === "number" ? entry.generation : undefined,
         file: typeof entry.file === "string" ? entry.file : undefined,
         status: entry.status as ImageSyncStatus,
       };

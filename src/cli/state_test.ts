@@ -28,6 +28,7 @@ Deno.test("state survives a write and a read; a missing file is empty", async ()
     const state = emptyState();
     state.imageSyncs["default/a"] = {
       specHash: specHash(SPEC),
+      generation: 2,
       file: "a.yaml",
       status: {
         lastSyncTime: "2025-01-01T00:00:00Z",
