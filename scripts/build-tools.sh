@@ -2,6 +2,8 @@
 # Builds the Go test tools (etcd, kube-apiserver, toxiproxy, helm) from their Go modules,
 # once per version, into ${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}/<tool>-<version>/.
 # A second run finds them and builds nothing. Usage: scripts/build-tools.sh [tool ...]
+# Optional targets, built only when named (the benchmarks build them on demand):
+#   crane (go-containerregistry), regclient (regctl + regsync).
 set -euo pipefail
 
 CACHE="${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}"
@@ -9,6 +11,9 @@ KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-v2.5.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+# Optional benchmark peers (bench/): built only when named, never by default.
+CRANE_VERSION="${CRANE_VERSION:-v0.22.1}"
+REGCLIENT_VERSION="${REGCLIENT_VERSION:-v0.11.7}"
 export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
@@ -66,6 +71,15 @@ build_one() {
   helm)
     ( wrapper "$work" helm.sh/helm/v3 "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm"
       go build -trimpath -ldflags=-s -o "$out/bin/helm" helm.sh/helm/v3/cmd/helm ) ;;
+  crane)
+    ( wrapper "$work" github.com/google/go-containerregistry "$CRANE_VERSION" \
+        "github.com/google/go-containerregistry/cmd/crane"
+      go build -trimpath -ldflags=-s -o "$out/bin/crane" github.com/google/go-containerregistry/cmd/crane ) ;;
+  regclient)
+    ( wrapper "$work" github.com/regclient/regclient "$REGCLIENT_VERSION" \
+        "github.com/regclient/regclient/cmd/regctl github.com/regclient/regclient/cmd/regsync"
+      go build -trimpath -ldflags=-s -o "$out/bin/regctl" github.com/regclient/regclient/cmd/regctl
+      go build -trimpath -ldflags=-s -o "$out/bin/regsync" github.com/regclient/regclient/cmd/regsync ) ;;
   *) log "unknown tool $name"; return 2 ;;
   esac
   touch "$out/bin/.done"
@@ -76,6 +90,7 @@ version_of() {
   case "$1" in
   etcd) echo "$ETCD_VERSION" ;; kube-apiserver) echo "$KUBE_VERSION" ;;
   toxiproxy) echo "$TOXIPROXY_VERSION" ;; helm) echo "$HELM_VERSION" ;;
+  crane) echo "$CRANE_VERSION" ;; regclient) echo "$REGCLIENT_VERSION" ;;
   esac
 }
 

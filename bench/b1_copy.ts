@@ -1,0 +1,166 @@
+/**
+ * B1 cold copy: one image from registry A to a fresh registry B, in two shapes (a few large
+ * layers, many small ones), by Portager and each peer, against two floors: the same blobs
+ * uploaded straight from files in parallel, and every blob streamed GET A → PUT B in
+ * parallel. Each run gets a new, empty destination registry; the cells are medians.
+ * @module
+ */
+
+import { buildImage, pushImage } from "../tests/harness/fixtures.ts";
+import { type ImageRef, peerCopy, portagerSync, regctlConfig } from "./commands.ts";
+import {
+  type BenchContext,
+  type CaseResult,
+  expectDigests,
+  peer,
+  ratio,
+  runOk,
+  seconds,
+  type Table,
+  withRegistry,
+} from "./context.ts";
+import { median, type RunResult } from "./measure.ts";
+import { DENO, ROOT } from "./tools.ts";
+
+const MiB = 1024 * 1024;
+
+/** The two image shapes of B1. */
+export function shapes(quick: boolean): Array<{ name: string; layers: number[]; seed: number }> {
+  const large = quick ? 25 : 50;
+  const small = quick ? 20 : 40;
+  return [
+    { name: `${4} × ${large} MiB`, layers: Array(4).fill(large * MiB), seed: 101 },
+    { name: `${small} × 1 MiB`, layers: Array(small).fill(MiB), seed: 202 },
+  ];
+}
+
+interface Cell {
+  program: string;
+  shape: string;
+  ms: number[];
+  peakRssKiB: number[];
+  error?: string;
+}
+
+/** Runs B1. */
+export async function runB1(ctx: BenchContext): Promise<CaseResult> {
+  const programs = ["portager", "skopeo", "crane", "regctl", "floor: upload", "floor: stream"];
+  const cells: Cell[] = [];
+  const unavailable = new Map<string, string>();
+  for (const name of ["skopeo", "crane", "regctl"]) {
+    const p = peer(ctx, name);
+    if (p.missing) unavailable.set(name, p.missing);
+  }
+  await withRegistry(async (a) => {
+    for (const shape of shapes(ctx.quick)) {
+      const repository = `bench/b1-${shape.seed}`;
+      const src: ImageRef = { host: a.host, repository, tag: "v1" };
+      ctx.log(`B1 ${shape.name}: pushing the source image`);
+      const pushed = await pushImage(a, { repository, tag: "v1" }, {
+        seed: shape.seed,
+        layers: shape.layers,
+      });
+      // the floor's upload reads the same blobs from files
+      const built = await buildImage({ seed: shape.seed, layers: shape.layers });
+      const dir = `${ctx.scratch}/b1-${shape.seed}`;
+      await Deno.mkdir(dir, { recursive: true });
+      const blobFiles: string[] = [];
+      for (const b of built.blobs) {
+        const file = `${dir}/${b.digest.replace(":", "-")}`;
+        await Deno.writeFile(file, b.bytes);
+        blobFiles.push(file);
+      }
+      const manifestFile = `${dir}/manifest.json`;
+      await Deno.writeFile(manifestFile, built.manifestBytes);
+
+      for (let i = 0; i < ctx.runs; i++) {
+        // rotate the order each run so no program always goes first (page cache, CPU boost)
+        const order = programs.slice(i % programs.length).concat(programs.slice(0, i % programs.length));
+        for (const program of order) {
+          if (unavailable.has(program)) continue;
+          let cell = cells.find((c) => c.program === program && c.shape === shape.name);
+          if (!cell) cells.push(cell = { program, shape: shape.name, ms: [], peakRssKiB: [] });
+          if (cell.error) continue;
+          await withRegistry(async (b) => {
+            const dst: ImageRef = { host: b.host, repository, tag: "v1" };
+            const scratch = `${ctx.scratch}/home-${program.replace(/\W+/g, "-")}`;
+            await Deno.mkdir(scratch, { recursive: true });
+            let r: RunResult;
+            try {
+              if (program === "portager") {
+                r = await runOk(portagerSync(ctx.portager, {
+                  source: a.host,
+                  destination: b.host,
+                  images: [{ name: repository, tags: ["v1"] }],
+                }, { scratch }));
+              } else if (program === "floor: upload") {
+                r = await runOk({
+                  cmd: DENO,
+                  args: [
+                    "run",
+                    "-A",
+                    `${ROOT}/bench/floor.ts`,
+                    "upload",
+                    b.url,
+                    repository,
+                    "v1",
+                    manifestFile,
+                    ...blobFiles,
+                  ],
+                });
+              } else if (program === "floor: stream") {
+                r = await runOk({
+                  cmd: DENO,
+                  args: ["run", "-A", `${ROOT}/bench/floor.ts`, "stream", a.url, b.url, repository, "v1"],
+                });
+              } else {
+                if (program === "regctl") regctlConfig([a.host, b.host], { scratch });
+                r = await runOk(peerCopy(peer(ctx, program), src, dst, { scratch }));
+              }
+              await expectDigests(b.url, [{ repository, tag: "v1", digest: pushed.digest }]);
+              cell!.ms.push(r.ms);
+              if (r.peakRssKiB !== undefined) cell!.peakRssKiB.push(r.peakRssKiB);
+            } catch (e) {
+              cell!.error = (e as Error).message.split("\n").slice(0, 3).join(" ");
+              ctx.log(`B1 ${program} ${shape.name} failed: ${(e as Error).message}`);
+            }
+          });
+        }
+      }
+      ctx.log(
+        `B1 ${shape.name}: ${
+          cells.filter((c) => c.shape === shape.name).map((c) => `${c.program} ${seconds(median(c.ms))}`)
+            .join(", ")
+        }`,
+      );
+    }
+  });
+
+  const shapeNames = shapes(ctx.quick).map((s) => s.name);
+  const table: Table = {
+    columns: ["program", ...shapeNames.flatMap((s) => [s, "vs Portager"])],
+    rows: programs.map((program) => [
+      program,
+      ...shapeNames.flatMap((shape) => {
+        if (unavailable.has(program)) return ["not available", "—"];
+        const cell = cells.find((c) => c.program === program && c.shape === shape);
+        const base = cells.find((c) => c.program === "portager" && c.shape === shape);
+        if (!cell || cell.error) return [`failed: ${cell?.error ?? "not run"}`, "—"];
+        const m = median(cell.ms);
+        return [seconds(m), ratio(m, base && !base.error ? median(base.ms) : NaN)];
+      }),
+    ]),
+  };
+  return {
+    id: "B1",
+    title: "Cold copy A → fresh B (wall time, median)",
+    tables: [table],
+    notes: [
+      `${ctx.runs} run(s) per cell, median; every run copies into a new, empty registry; program order rotates per run.`,
+      "Each program at its default concurrency: Portager 4 blobs, skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
+      "floor: upload = the blob files PUT to B all at once from one Deno process; floor: stream = every blob streamed GET A → PUT B at once, no digest checks.",
+      "Ratios: time ÷ Portager's time (below 1 = faster than Portager).",
+    ],
+    data: { shapes: shapes(ctx.quick), cells },
+  };
+}

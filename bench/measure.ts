@@ -1,0 +1,153 @@
+/**
+ * Running one benchmarked command: wall time and peak resident memory of the child process.
+ *
+ * Peak RSS is the kernel's high-water mark `VmHWM` from `/proc/<pid>/status`, sampled while
+ * the child runs (the mark only grows, so a sample taken after the peak still sees it; only
+ * growth in the last sampling interval before exit can be missed).
+ * @module
+ */
+
+/** What one process run cost. */
+export interface RunResult {
+  /** Wall time from spawn to exit, in milliseconds. */
+  ms: number;
+  /** Exit code. */
+  code: number;
+  /** Standard output (text). */
+  stdout: string;
+  /** Standard error (text). */
+  stderr: string;
+  /** Peak resident set size (VmHWM) in KiB, or undefined if never sampled. */
+  peakRssKiB?: number;
+  /** The last sampled current RSS (VmRSS) in KiB. */
+  lastRssKiB?: number;
+}
+
+/** Options for {@linkcode runMeasured}. */
+export interface RunOptions {
+  /** Environment added to (or, with clearEnv, replacing) the bench's own. */
+  env?: Record<string, string>;
+  /** Start from an empty environment (PATH and HOME are still passed unless given). */
+  clearEnv?: boolean;
+  /** Working directory. */
+  cwd?: string;
+  /** VmHWM sampling period in ms (default 20). */
+  sampleMs?: number;
+  /** Bytes written to the child's standard input. */
+  stdin?: string;
+  /** Kill the child after this many ms (default 10 minutes); the run then fails. */
+  timeoutMs?: number;
+}
+
+/** Thrown when a benchmarked command fails; `reason` is always "CommandFailed". */
+export class CommandError extends Error {
+  /** Stable machine-readable reason. */
+  readonly reason = "CommandFailed";
+  /** Creates the error with the command line and the tail of its output. */
+  constructor(readonly command: string, readonly result: RunResult) {
+    const tail = (result.stderr.trim() || result.stdout.trim()).split("\n").slice(-15).join("\n");
+    super(`${command} exited with ${result.code}:\n${tail}`);
+    this.name = "CommandError";
+  }
+}
+
+/** Reads VmHWM and VmRSS (KiB) of a live process; undefined once it has exited. */
+export function readMemory(pid: number): { hwm: number; rss: number } | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`/proc/${pid}/status`);
+  } catch {
+    return undefined;
+  }
+  return parseProcStatus(text);
+}
+
+/** Parses VmHWM and VmRSS (KiB) out of a /proc/<pid>/status text (undefined for a zombie). */
+export function parseProcStatus(text: string): { hwm: number; rss: number } | undefined {
+  const hwm = text.match(/^VmHWM:\s+(\d+) kB/m);
+  const rss = text.match(/^VmRSS:\s+(\d+) kB/m);
+  if (!hwm || !rss) return undefined;
+  return { hwm: Number(hwm[1]), rss: Number(rss[1]) };
+}
+
+async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) text += chunk;
+  return text;
+}
+
+/** Runs `cmd args…` to completion, timing it and sampling its peak RSS. */
+export async function runMeasured(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const env = { ...opts.env };
+  if (opts.clearEnv) {
+    env.PATH ??= Deno.env.get("PATH") ?? "/usr/bin:/bin";
+    env.HOME ??= Deno.env.get("HOME") ?? "/root";
+  }
+  const t0 = performance.now();
+  const child = new Deno.Command(cmd, {
+    args,
+    env,
+    clearEnv: opts.clearEnv ?? false,
+    cwd: opts.cwd,
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let peak: number | undefined;
+  let last: number | undefined;
+  const sample = () => {
+    const m = readMemory(child.pid);
+    if (m) {
+      peak = Math.max(peak ?? 0, m.hwm);
+      last = m.rss;
+    }
+  };
+  sample();
+  const sampler = setInterval(sample, opts.sampleMs ?? 20);
+  let timedOut = false;
+  const killer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, opts.timeoutMs ?? 600_000);
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin));
+    await w.close();
+  }
+  const [stdout, stderr, status] = await Promise.all([
+    collect(child.stdout),
+    collect(child.stderr),
+    child.status,
+  ]);
+  const ms = performance.now() - t0;
+  clearInterval(sampler);
+  clearTimeout(killer);
+  const result: RunResult = {
+    ms,
+    code: timedOut ? 124 : status.code,
+    stdout,
+    stderr: timedOut ? `${stderr}\n(killed after ${opts.timeoutMs ?? 600_000} ms)` : stderr,
+  };
+  if (peak !== undefined) result.peakRssKiB = peak;
+  if (last !== undefined) result.lastRssKiB = last;
+  return result;
+}
+
+/** Like {@linkcode runMeasured}, but throws a CommandError on a non-zero exit. */
+export async function runChecked(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const r = await runMeasured(cmd, args, opts);
+  if (r.code !== 0) throw new CommandError(`${cmd} ${args.join(" ")}`, r);
+  return r;
+}
+
+/** Median of some numbers (mean of the middle two for an even count). */
+export function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}

@@ -1,0 +1,177 @@
+/**
+ * The programs compared: Portager (the `deno task bundle` output, run as the compiled binary
+ * would, and optionally the source form) and the peers skopeo (Debian), crane, regctl and
+ * regsync (built from their Go modules by scripts/build-tools.sh and cached by version).
+ * A missing peer is built or installed on demand by bench/tools.sh; one that still cannot be
+ * had is reported as unavailable, never silently dropped.
+ * @module
+ */
+
+import { runMeasured } from "./measure.ts";
+
+/** Repository root (bench/ lives directly under it). */
+export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** The Deno binary pinned in package.json. */
+export const DENO: string = `${ROOT}/node_modules/.bin/deno`;
+
+/** A peer tool: where it is, its version, or why it is missing. */
+export interface Peer {
+  /** "skopeo", "crane", "regctl" or "regsync". */
+  name: string;
+  /** Absolute path of the binary, when available. */
+  path?: string;
+  /** Version string as the tool reports it (or the version it was built from). */
+  version?: string;
+  /** Why it is unavailable. */
+  missing?: string;
+}
+
+/** How Portager is run: the command line up to (not including) the subcommand. */
+export interface PortagerForm {
+  /** "bundle" (dist/portager.js as `deno task bundle` makes it) or "source" (main.ts). */
+  form: "bundle" | "source";
+  /** Executable. */
+  cmd: string;
+  /** Arguments before the subcommand (`run`, `sync`, …). */
+  args: string[];
+  /** Human-readable description for the report. */
+  describe: string;
+  /** Environment the form needs (Deno's cache folder, so a scratch HOME does not empty it). */
+  env: Record<string, string>;
+}
+
+/** The peer tools of the benchmark, in table order. */
+export const PEER_NAMES = ["skopeo", "crane", "regctl", "regsync"] as const;
+
+/** The cache root of scripts/build-tools.sh. */
+export function toolCache(): string {
+  return Deno.env.get("PORTAGER_TEST_CACHE") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/portager-test`;
+}
+
+/** The version scripts/build-tools.sh builds for `variable` (env override, else its default). */
+export function buildVersion(variable: string): string {
+  const fromEnv = Deno.env.get(variable);
+  if (fromEnv) return fromEnv;
+  const script = Deno.readTextFileSync(`${ROOT}/scripts/build-tools.sh`);
+  const m = script.match(new RegExp(`${variable}="\\$\\{${variable}:-([^}"]+)\\}"`));
+  if (!m) throw new Error(`scripts/build-tools.sh names no default ${variable}`);
+  return m[1];
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function builtPath(dir: string, variable: string, binary: string): string | undefined {
+  const bin = `${toolCache()}/${dir}-${buildVersion(variable)}/bin`;
+  return exists(`${bin}/.done`) && exists(`${bin}/${binary}`) ? `${bin}/${binary}` : undefined;
+}
+
+async function firstLine(cmd: string, args: string[]): Promise<string | undefined> {
+  try {
+    const r = await runMeasured(cmd, args, { timeoutMs: 20_000 });
+    const text = (r.stdout.trim() || r.stderr.trim()).split("\n")[0];
+    return r.code === 0 ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function locate(name: (typeof PEER_NAMES)[number]): Promise<Peer> {
+  switch (name) {
+    case "skopeo": {
+      const path = "/usr/bin/skopeo";
+      if (!exists(path)) return { name, missing: "skopeo is not installed (apt-get install skopeo)" };
+      return { name, path, version: (await firstLine(path, ["--version"]))?.replace(/^skopeo version /, "") };
+    }
+    case "crane": {
+      const path = builtPath("crane", "CRANE_VERSION", "crane");
+      if (!path) return { name, missing: "crane is not built (scripts/build-tools.sh crane)" };
+      return { name, path, version: buildVersion("CRANE_VERSION") };
+    }
+    case "regctl":
+    case "regsync": {
+      const path = builtPath("regclient", "REGCLIENT_VERSION", name);
+      if (!path) return { name, missing: `${name} is not built (scripts/build-tools.sh regclient)` };
+      return { name, path, version: buildVersion("REGCLIENT_VERSION") };
+    }
+  }
+}
+
+/**
+ * Finds every peer; if some are missing and `build` is set, runs bench/tools.sh once to
+ * install/build them and looks again.
+ */
+export async function findPeers(opts: { build?: boolean; log?: (s: string) => void } = {}): Promise<Peer[]> {
+  let peers = await Promise.all(PEER_NAMES.map(locate));
+  if (opts.build !== false && peers.some((p) => p.missing)) {
+    opts.log?.(`building/installing missing peers: ${peers.filter((p) => p.missing).map((p) => p.name)}`);
+    const r = await runMeasured("bash", [`${ROOT}/bench/tools.sh`], { timeoutMs: 1_200_000 });
+    if (r.code !== 0) opts.log?.(`bench/tools.sh failed (${r.code}):\n${r.stderr.slice(-2000)}`);
+    peers = await Promise.all(PEER_NAMES.map(locate));
+  }
+  return peers;
+}
+
+/** The permissions `deno task compile` bakes into the binary, read from deno.json. */
+export function compilePermissions(): string[] {
+  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
+  const task: string = json.tasks?.compile ?? "";
+  const compile = task.split("&&").map((s) => s.trim()).find((s) => s.startsWith("deno compile")) ?? "";
+  return compile.split(/\s+/).filter((a) => a.startsWith("--allow-"));
+}
+
+/**
+ * Builds the bundle exactly as `deno task bundle` does, into `dir`, and returns how to run it
+ * the way the compiled binary runs (no config, the compile task's permissions). Throws with
+ * the bundler's output when the bundle cannot be built.
+ */
+export async function buildBundleForm(dir: string, env: Record<string, string>): Promise<PortagerForm> {
+  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
+  const task: string = json.tasks?.bundle ?? "";
+  const out = `${dir}/portager.js`;
+  const args = task.split(/\s+/).slice(1).map((a) => a.startsWith("--output=") ? `--output=${out}` : a);
+  const r = await runMeasured(DENO, args, { cwd: ROOT, timeoutMs: 300_000 });
+  if (r.code !== 0) throw new Error(`deno ${args.join(" ")} failed:\n${r.stderr.slice(-1500)}`);
+  const perms = compilePermissions();
+  return {
+    form: "bundle",
+    cmd: DENO,
+    args: ["run", "--no-config", "--no-prompt", ...perms, out],
+    describe: `deno run ${perms.join(" ")} dist/portager.js (the bundle deno task compile embeds)`,
+    env,
+  };
+}
+
+/** `deno run main.ts` with the compile permissions: the unbundled source form. */
+export function sourceForm(env: Record<string, string>): PortagerForm {
+  const perms = compilePermissions();
+  return {
+    form: "source",
+    cmd: DENO,
+    args: ["run", "--no-prompt", `--config=${ROOT}/deno.json`, ...perms, `${ROOT}/main.ts`],
+    describe: `deno run ${perms.join(" ")} main.ts (source)`,
+    env,
+  };
+}
+
+/** Deno's cache folder (DENO_DIR), as `deno info` reports it. */
+export async function denoDir(): Promise<string> {
+  const r = await runMeasured(DENO, ["info", "--json"], { timeoutMs: 30_000 });
+  try {
+    return JSON.parse(r.stdout).denoDir;
+  } catch {
+    return Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
+  }
+}
+
+/** Deno's own version line, e.g. "2.9.6". */
+export async function denoVersion(): Promise<string> {
+  return (await firstLine(DENO, ["--version"]))?.replace(/^deno /, "").split(" ")[0] ?? "unknown";
+}
