@@ -484,6 +484,28 @@ Deno.test("portager serve -f: syncs, picks up an edited file, and a killed+resta
     assert.equal(got.status, 200);
     assert.equal(got.digest, v2.digest);
 
+    // the sync-now annotation written into the file syncs now, though the spec is the same
+    await Deno.writeTextFile(
+      `${specs}/mirror.yaml`,
+      spec("v1, v2").replace(
+        "  name: mirror\n",
+        `  name: mirror\n  annotations:\n    portager.portager.io/sync-now: "true"\n`,
+      ),
+    );
+    await first.waitFor(finished("sync-now"), "the sync-now sync");
+
+    // a second file: loaded and synced; removed: dropped
+    await Deno.writeTextFile(`${specs}/extra.yaml`, spec("v1").replace("name: mirror", "name: extra"));
+    await first.waitFor(
+      (l) => l.msg === "sync finished" && l.imagesync === "default/extra",
+      "the extra sync",
+    );
+    await Deno.remove(`${specs}/extra.yaml`);
+    await first.waitFor(
+      (l) => l.msg === "ImageSync removed" && l.imagesync === "default/extra",
+      "the removal",
+    );
+
     // a broken edit is reported and the last good version stays
     await Deno.writeTextFile(`${specs}/mirror.yaml`, spec("v1, v2").replace("tags:", "tag:"));
     await first.waitFor(
@@ -499,6 +521,11 @@ Deno.test("portager serve -f: syncs, picks up an edited file, and a killed+resta
     assert.equal(await first.stop("SIGKILL"), 137);
     const mark = (await dst.flushLog()).length;
     const state = JSON.parse(await Deno.readTextFile(`${dir}/state.json`));
+    assert.deepEqual(
+      Object.keys(state.imageSyncs),
+      ["default/mirror"],
+      "a removed ImageSync leaves the state",
+    );
     const saved = state.imageSyncs["default/mirror"];
     assert.deepEqual(
       saved.status.images[0].tags.map((t: { tag: string; synced: boolean }) => [t.tag, t.synced]),

@@ -125,6 +125,8 @@ class FileStore {
   readonly #state: ServeState;
   readonly #log: Logger;
   #writing: Promise<void> = Promise.resolve();
+  #persistent = true;
+  #lastWriteError?: string;
 
   constructor(statePath: string, state: ServeState, log: Logger) {
     this.#statePath = statePath;
@@ -199,10 +201,27 @@ class FileStore {
   }
 
   persist(): void {
+    if (!this.#persistent) return;
     const snapshot = structuredClone(this.#state);
-    this.#writing = this.#writing.then(() => writeState(this.#statePath, snapshot)).catch((err) => {
-      this.#log.error("cannot write the state file", { path: this.#statePath, error: err });
+    this.#writing = this.#writing.then(() => writeState(this.#statePath, snapshot)).then(() => {
+      if (this.#lastWriteError) this.#log.info("the state file is written again", { path: this.#statePath });
+      this.#lastWriteError = undefined;
+    }, (err) => {
+      // say it once per distinct failure, not on every status change
+      const message = (err as Error).message;
+      if (message !== this.#lastWriteError) {
+        this.#log.error("cannot write the state file; a restart will not know the last results", {
+          path: this.#statePath,
+          error: message,
+        });
+      }
+      this.#lastWriteError = message;
     });
+  }
+
+  /** Turns persistence off (no permission to write): the state lives in memory only. */
+  disablePersistence(): void {
+    this.#persistent = false;
   }
 
   flush(): Promise<void> {
@@ -321,6 +340,16 @@ export async function serveCommand(args: string[]): Promise<number> {
   const log = createLogger({ level, format });
   const metrics = createMetrics();
   const store = new FileStore(statePath, state, log);
+  const dir = statePath.includes("/") ? statePath.slice(0, statePath.lastIndexOf("/")) || "/" : ".";
+  if ((await Deno.permissions.query({ name: "write", path: dir })).state !== "granted") {
+    // e.g. a binary compiled without --allow-write: keep serving, remember in memory only
+    log.warn(
+      "no permission to write the state file; results are kept in memory only and a restart will " +
+        "sync what it cannot tell is done (run with --allow-write)",
+      { path: statePath },
+    );
+    store.disablePersistence();
+  }
   await new Server(settings, {
     store,
     metrics,
