@@ -339,6 +339,22 @@ Deno.test("portager sync -f: validation, dry-run plan, copy, exit codes, credent
           [...reasons].some((r) => /Unauthorized/.test(String(r))),
           JSON.stringify(out.imageSyncs[0]).slice(0, 2000),
         );
+        // a --secret without an entry for the destination: the whole ImageSync fails, naming both
+        await Deno.writeTextFile(
+          `${dir}/other.json`,
+          JSON.stringify({ auths: { "elsewhere.example.com": { auth: btoa("a:b") } } }),
+        );
+        const wrong = await portager(
+          ["sync", "-f", `${dir}/good.yaml`, "--secret", `dst-creds=${dir}/other.json`],
+          docker,
+        );
+        assert.equal(wrong.code, 1, wrong.stderr);
+        assert.ok(
+          wrong.stdout.includes(`other.json has no auth for registry ${dst.host}`),
+          wrong.stdout,
+        );
+        assert.match(wrong.stdout, /^FAILED +mirror +AuthFailed: /m);
+        assert.match(wrong.stdout, /^mirror: AuthFailed: /m);
         const badSecret = await portager([
           "sync",
           "-f",
@@ -504,6 +520,34 @@ Deno.test("portager serve -f: syncs, picks up an edited file, and a killed+resta
     await first.waitFor(
       (l) => l.msg === "ImageSync removed" && l.imagesync === "default/extra",
       "the removal",
+    );
+
+    // a tag missing at the source fails; the retry (with backoff) picks it up once it exists
+    await Deno.writeTextFile(
+      `${specs}/retry.yaml`,
+      imageSync("retry", {
+        src: `${src.host}/lib`,
+        dst: dst.host,
+        auth: "{method: secret, secretRef: {name: dst-creds}}",
+        images: `    - name: late\n      tags: [v1]\n`,
+      }),
+    );
+    const failedSync = await first.waitFor(
+      (l) => l.msg === "sync failed; retrying with backoff" && l.imagesync === "default/retry",
+      "the failed sync",
+    );
+    assert.equal(typeof failedSync.retryInMs, "number");
+    const late = await pushImage(src, { repository: "lib/late", tag: "v1" }, { seed: 13 });
+    await first.waitFor(
+      (l) => l.msg === "sync finished" && l.imagesync === "default/retry" && l.trigger === "retry",
+      "the retry",
+      30_000,
+    );
+    assert.equal((await getManifest(dst, "mirror/late", "v1")).digest, late.digest);
+    await Deno.remove(`${specs}/retry.yaml`);
+    await first.waitFor(
+      (l) => l.msg === "ImageSync removed" && l.imagesync === "default/retry",
+      "its removal",
     );
 
     // a broken edit is reported and the last good version stays
