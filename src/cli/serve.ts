@@ -500,6 +500,9 @@ class Server {
           );
         }, 250);
       }
+    } catch (err) {
+      // e.g. the folder was deleted: keep serving what is loaded, on its schedule
+      if (!signal.aborted) log.error("stopped watching for file changes", { error: (err as Error).message });
     } finally {
       if (timer !== undefined) clearTimeout(timer);
       signal.removeEventListener("abort", close);
@@ -527,7 +530,9 @@ class Server {
       await this.reload();
       store.prune();
       const loops = Array.from({ length: this.#o.workers }, (_, i) => this.#worker(i));
-      const watching = this.#watch(stopped.signal);
+      const watching = this.#watch(stopped.signal).catch((err) =>
+        log.error("cannot watch for file changes", { error: (err as Error).message })
+      );
       this.#ready = true;
       await new Promise<void>((resolve) => {
         if (stopped.signal.aborted) resolve();
