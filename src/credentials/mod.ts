@@ -31,6 +31,8 @@ export {
 export {
   decodeEcrToken,
   describeAwsError,
+  type EcrApiSettings,
+  ecrApiSettings,
   EcrCredentialResolver,
   type EcrHost,
   type EcrOptions,
