@@ -17,12 +17,15 @@ RUN apt-get update \
   && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-# Dependencies first: this layer stays cached while only the sources change.
-COPY deno.json deno.lock ./
+# Dependencies first: this layer stays cached while only the sources change. Deno also reads
+# package.json (it pins the toolchain) and deno.lock records it, so --frozen needs all three.
+COPY deno.json deno.lock package.json ./
 RUN deno install --frozen
 COPY main.ts ./
 COPY src/ ./src/
-RUN deno task compile && ./dist/portager version
+# package.json's npm "deno" would shadow this image's deno inside `deno task` (and cannot run
+# here), so it goes once the locked install is done.
+RUN rm package.json && deno task compile && ./dist/portager version
 
 # Stage 2: glibc + CA certificates + nonroot user, nothing else (no shell, no package manager).
 FROM gcr.io/distroless/cc-debian12:nonroot
