@@ -1,20 +1,14 @@
 /**
  * Integration tests of "sync one ImageSync spec once" (src/sync) with the credentials layer
- * (src/credentials) against real CNCF distribution registries from the harness, and moto (the
- * AWS API emulator from PyPI) for ECR tokens and repository creation.
+ * (src/credentials) against real CNCF distribution registries from the harness. ECR (moto) is
+ * covered by tests/ecr_test.ts.
  */
 
 import assert from "node:assert/strict";
 import { getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
-import { freePort } from "./harness/ports.ts";
 import type { ImageSyncSpec } from "../src/api/mod.ts";
-import {
-  credentialsForSpec,
-  EcrCredentialResolver,
-  EcrRepositories,
-  type SecretLike,
-} from "../src/credentials/mod.ts";
+import { credentialsForSpec, type SecretLike } from "../src/credentials/mod.ts";
 import { statusFromReport, SyncError, type SyncEvent, syncImageSync } from "../src/sync/mod.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -400,167 +394,5 @@ Deno.test("a failed tag listing is TagResolutionFailed; the previous sync's semv
   } finally {
     await src.stop();
     await dst.stop();
-  }
-});
-
-// ---------------------------------------------------------------------------------------------
-// ECR through moto
-
-interface Moto {
-  url: string;
-  stop(): Promise<void>;
-}
-
-async function startMoto(): Promise<Moto> {
-  const port = freePort();
-  const child = new Deno.Command("python3", {
-    args: ["-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-    await child.status;
-  };
-  for (let i = 0; i < 300; i++) {
-    try {
-      const res = await fetch(`${url}/moto-api/`);
-      await res.body?.cancel();
-      return { url, stop };
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  await stop();
-  throw new Error("moto server did not start (pip install 'moto[server]')");
-}
-
-async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
-  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) Deno.env.delete(k);
-      else Deno.env.set(k, v);
-    }
-  }
-}
-
-Deno.test("ECR (moto): the issued token pushes to a registry that accepts it; createDestinationRepos creates once", async () => {
-  const moto = await startMoto();
-  // moto issues "AWS:<account>-auth-token"; the harness registry accepts exactly that login.
-  const dst = await startRegistry("basic", { users: { AWS: "123456789012-auth-token" } });
-  const src = await startRegistry("plain");
-  try {
-    await withEnv({
-      AWS_ENDPOINT_URL_ECR: moto.url,
-      AWS_ACCESS_KEY_ID: "testing",
-      AWS_SECRET_ACCESS_KEY: "testing",
-      AWS_EC2_METADATA_DISABLED: "true",
-    }, async () => {
-      const pushed = await pushImage(src, { repository: "nginx", tag: "1.27" }, { seed: 3 });
-      const spec: ImageSyncSpec = {
-        schedule: "@hourly",
-        source: { registry: src.host },
-        destination: { registry: dst.host, auth: { method: "ecr" }, repositoryPrefix: "mirror" },
-        createDestinationRepos: true,
-        images: [{ name: "nginx", tags: ["1.27"] }, { name: "nginx", tags: ["1.27"] }],
-      };
-      // The registry is local, so the region comes from the options instead of an ECR host name.
-      const ecr = { region: "us-east-1" };
-      const ev = events();
-      const report = await syncImageSync(spec, {
-        sourceCredentials: { resolve: () => Promise.resolve(undefined) },
-        destinationCredentials: new EcrCredentialResolver(ecr),
-        repositories: new EcrRepositories(dst.host, ecr),
-        onEvent: ev.onEvent,
-      });
-      assert.ok(report.ok, JSON.stringify(report.images));
-      assert.equal((await getManifest(dst, "mirror/nginx", "1.27")).digest, pushed.digest);
-      const ensured = ev.of("RepoEnsured") as Array<{ repository: string; created: boolean }>;
-      assert.deepEqual(
-        ensured.map((e) => [e.repository, e.created]),
-        [["mirror/nginx", true]],
-        "once per sync",
-      );
-
-      const again = events();
-      await syncImageSync(spec, {
-        sourceCredentials: { resolve: () => Promise.resolve(undefined) },
-        destinationCredentials: new EcrCredentialResolver(ecr),
-        repositories: new EcrRepositories(dst.host, ecr),
-        onEvent: again.onEvent,
-      });
-      const second = again.of("RepoEnsured") as Array<{ created: boolean }>;
-      assert.deepEqual(second.map((e) => e.created), [false], "an existing repository is left alone");
-
-      const { ECRClient, DescribeRepositoriesCommand } = await import("@aws-sdk/client-ecr");
-      const client = new ECRClient({ region: "us-east-1" });
-      const listed = await client.send(new DescribeRepositoriesCommand({}));
-      client.destroy();
-      const names = (listed.repositories ?? []).map((r) => r.repositoryName);
-      assert.deepEqual(names, ["mirror/nginx"]);
-    });
-  } finally {
-    await src.stop();
-    await dst.stop();
-    await moto.stop();
-  }
-});
-
-Deno.test("ECR without AWS credentials stops the sync with AuthFailed saying so", async () => {
-  const moto = await startMoto();
-  const dir = await Deno.makeTempDir();
-  try {
-    await withEnv({
-      AWS_ENDPOINT_URL_ECR: moto.url,
-      AWS_EC2_METADATA_DISABLED: "true",
-      AWS_CONFIG_FILE: `${dir}/none`,
-      AWS_SHARED_CREDENTIALS_FILE: `${dir}/none`,
-    }, async () => {
-      const saved = [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_ROLE_ARN",
-        "AWS_PROFILE",
-      ]
-        .map((k) => [k, Deno.env.get(k)] as const);
-      for (const [k] of saved) Deno.env.delete(k);
-      try {
-        const spec: ImageSyncSpec = {
-          schedule: "@hourly",
-          source: { registry: "127.0.0.1:1" },
-          destination: { registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com", auth: { method: "ecr" } },
-          images: [{ name: "nginx", tags: ["1"] }],
-        };
-        await assert.rejects(
-          () =>
-            syncImageSync(spec, {
-              sourceCredentials: { resolve: () => Promise.resolve(undefined) },
-              destinationCredentials: new EcrCredentialResolver(),
-            }),
-          (e: unknown) => {
-            assert.ok(e instanceof SyncError);
-            assert.equal(e.reason, "AuthFailed");
-            assert.match(
-              e.message,
-              /^no AWS credentials found for ecr:GetAuthorizationToken at registry 123456789012/,
-            );
-            return true;
-          },
-        );
-      } finally {
-        for (const [k, v] of saved) if (v !== undefined) Deno.env.set(k, v);
-      }
-    });
-  } finally {
-    await moto.stop();
-    await Deno.remove(dir, { recursive: true });
   }
 });
