@@ -2,7 +2,7 @@
 #
 #   docker build -t ghcr.io/portager/portager:0.1.0 .
 #
-# Stage 1 compiles with the same Deno version package.json pins (a test checks they agree):
+# Stage 1 compiles with the same Deno version tools/deno/package.json pins (a test checks they agree):
 # `deno task compile` = `deno bundle --minify` (tree-shaken, lower RSS) then `deno compile`
 # with least permissions baked in (see deno.json and docs/DEPLOY.md).
 FROM denoland/deno:2.9.6 AS builder
@@ -17,15 +17,12 @@ RUN apt-get update \
   && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-# Dependencies first: this layer stays cached while only the sources change. Deno also reads
-# package.json (it pins the toolchain) and deno.lock records it, so --frozen needs all three.
-COPY deno.json deno.lock package.json ./
+# Dependencies first: this layer stays cached while only the sources change.
+COPY deno.json deno.lock ./
 RUN deno install --frozen
 COPY main.ts ./
 COPY src/ ./src/
-# package.json's npm "deno" would shadow this image's deno inside `deno task` (and cannot run
-# here), so it goes once the locked install is done.
-RUN rm package.json && deno task compile && ./dist/portager version
+RUN deno task compile && ./dist/portager version
 
 # Stage 2: glibc + CA certificates + nonroot user, nothing else (no shell, no package manager).
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# Runs Portager from source: installs Deno from npm (pinned in package.json) when missing, then
+# Runs Portager from source: installs Deno from npm (pinned in tools/deno/) when missing, then
 # `deno task start` for `run`, or the matching task for the other commands.
 #   scripts/run.sh run --kubeconfig ~/.kube/config
 #   scripts/run.sh sync -f imagesync.yaml --dry-run
 #   scripts/run.sh demo        (installs the test harness's servers first, like scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x node_modules/.bin/deno ]; then
-  npm ci --no-audit --no-fund --loglevel=error >&2
-fi
+scripts/install-deno.sh
 DENO=node_modules/.bin/deno
 cmd="${1:-run}"
 [ $# -gt 0 ] && shift

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Portager's tests and demo need, reusing what is already there:
-#   - Deno, pinned in package.json, into node_modules/ (npm)
+#   - Deno, pinned in tools/deno/package.json, from npm; linked as node_modules/.bin/deno
 #   - the npm imports of deno.json, into Deno's cache (deno install)
 #   - Debian packages: docker-registry (CNCF distribution), prometheus (promtool), apache2-utils
 #     (htpasswd), openssl
@@ -11,10 +11,7 @@ cd "$(dirname "$0")/.."
 CACHE="${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if [ ! -x node_modules/.bin/deno ] || ! node_modules/.bin/deno --version >/dev/null 2>&1; then
-  log "installing Deno from npm (package.json)"
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+scripts/install-deno.sh
 node_modules/.bin/deno --version | head -1 >&2
 
 need_apt=()
