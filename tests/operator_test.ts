@@ -10,6 +10,8 @@ import { createMetrics, type Metrics } from "../src/metrics/mod.ts";
 import { createLogger } from "../src/server/log.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
 import { getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts";
+import { startFaultProxy } from "./harness/fault_proxy.ts";
+import { ImageSyncClient, KubeClient, KubeError, loadKubeconfigFiles } from "../src/kube/mod.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 
 const ISYNC = "/apis/portager.portager.io/v1alpha1";
@@ -274,6 +276,139 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
       }
     });
 
+    await t.step(
+      "kube client: a status write at a stale resourceVersion is retried from a fresh read (409)",
+      async () => {
+        await env.ns("conflict");
+        await kube.apply(imageSync("conflict", "c", {
+          schedule: "@every 1h",
+          source: { registry: "src.example" },
+          destination: { registry: "dst.example", auth: { method: "anonymous" } },
+          images: [{ name: "app", tags: ["1"] }],
+        }));
+        const client = new KubeClient(loadKubeconfigFiles([kube.kubeconfigPath]));
+        try {
+          const isc = new ImageSyncClient(client);
+          const stale = (await isc.get("conflict", "c"))!;
+          await env.patch("conflict", "c", { metadata: { labels: { touched: "yes" } } });
+          const seen: unknown[] = [];
+          const stored = await isc.updateStatus(stale, (cur) => {
+            seen.push(cur.metadata.resourceVersion);
+            return { totalImages: 7 };
+          });
+          assert.equal(seen.length, 2, "built once on the stale object, once after the 409");
+          assert.notEqual(seen[0], seen[1]);
+          assert.equal(stored?.status?.totalImages, 7);
+          assert.equal(
+            stored?.metadata.labels?.touched,
+            "yes",
+            "the merge patch kept the other writer's change",
+          );
+        } finally {
+          client.close();
+          // its registries do not exist: leave no sync to wait for in later steps
+          await env.remove("conflict", "c");
+        }
+      },
+    );
+
+    await t.step(
+      "kube client: a rotated token file is re-read on 401; exec credential plugins work",
+      async () => {
+        await env.ns("tok");
+        const tokenB = await kube.tokenFor("tok", "rotator");
+        const secret = await kube.apply({
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: "bind", namespace: "tok" },
+        }) as {
+          metadata: { uid: string };
+        };
+        // token A is bound to the Secret: deleting the Secret revokes it
+        const tr = await json<{ status: { token: string } }>(
+          await kube.adminFetch("/api/v1/namespaces/tok/serviceaccounts/rotator/token", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({
+              apiVersion: "authentication.k8s.io/v1",
+              kind: "TokenRequest",
+              spec: {
+                expirationSeconds: 3600,
+                boundObjectRef: { apiVersion: "v1", kind: "Secret", name: "bind", uid: secret.metadata.uid },
+              },
+            }),
+          }),
+        );
+        const tokenA = tr.status.token;
+        const dir = await Deno.makeTempDir({ prefix: "portager-tok-" });
+        const ca = btoa(kube.caPem);
+        const kubeconfig = (user: string) =>
+          `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: ${kube.server}\n` +
+          `    certificate-authority-data: ${ca}\nusers:\n- name: u\n  user:\n${user}\ncontexts:\n- name: x\n` +
+          `  context: {cluster: c, user: u}\ncurrent-context: x\n`;
+        const tokenPost = (token: string) =>
+          fetch(`${kube.server}/api`, { headers: { authorization: `Bearer ${token}` }, client: caClient });
+        const caClient = Deno.createHttpClient({ caCerts: [kube.caPem] });
+        const clients: KubeClient[] = [];
+        try {
+          await Deno.writeTextFile(`${dir}/token`, tokenA);
+          await Deno.writeTextFile(`${dir}/file.yaml`, kubeconfig(`    tokenFile: token`));
+          const fileClient = new KubeClient(loadKubeconfigFiles([`${dir}/file.yaml`]));
+          clients.push(fileClient);
+          assert.ok(
+            (await fileClient.request<{ versions: string[] }>("GET", "/api")).versions.includes("v1"),
+          );
+          // rotate: the file gets token B, and token A stops working
+          await Deno.writeTextFile(`${dir}/token`, tokenB);
+          const del = await kube.adminFetch("/api/v1/namespaces/tok/secrets/bind", { method: "DELETE" });
+          await del.body?.cancel();
+          await waitFor("token A to be revoked", async () => {
+            const res = await tokenPost(tokenA);
+            await res.body?.cancel();
+            return res.status === 401;
+          });
+          assert.ok(
+            (await fileClient.request<{ versions: string[] }>("GET", "/api")).versions.includes("v1"),
+          );
+
+          const cred = JSON.stringify({
+            apiVersion: "client.authentication.k8s.io/v1",
+            kind: "ExecCredential",
+            status: { token: tokenB },
+          });
+          await Deno.writeTextFile(`${dir}/cred.json`, cred);
+          await Deno.writeTextFile(
+            `${dir}/exec.yaml`,
+            kubeconfig(
+              `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/cat\n` +
+                `      args: ["${dir}/cred.json"]`,
+            ),
+          );
+          const execClient = new KubeClient(loadKubeconfigFiles([`${dir}/exec.yaml`]));
+          clients.push(execClient);
+          assert.ok(
+            (await execClient.request<{ versions: string[] }>("GET", "/api")).versions.includes("v1"),
+          );
+          await Deno.writeTextFile(
+            `${dir}/bad.yaml`,
+            kubeconfig(`    exec:\n      command: /bin/false`),
+          );
+          const badClient = new KubeClient(loadKubeconfigFiles([`${dir}/bad.yaml`]));
+          clients.push(badClient);
+          await assert.rejects(badClient.request("GET", "/api"), (e: Error) => {
+            assert.ok(e instanceof KubeError);
+            assert.equal(e.reason, "Unauthorized");
+            assert.match(e.message, /exec credential plugin \/bin\/false exited with 1/);
+            return true;
+          });
+        } finally {
+          for (const c of clients) c.close();
+          caClient.close();
+          await Deno.remove(dir, { recursive: true });
+        }
+      },
+    );
+
     const op = await env.startOperator(kube.kubeconfigPath);
     started.push(op);
     await waitFor("operator /readyz", async () => await readyz(op.port) === 200);
@@ -480,6 +615,102 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
       await op2.stop();
     });
 
+    await t.step("shutdown lets an in-flight sync finish within the grace period", async () => {
+      await env.ns("team-g");
+      let release!: () => void;
+      const gate = new Promise<void>((r) => release = r);
+      let held = 0;
+      const proxy = startFaultProxy(src, [{
+        method: "GET",
+        path: /^\/v2\/app\/blobs\//,
+        fault: {
+          kind: "respond",
+          respond: async (req, url) => {
+            held++;
+            await gate;
+            return await fetch(new URL(url.pathname, src.url), { headers: req.headers });
+          },
+        },
+      }]);
+      try {
+        const op3 = await env.startOperator(kube.kubeconfigPath, { gracePeriodMs: 60_000 });
+        started.push(op3);
+        await kube.apply(imageSync("team-g", "graceful", {
+          schedule: "@every 1h",
+          source: { registry: proxy.host },
+          destination: { registry: dst.host, auth: { method: "anonymous" }, repositoryPrefix: "graceful" },
+          images: [{ name: "app", tags: ["1.0"] }],
+        }));
+        await waitFor("a blob download held in flight", async () => {
+          const x = await env.get("team-g", "graceful");
+          return held > 0 && x?.status?.conditions?.find((c) => c.type === "Syncing")?.status === "True";
+        });
+        // shutdown begins while the copy is held; the copy can only finish after it began
+        const stopping = op3.stop();
+        release();
+        await stopping;
+        const o = (await env.get("team-g", "graceful"))!;
+        assert.equal(ready(o)?.status, "True");
+        assert.equal(o.status?.conditions?.find((c) => c.type === "Syncing")?.reason, "SyncComplete");
+        assert.equal((await getManifest(dst, "graceful/app", "1.0")).digest, env.images.get("1.0")!.digest);
+      } finally {
+        release();
+        await proxy.stop();
+      }
+    });
+
+    await t.step(
+      "a sync cut by the end of the grace period is marked Interrupted and resumes on restart",
+      async () => {
+        let release!: () => void;
+        const gate = new Promise<void>((r) => release = r);
+        let held = 0;
+        const proxy = startFaultProxy(src, [{
+          method: "GET",
+          path: /^\/v2\/app\/blobs\//,
+          fault: {
+            kind: "respond",
+            respond: async (req, url) => {
+              held++;
+              await gate;
+              return await fetch(new URL(url.pathname, src.url), { headers: req.headers });
+            },
+          },
+        }]);
+        try {
+          const op4 = await env.startOperator(kube.kubeconfigPath, { gracePeriodMs: 200 });
+          started.push(op4);
+          await kube.apply(imageSync("team-g", "cut", {
+            schedule: "@every 1h",
+            source: { registry: proxy.host },
+            destination: { registry: dst.host, auth: { method: "anonymous" }, repositoryPrefix: "cut" },
+            images: [{ name: "app", tags: ["1.1"] }],
+          }));
+          await waitFor("a blob download held in flight", () => Promise.resolve(held > 0));
+          await op4.stop();
+          const o = (await env.get("team-g", "cut"))!;
+          const syncing = o.status?.conditions?.find((c) => c.type === "Syncing");
+          assert.equal(syncing?.status, "False");
+          assert.equal(syncing?.reason, "Interrupted");
+          assert.equal(o.status?.lastSyncTime, undefined, "no final status was written for a cut sync");
+          assert.equal(
+            (await getManifest(dst, "cut/app", "1.1")).status,
+            404,
+            "a tag points to an incomplete image",
+          );
+          release();
+          const op5 = await env.startOperator(kube.kubeconfigPath);
+          started.push(op5);
+          await env.waitReady("team-g", "cut", (c) => c.status === "True", "the resumed sync");
+          assert.equal((await getManifest(dst, "cut/app", "1.1")).digest, env.images.get("1.1")!.digest);
+          await op5.stop();
+        } finally {
+          release();
+          await proxy.stop();
+        }
+      },
+    );
+
     await t.step(
       "two operators with leader election: only the leader syncs; the standby takes over",
       async () => {
@@ -668,7 +899,7 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
       ];
       const evs: KubeEvent[] = [];
       const statuses: unknown[] = [];
-      for (const ns of ["team-a", "team-c", "team-d", "team-e", "team-k", "team-rbac"]) {
+      for (const ns of ["team-a", "team-c", "team-d", "team-e", "team-g", "team-k", "team-rbac"]) {
         evs.push(...await env.events(ns));
         const list = await json<{ items: Stored[] }>(
           await kube.adminFetch(`${ISYNC}/namespaces/${ns}/imagesyncs`),

@@ -282,12 +282,15 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
 
   log.info("shutting down", { gracePeriodMs });
   await stopWorkers(gracePeriodMs);
+  log.debug("workers stopped; flushing Events");
   await recorder.close();
   // release the lease only after in-flight syncs ended, so a standby does not overlap them
   electorAbort.abort();
   await electorRun;
+  log.debug("leader election stopped; closing watches");
   informerAbort.abort();
   await Promise.all(informerRuns);
+  log.debug("watches closed; stopping the HTTP server");
   await server.shutdown();
   kube.close();
   log.info("operator stopped");

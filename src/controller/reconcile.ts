@@ -341,8 +341,9 @@ export class Reconciler {
       if (retries) this.#d.metrics?.observeRetry(namespace, name, { kind: "registry", count: retries });
       return { error: err as Error };
     }
-    // a sync cut short by shutdown leaves its status to the next operator
-    if (report.aborted) return await this.#interrupted(obj, log);
+    // a sync cut short by shutdown (tags not started, or copies cancelled when the grace
+    // period ended) is not a failure of the ImageSync: the next operator resumes it
+    if (report.aborted || (signals.signal.aborted && !report.ok)) return await this.#interrupted(obj, log);
 
     const now = this.#now();
     const next = report.ok ? nextRun(spec.schedule, now) : undefined;
