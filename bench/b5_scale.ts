@@ -1,4 +1,508 @@
-import type { BenchContext, CaseResult } from "./context.ts";
-export function runB5(_ctx: BenchContext): Promise<CaseResult[]> {
-  throw new Error("todo");
+/**
+ * B5 scale, and the operator half of B4: 1000 ImageSyncs (one small tag each, distinct
+ * repositories) created on the harness apiserver (etcd + kube-apiserver) → all Ready, with
+ * the operator running as shipped (the bundle) under the deploy/rbac.yaml ServiceAccount.
+ * Measured: time from the first create to all Ready, apiserver requests per ImageSync (from
+ * the apiserver's audit log, counting only the operator's ServiceAccount), then the
+ * operator's idle RSS while it watches the 1000 synced ImageSyncs — for the bundle and, in a
+ * second operator started on the same objects, the source form.
+ * @module
+ */
+
+import { loadAll } from "js-yaml";
+import { type KubeCluster, startKube } from "../tests/harness/kube.ts";
+import { pushImage } from "../tests/harness/fixtures.ts";
+import { freePort } from "../tests/harness/ports.ts";
+import type { RegistryServer } from "../tests/harness/registry.ts";
+import { pool } from "./b2_unchanged.ts";
+import { TARGET_MIB } from "./b4_memory.ts";
+import {
+  type BenchContext,
+  type CaseResult,
+  expectDigests,
+  mib,
+  seconds,
+  type Table,
+  withRegistry,
+} from "./context.ts";
+import { median, readMemory } from "./measure.ts";
+import { type PortagerForm, ROOT } from "./tools.ts";
+
+const SA_NAMESPACE = "portager-system";
+const SA_NAME = "portager";
+const SA_USER = `system:serviceaccount:${SA_NAMESPACE}:${SA_NAME}`;
+const GROUP_PATH = "/apis/portager.portager.io/v1alpha1";
+
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+`;
+
+/** One audit event, the fields we read. */
+interface AuditEvent {
+  auditID: string;
+  stage: string;
+  verb: string;
+  user?: { username?: string };
+  objectRef?: { resource?: string; subresource?: string };
+}
+
+/**
+ * Counts the requests of `username` in audit-log lines (one per auditID; a watch logs
+ * ResponseStarted and ResponseComplete), by "verb resource[/subresource]".
+ */
+export function countAudit(
+  lines: string[],
+  username: string,
+): { total: number; byKind: Record<string, number> } {
+  const seen = new Set<string>();
+  const byKind: Record<string, number> = {};
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    let e: AuditEvent;
+    try {
+      e = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (e.user?.username !== username || seen.has(e.auditID)) continue;
+    seen.add(e.auditID);
+    const resource = e.objectRef?.resource ?? "(none)";
+    const kind = `${e.verb} ${resource}${e.objectRef?.subresource ? `/${e.objectRef.subresource}` : ""}`;
+    byKind[kind] = (byKind[kind] ?? 0) + 1;
+  }
+  return { total: seen.size, byKind };
+}
+
+async function ok(kube: KubeCluster, path: string, init?: RequestInit): Promise<unknown> {
+  const headers = new Headers(init?.headers);
+  if (init?.body) headers.set("content-type", "application/json");
+  const res = await kube.adminFetch(path, { ...init, headers });
+  const text = await res.text();
+  if (!res.ok && res.status !== 409) {
+    throw new Error(`${init?.method ?? "GET"} ${path}: HTTP ${res.status} ${text.slice(0, 300)}`);
+  }
+  return text ? JSON.parse(text) : undefined;
+}
+
+function readYamlObjects(file: string): Array<Record<string, unknown>> {
+  return (loadAll(Deno.readTextFileSync(`${ROOT}/${file}`)) as Array<Record<string, unknown> | null>)
+    .filter((o): o is Record<string, unknown> => o !== null && typeof o === "object");
+}
+
+/** A running operator process with its output drained into memory. */
+interface Operator {
+  child: Deno.ChildProcess;
+  output: string[];
+  drained: Promise<void>;
+  metricsPort: number;
+}
+
+function startOperator(
+  form: PortagerForm,
+  kubeconfig: string,
+  opts: { registries: string[]; namespace: string; scratch: string },
+): Operator {
+  const metricsPort = freePort();
+  const child = new Deno.Command(form.cmd, {
+    args: [
+      ...form.args,
+      "run",
+      `--kubeconfig=${kubeconfig}`,
+      `--metrics-addr=127.0.0.1:${metricsPort}`,
+      "--log-format=json",
+      "--log-level=warn",
+      `--insecure-registry=${opts.registries.join(",")}`,
+      `--namespace=${opts.namespace}`,
+      "--grace-period=5s",
+    ],
+    env: { ...form.env, HOME: opts.scratch, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output: string[] = [];
+  const drain = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+      output.push(...chunk.split("\n").filter((l) => l));
+      if (output.length > 400) output.splice(0, output.length - 200);
+    }
+  };
+  return {
+    child,
+    output,
+    drained: Promise.all([drain(child.stdout), drain(child.stderr)]).then(() => {}),
+    metricsPort,
+  };
+}
+
+async function stopOperator(op: Operator): Promise<void> {
+  try {
+    op.child.kill("SIGTERM");
+  } catch {
+    // already gone
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const exited = await Promise.race([
+    op.child.status.then(() => true),
+    new Promise<boolean>((r) => timer = setTimeout(() => r(false), 15_000)),
+  ]);
+  clearTimeout(timer);
+  if (!exited) {
+    try {
+      op.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  await op.child.status;
+  await op.drained;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitReadyz(op: Operator, deadlineMs: number): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${op.metricsPort}/readyz`);
+      await res.body?.cancel();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `operator not ready on /readyz within ${deadlineMs} ms:\n${op.output.slice(-20).join("\n")}`,
+      );
+    }
+    await sleep(250);
+  }
+}
+
+/** Samples VmRSS every second for `ms` and returns the median (KiB) and the peak so far. */
+async function idleRss(pid: number, ms: number): Promise<{ rssKiB: number; hwmKiB: number }> {
+  const samples: number[] = [];
+  let hwm = 0;
+  for (let t = 0; t < ms; t += 1000) {
+    const m = readMemory(pid);
+    if (m) {
+      samples.push(m.rss);
+      hwm = m.hwm;
+    }
+    await sleep(1000);
+  }
+  return { rssKiB: median(samples), hwmKiB: hwm };
+}
+
+interface ReadyCount {
+  ready: number;
+  failed: Array<{ name: string; message: string }>;
+}
+
+async function readyCount(kube: KubeCluster, namespace: string): Promise<ReadyCount> {
+  const list = await ok(kube, `${GROUP_PATH}/namespaces/${namespace}/imagesyncs`) as {
+    items: Array<
+      {
+        metadata: { name: string };
+        status?: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> };
+      }
+    >;
+  };
+  let ready = 0;
+  const failed: ReadyCount["failed"] = [];
+  for (const item of list.items) {
+    const c = item.status?.conditions?.find((x) => x.type === "Ready");
+    if (c?.status === "True") ready++;
+    else if (c?.status === "False" && c.reason !== "Syncing" && c.reason !== "Progressing") {
+      failed.push({ name: item.metadata.name, message: `${c.reason}: ${c.message}` });
+    }
+  }
+  return { ready, failed };
+}
+
+/** What one operator form did in B5 and at idle. */
+interface ScaleRun {
+  form: string;
+  namespace: string;
+  ready: number;
+  failed: Array<{ name: string; message: string }>;
+  createMs: number;
+  readyMs: number;
+  requests: { total: number; byKind: Record<string, number> };
+  /** VmRSS (KiB) a few seconds after /readyz, before any ImageSync existed. */
+  emptyRssKiB?: number;
+  /** Median VmRSS (KiB) watching the synced ImageSyncs after the settle. */
+  idleRssKiB: number;
+  /** VmHWM (KiB): the peak over the whole run. */
+  peakRssKiB: number;
+  idleRequests: number;
+}
+
+interface ScaleEnv {
+  kube: KubeCluster;
+  source: RegistryServer;
+  kubeconfig: string;
+  names: string[];
+  digests: Map<string, string>;
+  auditLines: () => Promise<string[]>;
+  operators: Operator[];
+}
+
+/** One operator form: fresh namespace and destination, create every ImageSync, wait for Ready, then idle. */
+async function scaleRun(ctx: BenchContext, env: ScaleEnv, form: PortagerForm): Promise<ScaleRun> {
+  const { kube, names } = env;
+  const count = names.length;
+  const settleMs = ctx.quick ? 5_000 : 20_000;
+  const sampleMs = ctx.quick ? 3_000 : 10_000;
+  const namespace = `bench-${form.form}`;
+  return await withRegistry(async (dst) => {
+    await ok(kube, "/api/v1/namespaces", {
+      method: "POST",
+      body: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } }),
+    });
+    const scratch = `${ctx.scratch}/b5-${form.form}`;
+    await Deno.mkdir(scratch, { recursive: true });
+    ctx.log(`B5 (${form.form}): starting the operator`);
+    const startLines = (await env.auditLines()).length;
+    const op = startOperator(form, env.kubeconfig, {
+      registries: [env.source.host, dst.host],
+      namespace,
+      scratch,
+    });
+    env.operators.push(op);
+    try {
+      await waitReadyz(op, 60_000);
+      await sleep(3_000);
+      const empty = readMemory(op.child.pid);
+
+      ctx.log(`B5 (${form.form}): creating ${count} ImageSyncs`);
+      const t0 = performance.now();
+      await pool(names, 8, async (name) => {
+        await ok(kube, `${GROUP_PATH}/namespaces/${namespace}/imagesyncs`, {
+          method: "POST",
+          body: JSON.stringify({
+            apiVersion: "portager.portager.io/v1alpha1",
+            kind: "ImageSync",
+            metadata: { name, namespace },
+            spec: {
+              schedule: "@every 24h",
+              source: { registry: env.source.host },
+              destination: { registry: dst.host, auth: { method: "anonymous" } },
+              images: [{ name: `bench/${name}`, tags: ["1.0"] }],
+            },
+          }),
+        });
+      });
+      const tCreated = performance.now();
+      const deadline = Date.now() + (ctx.quick ? 180_000 : 1_200_000);
+      let state: ReadyCount = { ready: 0, failed: [] };
+      let lastLog = performance.now();
+      for (;;) {
+        state = await readyCount(kube, namespace);
+        if (state.ready === count) break;
+        if (state.ready + state.failed.length === count && state.failed.length > 0) break;
+        if (Date.now() > deadline) break;
+        if (performance.now() - lastLog > 15_000) {
+          lastLog = performance.now();
+          ctx.log(
+            `B5 (${form.form}): ${state.ready}/${count} Ready after ${seconds(performance.now() - t0)}`,
+          );
+        }
+        await sleep(500);
+      }
+      const tReady = performance.now();
+      const requests = countAudit((await env.auditLines()).slice(startLines), SA_USER);
+      if (state.ready === count) {
+        // spot-check the copies
+        const step = Math.max(1, Math.floor(count / 20));
+        await expectDigests(
+          dst.url,
+          names.filter((_, i) => i % step === 0).map((n) => ({
+            repository: `bench/${n}`,
+            tag: "1.0",
+            digest: env.digests.get(n)!,
+          })),
+        );
+      }
+      ctx.log(
+        `B5 (${form.form}): ${state.ready}/${count} Ready in ${
+          seconds(tReady - t0)
+        }; requests ${requests.total}`,
+      );
+
+      ctx.log(`B4 (${form.form}): operator idle, settling ${settleMs / 1000} s`);
+      await sleep(settleMs);
+      const idleFrom = (await env.auditLines()).length;
+      const idle = await idleRss(op.child.pid, sampleMs);
+      const idleRequests = countAudit((await env.auditLines()).slice(idleFrom), SA_USER).total;
+      const run: ScaleRun = {
+        form: form.form,
+        namespace,
+        ready: state.ready,
+        failed: state.failed.slice(0, 10),
+        createMs: tCreated - t0,
+        readyMs: tReady - t0,
+        requests,
+        idleRssKiB: idle.rssKiB,
+        peakRssKiB: idle.hwmKiB,
+        idleRequests,
+      };
+      if (empty) run.emptyRssKiB = empty.rss;
+      return run;
+    } finally {
+      await stopOperator(op);
+      env.operators.splice(env.operators.indexOf(op), 1);
+    }
+  });
+}
+
+function overTarget(kib: number): string {
+  return kib / 1024 <= TARGET_MIB ? "within" : `above by ${(kib / 1024 - TARGET_MIB).toFixed(0)} MiB`;
+}
+
+/** Runs B5 and the operator half of B4, for the bundle and (when it differs) the source form. */
+export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
+  const count = ctx.quick ? 100 : 1000;
+  const policy = `${ctx.scratch}/audit-policy.yaml`;
+  const auditLog = `${ctx.scratch}/audit.log`;
+  await Deno.writeTextFile(policy, AUDIT_POLICY);
+  ctx.log(`B5: starting etcd + kube-apiserver`);
+  const kube = await startKube({
+    apiserverArgs: [
+      `--audit-policy-file=${policy}`,
+      `--audit-log-path=${auditLog}`,
+      "--audit-log-format=json",
+      "--audit-log-mode=blocking",
+    ],
+    printTiming: false,
+  });
+  const auditLines = async () => (await Deno.readTextFile(auditLog).catch(() => "")).split("\n");
+  const operators: Operator[] = [];
+  try {
+    const runs = await withRegistry(async (source) => {
+      for (const o of readYamlObjects("deploy/crd.yaml")) await kube.apply(o);
+      await ok(kube, "/api/v1/namespaces", {
+        method: "POST",
+        body: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: SA_NAMESPACE } }),
+      });
+      for (const o of readYamlObjects("deploy/rbac.yaml")) await kube.apply(o);
+      for (let i = 0;; i++) {
+        const res = await kube.adminFetch(`${GROUP_PATH}/imagesyncs`);
+        await res.body?.cancel();
+        if (res.status === 200) break;
+        if (i > 120) throw new Error(`the ImageSync CRD was not served: HTTP ${res.status}`);
+        await sleep(250);
+      }
+      ctx.log(`B5: pushing ${count} small images`);
+      const names = Array.from({ length: count }, (_, i) => `app-${String(i).padStart(4, "0")}`);
+      const digests = new Map<string, string>();
+      await pool(names, 8, async (name) => {
+        const pushed = await pushImage(source, { repository: `bench/${name}`, tag: "1.0" }, {
+          seed: 5000 + Number(name.slice(4)),
+          layers: [1024],
+        });
+        digests.set(name, pushed.digest);
+      });
+      const token = await kube.tokenFor(SA_NAMESPACE, SA_NAME, { expirationSeconds: 7200 });
+      const kubeconfig = await kube.kubeconfigForToken(token, { namespace: SA_NAMESPACE });
+      const env: ScaleEnv = { kube, source, kubeconfig, names, digests, auditLines, operators };
+      const out: ScaleRun[] = [await scaleRun(ctx, env, ctx.portager)];
+      if (ctx.portager.form === "bundle") out.push(await scaleRun(ctx, env, ctx.portagerSource));
+      return out;
+    });
+
+    const per = (n: number) => (n / count).toFixed(2);
+    const b5: Table = {
+      columns: [
+        "program",
+        `${count} ImageSyncs created → all Ready`,
+        "apiserver requests",
+        "per ImageSync",
+        "by kind (top 5)",
+      ],
+      rows: [
+        ...runs.map((r) => [
+          `portager run (${r.form})`,
+          r.ready === count
+            ? seconds(r.readyMs)
+            : `not all Ready: ${r.ready}/${count} (${r.failed[0]?.message ?? "timeout"})`,
+          String(r.requests.total),
+          per(r.requests.total),
+          Object.entries(r.requests.byKind).sort((x, y) => y[1] - x[1]).slice(0, 5).map(([k, n]) =>
+            `${k} ${n}`
+          )
+            .join(", "),
+        ]),
+        [
+          "skopeo, crane, regctl, regsync",
+          "cannot: no Kubernetes controller (no ImageSync API)",
+          "—",
+          "—",
+          "—",
+        ],
+      ],
+    };
+    const b4: Table = {
+      columns: [
+        "program",
+        "idle RSS, no ImageSyncs",
+        `idle RSS, watching ${count} synced`,
+        `vs ${TARGET_MIB} MiB target`,
+        "peak RSS (whole run)",
+      ],
+      rows: [
+        ...runs.map((r) => [
+          `portager run (${r.form})`,
+          mib(r.emptyRssKiB),
+          mib(r.idleRssKiB),
+          overTarget(r.idleRssKiB),
+          mib(r.peakRssKiB),
+        ]),
+        ["skopeo, crane, regctl, regsync", "cannot: no operator mode", "—", "—", "—"],
+      ],
+    };
+    const settle = ctx.quick ? 5 : 20;
+    return [
+      {
+        id: "B4",
+        title: `Memory: operator idle RSS watching ${count} ImageSyncs`,
+        tables: [b4],
+        notes: [
+          `"no ImageSyncs": VmRSS 3 s after /readyz answered, before any object existed. "watching ${count} synced": after all were Ready and a ${settle} s settle, the median of VmRSS sampled every second for ${
+            ctx.quick ? 3 : 10
+          } s. Peak = VmHWM.`,
+          `Operator requests while idle-sampling: ${
+            runs.map((r) => `${r.form} ${r.idleRequests}`).join(", ")
+          }.`,
+        ],
+        data: runs.map((r) => ({
+          form: r.form,
+          emptyRssKiB: r.emptyRssKiB,
+          idleRssKiB: r.idleRssKiB,
+          peakRssKiB: r.peakRssKiB,
+        })),
+      },
+      {
+        id: "B5",
+        title: `Scale: ${count} ImageSyncs (one small tag each) → all Ready`,
+        tables: [b5],
+        notes: [
+          `Operator = \`portager run --kubeconfig\` with the deploy/rbac.yaml ServiceAccount's token, --namespace of its run (each form gets a fresh namespace and destination registry), default --max-concurrent-syncs (2); each ImageSync copies its own 1-layer image to its own repository.`,
+          `Time from the first create (${count} POSTs, 8 at a time, took ${
+            runs.map((r) => seconds(r.createMs)).join(" / ")
+          }) to all Ready; status polled every 0.5 s.`,
+          "Requests: the apiserver's audit log, ServiceAccount user only, from operator start to all Ready (one per request; a watch counts once).",
+        ],
+        data: runs,
+      },
+    ];
+  } finally {
+    for (const op of [...operators]) await stopOperator(op);
+    await kube.stop();
+  }
 }

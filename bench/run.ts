@@ -131,6 +131,7 @@ async function main(): Promise<number> {
       log(`${id} took ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     }
 
+    results.sort((x, y) => x.id.localeCompare(y.id)); // B5 also reports B4's operator half
     const versions: Record<string, string> = {
       deno: await denoVersion(),
       portager: portager.form === "bundle" ? "bundle (deno task bundle)" : "source (main.ts)",

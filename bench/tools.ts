@@ -30,7 +30,7 @@ export interface Peer {
 /** How Portager is run: the command line up to (not including) the subcommand. */
 export interface PortagerForm {
   /** "bundle" (dist/portager.js as `deno task bundle` makes it) or "source" (main.ts). */
-  form: "bundle" | "source";
+  form: string;
   /** Executable. */
   cmd: string;
   /** Arguments before the subcommand (`run`, `sync`, …). */
@@ -140,10 +140,15 @@ export async function buildBundleForm(dir: string, env: Record<string, string>):
   const r = await runMeasured(DENO, args, { cwd: ROOT, timeoutMs: 300_000 });
   if (r.code !== 0) throw new Error(`deno ${args.join(" ")} failed:\n${r.stderr.slice(-1500)}`);
   const perms = compilePermissions();
+  const runArgs = ["run", "--no-config", "--no-prompt", ...perms, out];
+  // The first run of a new script also writes V8's code cache (~+45 MiB RSS in that run
+  // only); warm it so every measured run is alike. docs/PERFORMANCE.md discusses the cold case.
+  const warm = await runMeasured(DENO, [...runArgs, "version"], { env, timeoutMs: 60_000 });
+  if (warm.code !== 0) throw new Error(`the bundle does not run:\n${warm.stderr.slice(-1500)}`);
   return {
     form: "bundle",
     cmd: DENO,
-    args: ["run", "--no-config", "--no-prompt", ...perms, out],
+    args: runArgs,
     describe: `deno run ${perms.join(" ")} dist/portager.js (the bundle deno task compile embeds)`,
     env,
   };
