@@ -615,6 +615,20 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
       await op2.stop();
     });
 
+    await t.step("--namespace: an operator watching one namespace leaves the others alone", async () => {
+      await env.ns("only-here");
+      await env.ns("not-here");
+      await kube.apply(imageSync("not-here", "ignored", plainSpec(["1.0"])));
+      await kube.apply(imageSync("only-here", "watched", plainSpec(["1.0"])));
+      const scoped = await env.startOperator(kube.kubeconfigPath, { namespaces: ["only-here"] });
+      started.push(scoped);
+      await env.waitReady("only-here", "watched", (c) => c.status === "True", "Ready=True");
+      await scoped.stop();
+      assert.equal((await env.get("not-here", "ignored"))?.status, undefined);
+      assert.equal(await scoped.syncs("ignored"), 0);
+      await env.remove("not-here", "ignored");
+    });
+
     await t.step("shutdown lets an in-flight sync finish within the grace period", async () => {
       await env.ns("team-g");
       let release!: () => void;

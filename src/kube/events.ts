@@ -7,7 +7,7 @@
  */
 
 import type { Logger } from "../server/log.ts";
-import { isKubeReason, type KubeClient } from "./client.ts";
+import { isKubeReason, type KubeClient, KubeError } from "./client.ts";
 
 /** The object an Event is about. */
 export interface EventObject {
@@ -51,9 +51,13 @@ interface Series {
   firstTimestamp: string;
   lastTimestamp: string;
   lastRecordMs: number;
+  /** Consecutive failed writes. */
+  failures?: number;
 }
 
 const MAX_MESSAGE = 1024;
+/** Writes of one Event tried before its records are dropped. */
+const MAX_ATTEMPTS = 5;
 
 function rfc3339(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -111,10 +115,15 @@ export class EventRecorder {
     s.target = target;
     s.lastTimestamp = rfc3339(now);
     s.lastRecordMs = now.getTime();
+    this.#schedule(this.#flushMs);
+  }
+
+  #schedule(ms: number): void {
+    if (this.#closed) return;
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;
       this.flush();
-    }, this.#flushMs);
+    }, ms);
   }
 
   /** Writes everything recorded so far. */
@@ -134,10 +143,20 @@ export class EventRecorder {
       s.pending = 0;
       try {
         await this.#write(s, n);
+        s.failures = 0;
       } catch (err) {
+        // an apiserver that is briefly away (restart, network) gets the records later
+        const transient = err instanceof KubeError &&
+          (err.status === 0 || err.status === 429 || err.status >= 500);
+        s.failures = (s.failures ?? 0) + 1;
+        if (transient && s.failures < MAX_ATTEMPTS && !this.#closed) {
+          s.pending += n;
+          this.#schedule(Math.min(30_000, 1_000 * 2 ** s.failures));
+        }
         this.#log?.warn("could not write Event", {
           reason: s.reason,
           object: `${s.target.namespace}/${s.target.name}`,
+          willRetry: s.pending > 0,
           error: err,
         });
       }
