@@ -13,10 +13,15 @@ export const SYNCING = "Syncing";
 
 /** A condition to set; `lastTransitionTime` is filled in by {@linkcode setCondition}. */
 export interface ConditionUpdate {
+  /** Ready or Syncing. */
   type: string;
+  /** True, False or Unknown. */
   status: "True" | "False" | "Unknown";
+  /** CamelCase reason, e.g. SyncSucceeded. */
   reason: string;
+  /** Human-readable details. */
   message: string;
+  /** The generation the condition was set for. */
   observedGeneration?: number;
 }
 

@@ -12,8 +12,11 @@ import type { Logger } from "../server/log.ts";
 
 /** Options of {@linkcode LeaderElector}. */
 export interface LeaderElectorOptions {
+  /** Lease API access. */
   leases: LeaseClient;
+  /** Namespace of the Lease. */
   namespace: string;
+  /** Name of the Lease. */
   name: string;
   /** This candidate's identity (pod name, or host + random suffix). */
   identity: string;
@@ -23,6 +26,7 @@ export interface LeaderElectorOptions {
   renewDeadlineMs?: number;
   /** Interval between acquire/renew attempts; default 2 s. */
   retryPeriodMs?: number;
+  /** Where election changes are logged. */
   logger?: Logger;
   /** Called when this candidate becomes leader. */
   onStartedLeading?: () => void;
@@ -44,6 +48,7 @@ export class LeaderElector {
   #lastRenew = 0;
   #lease?: Lease;
 
+  /** Creates an elector; call `run` to campaign. */
   constructor(options: LeaderElectorOptions) {
     this.#o = {
       leases: options.leases,

@@ -22,7 +22,7 @@ export {
   type SyncRunner,
   type SyncTrigger,
 } from "./reconcile.ts";
-export { findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
+export { type ConditionUpdate, findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
 export { ExponentialBackoff, WorkQueue, type WorkQueueOptions } from "./queue.ts";
 export { LeaderElector, type LeaderElectorOptions } from "./leader.ts";
 export { makePrepareSync, type PrepareSyncOptions, secretLoader } from "./sync_runner.ts";

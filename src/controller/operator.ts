@@ -52,6 +52,7 @@ export interface OperatorOptions {
   insecureRegistries?: string[];
   /** Extra PEM CA certificates trusted for registries. */
   caCerts?: string[];
+  /** Structured logger for everything the operator does. */
   logger: Logger;
   /** Aborting it shuts the operator down gracefully. */
   signal: AbortSignal;
@@ -59,10 +60,13 @@ export interface OperatorOptions {
   gracePeriodMs?: number;
   /** Leader election timings (client-go defaults: 15 s, 10 s, 2 s). */
   leaseDurationMs?: number;
+  /** Leader steps down when it could not renew for this long (default 10 s). */
   renewDeadlineMs?: number;
+  /** Interval of acquire/renew attempts (default 2 s). */
   retryPeriodMs?: number;
   /** Per-key backoff after a failed sync; default 5 s doubling to 5 min. */
   backoffBaseMs?: number;
+  /** Longest backoff after repeated failures (default 5 min). */
   backoffMaxMs?: number;
   /** Blob copies in flight per sync; default the sync engine's. */
   copyConcurrency?: number;

@@ -8,10 +8,13 @@
 
 /** Per-key exponential backoff: base·2^failures, capped. */
 export class ExponentialBackoff {
+  /** First delay after a failure. */
   readonly baseMs: number;
+  /** Longest delay. */
   readonly maxMs: number;
   #failures = new Map<string, number>();
 
+  /** Creates a backoff; defaults 5 s doubling to 5 min. */
   constructor(options: { baseMs?: number; maxMs?: number } = {}) {
     this.baseMs = options.baseMs ?? 5_000;
     this.maxMs = options.maxMs ?? 300_000;
@@ -45,6 +48,7 @@ export interface WorkQueueOptions {
 
 /** The work queue. Keys are strings such as `namespace/name`. */
 export class WorkQueue {
+  /** The per-key backoff used by `addRateLimited`. */
   readonly backoff: ExponentialBackoff;
   #queue: string[] = [];
   #dirty = new Set<string>();
@@ -54,6 +58,7 @@ export class WorkQueue {
   #shuttingDown = false;
   #onDepth?: (depth: number) => void;
 
+  /** Creates an empty queue. */
   constructor(options: WorkQueueOptions = {}) {
     this.backoff = options.backoff ?? new ExponentialBackoff();
     this.#onDepth = options.onDepth;

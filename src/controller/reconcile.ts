@@ -21,7 +21,7 @@ import {
   SYNC_NOW_ANNOTATION,
   validateImageSyncSpec,
 } from "../api/mod.ts";
-import type { EventObject, EventType } from "../kube/mod.ts";
+import type { EventObject, EventRecord, EventType } from "../kube/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import type { Logger } from "../server/log.ts";
 import { statusFromReport, summaryMessage, type SyncEvent, type SyncReport } from "../sync/mod.ts";
@@ -29,6 +29,7 @@ import { findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditi
 
 /** An ImageSync as stored by the apiserver (metadata fields Portager relies on are present). */
 export interface StoredImageSync extends ImageSync {
+  /** Metadata with the fields the apiserver always sets. */
   metadata: ImageSync["metadata"] & {
     namespace: string;
     uid?: string;
@@ -55,6 +56,7 @@ export type SyncRunner = (
 
 /** What reconcile needs from the outside world. */
 export interface ReconcileDeps {
+  /** Reads and writes ImageSyncs (src/kube's ImageSyncClient). */
   imagesyncs: {
     get(namespace: string, name: string, options?: { signal?: AbortSignal }): Promise<ImageSync | undefined>;
     removeAnnotation(
@@ -70,9 +72,13 @@ export interface ReconcileDeps {
   };
   /** Reads credentials fresh and returns a runner for this ImageSync; throws an error with reason AuthFailed. */
   prepareSync(obj: StoredImageSync, spec: ImageSyncSpec, signal: AbortSignal): Promise<SyncRunner>;
-  recorder: { record(target: EventObject, type: EventType, reason: string, message: string): void };
+  /** Records Events (src/kube's EventRecorder). */
+  recorder: { record(target: EventObject, event: EventRecord): void };
+  /** Metrics to update after each sync. */
   metrics?: Metrics;
+  /** Logger; reconcile adds the object's key. */
   logger: Logger;
+  /** Clock, for tests. */
   now?: () => Date;
   /** Called with the object after every status write (to refresh the informer cache). */
   observe?: (obj: ImageSync) => void;
@@ -161,6 +167,7 @@ export class Reconciler {
   #d: ReconcileDeps;
   #now: () => Date;
 
+  /** Creates a reconciler over its dependencies. */
   constructor(deps: ReconcileDeps) {
     this.#d = deps;
     this.#now = deps.now ?? (() => new Date());
@@ -178,7 +185,7 @@ export class Reconciler {
   }
 
   #event(obj: StoredImageSync, type: EventType, reason: string, message: string): void {
-    this.#d.recorder.record(this.#target(obj), type, reason, message);
+    this.#d.recorder.record(this.#target(obj), { type, reason, message });
   }
 
   async #writeStatus(

@@ -14,10 +14,13 @@ import type { StoredImageSync, SyncRunner } from "./reconcile.ts";
 
 /** Options of {@linkcode makePrepareSync}. */
 export interface PrepareSyncOptions {
+  /** Registry hosts allowed over plain HTTP. */
   insecureRegistries?: string[];
+  /** Extra PEM CA certificates trusted for registries. */
   caCerts?: string[];
   /** Blob transfers in flight per sync. */
   concurrency?: number;
+  /** Logger. */
   logger?: Logger;
 }
 

@@ -9,10 +9,13 @@ import type { AuthSource, ClusterConnection, ExecConfig } from "./config.ts";
 
 /** A failed Kubernetes API call. `reason` is stable; `status` is the HTTP status (0: no response). */
 export class KubeError extends Error {
+  /** Stable reason: NotFound, Conflict, Gone, Forbidden, Unauthorized, Network, Timeout, ... */
   readonly reason: string;
+  /** HTTP status; 0 when there was no response. */
   readonly status: number;
   /** The apiserver's Status object, when it sent one. */
   readonly details?: KubeStatus;
+  /** Creates the error. */
   constructor(
     message: string,
     options: { reason: string; status: number; details?: KubeStatus; cause?: unknown },
@@ -27,11 +30,17 @@ export class KubeError extends Error {
 
 /** The apiserver's `Status` kind (errors, and watch ERROR events). */
 export interface KubeStatus {
+  /** Always "Status". */
   kind?: "Status";
+  /** "Failure" for errors. */
   status?: string;
+  /** Human-readable description. */
   message?: string;
+  /** Machine-readable reason (NotFound, Conflict, Expired, ...). */
   reason?: string;
+  /** HTTP status code. */
   code?: number;
+  /** Kind, name and causes of the failure. */
   details?: Record<string, unknown>;
 }
 
@@ -51,8 +60,9 @@ const REASON_BY_STATUS: Record<number, string> = {
   504: "Timeout",
 };
 
-/** Builds a KubeError from a status code and the apiserver's Status body. */
-export function kubeErrorFrom(status: number, body: KubeStatus | undefined, what: string): KubeError {
+/** Builds a KubeError from a status code and the apiserver's Status body; `what` names the request. */
+export function kubeErrorFrom(status: number, options: { body?: KubeStatus; what: string }): KubeError {
+  const { body, what } = options;
   let reason = body?.reason || REASON_BY_STATUS[status] || (status >= 500 ? "InternalError" : "Unknown");
   // 409 is AlreadyExists on create and Conflict on a stale update; keep the apiserver's word
   if (status === 409 && body?.reason === "AlreadyExists") reason = "AlreadyExists";
@@ -201,11 +211,13 @@ export type Query = Record<string, string | number | boolean | undefined>;
 
 /** Options of one API request. */
 export interface RequestOptions {
+  /** Query parameters. */
   query?: Query;
   /** JSON body. */
   body?: unknown;
   /** Content-Type of the body; default application/json. */
   contentType?: string;
+  /** Aborts the request. */
   signal?: AbortSignal;
   /** Default: the client's timeout. */
   timeoutMs?: number;
@@ -213,12 +225,15 @@ export interface RequestOptions {
 
 /** One watch event. `object` is the resource, or a Status for ERROR. */
 export interface WatchEvent<T = Record<string, unknown>> {
+  /** What happened to the object. */
   type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  /** The object, or a Status for ERROR. */
   object: T;
 }
 
 /** Options of {@linkcode KubeClient}. */
 export interface KubeClientOptions {
+  /** User-Agent header; default "portager". */
   userAgent?: string;
   /** Timeout of non-watch requests; default 30 s. */
   timeoutMs?: number;
@@ -246,6 +261,7 @@ async function readStatus(res: Response): Promise<KubeStatus | undefined> {
 
 /** The Kubernetes API client. Call `close()` when done (it owns an HTTP client). */
 export class KubeClient {
+  /** Where the API server is and how to authenticate. */
   readonly connection: ClusterConnection;
   #creds: CredentialSource;
   #clients = new Map<string, Deno.HttpClient>();
@@ -253,6 +269,7 @@ export class KubeClient {
   #timeoutMs: number;
   #closed = false;
 
+  /** Creates a client for `connection`. */
   constructor(connection: ClusterConnection, options: KubeClientOptions = {}) {
     this.connection = connection;
     this.#creds = new CredentialSource(connection.auth, options.runCommand ?? runCommand);
@@ -345,7 +362,7 @@ export class KubeClient {
       if (!res.ok) {
         const st = await readStatus(res);
         cleanup();
-        throw kubeErrorFrom(res.status, st, what);
+        throw kubeErrorFrom(res.status, { body: st, what });
       }
       return { res, cleanup };
     }

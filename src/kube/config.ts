@@ -14,7 +14,9 @@ import yaml from "js-yaml";
 
 /** A problem loading the cluster configuration; `reason` is stable. */
 export class KubeConfigError extends Error {
+  /** Stable reason for conditions and logs. */
   readonly reason = "KubeConfigInvalid";
+  /** Creates the error. */
   constructor(message: string) {
     super(message);
     this.name = "KubeConfigError";
@@ -23,9 +25,13 @@ export class KubeConfigError extends Error {
 
 /** An exec credential plugin, as in a kubeconfig `users[].user.exec`. */
 export interface ExecConfig {
+  /** Plugin executable (relative paths resolve against the kubeconfig's directory). */
   command: string;
+  /** Arguments. */
   args?: string[];
+  /** Extra environment variables. */
   env?: Array<{ name: string; value: string }>;
+  /** ExecCredential apiVersion; default client.authentication.k8s.io/v1. */
   apiVersion?: string;
   /** Directory relative commands resolve against (the kubeconfig's). */
   dir?: string;
@@ -47,6 +53,7 @@ export interface ClusterConnection {
   caCerts: string[];
   /** PEM client certificate and key for mutual TLS. */
   clientCert?: { cert: string; key: string };
+  /** How requests authenticate. */
   auth: AuthSource;
   /** The context's namespace (or the service account's namespace in-cluster). */
   namespace?: string;
@@ -150,7 +157,7 @@ function namedList(value: unknown, field: string, file: string): Array<{ name: s
 }
 
 /** Parses kubeconfig YAML text; `file` names it in errors and anchors relative paths. */
-export function parseKubeconfig(text: string, file: string): Kubeconfig {
+function parseKubeconfig(text: string, file: string): Kubeconfig {
   let doc: Record<string, unknown>;
   try {
     doc = (yaml.load(text) ?? {}) as Record<string, unknown>;

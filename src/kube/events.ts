@@ -11,16 +11,32 @@ import { isKubeReason, type KubeClient, KubeError } from "./client.ts";
 
 /** The object an Event is about. */
 export interface EventObject {
+  /** apiVersion of the object. */
   apiVersion: string;
+  /** Kind of the object. */
   kind: string;
+  /** Name of the object. */
   name: string;
+  /** Namespace of the object (and of the Event). */
   namespace: string;
+  /** UID of the object. */
   uid?: string;
+  /** resourceVersion the Event refers to. */
   resourceVersion?: string;
 }
 
 /** Event type. */
 export type EventType = "Normal" | "Warning";
+
+/** What happened: the Event's type, reason and message. */
+export interface EventRecord {
+  /** Normal or Warning. */
+  type: EventType;
+  /** CamelCase reason, e.g. ImageSynced (the aggregation key, with the object and type). */
+  reason: string;
+  /** Human-readable message; the latest one wins when Events are aggregated. */
+  message: string;
+}
 
 /** Options of {@linkcode EventRecorder}. */
 export interface EventRecorderOptions {
@@ -32,6 +48,7 @@ export interface EventRecorderOptions {
   windowMs?: number;
   /** How long records are gathered before one write; default 200 ms. */
   flushMs?: number;
+  /** Where failed writes are logged. */
   logger?: Logger;
   /** Clock, for tests. */
   now?: () => Date;
@@ -79,6 +96,7 @@ export class EventRecorder {
   /** API writes made (creates + patches), for tests and debugging. */
   writes = { created: 0, patched: 0 };
 
+  /** Creates a recorder writing through `kube`. */
   constructor(kube: KubeClient, options: EventRecorderOptions = {}) {
     this.#kube = kube;
     this.#component = options.component ?? "portager";
@@ -90,8 +108,9 @@ export class EventRecorder {
   }
 
   /** Records an Event; it is written asynchronously (never throws, never blocks). */
-  record(target: EventObject, type: EventType, reason: string, message: string): void {
+  record(target: EventObject, event: EventRecord): void {
     if (this.#closed) return;
+    const { type, reason, message } = event;
     const now = this.#now();
     const key = `${target.namespace}/${target.uid ?? target.name}/${type}/${reason}`;
     const msg = message.length > MAX_MESSAGE ? message.slice(0, MAX_MESSAGE - 1) + "…" : message;

@@ -23,13 +23,16 @@ export function imageSyncPath(namespace?: string, name?: string, subresource?: s
 export interface UpdateStatusOptions {
   /** Conflict retries after the first attempt; default 5. */
   retries?: number;
+  /** Aborts the requests. */
   signal?: AbortSignal;
 }
 
 /** Reads and writes ImageSyncs. */
 export class ImageSyncClient {
+  /** The client used. */
   readonly kube: KubeClient;
 
+  /** Creates the ImageSync API over `kube`. */
   constructor(kube: KubeClient) {
     this.kube = kube;
   }

@@ -11,6 +11,7 @@ import { isKubeReason, KubeError, type KubeStatus, type WatchEvent } from "./cli
 
 /** The metadata the informer relies on. */
 export interface InformerObject {
+  /** Name, namespace and resourceVersion. */
   metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string };
 }
 
@@ -18,22 +19,29 @@ export interface InformerObject {
 export interface ListWatcher<T> {
   /** Human name for logs, e.g. "imagesyncs in team-a". */
   readonly description: string;
+  /** Lists every object and the collection's resourceVersion. */
   list(signal: AbortSignal): Promise<{ items: T[]; resourceVersion: string }>;
+  /** Opens a watch from `resourceVersion`. */
   watch(resourceVersion: string, signal: AbortSignal): Promise<AsyncIterable<WatchEvent<T | KubeStatus>>>;
 }
 
 /** Callbacks of an informer; they must not throw and should return quickly. */
 export interface InformerHandlers<T> {
+  /** A new object appeared. */
   onAdd?(obj: T): void;
+  /** An object changed. */
   onUpdate?(previous: T, current: T): void;
+  /** An object went away. */
   onDelete?(obj: T): void;
 }
 
 /** Options of {@linkcode Informer}. */
 export interface InformerOptions {
+  /** Where list and watch problems are logged. */
   logger?: Logger;
   /** First error backoff; default 1 s, doubling to `maxBackoffMs` (default 30 s). */
   baseBackoffMs?: number;
+  /** Longest error backoff; default 30 s. */
   maxBackoffMs?: number;
 }
 
@@ -57,6 +65,7 @@ export class Informer<T extends InformerObject> {
   /** Counts list calls (initial + relists), for tests and logs. */
   lists = 0;
 
+  /** Creates an informer; call `run` to start it. */
   constructor(lw: ListWatcher<T>, handlers: InformerHandlers<T>, options: InformerOptions = {}) {
     this.#lw = lw;
     this.#handlers = handlers;

@@ -8,9 +8,13 @@ import { isKubeReason, type KubeClient } from "./client.ts";
 
 /** A coordination.k8s.io/v1 Lease. */
 export interface Lease {
+  /** Always coordination.k8s.io/v1. */
   apiVersion?: "coordination.k8s.io/v1";
+  /** Always Lease. */
   kind?: "Lease";
+  /** Name, namespace and resourceVersion. */
   metadata: { name: string; namespace: string; resourceVersion?: string; [k: string]: unknown };
+  /** Holder, duration and times of the lease. */
   spec: {
     holderIdentity?: string | null;
     leaseDurationSeconds?: number;
@@ -33,8 +37,10 @@ function leasePath(namespace: string, name?: string): string {
 
 /** Reads, creates and updates Leases. */
 export class LeaseClient {
+  /** The client used. */
   readonly kube: KubeClient;
 
+  /** Creates the Lease API over `kube`. */
   constructor(kube: KubeClient) {
     this.kube = kube;
   }

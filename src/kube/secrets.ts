@@ -8,8 +8,11 @@ import { isKubeReason, type KubeClient } from "./client.ts";
 
 /** The fields of a core/v1 Secret that Portager reads. `data` values are base64. */
 export interface Secret {
+  /** Name and namespace. */
   metadata: { name: string; namespace: string; resourceVersion?: string };
+  /** Secret type, e.g. kubernetes.io/dockerconfigjson. */
   type?: string;
+  /** Values by key, base64-encoded. */
   data?: Record<string, string>;
 }
 

@@ -13,10 +13,13 @@ export type SyncOutcome = "success" | "failure";
 
 /** What one finished sync of an ImageSync contributes to the metrics. */
 export interface SyncObservation {
+  /** The ImageSync's namespace. */
   namespace: string;
   /** The ImageSync's name (label `name`, as upstream). */
   name: string;
+  /** Whether the sync succeeded. */
   status: SyncOutcome;
+  /** Wall time of the sync. */
   durationSeconds: number;
   /** Tags copied (or that would be copied in a dry run). */
   imagesCopied: number;
@@ -28,8 +31,11 @@ export interface SyncObservation {
   total: number;
   /** Tags synced or up to date, for `portage_image_info`. */
   synced: number;
+  /** Blob bytes uploaded. */
   bytesCopied: number;
+  /** Blobs cross-repository mounted. */
   blobsMounted: number;
+  /** Blobs the destination already had. */
   blobsSkipped: number;
   /** Tags whose validation gates passed. */
   imagesVerified?: number;
@@ -39,26 +45,42 @@ export interface SyncObservation {
   tags: Array<{ source: string; destination: string; tag: string; digest: string }>;
 }
 
-type NameNs = "name" | "namespace";
+/** The labels every per-ImageSync series has, as upstream. */
+export type NameNs = "name" | "namespace";
 
 /** The operator's metrics. */
 export class Metrics {
   /** The registry to expose on /metrics. */
   readonly registry: Registry;
+  /** portage_sync_total{name,namespace,status}. */
   readonly syncTotal: Counter<NameNs | "status">;
+  /** portage_sync_duration_seconds{name,namespace}. */
   readonly syncDuration: Histogram<NameNs>;
+  /** portage_images_copied_total{name,namespace}. */
   readonly imagesCopied: Counter<NameNs>;
+  /** portage_images_skipped_total{name,namespace}. */
   readonly imagesSkipped: Counter<NameNs>;
+  /** portage_images_failed_total{name,namespace}. */
   readonly imagesFailed: Counter<NameNs>;
+  /** portage_image_info{name,namespace,synced,failed,total}. */
   readonly imageInfo: Gauge<NameNs | "synced" | "failed" | "total">;
+  /** portage_images_verified_total{name,namespace}. */
   readonly imagesVerified: Counter<NameNs>;
+  /** portage_images_validation_failed_total{name,namespace,gate}. */
   readonly imagesValidationFailed: Counter<NameNs | "gate">;
+  /** portage_tag_info{name,namespace,source,destination,tag,digest}. */
   readonly tagInfo: Gauge<NameNs | "source" | "destination" | "tag" | "digest">;
+  /** portage_bytes_copied_total{name,namespace}. */
   readonly bytesCopied: Counter<NameNs>;
+  /** portage_blobs_mounted_total{name,namespace}. */
   readonly blobsMounted: Counter<NameNs>;
+  /** portage_blobs_skipped_total{name,namespace}. */
   readonly blobsSkipped: Counter<NameNs>;
+  /** portage_queue_depth. */
   readonly queueDepth: Gauge;
+  /** portage_retries_total{name,namespace,kind}. */
   readonly retries: Counter<NameNs | "kind">;
+  /** portage_leader. */
   readonly isLeader: Gauge;
   /** Label sets of the info gauges per ImageSync, so stale series can be removed. */
   #imageInfo = new Map<string, Record<string, string>>();

@@ -8,6 +8,7 @@ import type { Logger } from "./log.ts";
 
 /** A readiness or liveness check: `ok` plus a short human reason. */
 export interface ProbeResult {
+  /** Whether the probe passes. */
   ok: boolean;
   /** e.g. "watch not established" */
   detail?: string;
@@ -21,6 +22,7 @@ export interface ServerOptions {
   ready?: () => ProbeResult;
   /** /healthz; default always healthy. */
   healthy?: () => ProbeResult;
+  /** Where handler failures are logged. */
   logger?: Logger;
   /** Called once the socket is bound, with the chosen port (useful with port 0). */
   onListening?: (addr: { hostname: string; port: number }) => void;
@@ -28,7 +30,9 @@ export interface ServerOptions {
 
 /** A running HTTP server. */
 export interface MetricsServer {
+  /** The address listened on. */
   hostname: string;
+  /** The port listened on. */
   port: number;
   /** Stops accepting connections and waits for in-flight requests. */
   shutdown(): Promise<void>;
