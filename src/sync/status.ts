@@ -38,8 +38,14 @@ export function statusFromReport(report: SyncReport): SyncStatusFields {
 /** A one-line summary for the Ready condition message, as upstream words it. */
 export function summaryMessage(report: SyncReport): string {
   const parts: string[] = [];
-  if (report.failedImages === 0) parts.push(`All ${report.totalImages} image(s) synced successfully`);
-  else parts.push(`${report.failedImages} of ${report.totalImages} image(s) failed to sync`);
+  if (report.failedImages > 0) {
+    parts.push(`${report.failedImages} of ${report.totalImages} image(s) failed to sync`);
+  } else if (report.resolutionFailures > 0 || report.aborted) {
+    // not "All ... successfully" when tags could not even be resolved or the sync stopped early
+    parts.push(`${report.syncedImages} of ${report.totalImages} image(s) synced`);
+  } else {
+    parts.push(`All ${report.totalImages} image(s) synced successfully`);
+  }
   if (report.resolutionFailures > 0) {
     parts.push(`tag resolution failed for ${report.resolutionFailures} image(s)`);
   }
