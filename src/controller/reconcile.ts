@@ -110,10 +110,12 @@ export function decide(obj: ImageSync, options: { now: Date; syncNow: boolean })
   try {
     parseSchedule(schedule);
   } catch (err) {
+    const message = (err as Error).message;
     return {
       kind: "invalid",
       reason: "InvalidSchedule",
-      message: `invalid schedule: ${(err as Error).message}`,
+      // the parser's messages already say 'invalid schedule "<text>": …'
+      message: /^invalid schedule\b/.test(message) ? message : `invalid schedule: ${message}`,
     };
   }
   const v = validateImageSyncSpec(obj.spec);

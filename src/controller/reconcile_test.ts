@@ -31,7 +31,9 @@ Deno.test("an invalid schedule is reported, never synced", () => {
   const d = decide(obj({ schedule: "every day" }), { now, syncNow: true });
   assert.equal(d.kind, "invalid");
   assert.equal(d.kind === "invalid" && d.reason, "InvalidSchedule");
-  assert.match(d.kind === "invalid" ? d.message : "", /^invalid schedule: /);
+  const message = d.kind === "invalid" ? d.message : "";
+  assert.match(message, /^invalid schedule "every day": /);
+  assert.doesNotMatch(message, /invalid schedule.*invalid schedule/, "said once");
 });
 
 Deno.test("first sync, spec change and sync-now sync immediately", () => {
