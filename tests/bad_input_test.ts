@@ -258,7 +258,7 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         ready: {
           status: "False",
           reason: "InvalidSchedule",
-          message: /invalid schedule: .*every day at noon/,
+          message: /^invalid schedule "every day at noon": a cron expression has 5 fields/,
         },
         event: { reason: "InvalidSchedule", message: /every day at noon/ },
       },
@@ -266,14 +266,22 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         name: "cron-out-of-range",
         what: "a cron minute of 61",
         spec: { ...good1, schedule: "61 * * * *", images: [{ name: "app", tags: ["v1"] }] },
-        ready: { status: "False", reason: "InvalidSchedule", message: /invalid schedule: .*61/ },
+        ready: {
+          status: "False",
+          reason: "InvalidSchedule",
+          message: /^invalid schedule "61 \* \* \* \*": .*61/,
+        },
         event: { reason: "InvalidSchedule", message: /61/ },
       },
       {
         name: "every-zero",
         what: "@every 0s",
         spec: { ...good1, schedule: "@every 0s", images: [{ name: "app", tags: ["v1"] }] },
-        ready: { status: "False", reason: "InvalidSchedule", message: /invalid schedule: .*0s/ },
+        ready: {
+          status: "False",
+          reason: "InvalidSchedule",
+          message: /^invalid schedule "@every 0s": the interval must be at least 1s$/,
+        },
         event: { reason: "InvalidSchedule", message: /0s/ },
       },
       {
