@@ -444,6 +444,8 @@ export class Transport {
     let spec: RequestSpec = { method: "GET", path: "/v2/", scopes: [], action: "ping", signal };
     let lastError: unknown;
     let tlsFailure: SendFailure | undefined;
+    // the request that failed TLS (https), not the plain-HTTP fallback tried after it
+    let tlsSpec = spec;
     for (const [i, scheme] of schemes.entries()) {
       const base = new URL(`${scheme}://${apiHost}/`);
       const url = new URL("/v2/", base);
@@ -468,7 +470,10 @@ export class Transport {
         }
       } catch (e) {
         lastError = e;
-        if (e instanceof SendFailure && e.kind === "Tls") tlsFailure = e;
+        if (e instanceof SendFailure && e.kind === "Tls") {
+          tlsFailure = e;
+          tlsSpec = spec;
+        }
         if (e instanceof SendFailure && e.kind === "Aborted") break;
         continue;
       }
@@ -493,13 +498,13 @@ export class Transport {
       }
       const text = await res.text();
       // HTTP spoken to a TLS-only registry whose certificate we could not verify: say that.
-      if (tlsFailure) throw this.#failureError(tlsFailure, registry, spec);
+      if (tlsFailure) throw this.#failureError(tlsFailure, registry, tlsSpec);
       throw errorFromResponse(res.status, text, {
         registry,
         action: `reach the registry API at ${url.href}`,
       });
     }
-    if (tlsFailure) throw this.#failureError(tlsFailure, registry, spec);
+    if (tlsFailure) throw this.#failureError(tlsFailure, registry, tlsSpec);
     const err = this.#failureError(lastError, registry, spec);
     if (err.reason !== "Network" || schemes.length > 1) throw err;
     throw new OciError(
