@@ -481,7 +481,13 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         what: "a TLS registry whose CA the operator does not trust",
         spec: plainSpec(tlsSrc.host, [{ name: "app", tags: ["v1"] }]),
         ready: { status: "False", reason: "SyncFailed", message: /TLS/ },
-        tag: { reason: "Network", error: /TLS verification failed.*caCerts/ },
+        tag: {
+          reason: "Network",
+          // names the https URL that failed verification, not the plain-HTTP fallback tried after it
+          error: new RegExp(
+            `cannot reach the registry API at https://${tlsSrc.host}/v2/: TLS verification failed.*caCerts`,
+          ),
+        },
         event: { reason: "SyncFailed", message: /TLS/ },
       },
       {
