@@ -92,6 +92,7 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
     const good = await pushImage(src, { repository: "good/app", tag: "v1" }, { seed: 1 });
     await pushImage(src, { repository: "app", tag: "v1" }, { seed: 2 });
     await pushImage(src, { repository: "gated/app", tag: "v1" }, { seed: 5 });
+    await pushImage(src, { repository: "denied/app", tag: "v1" }, { seed: 6 });
     await pushSchema1Image(schema1Src, { repository: "legacy/app", tag: "v1" });
     await pushImage(tlsSrc, { repository: "app", tag: "v1" }, { seed: 3 });
     for (const tag of ["12.97.0", "12.98.0", "12.99.0"]) {
@@ -118,6 +119,18 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
       oversizedManifest("big/manifest", "v1", 5 * 1024 * 1024),
     ]);
     proxies.push(faulty);
+    // a destination whose policy denies pushes outright (403 DENIED, as Harbor or Artifactory do)
+    const denying = startFaultProxy(dst, [{
+      method: "POST",
+      path: /\/blobs\/uploads\/$/,
+      fault: {
+        kind: "status",
+        status: 403,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ errors: [{ code: "DENIED", message: "push denied by project policy" }] }),
+      },
+    }]);
+    proxies.push(denying);
     const closedPort = `127.0.0.1:${freePort()}`;
 
     // Secrets: good ones, and every way a Secret goes wrong
@@ -451,6 +464,23 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         ready: { status: "False", reason: "SyncFailed", message: /app:v1/ },
         tag: { reason: "Forbidden", error: /readonly\/app/ },
         event: { reason: "SyncFailed", message: /readonly\/app/ },
+      },
+      {
+        name: "push-denied",
+        what: "a destination that answers pushes with 403 DENIED",
+        // (an image nothing else copies to dst: an up-to-date tag needs no push)
+        spec: {
+          ...plainSpec(src.host, [{ name: "denied/app", tags: ["v1"] }]),
+          destination: anon(denying.host),
+        },
+        ready: { status: "False", reason: "SyncFailed", message: /denied\/app:v1/ },
+        tag: { reason: "Forbidden", error: /HTTP 403.*push denied by project policy/ },
+        event: { reason: "SyncFailed", message: /push denied by project policy/ },
+        check: () => {
+          const posts = denying.seen.filter((s) => s.method === "POST");
+          assert(posts.length > 0 && posts.every((s) => s.status === 403));
+          assert(!denying.seen.some((s) => s.method === "PUT"), "nothing pushed after the refusal");
+        },
       },
       {
         name: "unreachable",
