@@ -15,7 +15,7 @@ import { pushImage } from "../tests/harness/fixtures.ts";
 import { freePort } from "../tests/harness/ports.ts";
 import type { RegistryServer } from "../tests/harness/registry.ts";
 import { pool } from "./b2_unchanged.ts";
-import { TARGET_MIB } from "./b4_memory.ts";
+import { TARGET_MIB, tunedForm } from "./b4_memory.ts";
 import {
   type BenchContext,
   type CaseResult,
@@ -254,12 +254,17 @@ interface ScaleEnv {
 }
 
 /** One operator form: fresh namespace and destination, create every ImageSync, wait for Ready, then idle. */
-async function scaleRun(ctx: BenchContext, env: ScaleEnv, form: PortagerForm): Promise<ScaleRun> {
+async function scaleRun(
+  ctx: BenchContext,
+  env: ScaleEnv,
+  form: PortagerForm,
+  index: number,
+): Promise<ScaleRun> {
   const { kube, names } = env;
   const count = names.length;
   const settleMs = ctx.quick ? 5_000 : 20_000;
   const sampleMs = ctx.quick ? 3_000 : 10_000;
-  const namespace = `bench-${form.form}`;
+  const namespace = `bench-${index}`;
   return await withRegistry(async (dst) => {
     await ok(kube, "/api/v1/namespaces", {
       method: "POST",
@@ -411,8 +416,13 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
       const token = await kube.tokenFor(SA_NAMESPACE, SA_NAME, { expirationSeconds: 7200 });
       const kubeconfig = await kube.kubeconfigForToken(token, { namespace: SA_NAMESPACE });
       const env: ScaleEnv = { kube, source, kubeconfig, names, digests, auditLines, operators };
-      const out: ScaleRun[] = [await scaleRun(ctx, env, ctx.portager)];
-      if (ctx.portager.form === "bundle") out.push(await scaleRun(ctx, env, ctx.portagerSource));
+      const forms = [
+        ctx.portager,
+        ...(ctx.portager.form === "bundle" ? [ctx.portagerSource] : []),
+        tunedForm(ctx),
+      ];
+      const out: ScaleRun[] = [];
+      for (const [i, form] of forms.entries()) out.push(await scaleRun(ctx, env, form, i));
       return out;
     });
 
