@@ -736,17 +736,27 @@ class TokenClient {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(new URL(path, this.kube.server), {
-      method,
-      client: this.#client,
-      headers: {
-        authorization: `Bearer ${this.token}`,
-        "content-type": method === "PATCH" ? "application/merge-patch+json" : "application/json",
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : {} };
+    // A resource whose CRD was just established answers 429 "storage is (re)initializing"
+    // with Retry-After until its watch cache is ready; retry as the operator's client does.
+    for (let attempt = 0;; attempt++) {
+      const res = await fetch(new URL(path, this.kube.server), {
+        method,
+        client: this.#client,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          "content-type": method === "PATCH" ? "application/merge-patch+json" : "application/json",
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (res.status === 429 && attempt < 5) {
+        await new Promise((r) =>
+          setTimeout(r, 1000 * Math.min(5, Number(res.headers.get("retry-after")) || 1))
+        );
+        continue;
+      }
+      return { status: res.status, body: text ? JSON.parse(text) : {} };
+    }
   }
   close(): void {
     this.#client.close();

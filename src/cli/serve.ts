@@ -262,10 +262,10 @@ class FileStore {
 /** Events become log lines: there is no apiserver to record them. */
 function logRecorder(log: Logger): ReconcileDeps["recorder"] {
   return {
-    record(target: EventObject, type: EventType, reason: string, message: string) {
-      const fields = { imagesync: `${target.namespace}/${target.name}`, reason };
-      if (type === "Warning") log.warn(message, fields);
-      else log.info(message, fields);
+    record(target: EventObject, event: { type: EventType; reason: string; message: string }) {
+      const fields = { imagesync: `${target.namespace}/${target.name}`, reason: event.reason };
+      if (event.type === "Warning") log.warn(event.message, fields);
+      else log.info(event.message, fields);
     },
   };
 }
