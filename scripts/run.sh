@@ -15,7 +15,7 @@ run) exec "$DENO" task --quiet start "$@" ;;
 demo)
   scripts/setup.sh
   exec "$DENO" task --quiet demo "$@" ;;
-sync | serve) exec "$DENO" run --allow-net --allow-env --allow-read --allow-write \
+sync | serve) exec "$DENO" run --v8-flags=--max-semi-space-size=1 --allow-net --allow-env --allow-read --allow-write \
   --allow-sys=hostname,homedir,osRelease,uid,gid main.ts "$cmd" "$@" ;;
 *) exec "$DENO" run --allow-read --allow-env main.ts "$cmd" "$@" ;;
 esac

