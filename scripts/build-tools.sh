@@ -42,7 +42,8 @@ wrapper() {
         go mod edit -replace="$m=$m@$stagever"
       done
   fi
-  go mod tidy >/dev/null
+  # quiet unless it fails: a cold build downloads a few hundred modules
+  go mod tidy >"$dir/tidy.log" 2>&1 || { cat "$dir/tidy.log" >&2; return 1; }
 }
 
 build_one() {
