@@ -10,7 +10,13 @@
  * @module
  */
 
-export { type OperatorOptions, runOperator, shouldEnqueueUpdate } from "./operator.ts";
+export {
+  type CachedImageSync,
+  cachedView,
+  type OperatorOptions,
+  runOperator,
+  shouldEnqueueUpdate,
+} from "./operator.ts";
 export {
   decide,
   type Decision,

@@ -74,10 +74,48 @@ export interface OperatorOptions {
   metrics?: Metrics;
 }
 
+/**
+ * What the operator's informer cache keeps of an ImageSync: the metadata its watch handlers
+ * and the work queue read. Reconcile always GETs the object fresh, so spec, status and
+ * `managedFields` (together ~95 % of the object) would only cost memory: 1000 ImageSyncs held
+ * whole are ~4.5 MiB of heap, this view ~0.2 MiB.
+ */
+export interface CachedImageSync {
+  /** Identity, version and the fields the update predicates compare. */
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    generation?: number;
+    deletionTimestamp?: string;
+    /** Only the sync-now annotation, when set. */
+    annotations?: Record<string, string>;
+  };
+}
+
+/** The informer transform of the operator: an ImageSync reduced to {@linkcode CachedImageSync}. */
+export function cachedView(obj: ImageSync): CachedImageSync {
+  const md = obj.metadata as ImageSync["metadata"] & {
+    uid?: string;
+    resourceVersion?: string;
+    deletionTimestamp?: string;
+  };
+  const view: CachedImageSync["metadata"] = { name: md.name };
+  if (md.namespace !== undefined) view.namespace = md.namespace;
+  if (md.uid !== undefined) view.uid = md.uid;
+  if (md.resourceVersion !== undefined) view.resourceVersion = md.resourceVersion;
+  if (md.generation !== undefined) view.generation = md.generation;
+  if (md.deletionTimestamp !== undefined) view.deletionTimestamp = md.deletionTimestamp;
+  const syncNow = md.annotations?.[SYNC_NOW_ANNOTATION];
+  if (syncNow !== undefined) view.annotations = { [SYNC_NOW_ANNOTATION]: syncNow };
+  return { metadata: view };
+}
+
 /** Whether an update event should trigger a reconcile (upstream's predicates, plus deletion). */
-export function shouldEnqueueUpdate(previous: ImageSync, current: ImageSync): boolean {
-  const prevMeta = previous.metadata as ImageSync["metadata"] & { deletionTimestamp?: string };
-  const curMeta = current.metadata as ImageSync["metadata"] & { deletionTimestamp?: string };
+export function shouldEnqueueUpdate(previous: CachedImageSync, current: CachedImageSync): boolean {
+  const prevMeta = previous.metadata;
+  const curMeta = current.metadata;
   if (prevMeta.generation !== curMeta.generation) return true;
   if (
     curMeta.annotations?.[SYNC_NOW_ANNOTATION] === "true" &&
@@ -125,7 +163,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
   let term = { stopStarting: new AbortController(), cancelInFlight: new AbortController() };
   let queue: WorkQueue | undefined;
   let workerLoops: Promise<void>[] = [];
-  const informers: Informer<ImageSync>[] = [];
+  const informers: Informer<ImageSync, CachedImageSync>[] = [];
   const backoff = () =>
     new ExponentialBackoff({ baseMs: options.backoffBaseMs, maxMs: options.backoffMaxMs });
 
@@ -147,14 +185,14 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     },
   });
 
-  const enqueue = (obj: ImageSync) => queue?.add(objectKey(obj as StoredImageSync));
+  const enqueue = (obj: CachedImageSync) => queue?.add(objectKey(obj));
   const handlers = {
-    onAdd: (obj: ImageSync) => enqueue(obj),
-    onUpdate: (prev: ImageSync, cur: ImageSync) => {
+    onAdd: (obj: CachedImageSync) => enqueue(obj),
+    onUpdate: (prev: CachedImageSync, cur: CachedImageSync) => {
       if (shouldEnqueueUpdate(prev, cur)) enqueue(cur);
     },
-    onDelete: (obj: ImageSync) => {
-      const key = objectKey(obj as StoredImageSync);
+    onDelete: (obj: CachedImageSync) => {
+      const key = objectKey(obj);
       queue?.cancelTimer(key);
       queue?.forget(key);
       metrics.forget(obj.metadata.namespace ?? "", obj.metadata.name);
@@ -163,7 +201,9 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
   };
   const scopes = options.namespaces?.length ? options.namespaces : [undefined];
   for (const ns of scopes) {
-    informers.push(new Informer<ImageSync>(imagesyncs.listWatcher(ns), handlers, { logger: log }));
+    informers.push(
+      new Informer(imagesyncs.listWatcher(ns), handlers, { logger: log, transform: cachedView }),
+    );
   }
 
   async function worker(q: WorkQueue, id: number): Promise<void> {
@@ -202,7 +242,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     const q = new WorkQueue({ backoff: backoff(), onDepth: (d) => metrics.queueDepth.set(d) });
     queue = q;
     workerLoops = Array.from({ length: workers }, (_, i) => worker(q, i));
-    for (const inf of informers) for (const obj of inf.list()) q.add(objectKey(obj as StoredImageSync));
+    for (const inf of informers) for (const obj of inf.list()) q.add(objectKey(obj));
     metrics.isLeader.set(1);
   }
 

@@ -95,3 +95,85 @@ Deno.test("informer: a failed list is retried with backoff", async () => {
   assert.ok(inf.synced);
   assert.equal(inf.get("ns/a")?.metadata.resourceVersion, "1");
 });
+
+interface Full {
+  metadata: {
+    name: string;
+    namespace: string;
+    resourceVersion: string;
+    managedFields?: Array<Record<string, unknown>>;
+  };
+  spec?: { big: string };
+}
+
+const full = (name: string, rv: string): Full => ({
+  metadata: {
+    name,
+    namespace: "ns",
+    resourceVersion: rv,
+    managedFields: [{ manager: "kubectl", operation: "Update", fieldsV1: { "f:spec": {} } }],
+  },
+  spec: { big: "x".repeat(100) },
+});
+
+Deno.test("informer: the cache never keeps managedFields (list, watch and observed objects)", async () => {
+  const ac = new AbortController();
+  const handed: Full[] = [];
+  const lw: ListWatcher<Full> = {
+    description: "test",
+    list: () => Promise.resolve({ items: [full("a", "1")], resourceVersion: "1" }),
+    watch() {
+      return Promise.resolve((async function* () {
+        yield { type: "ADDED" as const, object: full("b", "2") };
+        yield { type: "MODIFIED" as const, object: full("a", "3") };
+        ac.abort();
+      })());
+    },
+  };
+  const inf = new Informer<Full>(lw, {
+    onAdd: (x) => handed.push(x),
+    onUpdate: (_, x) => handed.push(x),
+  }, { baseBackoffMs: 1 });
+  await inf.run(ac.signal);
+  inf.observe(full("b", "9"));
+  assert.equal(handed.length, 3);
+  for (const x of [...handed, ...inf.list()]) {
+    assert.equal(x.metadata.managedFields, undefined, `${x.metadata.name} kept managedFields`);
+    assert.equal(x.spec?.big.length, 100, "everything else is kept");
+  }
+  assert.equal(inf.get("ns/b")?.metadata.resourceVersion, "9");
+});
+
+Deno.test("informer: a transform decides what the cache and the handlers get", async () => {
+  const ac = new AbortController();
+  const handed: Array<{ metadata: Obj["metadata"] }> = [];
+  const lw: ListWatcher<Full> = {
+    description: "test",
+    list: () => Promise.resolve({ items: [full("a", "1")], resourceVersion: "1" }),
+    watch() {
+      return Promise.resolve((async function* () {
+        yield { type: "DELETED" as const, object: full("a", "2") };
+        ac.abort();
+      })());
+    },
+  };
+  const inf = new Informer(lw, {
+    onAdd: (x) => handed.push(x),
+    onDelete: (x) => handed.push(x),
+  }, {
+    baseBackoffMs: 1,
+    transform: (x: Full) => ({
+      metadata: {
+        name: x.metadata.name,
+        namespace: x.metadata.namespace,
+        resourceVersion: x.metadata.resourceVersion,
+      },
+    }),
+  });
+  await inf.run(ac.signal);
+  assert.deepEqual(handed, [
+    { metadata: { name: "a", namespace: "ns", resourceVersion: "1" } },
+    { metadata: { name: "a", namespace: "ns", resourceVersion: "2" } },
+  ]);
+  assert.equal(inf.list().length, 0);
+});
