@@ -419,6 +419,49 @@ export class KubeClient {
   }
 }
 
+/** Size of the one buffer a watch stream is read into. */
+const WATCH_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * The text of a response body, chunk by chunk, read into ONE reused buffer. A default reader
+ * of a fetch body gets every chunk in a freshly allocated 64 KiB ArrayBuffer; on a watch that
+ * is one per event, and the garbage (external memory V8 collects late) grew the operator's RSS
+ * by tens of MiB while 1000 ImageSyncs synced. A BYOB reader fills our buffer instead.
+ */
+async function* bodyText(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    // not a byte stream: fall back to the default reader
+  }
+  if (!byob) {
+    const reader = body.getReader();
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        yield decoder.decode(value, { stream: true });
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+    return;
+  }
+  let buffer = new ArrayBuffer(WATCH_BUFFER_BYTES);
+  try {
+    while (true) {
+      const { done, value } = await byob.read(new Uint8Array(buffer));
+      if (value) buffer = value.buffer as ArrayBuffer; // the read transferred it; same memory
+      if (done) break;
+      yield decoder.decode(value, { stream: true });
+    }
+  } finally {
+    await byob.cancel().catch(() => {});
+  }
+}
+
 async function* readWatch<T>(
   res: Response,
   path: string,
@@ -429,13 +472,13 @@ async function* readWatch<T>(
     cleanup();
     return;
   }
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  const chunks = bodyText(res.body);
   let buf = "";
   try {
     while (true) {
-      let chunk: ReadableStreamReadResult<string>;
+      let chunk: IteratorResult<string>;
       try {
-        chunk = await reader.read();
+        chunk = await chunks.next();
       } catch (err) {
         if (signal?.aborted) return;
         throw new KubeError(`watch ${path}: ${(err as Error).message}`, {
@@ -461,7 +504,7 @@ async function* readWatch<T>(
       }
     }
   } finally {
-    await reader.cancel().catch(() => {});
+    await chunks.return(undefined).catch(() => {});
     cleanup();
   }
 }

@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { KubeClient } from "./client.ts";
+
+/** Serves one watch response whose bytes arrive in the given pieces, on 127.0.0.1 in this process. */
+async function withWatchServer(
+  pieces: Uint8Array[],
+  fn: (client: KubeClient) => Promise<void>,
+): Promise<void> {
+  const ac = new AbortController();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} }, () => {
+    let i = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (i === pieces.length) return c.close();
+          c.enqueue(pieces[i++]);
+          await new Promise((r) => setTimeout(r, 1)); // separate network reads
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    );
+  });
+  const client = new KubeClient({
+    server: `http://127.0.0.1:${server.addr.port}`,
+    caCerts: [],
+    auth: { kind: "none" },
+    contextName: "test",
+    inCluster: false,
+  });
+  try {
+    await fn(client);
+  } finally {
+    client.close();
+    ac.abort();
+    await server.finished;
+  }
+}
+
+Deno.test("watch: events split anywhere across reads (mid-line, mid-UTF-8 character) arrive whole", async () => {
+  const events = [
+    { type: "ADDED", object: { metadata: { name: "a", resourceVersion: "1" } } },
+    { type: "MODIFIED", object: { metadata: { name: "größe-✓", resourceVersion: "2" } } },
+    { type: "BOOKMARK", object: { metadata: { resourceVersion: "3" } } },
+  ];
+  const bytes = new TextEncoder().encode(events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+  // cut inside the first line, inside the two-byte "ö", and inside the three-byte "✓"
+  const cuts = [10, bytes.indexOf(0xc3) + 1, bytes.indexOf(0xe2) + 2, bytes.length];
+  const pieces = cuts.map((end, i) => bytes.slice(i === 0 ? 0 : cuts[i - 1], end));
+  await withWatchServer(pieces, async (client) => {
+    const got = [];
+    for await (const ev of await client.watch("/apis/x/v1/things")) got.push(ev);
+    assert.deepEqual(got, events);
+  });
+});
+
+Deno.test("watch: a stream larger than the read buffer arrives whole", async () => {
+  const events = Array.from({ length: 300 }, (_, i) => ({
+    type: "MODIFIED",
+    object: { metadata: { name: `obj-${i}`, resourceVersion: String(i) }, data: "x".repeat(1000) },
+  }));
+  const text = events.map((e) => JSON.stringify(e)).join("\n") + "\n";
+  await withWatchServer([new TextEncoder().encode(text)], async (client) => {
+    const got = [];
+    for await (const ev of await client.watch("/apis/x/v1/things")) got.push(ev);
+    assert.equal(got.length, 300);
+    assert.deepEqual(got.at(-1), events.at(-1));
+  });
+});
+
+Deno.test("watch: leaving the loop early cancels the body (no leaked stream or timer)", async () => {
+  const first = new TextEncoder().encode(
+    JSON.stringify({ type: "ADDED", object: { metadata: { name: "a", resourceVersion: "1" } } }) + "\n",
+  );
+  // more pieces than the consumer reads: the rest must be cancelled, not drained
+  const rest = Array.from({ length: 50 }, () => first);
+  await withWatchServer([first, ...rest], async (client) => {
+    for await (const ev of await client.watch("/apis/x/v1/things")) {
+      assert.equal(ev.type, "ADDED");
+      break;
+    }
+  });
+});
