@@ -53,7 +53,9 @@ export class WorkQueue {
   #queue: string[] = [];
   #dirty = new Set<string>();
   #processing = new Set<string>();
-  #timers = new Map<string, { id: ReturnType<typeof setTimeout>; at: number }>();
+  /** Due times (epoch ms) of delayed keys; one timer is armed for the earliest. */
+  #delayed = new Map<string, number>();
+  #timer?: { id: ReturnType<typeof setTimeout>; at: number };
   #waiters: Array<(key: string | undefined) => void> = [];
   #shuttingDown = false;
   #onDepth?: (depth: number) => void;
@@ -99,7 +101,11 @@ export class WorkQueue {
     this.#depth();
   }
 
-  /** Queues `key` after `delayMs`; an earlier pending timer for the key wins. */
+  /**
+   * Queues `key` after `delayMs`; an earlier pending time for the key wins. All delayed keys
+   * share one timer (armed for the earliest), so 1000 ImageSyncs waiting for their schedule
+   * hold one timer, not 1000.
+   */
   addAfter(key: string, delayMs: number): void {
     if (this.#shuttingDown) return;
     if (delayMs <= 0) {
@@ -107,20 +113,31 @@ export class WorkQueue {
       return;
     }
     const at = Date.now() + delayMs;
-    const existing = this.#timers.get(key);
-    if (existing) {
-      if (existing.at <= at) return;
-      clearTimeout(existing.id);
+    const existing = this.#delayed.get(key);
+    if (existing !== undefined && existing <= at) return;
+    this.#delayed.set(key, at);
+    if (!this.#timer || at < this.#timer.at) this.#arm(at);
+  }
+
+  /** (Re)arms the one timer for `at`; setTimeout takes a 32-bit delay, longer waits re-arm. */
+  #arm(at: number): void {
+    if (this.#timer) clearTimeout(this.#timer.id);
+    const wait = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    this.#timer = { id: setTimeout(() => this.#fire(), wait), at };
+  }
+
+  /** Queues every key that is due and re-arms for the earliest of the rest. */
+  #fire(): void {
+    this.#timer = undefined;
+    const now = Date.now();
+    let next = Infinity;
+    for (const [key, at] of this.#delayed) {
+      if (at <= now) {
+        this.#delayed.delete(key);
+        this.add(key);
+      } else if (at < next) next = at;
     }
-    // setTimeout takes a 32-bit delay; longer waits are re-armed when they fire
-    const wait = Math.min(delayMs, 2 ** 31 - 1);
-    const id = setTimeout(() => {
-      this.#timers.delete(key);
-      const left = at - Date.now();
-      if (left > 0) this.addAfter(key, left);
-      else this.add(key);
-    }, wait);
-    this.#timers.set(key, { id, at });
+    if (next !== Infinity && !this.#shuttingDown) this.#arm(next);
   }
 
   /** Queues `key` after its next backoff delay; returns the delay chosen. */
@@ -135,12 +152,12 @@ export class WorkQueue {
     this.backoff.forget(key);
   }
 
-  /** Cancels a pending `addAfter` timer of `key`. */
+  /** Cancels a pending `addAfter` of `key` (the shared timer then finds nothing due for it). */
   cancelTimer(key: string): void {
-    const t = this.#timers.get(key);
-    if (t) {
-      clearTimeout(t.id);
-      this.#timers.delete(key);
+    this.#delayed.delete(key);
+    if (this.#delayed.size === 0 && this.#timer) {
+      clearTimeout(this.#timer.id);
+      this.#timer = undefined;
     }
   }
 
@@ -169,8 +186,9 @@ export class WorkQueue {
   /** Stops handing out keys: waiting `get` calls resolve undefined, timers are cleared. */
   shutDown(): void {
     this.#shuttingDown = true;
-    for (const t of this.#timers.values()) clearTimeout(t.id);
-    this.#timers.clear();
+    if (this.#timer) clearTimeout(this.#timer.id);
+    this.#timer = undefined;
+    this.#delayed.clear();
     for (const w of this.#waiters.splice(0)) w(undefined);
     this.#queue = [];
     this.#dirty.clear();

@@ -67,6 +67,26 @@ Deno.test("addAfter keeps the earliest timer and delivers the key", async () => 
   q.shutDown();
 });
 
+Deno.test("delayed keys share one timer and come out in due order; a cancelled key never does", async () => {
+  const q = new WorkQueue();
+  q.addAfter("c", 30);
+  q.addAfter("a", 5);
+  q.addAfter("gone", 10);
+  q.addAfter("b", 15);
+  q.addAfter("later", 60_000);
+  q.cancelTimer("gone");
+  const got: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const k = (await q.get())!;
+    got.push(k);
+    q.done(k);
+  }
+  assert.deepEqual(got, ["a", "b", "c"]);
+  assert.equal(q.length, 0);
+  // cancelling the last delayed key clears the timer (the test's timer sanitizer checks it)
+  q.cancelTimer("later");
+});
+
 Deno.test("backoff doubles from the base to the cap and resets on forget", () => {
   const b = new ExponentialBackoff({ baseMs: 5_000, maxMs: 300_000 });
   const delays = Array.from({ length: 9 }, () => b.next("k"));
