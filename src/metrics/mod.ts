@@ -6,7 +6,8 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
+import { CompactHistogram } from "./histogram.ts";
 
 /** Outcome label of `portage_sync_total`, as upstream: `success` or `failure`. */
 export type SyncOutcome = "success" | "failure";
@@ -55,7 +56,7 @@ export class Metrics {
   /** portage_sync_total{name,namespace,status}. */
   readonly syncTotal: Counter<NameNs | "status">;
   /** portage_sync_duration_seconds{name,namespace}. */
-  readonly syncDuration: Histogram<NameNs>;
+  readonly syncDuration: CompactHistogram<NameNs>;
   /** portage_images_copied_total{name,namespace}. */
   readonly imagesCopied: Counter<NameNs>;
   /** portage_images_skipped_total{name,namespace}. */
@@ -95,7 +96,7 @@ export class Metrics {
       labelNames: ["name", "namespace", "status"],
       registers,
     });
-    this.syncDuration = new Histogram({
+    this.syncDuration = new CompactHistogram({
       name: "portage_sync_duration_seconds",
       help: "Duration of ImageSync reconcile cycles in seconds",
       labelNames,
