@@ -51,8 +51,18 @@ export class CommandError extends Error {
   }
 }
 
-/** Reads VmHWM and VmRSS (KiB) of a live process; undefined once it has exited. */
-export function readMemory(pid: number): { hwm: number; rss: number } | undefined {
+/** Memory of a process from /proc/<pid>/status, in KiB. */
+export interface ProcMemory {
+  /** VmHWM: peak resident set size. */
+  hwm: number;
+  /** VmRSS: resident set size now. */
+  rss: number;
+  /** RssAnon: the anonymous part of VmRSS (heaps, stacks) — not the mapped executable's pages. */
+  anon?: number;
+}
+
+/** Reads VmHWM, VmRSS and RssAnon (KiB) of a live process; undefined once it has exited. */
+export function readMemory(pid: number): ProcMemory | undefined {
   let text: string;
   try {
     text = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -62,12 +72,15 @@ export function readMemory(pid: number): { hwm: number; rss: number } | undefine
   return parseProcStatus(text);
 }
 
-/** Parses VmHWM and VmRSS (KiB) out of a /proc/<pid>/status text (undefined for a zombie). */
-export function parseProcStatus(text: string): { hwm: number; rss: number } | undefined {
+/** Parses VmHWM, VmRSS and RssAnon (KiB) out of a /proc/<pid>/status text (undefined for a zombie). */
+export function parseProcStatus(text: string): ProcMemory | undefined {
   const hwm = text.match(/^VmHWM:\s+(\d+) kB/m);
   const rss = text.match(/^VmRSS:\s+(\d+) kB/m);
   if (!hwm || !rss) return undefined;
-  return { hwm: Number(hwm[1]), rss: Number(rss[1]) };
+  const m: ProcMemory = { hwm: Number(hwm[1]), rss: Number(rss[1]) };
+  const anon = text.match(/^RssAnon:\s+(\d+) kB/m);
+  if (anon) m.anon = Number(anon[1]);
+  return m;
 }
 
 async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { median, parseProcStatus, runMeasured } from "./measure.ts";
 
-Deno.test("parseProcStatus reads VmHWM and VmRSS in KiB, and nothing from a zombie", () => {
+Deno.test("parseProcStatus reads VmHWM, VmRSS and RssAnon in KiB, and nothing from a zombie", () => {
   const live = "Name:\tdeno\nVmPeak:\t  900000 kB\nVmHWM:\t  131072 kB\nVmRSS:\t   65536 kB\nThreads:\t9\n";
   assert.deepEqual(parseProcStatus(live), { hwm: 131072, rss: 65536 });
+  const split = live.replace("Threads", "RssAnon:\t   20480 kB\nRssFile:\t   45056 kB\nThreads");
+  assert.deepEqual(parseProcStatus(split), { hwm: 131072, rss: 65536, anon: 20480 });
   assert.deepEqual(parseProcStatus("Name:\tdeno\nState:\tZ (zombie)\nThreads:\t1\n"), undefined);
 });
 

@@ -119,18 +119,63 @@ export async function findPeers(opts: { build?: boolean; log?: (s: string) => vo
   return peers;
 }
 
+/** `deno compile` options that only shape the binary and mean nothing to `deno run`. */
+const COMPILE_ONLY = ["--output", "-o", "--target", "--include", "--exclude", "--icon", "--no-terminal"];
+
+/**
+ * The runtime flags `deno compile …` in `task` bakes into the binary — permissions, V8 flags,
+ * `--no-code-cache` — in the task's order, without the binary-only options and the entry point.
+ */
+export function compileFlagsOf(task: string): string[] {
+  const compile = task.split("&&").map((s) => s.trim()).find((s) => s.startsWith("deno compile")) ?? "";
+  const words = compile.split(/\s+/).slice(2);
+  const flags: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if (!w.startsWith("-")) continue; // the entry point
+    const name = w.split("=")[0];
+    if (COMPILE_ONLY.includes(name)) {
+      if (!w.includes("=")) i++; // `--output dist/portager`
+      continue;
+    }
+    flags.push(w);
+  }
+  return flags;
+}
+
+/** The runtime flags of `deno task compile`, read from deno.json (see {@linkcode compileFlagsOf}). */
+export function compileFlags(): string[] {
+  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
+  return compileFlagsOf(json.tasks?.compile ?? "");
+}
+
 /** The permissions `deno task compile` bakes into the binary, read from deno.json. */
 export function compilePermissions(): string[] {
-  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
-  const task: string = json.tasks?.compile ?? "";
-  const compile = task.split("&&").map((s) => s.trim()).find((s) => s.startsWith("deno compile")) ?? "";
-  return compile.split(/\s+/).filter((a) => a.startsWith("--allow-"));
+  return compileFlags().filter((a) => a.startsWith("--allow-"));
+}
+
+/**
+ * `form` with extra V8 flags appended to its `--v8-flags=` (or a new one): a candidate
+ * setting measured beside what ships.
+ */
+export function withV8Flags(form: PortagerForm, extra: string[]): PortagerForm {
+  const i = form.args.findIndex((a) => a.startsWith("--v8-flags="));
+  const args = [...form.args];
+  if (i >= 0) args[i] = `${args[i]},${extra.join(",")}`;
+  else args.splice(1, 0, `--v8-flags=${extra.join(",")}`);
+  return {
+    ...form,
+    form: `${form.form}, + ${extra.join(" ")}`,
+    args,
+    describe: `${form.describe}, plus V8 flag(s) ${extra.join(" ")}`,
+  };
 }
 
 /**
  * Builds the bundle exactly as `deno task bundle` does, into `dir`, and returns how to run it
- * the way the compiled binary runs (no config, the compile task's permissions). Throws with
- * the bundler's output when the bundle cannot be built.
+ * the way the compiled binary runs: no config, and every runtime flag of the compile task
+ * (permissions, `--v8-flags`, `--no-code-cache`). Throws with the bundler's output when the
+ * bundle cannot be built.
  */
 export async function buildBundleForm(dir: string, env: Record<string, string>): Promise<PortagerForm> {
   const json = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
@@ -139,29 +184,32 @@ export async function buildBundleForm(dir: string, env: Record<string, string>):
   const args = task.split(/\s+/).slice(1).map((a) => a.startsWith("--output=") ? `--output=${out}` : a);
   const r = await runMeasured(DENO, args, { cwd: ROOT, timeoutMs: 300_000 });
   if (r.code !== 0) throw new Error(`deno ${args.join(" ")} failed:\n${r.stderr.slice(-1500)}`);
-  const perms = compilePermissions();
-  const runArgs = ["run", "--no-config", "--no-prompt", ...perms, out];
-  // The first run of a new script also writes V8's code cache (~+45 MiB RSS in that run
-  // only); warm it so every measured run is alike. docs/PERFORMANCE.md discusses the cold case.
+  const flags = compileFlags();
+  const runArgs = ["run", "--no-config", "--no-prompt", ...flags, out];
+  // `deno run` analyses a script it has not seen before and caches the result in DENO_DIR
+  // (~+35 MiB RSS in that run only, with or without the V8 code cache); run it once so every
+  // measured run is alike. docs/PERFORMANCE.md discusses the cold case.
   const warm = await runMeasured(DENO, [...runArgs, "version"], { env, timeoutMs: 60_000 });
   if (warm.code !== 0) throw new Error(`the bundle does not run:\n${warm.stderr.slice(-1500)}`);
   return {
     form: "bundle",
     cmd: DENO,
     args: runArgs,
-    describe: `deno run ${perms.join(" ")} dist/portager.js (the bundle deno task compile embeds)`,
+    describe: `deno run ${
+      flags.join(" ")
+    } dist/portager.js (the bundle deno task compile embeds, with its flags)`,
     env,
   };
 }
 
-/** `deno run main.ts` with the compile permissions: the unbundled source form. */
+/** `deno run main.ts` with the compile task's runtime flags: the unbundled source form. */
 export function sourceForm(env: Record<string, string>): PortagerForm {
-  const perms = compilePermissions();
+  const flags = compileFlags();
   return {
     form: "source",
     cmd: DENO,
-    args: ["run", "--no-prompt", `--config=${ROOT}/deno.json`, ...perms, `${ROOT}/main.ts`],
-    describe: `deno run ${perms.join(" ")} main.ts (source)`,
+    args: ["run", "--no-prompt", `--config=${ROOT}/deno.json`, ...flags, `${ROOT}/main.ts`],
+    describe: `deno run ${flags.join(" ")} main.ts (source)`,
     env,
   };
 }
