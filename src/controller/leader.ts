@@ -7,7 +7,13 @@
  * @module
  */
 
-import { isKubeReason, type Lease, type LeaseClient, microTime } from "../kube/mod.ts";
+import {
+  abortableSleep as sleep,
+  isKubeReason,
+  type Lease,
+  type LeaseClient,
+  microTime,
+} from "../kube/mod.ts";
 import type { Logger } from "../server/log.ts";
 
 /** Options of {@linkcode LeaderElector}. */
@@ -230,19 +236,4 @@ export class LeaderElector {
       });
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

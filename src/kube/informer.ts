@@ -10,6 +10,7 @@
 
 import type { Logger } from "../server/log.ts";
 import { isKubeReason, KubeError, type KubeStatus, type WatchEvent } from "./client.ts";
+import { abortableSleep as sleep } from "./sleep.ts";
 
 /** The metadata the informer relies on. */
 export interface InformerObject {
@@ -269,19 +270,4 @@ function newer(a: InformerObject, b: InformerObject): boolean {
   // resourceVersions are opaque; etcd-backed ones are integers, which we may compare
   if (Number.isFinite(x) && Number.isFinite(y)) return x > y;
   return a.metadata.resourceVersion !== b.metadata.resourceVersion;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -12,3 +12,4 @@ export * from "./imagesyncs.ts";
 export * from "./secrets.ts";
 export * from "./events.ts";
 export * from "./lease.ts";
+export { abortableSleep } from "./sleep.ts";
