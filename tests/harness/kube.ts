@@ -21,6 +21,7 @@
 import { type CertAuthority, makeCA, makeCert, makeKeyPair } from "./certs.ts";
 import { freePorts } from "./ports.ts";
 import { toolPath } from "./tools.ts";
+import { sleep } from "./process.ts";
 
 /** A running etcd + kube-apiserver pair; stop() kills both and removes every file. */
 export interface KubeCluster {
@@ -165,10 +166,6 @@ class LoggedProcess {
       return "(no log)";
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** fetch that gives up after `ms` (own timer, cleared, so test sanitizers stay quiet). */

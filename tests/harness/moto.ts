@@ -13,6 +13,7 @@
 
 import { freePort } from "./ports.ts";
 import { toolCacheDir } from "./tools.ts";
+import { pumpLines, sleep } from "./process.ts";
 
 /** The account moto answers for by default. */
 export const MOTO_ACCOUNT = "123456789012";
@@ -105,23 +106,6 @@ function dummyAuthorization(service: string, region: string): string {
     `SignedHeaders=host, Signature=0`;
 }
 
-async function pump(stream: ReadableStream<Uint8Array>, sink: (line: string) => void): Promise<void> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    rest += chunk;
-    let i;
-    while ((i = rest.indexOf("\n")) >= 0) {
-      sink(rest.slice(0, i));
-      rest = rest.slice(i + 1);
-    }
-  }
-  if (rest !== "") sink(rest);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 function headerOf(headers: Record<string, string>, name: string): string | undefined {
   const lower = name.toLowerCase();
   for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === lower) return v;
@@ -192,8 +176,8 @@ export async function startMoto(): Promise<MotoServer> {
         return s;
       });
       const pumps = Promise.all([
-        pump(child.stdout, (l) => lines.push(l)),
-        pump(child.stderr, (l) => lines.push(l)),
+        pumpLines(child.stdout, (l) => lines.push(l)),
+        pumpLines(child.stderr, (l) => lines.push(l)),
       ]);
       const stopChild = async () => {
         if (!exited) {

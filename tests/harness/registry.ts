@@ -21,6 +21,7 @@ import {
   type TokenRequestRecord,
   type TokenServer,
 } from "./token_server.ts";
+import { pumpLines, sleep } from "./process.ts";
 
 export type { AclEntry, TokenRequestRecord } from "./token_server.ts";
 
@@ -111,24 +112,6 @@ async function writeHtpasswd(file: string, users: Record<string, string>): Promi
   await Deno.writeTextFile(file, text);
 }
 
-/** Collects text lines from a process stream until it ends. */
-async function pump(stream: ReadableStream<Uint8Array>, sink: (line: string) => void): Promise<void> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    rest += chunk;
-    let i;
-    while ((i = rest.indexOf("\n")) >= 0) {
-      sink(rest.slice(0, i));
-      rest = rest.slice(i + 1);
-    }
-  }
-  if (rest !== "") sink(rest);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 interface Proc {
   child: Deno.ChildProcess;
   lines: string[];
@@ -158,7 +141,7 @@ function spawnRegistry(configFile: string): Proc {
       return false;
     });
   };
-  proc.pumps = Promise.all([pump(child.stdout, sink), pump(child.stderr, sink)]).then(() => {});
+  proc.pumps = Promise.all([pumpLines(child.stdout, sink), pumpLines(child.stderr, sink)]).then(() => {});
   child.status.then(() => {
     proc.exited = true;
   });

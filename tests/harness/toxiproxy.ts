@@ -19,6 +19,7 @@
 
 import { freePort } from "./ports.ts";
 import { toolPath } from "./tools.ts";
+import { sleep } from "./process.ts";
 
 /** The toxic types toxiproxy 2.x implements, with the attributes each takes. */
 export type Toxic =
@@ -89,10 +90,6 @@ export class ToxiproxyError extends Error {
     this.name = "ToxiproxyError";
     this.reason = reason;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function api(
