@@ -272,13 +272,7 @@ export class Reconciler {
       const now = this.#now();
       let conditions = cur.status?.conditions;
       if (findCondition(conditions, SYNCING)?.status === "True") {
-        conditions = setCondition(conditions, {
-          type: SYNCING,
-          status: "False",
-          reason: "SyncComplete",
-          message: "Image sync finished",
-          observedGeneration: generation,
-        }, { now });
+        conditions = syncFinished(conditions, generation, now);
       }
       conditions = setCondition(conditions, {
         type: READY,
@@ -359,13 +353,7 @@ export class Reconciler {
     const fields = statusFromReport(report);
     const summary = summaryMessage(report);
     const stored = await this.#writeStatus(obj, (cur) => {
-      let conditions = setCondition(cur.status?.conditions, {
-        type: SYNCING,
-        status: "False",
-        reason: "SyncComplete",
-        message: "Image sync finished",
-        observedGeneration: generation,
-      }, { now });
+      let conditions = syncFinished(cur.status?.conditions, generation, now);
       conditions = setCondition(conditions, {
         type: READY,
         status: report.ok ? "True" : "False",
@@ -480,4 +468,19 @@ function withFirstFailure(summary: string, r: SyncReport): string {
     if (img.semver?.error) return `${summary}; first: ${img.name}: ${img.semver.error.message}`;
   }
   return summary;
+}
+
+/** Conditions with Syncing=False/SyncComplete: the sync of `generation` has ended. */
+function syncFinished(
+  conditions: readonly Condition[] | undefined,
+  generation: number | undefined,
+  now: Date,
+): Condition[] {
+  return setCondition(conditions, {
+    type: SYNCING,
+    status: "False",
+    reason: "SyncComplete",
+    message: "Image sync finished",
+    observedGeneration: generation,
+  }, { now });
 }
