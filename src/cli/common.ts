@@ -2,24 +2,21 @@
  * Helpers shared by the commands: durations, list flags, CA bundles.
  * @module
  */
+import { parseGoDuration } from "../api/mod.ts";
 import { UsageError } from "./args.ts";
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** Parses a Go-style duration such as `30s`, `1m30s` or `500ms` into milliseconds. */
+/**
+ * Parses a flag's Go-style duration such as `30s`, `1m30s` or `500ms` into milliseconds, with
+ * the schedule's parser; a sign or a bare number is a usage error naming the flag.
+ */
 export function parseDuration(value: string, flag: string): number {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  let total = 0;
-  let consumed = 0;
-  for (const m of value.matchAll(re)) {
-    if (m.index !== consumed) break;
-    total += Number(m[1]) * UNIT_MS[m[2]];
-    consumed += m[0].length;
+  const problem = `${flag} must be a duration like 30s, 2m or 1h30m, got "${value}"`;
+  if (!/^\d/.test(value) || value === "0") throw new UsageError(problem);
+  try {
+    return parseGoDuration(value);
+  } catch {
+    throw new UsageError(problem);
   }
-  if (consumed === 0 || consumed !== value.length) {
-    throw new UsageError(`${flag} must be a duration like 30s, 2m or 1h30m, got "${value}"`);
-  }
-  return total;
 }
 
 /** Flattens repeated and comma-separated list flags, dropping empty entries. */
