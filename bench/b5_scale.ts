@@ -13,6 +13,7 @@ import { loadAll } from "js-yaml";
 import { type KubeCluster, startKube } from "../tests/harness/kube.ts";
 import { pushImage } from "../tests/harness/fixtures.ts";
 import { freePort } from "../tests/harness/ports.ts";
+import { sleep } from "../tests/harness/process.ts";
 import type { RegistryServer } from "../tests/harness/registry.ts";
 import { pool } from "./b2_unchanged.ts";
 import { candidateForm, TARGET_MIB } from "./b4_memory.ts";
@@ -159,10 +160,6 @@ async function stopOperator(op: Operator): Promise<void> {
   }
   await op.child.status;
   await op.drained;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function waitReadyz(op: Operator, deadlineMs: number): Promise<void> {
