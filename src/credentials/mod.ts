@@ -61,4 +61,4 @@ export {
   type SecretRef,
   type SpecCredentialOptions,
   type SpecCredentials,
-} from "./for_spec.ts";
+} from "./spec_credentials.ts";

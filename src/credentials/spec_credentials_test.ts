@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ANONYMOUS, credentialsForSpec, type SecretRef } from "./for_spec.ts";
+import { ANONYMOUS, credentialsForSpec, type SecretRef } from "./spec_credentials.ts";
 import { CredentialError } from "./errors.ts";
 import { EcrCredentialResolver, EcrRepositories } from "./ecr.ts";
 import { GarCredentialResolver } from "./gar.ts";
