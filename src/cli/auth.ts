@@ -22,6 +22,8 @@ import {
   parseDockerConfig,
   resolverFromSecret,
   type SecretLike,
+  type SecretRef,
+  type SpecCredentialOptions,
   type SpecCredentials,
 } from "../credentials/mod.ts";
 import { UsageError } from "./args.ts";
@@ -69,33 +71,26 @@ export class FileCredentials {
   }
 
   /**
-   * The resolvers a spec asks for: a named Secret's `--secret` stand-in, else Docker's config;
-   * auth methods ecr and gar (and ECR repository creation) come from src/credentials as in
-   * the operator.
+   * What file mode gives src/credentials: `--secret` files stand in for Secrets (by
+   * `namespace/name`, then the bare name), Docker's config answers for a Secret with no file
+   * and where none is named; cross-namespace names are allowed (there are no tenants).
    */
-  async forSpec(
-    spec: ImageSyncSpec,
-    namespace: string,
-    options: ForSpecOptions = {},
-  ): Promise<SpecCredentials> {
-    const source = this.secretFor(spec.source.authSecretRef, namespace) ?? this.docker ?? ANONYMOUS;
-    const auth = spec.destination.auth;
-    switch (auth.method) {
-      case "anonymous":
-        return { source, destination: ANONYMOUS };
-      case "secret":
-        return { source, destination: this.secretFor(auth.secretRef, namespace) ?? this.docker ?? ANONYMOUS };
-      default: {
-        // the source side is settled above; only the destination's cloud credentials are wanted
-        const cloud = await credentialsForSpec({ ...spec, source: { registry: spec.source.registry } }, {
-          namespace,
-          loadSecret: () => Promise.resolve(undefined),
-          ecr: options.ecr,
-          gar: options.gar,
-        });
-        return { source, destination: cloud.destination, repositories: cloud.repositories };
-      }
-    }
+  secretSource(): Omit<SpecCredentialOptions, "namespace"> {
+    return {
+      loadSecret: (ref: SecretRef) => Promise.resolve(this.secretFor(ref, ref.namespace)),
+      fallback: this.docker ?? ANONYMOUS,
+      allowCrossNamespaceRefs: true,
+    };
+  }
+
+  /** The resolvers a spec asks for, through src/credentials as in the operator. */
+  forSpec(spec: ImageSyncSpec, namespace: string, options: ForSpecOptions = {}): Promise<SpecCredentials> {
+    return credentialsForSpec(spec, {
+      ...this.secretSource(),
+      namespace,
+      ecr: options.ecr,
+      gar: options.gar,
+    });
   }
 }
 

@@ -4,8 +4,12 @@
  * @module
  */
 
-/** The stable reasons a {@linkcode CredentialError} can carry. */
-export type CredentialErrorReason = "AuthFailed";
+/**
+ * The stable reasons a {@linkcode CredentialError} can carry: AuthFailed; CrossNamespaceRefDenied
+ * (a secretRef into another namespace, refused by the operator's tenancy rule);
+ * CloudIdentityDenied (ecr/gar from a namespace not allowed the operator's cloud identity).
+ */
+export type CredentialErrorReason = "AuthFailed" | "CrossNamespaceRefDenied" | "CloudIdentityDenied";
 
 /** Options for {@linkcode CredentialError}. */
 export interface CredentialErrorOptions {
@@ -17,7 +21,7 @@ export interface CredentialErrorOptions {
   cause?: unknown;
 }
 
-/** Credentials could not be obtained or used; `reason` is the condition reason (AuthFailed). */
+/** Credentials could not be obtained, used or were refused; `reason` is the condition reason. */
 export class CredentialError extends Error {
   /** Stable reason for conditions and Events. */
   readonly reason: CredentialErrorReason;

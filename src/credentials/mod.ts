@@ -58,6 +58,7 @@ export {
 export {
   ANONYMOUS,
   credentialsForSpec,
+  type SecretLoader,
   type SecretRef,
   type SpecCredentialOptions,
   type SpecCredentials,

@@ -90,3 +90,94 @@ Deno.test("methods map to resolvers: anonymous, ecr (with repository creation), 
   );
   assert.ok(gar.destination instanceof GarCredentialResolver);
 });
+
+Deno.test("a loader may answer with a resolver; the fallback serves unnamed and unknown Secrets", async () => {
+  const fromFile = { resolve: () => Promise.resolve({ username: "file", password: "pw" }) };
+  const docker = { resolve: () => Promise.resolve({ username: "docker", password: "pw" }) };
+  const loadSecret = (ref: SecretRef) => Promise.resolve(ref.name === "known" ? fromFile : undefined);
+  const creds = await credentialsForSpec(
+    spec({ registry: "dst.example.com", auth: { method: "secret", secretRef: { name: "unknown" } } }, {
+      registry: "src.example.com",
+      authSecretRef: { name: "known" },
+    }),
+    { namespace: "ns", loadSecret, fallback: docker },
+  );
+  assert.equal(creds.source, fromFile);
+  assert.equal(creds.destination, docker);
+  const unnamed = await credentialsForSpec(
+    spec({ registry: "dst.example.com", auth: { method: "anonymous" } }, { registry: "src.example.com" }),
+    { namespace: "ns", loadSecret, fallback: docker },
+  );
+  assert.equal(unnamed.source, docker);
+  assert.equal(unnamed.destination, ANONYMOUS, "method anonymous sends nothing, fallback or not");
+});
+
+Deno.test("a Secret the loader cannot read is AuthFailed naming it", async () => {
+  await assert.rejects(
+    () =>
+      credentialsForSpec(
+        spec({ registry: "dst.example.com", auth: { method: "secret", secretRef: { name: "push" } } }, {
+          registry: "src.example.com",
+        }),
+        { namespace: "ns", loadSecret: () => Promise.reject(new Error("forbidden")) },
+      ),
+    (e: unknown) => {
+      assert.ok(e instanceof CredentialError);
+      assert.equal(e.reason, "AuthFailed");
+      assert.equal(e.message, "cannot read secret ns/push: forbidden");
+      return true;
+    },
+  );
+});
+
+Deno.test("cross-namespace refs refused when not allowed: nothing is read, nothing about the Secret is said", async () => {
+  for (const exists of [true, false]) {
+    const asked: string[] = [];
+    const loadSecret = (ref: SecretRef) => {
+      asked.push(`${ref.namespace}/${ref.name}`);
+      return Promise.resolve(exists ? dockerSecret({ "src.example.com": { auth: b64("u:p") } }) : undefined);
+    };
+    const err = await credentialsForSpec(
+      spec({ registry: "dst.example.com", auth: { method: "anonymous" } }, {
+        registry: "src.example.com",
+        authSecretRef: { name: "regcred", namespace: "team-b" },
+      }),
+      { namespace: "team-a", loadSecret, allowCrossNamespaceRefs: false },
+    ).then(() => undefined, (e) => e);
+    assert.ok(err instanceof CredentialError);
+    assert.equal(err.reason, "CrossNamespaceRefDenied");
+    assert.deepEqual(asked, [], "the other namespace is not even read");
+    assert.doesNotMatch(err.message, /not found|type|exists/);
+    assert.match(err.message, /--allow-cross-namespace-refs/);
+  }
+  // its own namespace, spelled out, is fine
+  const own = await credentialsForSpec(
+    spec({ registry: "dst.example.com", auth: { method: "anonymous" } }, {
+      registry: "src.example.com",
+      authSecretRef: { name: "pull", namespace: "team-a" },
+    }),
+    {
+      namespace: "team-a",
+      loadSecret: () => Promise.resolve(dockerSecret({ "src.example.com": { auth: b64("u:p") } })),
+      allowCrossNamespaceRefs: false,
+    },
+  );
+  assert.deepEqual(await own.source.resolve("src.example.com"), { username: "u", password: "p" });
+});
+
+Deno.test("the operator's cloud identity only for the namespaces allowed", async () => {
+  const none = () => Promise.resolve(undefined);
+  const gar = spec({ registry: "us-docker.pkg.dev/p/r", auth: { method: "gar" } }, { registry: "docker.io" });
+  const ecr = spec({ registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com", auth: { method: "ecr" } }, {
+    registry: "docker.io",
+  });
+  for (const s of [gar, ecr]) {
+    await assert.rejects(
+      () =>
+        credentialsForSpec(s, { namespace: "team-a", loadSecret: none, cloudIdentityNamespaces: ["infra"] }),
+      (e: unknown) => e instanceof CredentialError && e.reason === "CloudIdentityDenied",
+    );
+    await credentialsForSpec(s, { namespace: "infra", loadSecret: none, cloudIdentityNamespaces: ["infra"] });
+    await credentialsForSpec(s, { namespace: "team-a", loadSecret: none });
+  }
+});
