@@ -1,19 +1,41 @@
 /**
  * Google Artifact Registry (and Container Registry) credentials: an OAuth2 access token used
- * as the password of user `oauth2accesstoken`. The token comes from, in order:
- * 1. `GOOGLE_APPLICATION_CREDENTIALS`: a service-account key (JWT bearer grant signed with
- *    Web Crypto, RS256) or an `authorized_user` file (refresh-token grant, as written by
- *    `gcloud auth application-default login`);
- * 2. the GCE/GKE metadata server (Workload Identity), `GCE_METADATA_HOST` overriding its host.
+ * as the password of user `oauth2accesstoken`, found as Google's Application Default
+ * Credentials find it, in order:
+ * 1. the file `GOOGLE_APPLICATION_CREDENTIALS` names;
+ * 2. gcloud's well-known file, `$CLOUDSDK_CONFIG/application_default_credentials.json` or
+ *    `~/.config/gcloud/application_default_credentials.json`;
+ * 3. the GCE/GKE metadata server (Workload Identity), `GCE_METADATA_HOST` overriding its host.
+ * A file may be a service-account key (JWT-bearer grant signed with Web Crypto, RS256), an
+ * `authorized_user` (refresh-token grant), an `external_account` (workload identity federation:
+ * a file, URL or AWS subject token exchanged at STS, then optionally a service account
+ * impersonated), an `external_account_authorized_user`, or an `impersonated_service_account`.
+ * Our own client rather than Google's `google-auth-library`: that one costs ~18 MiB RSS when
+ * imported under Deno and needs `--allow-sys=ca` for HTTPS (docs/CONFIGURATION.md).
  * Tokens are cached until shortly before they expire.
  * @module
  */
 import type { Credential, CredentialResolver } from "../oci/mod.ts";
 import { CredentialError } from "./errors.ts";
+import {
+  type GoogleCredentials,
+  parseGoogleCredentials,
+  type ServiceAccountKey,
+  wellKnownCredentialsFile,
+} from "./gar_credentials.ts";
+import {
+  CLOUD_PLATFORM_SCOPE,
+  type ExchangeContext,
+  externalAccountToken,
+  externalUserToken,
+  type GoogleAccessToken,
+  impersonate,
+  oauthTokenFrom,
+} from "./gar_external.ts";
+import { garFail as fail, tokenRequest } from "./gar_http.ts";
 
 /** The username Google registries expect with an access token. */
 export const GAR_USERNAME = "oauth2accesstoken";
-const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
 const DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token";
 const DEFAULT_REFRESH_MARGIN_MS = 5 * 60_000;
 
@@ -24,69 +46,18 @@ export function isGarHost(registry: string): boolean {
     host.endsWith(".gcr.io");
 }
 
-/** A service-account key file. */
-export interface ServiceAccountKey {
-  /** Always "service_account". */
-  type: "service_account";
-  /** The account's email: the JWT issuer. */
-  client_email: string;
-  /** PKCS#8 PEM private key. */
-  private_key: string;
-  /** Key id, sent as the JWT `kid`. */
-  private_key_id?: string;
-  /** OAuth2 token endpoint (default https://oauth2.googleapis.com/token). */
-  token_uri?: string;
-}
-
-/** Application-default user credentials (`gcloud auth application-default login`). */
-export interface AuthorizedUserKey {
-  /** Always "authorized_user". */
-  type: "authorized_user";
-  /** OAuth client id. */
-  client_id: string;
-  /** OAuth client secret. */
-  client_secret: string;
-  /** Refresh token. */
-  refresh_token: string;
-  /** Token endpoint (default https://oauth2.googleapis.com/token). */
-  token_uri?: string;
-}
-
-/** The Google credential files this module understands. */
-export type GoogleCredentials = ServiceAccountKey | AuthorizedUserKey;
-
-function fail(message: string, source: string, cause?: unknown): CredentialError {
-  return new CredentialError("AuthFailed", message, { source, cause });
-}
-
-/** Parses a Google credentials JSON file; messages name `source`, never the content. */
-export function parseGoogleCredentials(json: string, source: string): GoogleCredentials {
-  let obj: Record<string, unknown>;
-  try {
-    obj = JSON.parse(json);
-  } catch {
-    throw fail(`${source} is not valid JSON`, source);
-  }
-  if (typeof obj !== "object" || obj === null) throw fail(`${source} must hold a JSON object`, source);
-  const need = (fields: string[]) => {
-    const missing = fields.filter((f) => typeof obj[f] !== "string" || obj[f] === "");
-    if (missing.length) throw fail(`${source} (${obj.type}) is missing ${missing.join(", ")}`, source);
-  };
-  if (obj.type === "service_account") {
-    need(["client_email", "private_key"]);
-    return obj as unknown as ServiceAccountKey;
-  }
-  if (obj.type === "authorized_user") {
-    need(["client_id", "client_secret", "refresh_token"]);
-    return obj as unknown as AuthorizedUserKey;
-  }
-  throw fail(
-    `${source} has type ${
-      JSON.stringify(obj.type ?? null)
-    }; supported are service_account and authorized_user`,
-    source,
-  );
-}
+export {
+  type AuthorizedUserKey,
+  type ExternalAccount,
+  type ExternalAccountAuthorizedUser,
+  type ExternalCredentialSource,
+  type GoogleCredentials,
+  type ImpersonatedServiceAccount,
+  parseGoogleCredentials,
+  type ServiceAccountKey,
+  type SubjectTokenFormat,
+  wellKnownCredentialsFile,
+} from "./gar_credentials.ts";
 
 function base64url(bytes: Uint8Array | string): string {
   const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
@@ -143,10 +114,15 @@ export async function signJwtAssertion(key: ServiceAccountKey, opts: JwtOptions 
 
 /** Options for {@linkcode GarCredentialResolver}. */
 export interface GarOptions {
-  /** Credentials file; default `$GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server. */
+  /**
+   * Credentials file; default `$GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's well-known file
+   * (`$CLOUDSDK_CONFIG` or `~/.config/gcloud`), else the metadata server.
+   */
   credentialsFile?: string;
   /** Metadata server host; default `$GCE_METADATA_HOST` or `metadata.google.internal`. */
   metadataHost?: string;
+  /** OAuth scopes requested (default cloud-platform). */
+  scopes?: string[];
   /** Answer for any registry host, not just Artifact/Container Registry ones (tests). */
   anyHost?: boolean;
   /** Refresh this long before expiry (default 5 minutes). */
@@ -155,6 +131,11 @@ export interface GarOptions {
   now?: () => number;
   /** Per-request timeout in ms (default 10 s). */
   timeoutMs?: number;
+  /**
+   * Environment lookup (default `Deno.env.get`): GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG,
+   * HOME, GCE_METADATA_HOST and, for the aws credential source, AWS_*.
+   */
+  env?: (name: string) => string | undefined;
 }
 
 interface AccessToken {
@@ -162,9 +143,20 @@ interface AccessToken {
   refreshAt: number;
 }
 
+/** Where Application Default Credentials were found. */
+interface FoundCredentials {
+  /** The credentials file's content; undefined for the metadata server. */
+  text?: string;
+  /** The source's name for messages. */
+  source: string;
+  /** The metadata server's host, when that is the source. */
+  metadataHost?: string;
+}
+
 /**
- * Resolves Google registry hosts to `oauth2accesstoken` + access token. Failures throw
- * {@linkcode CredentialError} (AuthFailed) naming where the credentials were looked for.
+ * Resolves Google registry hosts to `oauth2accesstoken` + access token, finding credentials as
+ * Google's Application Default Credentials do. Failures throw {@linkcode CredentialError}
+ * (AuthFailed) naming where the credentials were looked for, never their content.
  */
 export class GarCredentialResolver implements CredentialResolver {
   readonly #opts: GarOptions;
@@ -194,93 +186,118 @@ export class GarCredentialResolver implements CredentialResolver {
     return { username: GAR_USERNAME, password: this.#cached.token };
   }
 
-  async #post(url: string, body: URLSearchParams, source: string): Promise<unknown> {
-    return await this.#request(url, { method: "POST", body }, source);
+  #env(name: string): string | undefined {
+    return this.#opts.env ? this.#opts.env(name) : Deno.env.get(name);
   }
 
-  async #request(url: string, init: RequestInit, source: string): Promise<unknown> {
-    let res: Response;
-    try {
-      res = await fetch(url, { ...init, signal: AbortSignal.timeout(this.#opts.timeoutMs ?? 10_000) });
-    } catch (e) {
-      throw fail(`${source}: cannot reach ${new URL(url).host}: ${(e as Error).message}`, source, e);
-    }
-    const text = await res.text();
-    if (!res.ok) {
-      let detail = "";
-      try {
-        const j = JSON.parse(text);
-        detail = [j.error, j.error_description].filter((x) => typeof x === "string").join(": ");
-      } catch { /* not JSON */ }
-      throw fail(
-        `${source}: ${new URL(url).host} refused the token request (HTTP ${res.status})${
-          detail ? ": " + detail : ""
-        }`,
-        source,
-      );
-    }
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw fail(`${source}: ${new URL(url).host} returned a token response that is not JSON`, source);
-    }
-  }
-
-  async #fetch(): Promise<AccessToken> {
-    const file = this.#opts.credentialsFile ?? Deno.env.get("GOOGLE_APPLICATION_CREDENTIALS");
-    const issuedAt = (this.#opts.now ?? Date.now)();
-    let source: string;
-    let response: unknown;
+  /** ADC's order: the explicit/env file, gcloud's well-known file, then the metadata server. */
+  async #find(): Promise<FoundCredentials> {
+    const file = this.#opts.credentialsFile ?? this.#env("GOOGLE_APPLICATION_CREDENTIALS");
     if (file) {
-      source = `GOOGLE_APPLICATION_CREDENTIALS file ${file}`;
-      let text: string;
+      const source = `GOOGLE_APPLICATION_CREDENTIALS file ${file}`;
       try {
-        text = await Deno.readTextFile(file);
+        return { text: await Deno.readTextFile(file), source };
       } catch (e) {
         throw fail(`cannot read ${source}: ${(e as Error).message}`, source, e);
       }
-      const creds = parseGoogleCredentials(text, source);
-      const tokenUri = creds.token_uri ?? DEFAULT_TOKEN_URI;
-      if (creds.type === "service_account") {
-        let assertion: string;
-        try {
-          assertion = await signJwtAssertion(creds, { now: issuedAt });
-        } catch (e) {
-          throw fail(`${source}: cannot sign with private_key: ${(e as Error).message}`, source, e);
+    }
+    const wellKnown = wellKnownCredentialsFile((n) => this.#env(n));
+    if (wellKnown) {
+      const source = `gcloud application-default credentials file ${wellKnown}`;
+      try {
+        return { text: await Deno.readTextFile(wellKnown), source };
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) {
+          throw fail(`cannot read ${source}: ${(e as Error).message}`, source, e);
         }
-        response = await this.#post(
-          tokenUri,
-          new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion }),
-          source,
-        );
-      } else {
-        response = await this.#post(
-          tokenUri,
-          new URLSearchParams({
-            grant_type: "refresh_token",
-            client_id: creds.client_id,
-            client_secret: creds.client_secret,
-            refresh_token: creds.refresh_token,
-          }),
-          source,
-        );
       }
-    } else {
-      const host = this.#opts.metadataHost ?? Deno.env.get("GCE_METADATA_HOST") ?? "metadata.google.internal";
-      source = `metadata server ${host} (Workload Identity)`;
-      response = await this.#request(
-        `http://${host}/computeMetadata/v1/instance/service-accounts/default/token`,
+    }
+    const host = this.#opts.metadataHost ?? this.#env("GCE_METADATA_HOST") ?? "metadata.google.internal";
+    return { source: `metadata server ${host} (Workload Identity)`, metadataHost: host };
+  }
+
+  async #fetch(): Promise<AccessToken> {
+    const found = await this.#find();
+    const issuedAt = (this.#opts.now ?? Date.now)();
+    const ctx: ExchangeContext = {
+      source: found.source,
+      env: (n) => this.#env(n),
+      timeoutMs: this.#opts.timeoutMs,
+      now: issuedAt,
+    };
+    let token: GoogleAccessToken;
+    if (found.text === undefined) {
+      const r = await tokenRequest(
+        `http://${found.metadataHost}/computeMetadata/v1/instance/service-accounts/default/token`,
         { headers: { "Metadata-Flavor": "Google" } },
-        source,
+        { source: found.source, what: "access token", timeoutMs: ctx.timeoutMs },
+      );
+      token = oauthTokenFrom(r, "the metadata server", ctx);
+    } else {
+      const creds = parseGoogleCredentials(found.text, found.source);
+      token = await tokenFor(creds, this.#opts.scopes ?? [CLOUD_PLATFORM_SCOPE], ctx);
+    }
+    const lifetimeMs = token.expiresAt - issuedAt;
+    const margin = this.#opts.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS;
+    const refreshAt = lifetimeMs > 2 * margin ? token.expiresAt - margin : issuedAt + lifetimeMs / 2;
+    return { token: token.token, refreshAt };
+  }
+}
+
+/** An access token for `creds` with `scopes`, by the protocol of the credential type. */
+async function tokenFor(
+  creds: GoogleCredentials,
+  scopes: string[],
+  ctx: ExchangeContext,
+): Promise<GoogleAccessToken> {
+  const grant = async (url: string, body: URLSearchParams, what: string, secrets: string[]) =>
+    oauthTokenFrom(
+      await tokenRequest(url, { method: "POST", body }, {
+        source: ctx.source,
+        what,
+        timeoutMs: ctx.timeoutMs,
+        secrets,
+      }),
+      what,
+      ctx,
+    );
+  switch (creds.type) {
+    case "service_account": {
+      let assertion: string;
+      try {
+        assertion = await signJwtAssertion(creds, { now: ctx.now, scope: scopes.join(" ") });
+      } catch (e) {
+        throw fail(`${ctx.source}: cannot sign with private_key: ${(e as Error).message}`, ctx.source, e);
+      }
+      return await grant(
+        creds.token_uri ?? DEFAULT_TOKEN_URI,
+        new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion }),
+        "JWT-bearer grant",
+        [assertion],
       );
     }
-    const r = response as { access_token?: unknown; expires_in?: unknown };
-    if (typeof r.access_token !== "string" || r.access_token === "") {
-      throw fail(`${source} returned no access_token`, source);
+    case "authorized_user":
+      return await grant(
+        creds.token_uri ?? DEFAULT_TOKEN_URI,
+        new URLSearchParams({
+          grant_type: "refresh_token",
+          client_id: creds.client_id,
+          client_secret: creds.client_secret,
+          refresh_token: creds.refresh_token,
+        }),
+        "refresh-token grant",
+        [creds.client_secret, creds.refresh_token],
+      );
+    case "external_account":
+      return await externalAccountToken(creds, scopes, ctx);
+    case "external_account_authorized_user":
+      return await externalUserToken(creds, ctx);
+    case "impersonated_service_account": {
+      const caller = await tokenFor(creds.source_credentials, [CLOUD_PLATFORM_SCOPE], ctx);
+      return await impersonate(creds.service_account_impersonation_url, caller.token, {
+        scopes,
+        delegates: creds.delegates,
+      }, ctx);
     }
-    const lifetimeMs = (typeof r.expires_in === "number" ? r.expires_in : 3600) * 1000;
-    const margin = this.#opts.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS;
-    const refreshAt = lifetimeMs > 2 * margin ? issuedAt + lifetimeMs - margin : issuedAt + lifetimeMs / 2;
-    return { token: r.access_token, refreshAt };
   }
 }
