@@ -9,7 +9,14 @@ import { getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts"
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 import type { ImageSyncSpec } from "../src/api/mod.ts";
 import { credentialsForSpec, type SecretLike } from "../src/credentials/mod.ts";
-import { statusFromReport, SyncError, type SyncEvent, syncImageSync } from "../src/sync/mod.ts";
+import {
+  eventMessage,
+  statusFromReport,
+  SyncError,
+  type SyncEvent,
+  syncImageSync,
+  type TagResolutionFailedEvent,
+} from "../src/sync/mod.ts";
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -381,11 +388,11 @@ Deno.test("a failed tag listing is TagResolutionFailed; the previous sync's semv
         images: [{ name: "gone", tags: [{ tag: "1.4.0", synced: true }, { tag: "latest", synced: true }] }],
       },
     });
-    const failed = ev.of("TagResolutionFailed") as Array<{ image: string; reason: string; message: string }>;
+    const failed = ev.of("TagResolutionFailed") as TagResolutionFailedEvent[];
     assert.equal(failed.length, 1);
     assert.equal(failed[0].image, "gone");
     assert.equal(failed[0].reason, "NotFound");
-    assert.match(failed[0].message, /keeping 1 tag\(s\) resolved by the previous sync/);
+    assert.match(eventMessage(failed[0]), /keeping 1 tag\(s\) resolved by the previous sync/);
     assert.deepEqual(report.images[1].semver?.matched, ["1.4.0"]);
     assert.deepEqual(report.images[1].tags.map((t) => [t.tag, t.reason]), [["1.4.0", "NotFound"]]);
     assert.equal(report.images[0].tags[0].action, "copied", "other images are unaffected");

@@ -6,6 +6,10 @@
  * - a summary table at the end; `--output json` prints one JSON document instead.
  * @module
  */
+import { formatBytes, shortDigest } from "../sync/format.ts";
+
+// the one formatter of byte counts and digests (also for this module's callers)
+export { formatBytes, shortDigest };
 
 /** One tag's outcome as the display needs it (a subset of src/sync's TagResult). */
 export interface TagLine {
@@ -59,19 +63,6 @@ function writeStdout(text: string): void {
   while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
 }
 
-/** Formats a byte count with binary units: `0 B`, `512 B`, `1.5 KiB`, `12.3 MiB`. */
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n) || n < 1024) return `${Math.max(0, Math.round(n || 0))} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
-}
-
 /** Formats seconds as `7s`, `3m05s` or `2h04m`. */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
@@ -89,13 +80,6 @@ export function plain(text: string): string {
   // deno-lint-ignore no-control-regex
   const controls = /[\x00-\x1f\x7f-\x9f]/g;
   return text.replace(escapes, "").replace(/[\r\n\t]+/g, " ").replace(controls, " ");
-}
-
-/** Shortens `sha256:abcdef…` to its first 12 hex digits. */
-export function shortDigest(digest: string | undefined): string {
-  if (!digest) return "";
-  const [alg, hex] = digest.split(":", 2);
-  return hex ? `${alg}:${hex.slice(0, 12)}` : digest;
 }
 
 /** The image part of a destination reference `host[:port]/repo:tag` (or `@digest`). */

@@ -9,10 +9,18 @@
  */
 import type { ImageSyncSpec } from "../api/mod.ts";
 import { createLogger, type Logger, parseLogLevel } from "../server/log.ts";
-import { imageRepositories, mergeTags, type SyncEvent, syncImageSync, type SyncReport } from "../sync/mod.ts";
+import {
+  eventMessage,
+  imageRepositories,
+  mergeTags,
+  type SyncEvent,
+  syncImageSync,
+  type SyncReport,
+} from "../sync/mod.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { type FileCredentials, loadFileCredentials } from "./auth.ts";
 import { readCaFiles, splitList } from "./common.ts";
+import { EXIT } from "./mod.ts";
 import { formatLoadProblem, type LoadedImageSync, loadImageSyncs, type LoadProblem } from "./load.ts";
 import {
   countTags,
@@ -175,15 +183,6 @@ function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
 }
 
-/** Drops the "Failed to copy SRC to DST: " lead-in of a SyncFailed message: the line names both. */
-function withoutPrefix(message: string, e: { source: string; destination: string }): string {
-  for (const lead of ["Failed to copy", "Would fail to copy"]) {
-    const prefix = `${lead} ${e.source} to ${e.destination}: `;
-    if (message.startsWith(prefix)) return message.slice(prefix.length);
-  }
-  return message;
-}
-
 /** The per-tag events of a sync as a display line (undefined for other events). */
 export function tagLineOf(
   e: SyncEvent,
@@ -210,7 +209,7 @@ export function tagLineOf(
       return {
         source: e.source,
         destination: e.destination,
-        result: { tag: e.tag, action: "failed", reason: e.reason, error: withoutPrefix(e.message, e) },
+        result: { tag: e.tag, action: "failed", reason: e.reason, error: e.error },
       };
     default:
       return undefined;
@@ -272,7 +271,7 @@ async function runOne(
           progress?.tag(label, image, line.result);
           return;
         }
-        options.logger.info(e.message, { imagesync: item.key, reason: e.type });
+        options.logger.info(eventMessage(e), { imagesync: item.key, reason: e.type });
       },
     });
     // tags the events did not announce (so the output never misses one)
@@ -296,7 +295,7 @@ export async function syncCommand(args: string[]): Promise<number> {
   const { flags, positional } = parseArgs(args, FLAGS);
   if (flags.help) {
     console.log(HELP);
-    return 0;
+    return EXIT.ok;
   }
   if (positional.length > 0) {
     throw new UsageError(`unexpected argument "${positional[0]}" (files go after -f: -f ${positional[0]})`);
@@ -315,7 +314,7 @@ export async function syncCommand(args: string[]): Promise<number> {
     console.error(`portager: ${n} problem${n === 1 ? "" : "s"} in the input; nothing was synced:`);
     for (const p of loaded.problems) console.error(`  ${plain(formatLoadProblem(p))}`);
     if (output === "json") printJson({ ok: false, dryRun, problems: loaded.problems.map(problemJson) });
-    return 2;
+    return EXIT.usage;
   }
 
   const tty = output === "text" && Deno.stdout.isTerminal();
@@ -375,5 +374,5 @@ export async function syncCommand(args: string[]): Promise<number> {
     console.log(formatSummary(rows, { dryRun, seconds }));
     if (abort.signal.aborted) console.log("interrupted");
   }
-  return failed ? 1 : 0;
+  return failed ? EXIT.failed : EXIT.ok;
 }

@@ -11,9 +11,19 @@ const BASE = {
   dryRun: false,
 };
 
+const SYNCED = {
+  ...BASE,
+  type: "ImageSynced" as const,
+  digest: "sha256:aa",
+  bytesMoved: 10,
+  blobsCopied: 1,
+  blobsMounted: 0,
+  blobsSkipped: 0,
+};
+
 Deno.test("per-tag sync events become display lines; other events do not", () => {
   assert.deepEqual(
-    tagLineOf({ ...BASE, type: "ImageSynced", digest: "sha256:aa", bytesMoved: 10, message: "m" }),
+    tagLineOf(SYNCED),
     {
       source: BASE.source,
       destination: BASE.destination,
@@ -21,19 +31,11 @@ Deno.test("per-tag sync events become display lines; other events do not", () =>
     },
   );
   assert.equal(
-    tagLineOf({
-      ...BASE,
-      dryRun: true,
-      type: "ImageSynced",
-      digest: "sha256:aa",
-      bytesMoved: 10,
-      message: "m",
-    })
-      ?.result.action,
+    tagLineOf({ ...SYNCED, dryRun: true })?.result.action,
     "would-copy",
   );
   assert.equal(
-    tagLineOf({ ...BASE, type: "ImageSkipped", digest: "sha256:aa", message: "m" })?.result.action,
+    tagLineOf({ ...BASE, type: "ImageSkipped", digest: "sha256:aa" })?.result.action,
     "up-to-date",
   );
   const failed = tagLineOf({
@@ -41,7 +43,7 @@ Deno.test("per-tag sync events become display lines; other events do not", () =>
     warning: true,
     type: "SyncFailed",
     reason: "NotFound",
-    message: `Failed to copy ${BASE.source} to ${BASE.destination}: manifest unknown`,
+    error: "manifest unknown",
   });
   assert.deepEqual(failed?.result, {
     tag: "v1",
@@ -50,7 +52,14 @@ Deno.test("per-tag sync events become display lines; other events do not", () =>
     error: "manifest unknown",
   });
   assert.equal(
-    tagLineOf({ type: "RepoEnsured", warning: false, repository: "mirror/app", created: true, message: "m" }),
+    tagLineOf({
+      type: "RepoEnsured",
+      warning: false,
+      image: "app",
+      repository: "r",
+      registry: "h",
+      created: true,
+    }),
     undefined,
   );
 });

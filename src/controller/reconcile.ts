@@ -24,7 +24,14 @@ import {
 import type { EventObject, EventRecord, EventType } from "../kube/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import type { Logger } from "../server/log.ts";
-import { statusFromReport, summaryMessage, type SyncEvent, type SyncReport } from "../sync/mod.ts";
+import {
+  eventMessage,
+  readyMessage,
+  statusFromReport,
+  syncCompleteMessage,
+  type SyncEvent,
+  type SyncReport,
+} from "../sync/mod.ts";
 import { findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
 
 /** An ImageSync as stored by the apiserver (metadata fields Portager relies on are present). */
@@ -330,7 +337,7 @@ export class Reconciler {
         signal: signals.signal,
         cancelInFlight: signals.cancelInFlight,
         previous: obj.status,
-        onEvent: (e) => this.#event(obj, e.warning ? "Warning" : "Normal", e.type, e.message),
+        onEvent: (e) => this.#event(obj, e.warning ? "Warning" : "Normal", e.type, eventMessage(e)),
         onRetry: () => retries++,
       });
     } catch (err) {
@@ -351,14 +358,14 @@ export class Reconciler {
     const now = this.#now();
     const next = report.ok ? nextRun(spec.schedule, now) : undefined;
     const fields = statusFromReport(report);
-    const summary = summaryMessage(report);
+    const summary = readyMessage(report);
     const stored = await this.#writeStatus(obj, (cur) => {
       let conditions = syncFinished(cur.status?.conditions, generation, now);
       conditions = setCondition(conditions, {
         type: READY,
         status: report.ok ? "True" : "False",
         reason: report.ok ? "SyncSucceeded" : "SyncFailed",
-        message: report.ok ? summary : withFirstFailure(summary, report),
+        message: summary,
         observedGeneration: generation,
       }, { now });
       const status: Partial<ImageSyncStatus> = { ...fields, conditions, observedGeneration: generation };
@@ -370,7 +377,7 @@ export class Reconciler {
       obj,
       "Normal",
       "SyncComplete",
-      `Sync complete: ${report.syncedImages} synced, ${report.failedImages} failed, ${report.totalImages} total`,
+      syncCompleteMessage(report),
     );
     this.#observeMetrics(obj, report, (performance.now() - started) / 1000, retries);
     log.info("sync finished", {
@@ -383,7 +390,7 @@ export class Reconciler {
       nextSyncTime: next ? kubeTime(next) : undefined,
     });
     if (!stored) return {};
-    if (!report.ok) return { error: new Error(withFirstFailure(summary, report)) };
+    if (!report.ok) return { error: new Error(summary) };
     return { requeueAfterMs: Math.max(0, next!.getTime() - this.#now().getTime()) };
   }
 
@@ -414,13 +421,7 @@ export class Reconciler {
     for (const img of r.images) {
       for (const t of img.tags) {
         if (t.verified) verified++;
-        if (t.reason === "ValidationUnavailable") {
-          for (const gate of ["cosign", "vulnerability", "sbom"]) {
-            if (t.validationError?.toLowerCase().includes(gate)) {
-              validationFailed[gate] = (validationFailed[gate] ?? 0) + 1;
-            }
-          }
-        }
+        if (t.failedGate) validationFailed[t.failedGate] = (validationFailed[t.failedGate] ?? 0) + 1;
         if (t.synced && t.sourceDigest) {
           tags.push({
             source: img.sourceRepository,
@@ -456,18 +457,6 @@ export class Reconciler {
 function reasonOf(err: unknown, fallback: string): string {
   const r = (err as { reason?: unknown })?.reason;
   return typeof r === "string" && r ? r : fallback;
-}
-
-function withFirstFailure(summary: string, r: SyncReport): string {
-  for (const img of r.images) {
-    for (const t of img.tags) {
-      if (t.action === "failed") {
-        return `${summary}; first: ${img.name}:${t.tag}: ${t.error ?? t.reason ?? "failed"}`;
-      }
-    }
-    if (img.semver?.error) return `${summary}; first: ${img.name}: ${img.semver.error.message}`;
-  }
-  return summary;
 }
 
 /** Conditions with Syncing=False/SyncComplete: the sync of `generation` has ended. */

@@ -1,27 +1,27 @@
 /**
  * What a sync reports as it goes, named as upstream Portager names its Kubernetes Events
  * (TagsResolved, TagResolutionFailed, RepoEnsured, ImageSynced, ImageSkipped, SyncFailed).
- * The controller turns them into (aggregated) Events, the CLI into log lines; each carries a
- * ready-made `message` and whether it is a warning.
+ * Events are data — references, digests, counts, reasons, the error's own text; the words of
+ * an Event, a log line or a CLI line are made from them by `format.ts` ({@linkcode
+ * import("./format.ts").eventMessage}), once.
  * @module
  */
+import type { GateName, TagResult } from "./result.ts";
 
 /** Fields every event has. */
 interface EventBase {
   /** Kubernetes Event type: Warning for failures, Normal otherwise. */
   warning: boolean;
-  /** One line for humans, in upstream's wording. */
-  message: string;
-  /** The `images[].name` the event is about (absent for whole-sync events). */
-  image?: string;
+  /** The `images[].name` the event is about. */
+  image: string;
 }
 
 /** Semver resolution picked tags for an image. */
 export interface TagsResolvedEvent extends EventBase {
   /** Event reason. */
   type: "TagsResolved";
-  /** The image. */
-  image: string;
+  /** Source repository whose tags were listed. */
+  sourceRepository: string;
   /** The semver constraint. */
   constraint: string;
   /** Tags kept, newest first. */
@@ -34,12 +34,16 @@ export interface TagsResolvedEvent extends EventBase {
 export interface TagResolutionFailedEvent extends EventBase {
   /** Event reason. */
   type: "TagResolutionFailed";
-  /** The image. */
-  image: string;
+  /** Source repository whose tags were to be listed. */
+  sourceRepository: string;
   /** The semver constraint. */
   constraint: string;
   /** Stable reason of the failure (NotFound, Unauthorized, InvalidSemver, …). */
   reason: string;
+  /** The error's text. */
+  error: string;
+  /** Tags kept from the previous sync's status instead (may be empty). */
+  keptTags: string[];
 }
 
 /** A destination repository was checked and created if missing (createDestinationRepos). */
@@ -48,14 +52,14 @@ export interface RepoEnsuredEvent extends EventBase {
   type: "RepoEnsured";
   /** Repository path under the destination registry. */
   repository: string;
+  /** The destination registry host. */
+  registry: string;
   /** True when it was created now, false when it already existed. */
   created: boolean;
 }
 
 /** Fields of the per-tag events. */
 interface TagEventBase extends EventBase {
-  /** The image. */
-  image: string;
   /** The tag. */
   tag: string;
   /** Source reference (`docker.io/library/nginx:1.27`). */
@@ -74,6 +78,12 @@ export interface ImageSyncedEvent extends TagEventBase {
   digest: string;
   /** Blob bytes moved (planned bytes in a dry run). */
   bytesMoved: number;
+  /** Blobs streamed (or to stream). */
+  blobsCopied: number;
+  /** Blobs mounted (or to mount). */
+  blobsMounted: number;
+  /** Blobs already at the destination. */
+  blobsSkipped: number;
 }
 
 /** A tag was already up to date at the destination. */
@@ -90,6 +100,10 @@ export interface SyncFailedEvent extends TagEventBase {
   type: "SyncFailed";
   /** Stable reason (NotFound, Unauthorized, DigestMismatch, ValidationUnavailable, …). */
   reason: string;
+  /** The error's text. */
+  error: string;
+  /** The gate that stopped the tag, when one did. */
+  failedGate?: GateName;
 }
 
 /** Anything a sync reports. */
@@ -101,21 +115,31 @@ export type SyncEvent =
   | ImageSkippedEvent
   | SyncFailedEvent;
 
-/** Shortens a digest for messages: `sha256:0123456789ab…` → `sha256:01234567`. */
-export function shortDigest(digest: string): string {
-  const [alg, hex] = digest.split(":", 2);
-  return hex && hex.length > 8 ? `${alg}:${hex.slice(0, 8)}` : digest;
-}
-
-/** Formats a byte count for messages (`1.5 MB`). */
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ["kB", "MB", "GB", "TB"];
-  let v = n;
-  let i = -1;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
+/** The per-tag event for a finished tag: ImageSynced, ImageSkipped or SyncFailed. */
+export function tagEvent(image: string, t: TagResult, dryRun: boolean): SyncEvent {
+  const base = { image, tag: t.tag, source: t.source, destination: t.destination, dryRun };
+  switch (t.action) {
+    case "failed":
+      return {
+        type: "SyncFailed",
+        warning: true,
+        ...base,
+        reason: t.reason ?? "Unknown",
+        error: t.error ?? "failed",
+        ...(t.failedGate ? { failedGate: t.failedGate } : {}),
+      };
+    case "up-to-date":
+      return { type: "ImageSkipped", warning: false, ...base, digest: t.sourceDigest ?? "" };
+    default:
+      return {
+        type: "ImageSynced",
+        warning: false,
+        ...base,
+        digest: t.sourceDigest ?? "",
+        bytesMoved: t.bytesMoved,
+        blobsCopied: t.blobsCopied,
+        blobsMounted: t.blobsMounted,
+        blobsSkipped: t.blobsSkipped,
+      };
   }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }

@@ -1,39 +1,60 @@
 /**
- * "Sync one ImageSync spec once", shared by the operator and the no-cluster modes: resolve
- * tags (explicit + semver), compare digests, copy through one batch copier, report per tag,
- * and emit upstream-named events. Takes a plain spec and credential resolvers; never sees a
- * Kubernetes object.
+ * "Sync one ImageSync spec once", shared by the operator and the no-cluster modes: plan
+ * (resolve tags, explicit + semver, ensure destination repositories), run (compare digests,
+ * gate, copy through one batch copier), summarize (per-tag results and counts). Results and
+ * events are data; `format.ts` makes their words. Takes a plain spec and credential
+ * resolvers; never sees a Kubernetes object.
  *
  * ```ts
  * const report = await syncImageSync(spec, { sourceCredentials, destinationCredentials, onEvent });
  * const status = { ...statusFromReport(report), nextSyncTime: nextRun(spec.schedule, new Date()) };
+ * const ready = readyMessage(report); // "All 3 image(s) synced successfully"
  * ```
  * @module
  */
+export { SyncError, syncImageSync, type SyncOptions, type SyncProgress } from "./sync.ts";
 export {
-  enabledGates,
+  type Failure,
+  type GateName,
   type ImageResult,
-  SyncError,
-  syncImageSync,
-  type SyncOptions,
-  type SyncProgress,
+  summarize,
   type SyncReport,
   type TagAction,
   type TagResult,
-} from "./sync.ts";
+} from "./result.ts";
 export {
-  formatBytes,
+  enabledGates,
+  type GateCheck,
+  type GateRequest,
+  type GateVerdict,
+  unavailableGates,
+} from "./gates.ts";
+export {
   type ImageSkippedEvent,
   type ImageSyncedEvent,
   type RepoEnsuredEvent,
-  shortDigest,
   type SyncEvent,
   type SyncFailedEvent,
   type TagResolutionFailedEvent,
   type TagsResolvedEvent,
 } from "./events.ts";
+export {
+  eventMessage,
+  formatBytes,
+  readyMessage,
+  shortDigest,
+  summaryMessage,
+  syncCompleteMessage,
+} from "./format.ts";
 export { type ImageRepositories, imageRepositories } from "./naming.ts";
-export { mergeTags, type ResolvedTags, resolveImageTags } from "./tags.ts";
-export { statusFromReport, summaryMessage, type SyncStatusFields } from "./status.ts";
+export {
+  mergeTags,
+  type ResolvedTags,
+  resolveImageTags,
+  resolveTags,
+  type ResolveTagsOptions,
+  type TagResolution,
+} from "./tags.ts";
+export { statusFromReport, type SyncStatusFields } from "./status.ts";
 // The schedule and semver grammar live with the API schema; re-exported for callers of sync.
 export { matchingTags, nextRun, parseSchedule, SemverConstraint } from "../api/mod.ts";

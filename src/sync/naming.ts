@@ -11,6 +11,7 @@
  */
 import { type ImageSpec, type ImageSyncSpec, repositoryPathProblem, splitRegistry } from "../api/mod.ts";
 import { OciError, parseReference, Reference } from "../oci/mod.ts";
+import { isDockerHub } from "../oci/reference.ts";
 
 /** The repositories one image of a spec is copied between. */
 export interface ImageRepositories {
@@ -27,15 +28,13 @@ function join(...parts: Array<string | undefined>): string {
   return parts.filter((p) => p !== undefined && p !== "").join("/");
 }
 
-const DOCKER_HUB_HOSTS = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
-
 /**
  * A repository reference for an explicit host: Docker Hub hosts get Docker's normalization
  * (`nginx` → `library/nginx`); any other host is taken as a host even without a dot or port
  * (`registry/team/app` is host `registry`, not a Docker Hub namespace).
  */
 function repositoryRef(host: string, path: string): Reference {
-  if (DOCKER_HUB_HOSTS.has(host.toLowerCase())) {
+  if (isDockerHub(host)) {
     return parseReference(join("docker.io", path), { defaultTag: false });
   }
   const problem = repositoryPathProblem(path, "repository");

@@ -1,10 +1,11 @@
 /**
  * The part of ImageSync status a sync determines (per-tag results and counts), built the same
- * way by the operator and `portager serve`. Conditions and nextSyncTime are the caller's.
+ * way by the operator and `portager serve`. Conditions and nextSyncTime are the caller's; the
+ * condition's words come from `format.ts`.
  * @module
  */
 import type { ImageStatus, ImageSyncStatus, TagStatus } from "../api/mod.ts";
-import type { SyncReport } from "./sync.ts";
+import type { SyncReport } from "./result.ts";
 
 /** Status fields that come from a sync report. */
 export type SyncStatusFields = Required<
@@ -33,22 +34,4 @@ export function statusFromReport(report: SyncReport): SyncStatusFields {
     failedImages: report.failedImages,
     lastSyncTime: report.finishedAt,
   };
-}
-
-/** A one-line summary for the Ready condition message, as upstream words it. */
-export function summaryMessage(report: SyncReport): string {
-  const parts: string[] = [];
-  if (report.failedImages > 0) {
-    parts.push(`${report.failedImages} of ${report.totalImages} image(s) failed to sync`);
-  } else if (report.resolutionFailures > 0 || report.aborted) {
-    // not "All ... successfully" when tags could not even be resolved or the sync stopped early
-    parts.push(`${report.syncedImages} of ${report.totalImages} image(s) synced`);
-  } else {
-    parts.push(`All ${report.totalImages} image(s) synced successfully`);
-  }
-  if (report.resolutionFailures > 0) {
-    parts.push(`tag resolution failed for ${report.resolutionFailures} image(s)`);
-  }
-  if (report.aborted) parts.push("the sync was stopped early");
-  return parts.join("; ");
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mergeTags, resolveImageTags } from "./tags.ts";
+import { mergeTags, resolveImageTags, resolveTags } from "./tags.ts";
 import { imageRepositories } from "./naming.ts";
 import type { ImageSyncSpec } from "../api/mod.ts";
 
@@ -113,4 +113,38 @@ Deno.test("destination naming: registry path + prefix + image name as written", 
     "r.example.com/alpine",
     "alpine",
   ]);
+});
+
+Deno.test("resolveTags: an invalid constraint keeps the explicit tags and lists nothing", async () => {
+  let listed = 0;
+  const r = await resolveTags({ name: "a", tags: ["stable"], semver: ">=> 1" }, {
+    listTags: () => Promise.resolve(AVAILABLE.slice(listed++)),
+  });
+  assert.deepEqual(r.tags, ["stable"]);
+  assert.equal(r.error?.reason, "InvalidSemver");
+  assert.match(r.error!.message, /invalid semver constraint/);
+  assert.equal(listed, 0);
+});
+
+Deno.test("resolveTags: when listing fails, the previous sync's matches are kept, limited by maxTags", async () => {
+  const failure = Object.assign(new Error("repository gone"), { reason: "NotFound" });
+  const r = await resolveTags({ name: "a", tags: ["stable"], semver: "1.x", maxTags: 2 }, {
+    listTags: () => Promise.reject(failure),
+    previousTags: ["stable", "1.0.0", "1.2.0", "1.1.0", "2.0.0"],
+  });
+  assert.deepEqual(r.error, { reason: "NotFound", message: "repository gone" });
+  assert.deepEqual(r.matched, ["1.2.0", "1.1.0"]);
+  assert.deepEqual(r.tags, ["stable", "1.2.0", "1.1.0"]);
+  const none = await resolveTags({ name: "a", semver: "1.x" }, { listTags: () => Promise.reject(failure) });
+  assert.deepEqual([none.tags, none.error?.reason], [[], "NotFound"]);
+});
+
+Deno.test("resolveTags: without semver the source is not listed; with it, matches as resolveImageTags", async () => {
+  const never = () => Promise.reject(new Error("listed"));
+  assert.deepEqual((await resolveTags({ name: "a", tags: ["x"] }, { listTags: never })).tags, ["x"]);
+  const r = await resolveTags({ name: "a", semver: "~1.22.0" }, {
+    listTags: () => Promise.resolve(AVAILABLE),
+  });
+  assert.equal(r.error, undefined);
+  assert.deepEqual(r.tags, resolveImageTags({ name: "a", semver: "~1.22.0" }, AVAILABLE).tags);
 });

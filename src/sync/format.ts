@@ -1,0 +1,105 @@
+/**
+ * The words of a sync, made once: Event messages, the Ready condition's message, log and CLI
+ * text all come from the data of `result.ts` and `events.ts` through these functions, so a
+ * digest or a byte count reads the same everywhere (12 hex digits, binary units).
+ * @module
+ */
+import type { SyncEvent } from "./events.ts";
+import type { SyncReport } from "./result.ts";
+
+/** Tags named in a message before it says "…". */
+const PREVIEW_TAGS = 10;
+
+/** Formats a byte count with binary units: `0 B`, `512 B`, `1.5 KiB`, `12.3 MiB`. */
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n) || n < 1024) return `${Math.max(0, Math.round(n || 0))} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
+}
+
+/** Shortens `sha256:abcdef…` to its first 12 hex digits, as upstream's Events do ("" for none). */
+export function shortDigest(digest: string | undefined): string {
+  if (!digest) return "";
+  const [alg, hex] = digest.split(":", 2);
+  return hex ? `${alg}:${hex.slice(0, 12)}` : digest;
+}
+
+function preview(tags: readonly string[]): string {
+  return tags.length > PREVIEW_TAGS ? `${tags.slice(0, PREVIEW_TAGS).join(", ")}, …` : tags.join(", ");
+}
+
+function blobPlan(
+  e: { bytesMoved: number; blobsCopied: number; blobsMounted: number; blobsSkipped: number },
+) {
+  return `${formatBytes(e.bytesMoved)} in ${e.blobsCopied} blob(s), ${e.blobsMounted} mounted, ` +
+    `${e.blobsSkipped} already there`;
+}
+
+/** The message of the Kubernetes Event (or log line) for a sync event. */
+export function eventMessage(e: SyncEvent): string {
+  switch (e.type) {
+    case "TagsResolved": {
+      const n = e.tags.length;
+      return `Resolved ${n} tag(s) for ${e.sourceRepository} from semver "${e.constraint}"` +
+        (e.totalMatches > n ? ` (newest ${n} of ${e.totalMatches})` : "") +
+        (n ? `: ${preview(e.tags)}` : "");
+    }
+    case "TagResolutionFailed":
+      return `Failed to resolve tags for ${e.sourceRepository} with semver "${e.constraint}": ${e.error}` +
+        (e.keptTags.length ? ` (keeping ${e.keptTags.length} tag(s) resolved by the previous sync)` : "");
+    case "RepoEnsured":
+      return `Repository "${e.repository}" ${e.created ? "created" : "exists"} at ${e.registry}`;
+    case "ImageSynced":
+      return `${e.dryRun ? "Would copy" : "Synced"} ${e.source} → ${e.destination} ` +
+        `(digest: ${shortDigest(e.digest)}; ${blobPlan(e)})`;
+    case "ImageSkipped":
+      return `Image ${e.source} already up-to-date (digest: ${shortDigest(e.digest)})`;
+    case "SyncFailed":
+      return `${
+        e.dryRun ? "Would fail to copy" : "Failed to copy"
+      } ${e.source} to ${e.destination}: ${e.error}`;
+  }
+}
+
+/** A one-line summary for the Ready condition message, as upstream words it. */
+export function summaryMessage(report: SyncReport): string {
+  const parts: string[] = [];
+  if (report.failedImages > 0) {
+    parts.push(`${report.failedImages} of ${report.totalImages} image(s) failed to sync`);
+  } else if (report.resolutionFailures > 0 || report.aborted) {
+    // not "All ... successfully" when tags could not even be resolved or the sync stopped early
+    parts.push(`${report.syncedImages} of ${report.totalImages} image(s) synced`);
+  } else {
+    parts.push(`All ${report.totalImages} image(s) synced successfully`);
+  }
+  if (report.resolutionFailures > 0) {
+    parts.push(`tag resolution failed for ${report.resolutionFailures} image(s)`);
+  }
+  if (report.aborted) parts.push("the sync was stopped early");
+  return parts.join("; ");
+}
+
+/** The Ready condition's message: the summary, and when something failed, the first failure. */
+export function readyMessage(report: SyncReport): string {
+  const summary = summaryMessage(report);
+  for (const img of report.images) {
+    for (const t of img.tags) {
+      if (t.action === "failed") {
+        return `${summary}; first: ${img.name}:${t.tag}: ${t.error ?? t.reason ?? "failed"}`;
+      }
+    }
+    if (img.semver?.error) return `${summary}; first: ${img.name}: ${img.semver.error.message}`;
+  }
+  return summary;
+}
+
+/** The message of the SyncComplete Event, as upstream words it. */
+export function syncCompleteMessage(report: SyncReport): string {
+  return `Sync complete: ${report.syncedImages} synced, ${report.failedImages} failed, ${report.totalImages} total`;
+}

@@ -1,0 +1,187 @@
+/**
+ * What a sync reports: per-tag and per-image results and the whole report, as data (reasons,
+ * references, digests, counts, gates). No sentence is made here; `format.ts` makes the words.
+ * @module
+ */
+
+/** What happened (or, in a dry run, would happen) to one tag. */
+export type TagAction = "copied" | "up-to-date" | "would-copy" | "failed";
+
+/** A validation gate, by the name its metric label uses. */
+export type GateName = "cosign" | "vulnerability" | "sbom";
+
+/** A failure: a stable reason and the error's own text (not a sentence about the tag). */
+export interface Failure {
+  /** Stable reason: NotFound, Unauthorized, InvalidSemver, RepoCreationFailed, … */
+  reason: string;
+  /** The error's message. */
+  message: string;
+}
+
+/** The result of one tag. */
+export interface TagResult {
+  /** The tag. */
+  tag: string;
+  /** True when the destination has the tag at the source's digest (copied or up to date). */
+  synced: boolean;
+  /** What happened. */
+  action: TagAction;
+  /** Source manifest digest, when known. */
+  sourceDigest?: string;
+  /** The error's text, when it failed (or would fail). */
+  error?: string;
+  /** Stable failure reason: NotFound, Unauthorized, DigestMismatch, ValidationUnavailable, Aborted, … */
+  reason?: string;
+  /** Source reference. */
+  source: string;
+  /** Destination reference. */
+  destination: string;
+  /** Blob bytes moved (planned in a dry run). */
+  bytesMoved: number;
+  /** Blobs streamed (or to stream). */
+  blobsCopied: number;
+  /** Blobs mounted from another repository (or to mount). */
+  blobsMounted: number;
+  /** Blobs already present. */
+  blobsSkipped: number;
+  /** When the tag was checked or copied (ISO 8601), absent for tags not attempted. */
+  lastSyncTime?: string;
+  /** Whether the validation gates passed (only set when a gate is enabled). */
+  verified?: boolean;
+  /** The enabled gates this tag went through (only set when a gate is enabled). */
+  gates?: GateName[];
+  /** The gate that stopped the tag. */
+  failedGate?: GateName;
+  /** Why that gate stopped it. */
+  validationError?: string;
+}
+
+/** The result of one image (one `images[]` entry). */
+export interface ImageResult {
+  /** `images[].name`. */
+  name: string;
+  /** Source repository, e.g. `docker.io/library/nginx`. */
+  sourceRepository: string;
+  /** Destination repository, e.g. `registry.example.com/mirror/nginx`. */
+  destinationRepository: string;
+  /** Per-tag results in resolution order (explicit tags, then semver matches newest first). */
+  tags: TagResult[];
+  /** Semver resolution, when the image has a constraint. */
+  semver?: {
+    /** The constraint. */
+    constraint: string;
+    /** Matches kept. */
+    matched: string[];
+    /** Set when listing tags (or the constraint) failed; `matched` then comes from `previous`. */
+    error?: Failure;
+  };
+  /** Set when the destination repository could not be created (all tags then fail). */
+  repositoryError?: Failure;
+}
+
+/** The outcome of a whole sync. */
+export interface SyncReport {
+  /** Per-image results, in spec order. */
+  images: ImageResult[];
+  /** Tags considered (upstream's totalImages: image+tag combinations). */
+  totalImages: number;
+  /** Tags copied or already up to date. */
+  syncedImages: number;
+  /** Tags that failed (would fail, in a dry run). */
+  failedImages: number;
+  /** Tags copied (would be copied, in a dry run). */
+  copiedImages: number;
+  /** Tags already up to date. */
+  upToDateImages: number;
+  /** Images whose semver tags could not be resolved. */
+  resolutionFailures: number;
+  /** Blob bytes moved (planned, in a dry run). */
+  bytesMoved: number;
+  /** Blobs streamed. */
+  blobsCopied: number;
+  /** Blobs mounted. */
+  blobsMounted: number;
+  /** Blobs already present. */
+  blobsSkipped: number;
+  /** True when no tag failed and every semver resolution worked: Ready=True. */
+  ok: boolean;
+  /** Whether this was a dry run. */
+  dryRun: boolean;
+  /** Whether `signal` stopped the sync before every tag was attempted. */
+  aborted: boolean;
+  /** When the sync started (ISO 8601). */
+  startedAt: string;
+  /** When it finished (ISO 8601). */
+  finishedAt: string;
+}
+
+/** A tag not yet attempted, between `source` and `destination` (references with the tag). */
+export function pendingTag(tag: string, refs: { source: string; destination: string }): TagResult {
+  return {
+    tag,
+    synced: false,
+    action: "failed",
+    source: refs.source,
+    destination: refs.destination,
+    bytesMoved: 0,
+    blobsCopied: 0,
+    blobsMounted: 0,
+    blobsSkipped: 0,
+  };
+}
+
+/** A tag that failed with `failure`. */
+export function failedTag(
+  tag: string,
+  refs: { source: string; destination: string },
+  failure: Failure,
+): TagResult {
+  return { ...pendingTag(tag, refs), reason: failure.reason, error: failure.message };
+}
+
+/** The stable reason of an error (its `reason` field), or `fallback`. */
+export function reasonOf(e: unknown, fallback = "Unknown"): string {
+  const r = (e as { reason?: unknown })?.reason;
+  return typeof r === "string" && r !== "" ? r : fallback;
+}
+
+/** An error as a {@linkcode Failure}. */
+export function failureOf(e: unknown, fallback = "Unknown"): Failure {
+  return { reason: reasonOf(e, fallback), message: e instanceof Error ? e.message : String(e) };
+}
+
+/** Facts of the whole run that the per-image results do not hold. */
+export interface RunFacts {
+  /** Whether this was a dry run. */
+  dryRun: boolean;
+  /** Whether the sync was stopped before every tag was attempted. */
+  aborted: boolean;
+  /** When it started (ISO 8601). */
+  startedAt: string;
+  /** When it finished (ISO 8601). */
+  finishedAt: string;
+}
+
+/** Adds up the per-image results into the report. */
+export function summarize(images: ImageResult[], facts: RunFacts): SyncReport {
+  const tags = images.flatMap((i) => i.tags);
+  const sum = (f: (t: TagResult) => number) => tags.reduce((n, t) => n + f(t), 0);
+  const count = (f: (t: TagResult) => boolean) => tags.filter(f).length;
+  const failedImages = count((t) => t.action === "failed");
+  const resolutionFailures = images.filter((i) => i.semver?.error).length;
+  return {
+    images,
+    totalImages: tags.length,
+    syncedImages: count((t) => t.synced),
+    failedImages,
+    copiedImages: count((t) => t.action === "copied" || t.action === "would-copy"),
+    upToDateImages: count((t) => t.action === "up-to-date"),
+    resolutionFailures,
+    bytesMoved: sum((t) => t.bytesMoved),
+    blobsCopied: sum((t) => t.blobsCopied),
+    blobsMounted: sum((t) => t.blobsMounted),
+    blobsSkipped: sum((t) => t.blobsSkipped),
+    ok: failedImages === 0 && resolutionFailures === 0 && !facts.aborted,
+    ...facts,
+  };
+}

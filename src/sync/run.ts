@@ -1,0 +1,163 @@
+/**
+ * The run step of a sync: the planned tags, a few at a time, each compared by digest, gated
+ * when a gate is enabled, then copied (or planned, in a dry run) through one batch copier so a
+ * blob shared by several tags moves once. A tag's failure becomes its result, never a throw.
+ * @module
+ */
+import type { Copier, ManifestHead, Reference } from "../oci/mod.ts";
+import { type SyncEvent, tagEvent } from "./events.ts";
+import { type GateCheck, unavailableGates } from "./gates.ts";
+import {
+  failedTag,
+  type Failure,
+  failureOf,
+  type GateName,
+  type ImageResult,
+  type TagResult,
+} from "./result.ts";
+
+/** Tags worked on at once unless the caller says otherwise. */
+export const DEFAULT_TAG_CONCURRENCY = 4;
+
+/** One tag to sync, and the slot of its result. */
+export interface TagJob {
+  /** `images[].name`. */
+  image: string;
+  /** The image's result; the tag's result goes to `result.tags[slot]`. */
+  result: ImageResult;
+  /** Index of this tag in `result.tags`. */
+  slot: number;
+  /** The tag. */
+  tag: string;
+  /** Source reference with the tag. */
+  source: Reference;
+  /** Destination reference with the tag. */
+  destination: Reference;
+}
+
+/** A registry as the run step uses it (a `RegistryClient`, or a fake in tests). */
+export interface DigestReader {
+  /** The manifest digest at `ref`, undefined when absent. */
+  headManifest(ref: Reference, opts?: { signal?: AbortSignal }): Promise<ManifestHead | undefined>;
+}
+
+/** What the run step needs. */
+export interface RunContext {
+  /** The batch copier (a `Copier`, or a fake in tests). */
+  copier: Pick<Copier, "copy">;
+  /** The source registry (digests, for gated tags). */
+  source: DigestReader;
+  /** The destination registry (digests, for gated tags). */
+  destination: DigestReader;
+  /** Enabled validation gates. */
+  gates: GateName[];
+  /** Runs the gates; default: every enabled gate is unavailable. */
+  checkGates?: GateCheck;
+  /** Plan only. */
+  dryRun: boolean;
+  /** Tags worked on at once. */
+  tagConcurrency: number;
+  /** Clock (lastSyncTime). */
+  now: () => Date;
+  /** Receives the per-tag events. */
+  emit: (e: SyncEvent) => void;
+  /** Stops starting new tags. */
+  signal?: AbortSignal;
+  /** Aborts copies in flight. */
+  cancelInFlight?: AbortSignal;
+  /** Told when a tag's copy starts and ends (maps copier progress to its tag). */
+  onCopy?: (job: TagJob, active: boolean) => void;
+}
+
+const ABORTED: Failure = { reason: "Aborted", message: "the sync was stopped before this tag was attempted" };
+
+/**
+ * Runs `jobs`, writing each result into its image's slot and emitting its event. Returns
+ * whether `signal` stopped it before every tag was attempted.
+ */
+export async function runTags(jobs: readonly TagJob[], ctx: RunContext): Promise<{ aborted: boolean }> {
+  let next = 0;
+  let aborted = false;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const job = jobs[next++];
+      const tags = job.result.tags;
+      if (ctx.signal?.aborted) {
+        aborted = true;
+        tags[job.slot] = failedTag(job.tag, tags[job.slot], ABORTED);
+        continue;
+      }
+      const t = await syncTag(job, ctx);
+      t.lastSyncTime = ctx.now().toISOString();
+      tags[job.slot] = t;
+      ctx.emit(tagEvent(job.image, t, ctx.dryRun));
+    }
+  };
+  const workers = Math.min(Math.max(1, Math.floor(ctx.tagConcurrency)), Math.max(1, jobs.length));
+  await Promise.all(Array.from({ length: workers }, worker));
+  return { aborted };
+}
+
+/** One tag: compare digests, gate, copy. */
+async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
+  const base = job.result.tags[job.slot];
+  const signal = ctx.cancelInFlight;
+  try {
+    let verified: boolean | undefined;
+    if (ctx.gates.length > 0) {
+      const digests = await compareDigests(job, ctx);
+      if ("failure" in digests) return failedTag(job.tag, base, digests.failure);
+      if (digests.upToDate) {
+        return { ...base, synced: true, action: "up-to-date", sourceDigest: digests.source };
+      }
+      const verdict = await (ctx.checkGates ?? unavailableGates)({
+        source: job.source,
+        digest: digests.source,
+        gates: ctx.gates,
+        signal,
+      });
+      if (verdict) {
+        return {
+          ...failedTag(job.tag, base, verdict),
+          sourceDigest: digests.source,
+          verified: false,
+          gates: ctx.gates,
+          failedGate: verdict.gate,
+          validationError: verdict.message,
+        };
+      }
+      verified = true;
+    }
+    ctx.onCopy?.(job, true);
+    const r = await ctx.copier.copy(job.source, job.destination, { dryRun: ctx.dryRun, signal });
+    const gated = verified === undefined ? {} : { verified, gates: ctx.gates };
+    if (r.upToDate) return { ...base, ...gated, synced: true, action: "up-to-date", sourceDigest: r.digest };
+    return {
+      ...base,
+      ...gated,
+      synced: !ctx.dryRun,
+      action: ctx.dryRun ? "would-copy" : "copied",
+      sourceDigest: r.digest,
+      bytesMoved: r.bytesMoved,
+      blobsCopied: r.blobsCopied,
+      blobsMounted: r.blobsMounted,
+      blobsSkipped: r.blobsSkipped,
+    };
+  } catch (e) {
+    return failedTag(job.tag, base, failureOf(e));
+  } finally {
+    ctx.onCopy?.(job, false);
+  }
+}
+
+/** Source and destination digests of a tag (HEADs only), before a gate decides. */
+async function compareDigests(
+  job: TagJob,
+  ctx: RunContext,
+): Promise<{ source: string; upToDate: boolean } | { failure: Failure }> {
+  const signal = ctx.cancelInFlight;
+  const head = await ctx.source.headManifest(job.source, { signal });
+  if (!head) return { failure: { reason: "NotFound", message: `source ${job.source} not found` } };
+  const there = await ctx.destination.headManifest(job.destination, { signal });
+  return { source: head.digest, upToDate: there?.digest === head.digest };
+}

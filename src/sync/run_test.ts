@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { type CopyOptions, type CopyResult, parseReference, type Reference } from "../oci/mod.ts";
+import type { SyncEvent } from "./events.ts";
+import type { GateCheck } from "./gates.ts";
+import { type ImageResult, pendingTag } from "./result.ts";
+import { type RunContext, runTags, type TagJob } from "./run.ts";
+
+const NOW = new Date("2026-01-01T00:00:00Z");
+const D1 = `sha256:${"1".repeat(64)}`;
+const D2 = `sha256:${"2".repeat(64)}`;
+
+function jobs(tags: string[]): { image: ImageResult; jobs: TagJob[] } {
+  const image: ImageResult = {
+    name: "app",
+    sourceRepository: "s.example/app",
+    destinationRepository: "d.example/app",
+    tags: [],
+  };
+  const out = tags.map((tag, slot) => {
+    const source = parseReference(`s.example/app:${tag}`);
+    const destination = parseReference(`d.example/app:${tag}`);
+    image.tags.push(pendingTag(tag, { source: source.toString(), destination: destination.toString() }));
+    return { image: "app", result: image, slot, tag, source, destination };
+  });
+  return { image, jobs: out };
+}
+
+function copyResult(fields: Partial<CopyResult>): CopyResult {
+  return {
+    digest: D1,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    bytesMoved: 0,
+    blobsCopied: 0,
+    blobsMounted: 0,
+    blobsSkipped: 0,
+    upToDate: false,
+    dryRun: false,
+    manifestsPushed: 0,
+    indexRewritten: false,
+    blobs: [],
+    ...fields,
+  };
+}
+
+/** A registry of tag → digest, as the run step reads it. */
+function registry(digests: Record<string, string>) {
+  const heads: string[] = [];
+  return {
+    heads,
+    headManifest: (ref: Reference) => {
+      heads.push(ref.toString());
+      const digest = digests[ref.tag ?? ""];
+      return Promise.resolve(digest ? { digest, mediaType: "x", size: 1 } : undefined);
+    },
+  };
+}
+
+function context(fields: Partial<RunContext>): RunContext & { events: SyncEvent[]; copies: string[] } {
+  const events: SyncEvent[] = [];
+  const copies: string[] = [];
+  return {
+    events,
+    copies,
+    copier: {
+      copy: (src: Reference, _dst: Reference, opts?: CopyOptions) => {
+        copies.push(src.tag!);
+        if (src.tag === "missing") {
+          return Promise.reject(
+            Object.assign(new Error(`manifest ${src} not found`), { reason: "NotFound" }),
+          );
+        }
+        if (src.tag === "same") return Promise.resolve(copyResult({ upToDate: true }));
+        return Promise.resolve(
+          copyResult({ bytesMoved: 100, blobsCopied: 2, dryRun: opts?.dryRun ?? false }),
+        );
+      },
+    },
+    source: registry({}),
+    destination: registry({}),
+    gates: [],
+    dryRun: false,
+    tagConcurrency: 2,
+    now: () => NOW,
+    emit: (e) => events.push(e),
+    ...fields,
+  };
+}
+
+Deno.test("runTags: copied, up to date and failed tags land in their slots, one event each", async () => {
+  const { image, jobs: js } = jobs(["new", "same", "missing"]);
+  const ctx = context({});
+  const { aborted } = await runTags(js, ctx);
+  assert.equal(aborted, false);
+  assert.deepEqual(image.tags.map((t) => [t.tag, t.action, t.synced, t.reason]), [
+    ["new", "copied", true, undefined],
+    ["same", "up-to-date", true, undefined],
+    ["missing", "failed", false, "NotFound"],
+  ]);
+  assert.equal(image.tags[0].bytesMoved, 100);
+  assert.ok(image.tags.every((t) => t.lastSyncTime === NOW.toISOString()));
+  assert.deepEqual(ctx.events.map((e) => e.type).sort(), ["ImageSkipped", "ImageSynced", "SyncFailed"]);
+  const failed = ctx.events.find((e) => e.type === "SyncFailed");
+  assert.equal(failed?.type === "SyncFailed" && failed.error, "manifest s.example/app:missing not found");
+});
+
+Deno.test("runTags: a dry run plans (would-copy, not synced)", async () => {
+  const { image, jobs: js } = jobs(["new"]);
+  await runTags(js, context({ dryRun: true }));
+  assert.deepEqual([image.tags[0].action, image.tags[0].synced], ["would-copy", false]);
+});
+
+Deno.test("runTags: once the signal is aborted no new tag starts; the rest are Aborted", async () => {
+  const { image, jobs: js } = jobs(["a", "b", "c"]);
+  const stop = new AbortController();
+  const ctx = context({ tagConcurrency: 1, signal: stop.signal });
+  ctx.emit = (e) => {
+    ctx.events.push(e);
+    stop.abort();
+  };
+  const { aborted } = await runTags(js, ctx);
+  assert.equal(aborted, true);
+  assert.deepEqual(ctx.copies, ["a"]);
+  assert.deepEqual(image.tags.map((t) => [t.action, t.reason ?? ""]), [
+    ["copied", ""],
+    ["failed", "Aborted"],
+    ["failed", "Aborted"],
+  ]);
+  assert.equal(image.tags[1].lastSyncTime, undefined, "a tag not attempted has no sync time");
+});
+
+Deno.test("runTags: at most tagConcurrency tags at once", async () => {
+  const { jobs: js } = jobs(["a", "b", "c", "d", "e"]);
+  let active = 0;
+  let peak = 0;
+  const ctx = context({
+    tagConcurrency: 2,
+    copier: {
+      copy: async () => {
+        peak = Math.max(peak, ++active);
+        await new Promise((r) => setTimeout(r, 5));
+        active--;
+        return copyResult({});
+      },
+    },
+  });
+  await runTags(js, ctx);
+  assert.equal(peak, 2);
+});
+
+Deno.test("runTags: with a gate, digests are compared first; the gate sees the source digest before any copy", async () => {
+  const { image, jobs: js } = jobs(["same", "new", "gone"]);
+  const seen: string[] = [];
+  const refuse: GateCheck = (req) => {
+    seen.push(`${req.source.tag}@${req.digest}:${req.gates.join(",")}`);
+    return Promise.resolve({ gate: "sbom", reason: "ValidationFailed", message: "no SBOM attached" });
+  };
+  const ctx = context({
+    gates: ["cosign", "sbom"],
+    checkGates: refuse,
+    source: registry({ same: D1, new: D2 }),
+    destination: registry({ same: D1, new: D1 }),
+  });
+  await runTags(js, ctx);
+  assert.deepEqual(ctx.copies, [], "nothing is copied past a refusing gate");
+  assert.deepEqual(seen, [`new@${D2}:cosign,sbom`], "an up-to-date tag needs no gate");
+  assert.deepEqual(image.tags.map((t) => [t.tag, t.action, t.reason ?? "", t.failedGate ?? ""]), [
+    ["same", "up-to-date", "", ""],
+    ["new", "failed", "ValidationFailed", "sbom"],
+    ["gone", "failed", "NotFound", ""],
+  ]);
+  const gated = image.tags[1];
+  assert.deepEqual([gated.verified, gated.gates, gated.validationError, gated.sourceDigest], [
+    false,
+    ["cosign", "sbom"],
+    "no SBOM attached",
+    D2,
+  ]);
+  const event = ctx.events.find((e) => e.type === "SyncFailed" && e.tag === "new");
+  assert.equal(event?.type === "SyncFailed" && event.failedGate, "sbom");
+});
+
+Deno.test("runTags: gates that pass let the copy go on, and the tag is verified", async () => {
+  const { image, jobs: js } = jobs(["new"]);
+  const ctx = context({
+    gates: ["cosign"],
+    checkGates: () => Promise.resolve(undefined),
+    source: registry({ new: D2 }),
+    destination: registry({}),
+  });
+  await runTags(js, ctx);
+  assert.deepEqual(ctx.copies, ["new"]);
+  assert.deepEqual([image.tags[0].action, image.tags[0].verified, image.tags[0].gates], ["copied", true, [
+    "cosign",
+  ]]);
+});
+
+Deno.test("runTags: without a gate implementation an enabled gate is ValidationUnavailable", async () => {
+  const { image, jobs: js } = jobs(["new"]);
+  await runTags(
+    js,
+    context({ gates: ["vulnerability"], source: registry({ new: D2 }), destination: registry({}) }),
+  );
+  assert.equal(image.tags[0].reason, "ValidationUnavailable");
+  assert.equal(image.tags[0].failedGate, "vulnerability");
+  assert.match(image.tags[0].error!, /vulnerabilityGate enabled but not available/);
+});
