@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds the Go test tools (etcd, kube-apiserver, toxiproxy, helm) from their Go modules,
-# once per version, into ${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}/<tool>-<version>/.
-# A second run finds them and builds nothing. Usage: scripts/build-tools.sh [tool ...]
-# Optional targets, built only when named (the benchmarks build them on demand):
-#   crane (go-containerregistry), regclient (regctl + regsync).
+# Builds the Go test tools from their Go modules, once per version, into
+# ${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}/<tool>-<version>/bin/ (a .done marker there
+# says the build finished). A second run finds them and builds nothing.
+# Usage: scripts/build-tools.sh [tool ...]
+# Default: etcd, kube-apiserver, toxiproxy, helm, crane (go-containerregistry), cosign, oras,
+#   referrers-registry and leader-peer. The last two are small mains in tests/harness/go/<name>/
+#   built against pinned modules; their cache folder also names a hash of that main.go, so an
+#   edit rebuilds them.
+# Optional, built only when named (the benchmarks build it on demand): regclient (regctl, regsync).
 set -euo pipefail
 
 CACHE="${PORTAGER_TEST_CACHE:-$HOME/.cache/portager-test}"
@@ -11,10 +15,14 @@ KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-v2.5.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
-# Optional benchmark peers (bench/): built only when named, never by default.
+# go-containerregistry: crane, and pkg/registry in the referrers registry
 CRANE_VERSION="${CRANE_VERSION:-v0.22.1}"
+COSIGN_VERSION="${COSIGN_VERSION:-v2.6.5}"
+ORAS_VERSION="${ORAS_VERSION:-v1.3.6}"
+# Optional benchmark peer (bench/): built only when named, never by default.
 REGCLIENT_VERSION="${REGCLIENT_VERSION:-v0.11.7}"
 export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
+GO_SOURCES="$(cd "$(dirname "$0")/.." && pwd)/tests/harness/go"
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 
@@ -46,6 +54,23 @@ wrapper() {
   go mod tidy >"$dir/tidy.log" 2>&1 || { cat "$dir/tidy.log" >&2; return 1; }
 }
 
+# main_module DIR NAME MODULE@VERSION...: tests/harness/go/NAME/main.go as its own module in DIR,
+# requiring the pinned modules (tidy adds only what they require themselves).
+main_module() {
+  local dir="$1" name="$2"
+  shift 2
+  rm -rf "$dir" && mkdir -p "$dir"
+  cp "$GO_SOURCES/$name/main.go" "$dir/"
+  cd "$dir"
+  go mod init "portager.local/$name" >/dev/null 2>&1
+  local m
+  for m in "$@"; do go mod edit -require="$m"; done
+  go mod tidy >"$dir/tidy.log" 2>&1 || { cat "$dir/tidy.log" >&2; return 1; }
+}
+
+# The first 12 hex digits of the sha256 of tests/harness/go/NAME/main.go.
+source_hash() { sha256sum "$GO_SOURCES/$1/main.go" | cut -c1-12; }
+
 build_one() {
   local name="$1" ver="$2"
   local out="$CACHE/$name-$ver"
@@ -76,6 +101,19 @@ build_one() {
     ( wrapper "$work" github.com/google/go-containerregistry "$CRANE_VERSION" \
         "github.com/google/go-containerregistry/cmd/crane"
       go build -trimpath -ldflags=-s -o "$out/bin/crane" github.com/google/go-containerregistry/cmd/crane ) ;;
+  cosign)
+    ( wrapper "$work" github.com/sigstore/cosign/v2 "$COSIGN_VERSION" "github.com/sigstore/cosign/v2/cmd/cosign"
+      go build -trimpath -ldflags=-s -o "$out/bin/cosign" github.com/sigstore/cosign/v2/cmd/cosign ) ;;
+  oras)
+    ( wrapper "$work" oras.land/oras "$ORAS_VERSION" "oras.land/oras/cmd/oras"
+      go build -trimpath -ldflags=-s -o "$out/bin/oras" oras.land/oras/cmd/oras ) ;;
+  referrers-registry)
+    ( main_module "$work" referrers_registry "github.com/google/go-containerregistry@$CRANE_VERSION"
+      go build -trimpath -ldflags=-s -o "$out/bin/referrers-registry" . ) ;;
+  leader-peer)
+    local stage="v0.${KUBE_VERSION#v1.}"
+    ( main_module "$work" leader_peer "k8s.io/client-go@$stage" "k8s.io/apimachinery@$stage"
+      go build -trimpath -ldflags=-s -o "$out/bin/leader-peer" . ) ;;
   regclient)
     ( wrapper "$work" github.com/regclient/regclient "$REGCLIENT_VERSION" \
         "github.com/regclient/regclient/cmd/regctl github.com/regclient/regclient/cmd/regsync"
@@ -92,9 +130,13 @@ version_of() {
   etcd) echo "$ETCD_VERSION" ;; kube-apiserver) echo "$KUBE_VERSION" ;;
   toxiproxy) echo "$TOXIPROXY_VERSION" ;; helm) echo "$HELM_VERSION" ;;
   crane) echo "$CRANE_VERSION" ;; regclient) echo "$REGCLIENT_VERSION" ;;
+  cosign) echo "$COSIGN_VERSION" ;; oras) echo "$ORAS_VERSION" ;;
+  referrers-registry) echo "$CRANE_VERSION-$(source_hash referrers_registry)" ;;
+  leader-peer) echo "$KUBE_VERSION-$(source_hash leader_peer)" ;;
   esac
 }
 
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(etcd kube-apiserver toxiproxy helm)
+[ ${#tools[@]} -eq 0 ] &&
+  tools=(etcd kube-apiserver toxiproxy helm crane cosign oras referrers-registry leader-peer)
 for t in "${tools[@]}"; do build_one "$t" "$(version_of "$t")"; done

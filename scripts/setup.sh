@@ -4,7 +4,9 @@
 #   - the npm imports of deno.json, into Deno's cache (deno install)
 #   - Debian packages: docker-registry (CNCF distribution), prometheus (promtool), apache2-utils
 #     (htpasswd), openssl
-#   - Go tools built from their modules and cached by version: etcd, kube-apiserver, toxiproxy, helm
+#   - Go tools built from their modules and cached by version (scripts/build-tools.sh): etcd,
+#     kube-apiserver, toxiproxy, helm, crane, cosign, oras, and two small mains of our own from
+#     tests/harness/go/: the referrers registry (go-containerregistry) and a client-go leader peer
 #   - Python: moto[server] for ECR/STS tests, in a venv cached by version
 set -euo pipefail
 cd "$(dirname "$0")/.."
