@@ -184,7 +184,10 @@ function checkCredentialSource(obj: Json, where: string, source: string): void {
       source,
     );
   }
-  const kinds = ["file", "url", "environment_id"].filter((k) => cs[k] !== undefined);
+  // An aws source also has `url` (its IMDS credentials URL); otherwise one of file or url.
+  const kinds = cs.environment_id !== undefined
+    ? ["environment_id"]
+    : ["file", "url"].filter((k) => cs[k] !== undefined);
   if (kinds.length !== 1) {
     throw garFail(`${at} must have exactly one of file, url or environment_id (has ${kinds.length})`, source);
   }
