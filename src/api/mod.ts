@@ -43,6 +43,8 @@ export {
   TagStatusSchema,
   type ValidationConfig,
   ValidationSchema,
+  type ValidImageSync,
+  type ValidImageSyncSpec,
   VERSION,
   VulnerabilityGateSchema,
 } from "./schema.ts";

@@ -293,3 +293,7 @@ export type ImageStatus = z.input<typeof ImageStatusSchema>;
 export type ImageSyncStatus = z.input<typeof ImageSyncStatusSchema>;
 /** A whole ImageSync object. */
 export type ImageSync = z.input<typeof ImageSyncSchema>;
+/** A spec that passed validation: defaults applied, so `maxTags` is always set. */
+export type ValidImageSyncSpec = z.output<typeof ImageSyncSpecSchema>;
+/** An ImageSync object that passed validation, its spec with defaults applied. */
+export type ValidImageSync = z.output<typeof ImageSyncSchema>;

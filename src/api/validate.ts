@@ -5,7 +5,12 @@
  * @module
  */
 import { z } from "zod";
-import { type ImageSync, ImageSyncSchema, type ImageSyncSpec, ImageSyncSpecSchema } from "./schema.ts";
+import {
+  ImageSyncSchema,
+  ImageSyncSpecSchema,
+  type ValidImageSync,
+  type ValidImageSyncSpec,
+} from "./schema.ts";
 
 /** One thing wrong with an object: where (`spec.images[2].name`) and what. */
 export interface Problem {
@@ -190,14 +195,14 @@ function problemsFrom(
  * Validates a whole ImageSync object (apiVersion, kind, metadata, spec, optional status) and
  * returns it with defaults applied, or every problem with its path from the object's root.
  */
-export function validateImageSync(obj: unknown): ValidationResult<ImageSync> {
+export function validateImageSync(obj: unknown): ValidationResult<ValidImageSync> {
   const r = ImageSyncSchema.safeParse(obj);
   if (r.success) return { ok: true, value: r.data };
   return { ok: false, problems: problemsFrom(r.error.issues, ImageSyncSchema, obj, []) };
 }
 
 /** Validates just a spec; problem paths start with `spec.` as in a whole object. */
-export function validateImageSyncSpec(spec: unknown): ValidationResult<ImageSyncSpec> {
+export function validateImageSyncSpec(spec: unknown): ValidationResult<ValidImageSyncSpec> {
   const r = ImageSyncSpecSchema.safeParse(spec);
   if (r.success) return { ok: true, value: r.data };
   return { ok: false, problems: problemsFrom(r.error.issues, ImageSyncSpecSchema, spec, ["spec"]) };

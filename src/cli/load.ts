@@ -10,7 +10,7 @@
  * @module
  */
 import yaml from "js-yaml";
-import { type ImageSync, validateImageSync } from "../api/mod.ts";
+import { validateImageSync, type ValidImageSync } from "../api/mod.ts";
 
 /** One valid ImageSync read from a file, with defaults applied. */
 export interface LoadedImageSync {
@@ -25,7 +25,7 @@ export interface LoadedImageSync {
   /** Where it came from, for messages: `sync.yaml: doc 2 (mirror-nginx)`. */
   where: string;
   /** The validated object. */
-  object: ImageSync;
+  object: ValidImageSync;
 }
 
 /** One thing wrong with the input: where and what. */

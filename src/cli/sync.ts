@@ -7,7 +7,6 @@
  * would copy), 1 some tags failed (dry run: would fail), 2 bad input.
  * @module
  */
-import type { ImageSyncSpec } from "../api/mod.ts";
 import { createLogger, type Logger, parseLogLevel } from "../server/log.ts";
 import {
   eventMessage,
@@ -20,6 +19,7 @@ import {
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { type FileCredentials, loadFileCredentials } from "./auth.ts";
 import { readCaFiles, splitList } from "./common.ts";
+import { DEFAULT_CONCURRENCY } from "../oci/mod.ts";
 import { EXIT } from "./mod.ts";
 import { formatLoadProblem, type LoadedImageSync, loadImageSyncs, type LoadProblem } from "./load.ts";
 import {
@@ -52,7 +52,7 @@ export const COMMON_FLAGS: FlagSpec[] = [
     name: "concurrency",
     type: "string",
     env: "PORTAGER_CONCURRENCY",
-    default: "4",
+    default: String(DEFAULT_CONCURRENCY),
     help: "blob and manifest transfers in flight at once per ImageSync",
   },
   {
@@ -229,20 +229,20 @@ async function runOne(
   const printed = new Set<string>();
   const progress = options.progress;
   try {
-    const creds = await settings.credentials.forSpec(spec as ImageSyncSpec, namespace);
+    const creds = await settings.credentials.forSpec(spec, namespace);
     // announce each image with its explicit tags; semver images get their count once resolved
     const destinations = new Map<string, string>();
     for (const image of spec.images) {
       let dst: string;
       try {
-        dst = imageRepositories(spec as ImageSyncSpec, image).destination.name;
+        dst = imageRepositories(spec, image).destination.name;
       } catch {
         continue; // the sync reports the bad reference on each of its tags
       }
       destinations.set(image.name, dst);
       if (!image.semver) progress?.image(label, dst, mergeTags(image.tags ?? [], []).length);
     }
-    const report = await syncImageSync(spec as ImageSyncSpec, {
+    const report = await syncImageSync(spec, {
       sourceCredentials: creds.source,
       destinationCredentials: creds.destination,
       repositories: creds.repositories,

@@ -11,7 +11,7 @@
  * (`registrytoken`); a registry token wins over an identity token, which wins over Basic.
  * @module
  */
-import type { Credential, CredentialResolver } from "../oci/mod.ts";
+import { type Credential, type CredentialResolver, DOCKER_HUB_HOSTS, isDockerHub } from "../oci/mod.ts";
 import { CredentialError } from "./errors.ts";
 
 /** One registry's entry in a Docker config. */
@@ -46,7 +46,6 @@ export interface ParseDockerConfigOptions {
 
 /** The key Docker stores Docker Hub credentials under. */
 export const DOCKER_HUB_KEY = "https://index.docker.io/v1/";
-const DOCKER_HUB_HOSTS = ["index.docker.io", "docker.io", "registry-1.docker.io"];
 
 /**
  * Reduces a config key to a host the way Docker's `ConvertToHostname` does: strips an
@@ -148,7 +147,7 @@ export interface FoundEntry {
 export function findAuthEntry(config: DockerConfig, registryHost: string): FoundEntry | undefined {
   const host = registryHost.toLowerCase();
   const keys = Object.keys(config.auths);
-  const hub = DOCKER_HUB_HOSTS.includes(host);
+  const hub = isDockerHub(host);
   const exact = hub ? DOCKER_HUB_KEY : registryHost;
   if (exact in config.auths) return { key: exact, entry: config.auths[exact] };
   const candidates = hub ? DOCKER_HUB_HOSTS : [host];

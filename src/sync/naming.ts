@@ -10,8 +10,7 @@
  * @module
  */
 import { type ImageSpec, type ImageSyncSpec, repositoryPathProblem, splitRegistry } from "../api/mod.ts";
-import { OciError, parseReference, Reference } from "../oci/mod.ts";
-import { isDockerHub } from "../oci/reference.ts";
+import { isDockerHub, OciError, parseReference, Reference } from "../oci/mod.ts";
 
 /** The repositories one image of a spec is copied between. */
 export interface ImageRepositories {

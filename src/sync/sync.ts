@@ -18,8 +18,13 @@
  */
 import type { ImageSyncSpec, ImageSyncStatus } from "../api/mod.ts";
 import { splitRegistry } from "../api/mod.ts";
-import { Copier, type CredentialResolver, RegistryClient, type RetryEvent } from "../oci/mod.ts";
-import { normalizeRegistryHost } from "../oci/reference.ts";
+import {
+  Copier,
+  type CredentialResolver,
+  normalizeRegistryHost,
+  RegistryClient,
+  type RetryEvent,
+} from "../oci/mod.ts";
 import type { RepositoryEnsurer } from "../credentials/mod.ts";
 import type { SyncEvent } from "./events.ts";
 import { enabledGates, type GateCheck } from "./gates.ts";
@@ -51,7 +56,7 @@ export interface SyncOptions {
   repositories?: RepositoryEnsurer;
   /** Plan only: read both registries, write nothing, create no repository. */
   dryRun?: boolean;
-  /** Blob and manifest transfers in flight at once (default 4). */
+  /** Blob and manifest transfers in flight at once (default: the copier's `DEFAULT_CONCURRENCY`). */
   concurrency?: number;
   /** Tags worked on at once (default 4; the Copier counts a blob shared by tags once, dry run too). */
   tagConcurrency?: number;
@@ -63,7 +68,7 @@ export interface SyncOptions {
   caCerts?: string[];
   /** Per-request idle timeout (ms). */
   timeoutMs?: number;
-  /** Attempts per registry request. */
+  /** Attempts per registry request (default: the client's `DEFAULT_ATTEMPTS`). */
   maxAttempts?: number;
   /** User-Agent for registry requests. */
   userAgent?: string;
