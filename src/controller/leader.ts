@@ -16,10 +16,13 @@ import {
 } from "../kube/mod.ts";
 import type { Logger } from "../server/log.ts";
 
+/** The Lease operations the elector needs (src/kube's LeaseClient; a fake in tests). */
+export type LeaseAccess = Pick<LeaseClient, "get" | "create" | "update">;
+
 /** Options of {@linkcode LeaderElector}. */
 export interface LeaderElectorOptions {
   /** Lease API access. */
-  leases: LeaseClient;
+  leases: LeaseAccess;
   /** Namespace of the Lease. */
   namespace: string;
   /** Name of the Lease. */

@@ -1,6 +1,7 @@
 /**
- * The Kubernetes operator: `runOperator` (informers → work queue → reconcile, leader
- * election, metrics server, graceful shutdown) and its building blocks.
+ * The controller: the manager (work queue, workers, backoff, grace period, leader gate,
+ * probes) that runs reconcile over a store and an event source, and `runOperator`, the
+ * manager wired to the apiserver. File mode (src/filestore) plugs in the same way.
  *
  * ```ts
  * const ac = new AbortController();
@@ -13,13 +14,26 @@
 export {
   type CachedImageSync,
   cachedView,
+  InformerSource,
   type OperatorOptions,
   runOperator,
   shouldEnqueueUpdate,
 } from "./operator.ts";
 export {
+  DEFAULT_GRACE_PERIOD_MS,
+  DEFAULT_WORKERS,
+  type EventSource,
+  type HttpOptions,
+  type KeySink,
+  Manager,
+  type ManagerOptions,
+  type Store,
+} from "./manager.ts";
+export {
   decide,
   type Decision,
+  type EventSink,
+  type ImageSyncAccess,
   type ReconcileDeps,
   Reconciler,
   type ReconcileResult,
@@ -30,6 +44,6 @@ export {
 } from "./reconcile.ts";
 export { type ConditionUpdate, findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
 export { ExponentialBackoff, WorkQueue, type WorkQueueOptions } from "./queue.ts";
-export { LeaderElector, type LeaderElectorOptions } from "./leader.ts";
-export { makePrepareSync, type PrepareSyncOptions, secretLoader } from "./sync_runner.ts";
-export { createLogger, type LogFormat, type Logger, type LogLevel, nopLogger } from "../server/log.ts";
+export { LeaderElector, type LeaderElectorOptions, type LeaseAccess } from "./leader.ts";
+export { makePrepareSync, type SecretSource, type SyncSettings } from "./sync_runner.ts";
+export { createLogger, type LogFormat, type Logger, type LogLevel } from "../server/log.ts";

@@ -1,30 +1,27 @@
 /**
- * `runOperator`: wires the pieces of the Kubernetes operator together — informers feeding a
- * de-duplicating work queue, `maxConcurrentSyncs` workers running the reconciler, leader
- * election on a Lease, the Event recorder, metrics and the /metrics /healthz /readyz server —
- * and shuts them down gracefully when the signal aborts: stop taking work, let in-flight syncs
- * finish within the grace period, flush Events, release the Lease.
+ * `runOperator`: the Kubernetes operator as wiring only — the manager (src/controller's
+ * queue, workers, backoff, grace period, leader gate, probes) over the apiserver store
+ * (src/kube's `KubeStore`) with informers as its event source (upstream's predicates: a
+ * generation change, the sync-now annotation, deletion).
  * @module
  */
 
 import type { ImageSync } from "../api/mod.ts";
 import { SYNC_NOW_ANNOTATION } from "../api/mod.ts";
 import {
-  EventRecorder,
-  ImageSyncClient,
+  type ImageSyncClient,
   Informer,
   KubeClient,
+  KubeStore,
   LeaseClient,
   loadKubeConfig,
   objectKey,
 } from "../kube/mod.ts";
-import { createMetrics, type Metrics } from "../metrics/mod.ts";
-import { type MetricsServer, startServer } from "../server/http.ts";
+import type { Metrics } from "../metrics/mod.ts";
+import type { ProbeResult } from "../server/http.ts";
 import type { Logger } from "../server/log.ts";
-import { LeaderElector } from "./leader.ts";
-import { ExponentialBackoff, WorkQueue } from "./queue.ts";
-import { Reconciler, type StoredImageSync } from "./reconcile.ts";
-import { makePrepareSync } from "./sync_runner.ts";
+import { DEFAULT_WORKERS, type EventSource, type KeySink, Manager } from "./manager.ts";
+import type { StoredImageSync } from "./reconcile.ts";
 
 /** Options of {@linkcode runOperator}. */
 export interface OperatorOptions {
@@ -124,28 +121,70 @@ export function shouldEnqueueUpdate(previous: CachedImageSync, current: CachedIm
   return !!curMeta.deletionTimestamp && !prevMeta.deletionTimestamp;
 }
 
-function splitKey(key: string): [string, string] {
-  const i = key.indexOf("/");
-  return [key.slice(0, i), key.slice(i + 1)];
-}
+/**
+ * The operator's event source: one informer per watched namespace (or one for all), keeping
+ * the {@linkcode cachedView} of each ImageSync and passing on the changes that matter.
+ */
+export class InformerSource implements EventSource {
+  readonly #informers: Informer<ImageSync, CachedImageSync>[] = [];
+  #sink?: KeySink;
 
-function sleep(ms: number): { promise: Promise<void>; cancel: () => void } {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  const promise = new Promise<void>((r) => t = setTimeout(r, ms));
-  return { promise, cancel: () => clearTimeout(t) };
+  /** Creates the informers; `run` starts them. */
+  constructor(imagesyncs: ImageSyncClient, options: { namespaces?: string[]; logger: Logger }) {
+    const log = options.logger;
+    const add = (obj: CachedImageSync) => this.#sink?.add(objectKey(obj));
+    const handlers = {
+      onAdd: add,
+      onUpdate: (prev: CachedImageSync, cur: CachedImageSync) => {
+        if (shouldEnqueueUpdate(prev, cur)) add(cur);
+      },
+      onDelete: (obj: CachedImageSync) => {
+        const key = objectKey(obj);
+        this.#sink?.remove(key);
+        log.info("ImageSync deleted", { imagesync: key });
+      },
+    };
+    const scopes = options.namespaces?.length ? options.namespaces : [undefined];
+    for (const ns of scopes) {
+      this.#informers.push(
+        new Informer(imagesyncs.listWatcher(ns), handlers, { logger: log, transform: cachedView }),
+      );
+    }
+  }
+
+  /** Runs the informers until `signal` aborts. */
+  async run(sink: KeySink, signal: AbortSignal): Promise<void> {
+    this.#sink = sink;
+    await Promise.all(this.#informers.map((inf) => inf.run(signal)));
+  }
+
+  /** Every cached ImageSync's key. */
+  *keys(): Iterable<string> {
+    for (const inf of this.#informers) for (const obj of inf.list()) yield objectKey(obj);
+  }
+
+  /** Ready once every watch is established. */
+  ready(): ProbeResult {
+    return this.#informers.every((i) => i.established)
+      ? { ok: true }
+      : { ok: false, detail: "watch not established" };
+  }
+
+  /** Refreshes the cache with an object reconcile just wrote. */
+  observe(obj: ImageSync): void {
+    for (const inf of this.#informers) {
+      if (inf.get(objectKey(obj as StoredImageSync))) inf.observe(obj as StoredImageSync);
+    }
+  }
 }
 
 /** Runs the operator until `options.signal` aborts, then shuts down gracefully. */
 export async function runOperator(options: OperatorOptions): Promise<void> {
   const log = options.logger;
-  const metrics = options.metrics ?? createMetrics();
   const conn = loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context });
   const kube = new KubeClient(conn, { userAgent: "portager-operator" });
   const identity = options.identity ?? `${safeHostname()}-${crypto.randomUUID().slice(0, 8)}`;
-  const leaseNamespace = options.leaseNamespace ?? conn.namespace ?? "default";
-  const leaseName = options.leaseName ?? "portager-leader";
-  const workers = Math.max(1, options.maxConcurrentSyncs ?? 2);
-  const gracePeriodMs = options.gracePeriodMs ?? 30_000;
+  const workers = Math.max(1, options.maxConcurrentSyncs ?? DEFAULT_WORKERS);
   log.info("starting operator", {
     server: conn.server,
     context: conn.contextName,
@@ -154,189 +193,40 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     identity,
     maxConcurrentSyncs: workers,
   });
-
-  const imagesyncs = new ImageSyncClient(kube);
-  const recorder = new EventRecorder(kube, { instance: identity, logger: log });
-  const informerAbort = new AbortController();
-  // per leadership term: `stopStarting` aborts when we stop taking work (syncs start no new
-  // tags), `cancelInFlight` when copies in flight must stop (grace period over)
-  let term = { stopStarting: new AbortController(), cancelInFlight: new AbortController() };
-  let queue: WorkQueue | undefined;
-  let workerLoops: Promise<void>[] = [];
-  const informers: Informer<ImageSync, CachedImageSync>[] = [];
-  const backoff = () =>
-    new ExponentialBackoff({ baseMs: options.backoffBaseMs, maxMs: options.backoffMaxMs });
-
-  const reconciler = new Reconciler({
-    imagesyncs,
-    prepareSync: makePrepareSync(kube, {
+  const store = new KubeStore(kube, { identity, logger: log });
+  const manager = new Manager({
+    store,
+    source: new InformerSource(store.imagesyncs, { namespaces: options.namespaces, logger: log }),
+    logger: log,
+    metrics: options.metrics,
+    workers,
+    gracePeriodMs: options.gracePeriodMs,
+    backoffBaseMs: options.backoffBaseMs,
+    backoffMaxMs: options.backoffMaxMs,
+    leaderElection: options.leaderElection
+      ? {
+        leases: new LeaseClient(kube),
+        namespace: options.leaseNamespace ?? conn.namespace ?? "default",
+        name: options.leaseName ?? "portager-leader",
+        identity,
+        leaseDurationMs: options.leaseDurationMs,
+        renewDeadlineMs: options.renewDeadlineMs,
+        retryPeriodMs: options.retryPeriodMs,
+      }
+      : undefined,
+    sync: {
       insecureRegistries: options.insecureRegistries,
       caCerts: options.caCerts,
       concurrency: options.copyConcurrency,
-      logger: log,
-    }),
-    recorder,
-    metrics,
-    logger: log,
-    observe: (obj) => {
-      for (const inf of informers) {
-        if (inf.get(objectKey(obj as StoredImageSync))) inf.observe(obj as StoredImageSync);
-      }
+      userAgent: "portager-operator",
     },
+    http: { metricsAddr: options.metricsAddr ?? ":8080", onListening: options.onListening },
   });
-
-  const enqueue = (obj: CachedImageSync) => queue?.add(objectKey(obj));
-  const handlers = {
-    onAdd: (obj: CachedImageSync) => enqueue(obj),
-    onUpdate: (prev: CachedImageSync, cur: CachedImageSync) => {
-      if (shouldEnqueueUpdate(prev, cur)) enqueue(cur);
-    },
-    onDelete: (obj: CachedImageSync) => {
-      const key = objectKey(obj);
-      queue?.cancelTimer(key);
-      queue?.forget(key);
-      metrics.forget(obj.metadata.namespace ?? "", obj.metadata.name);
-      log.info("ImageSync deleted", { imagesync: key });
-    },
-  };
-  const scopes = options.namespaces?.length ? options.namespaces : [undefined];
-  for (const ns of scopes) {
-    informers.push(
-      new Informer(imagesyncs.listWatcher(ns), handlers, { logger: log, transform: cachedView }),
-    );
-  }
-
-  async function worker(q: WorkQueue, id: number): Promise<void> {
-    while (true) {
-      const key = await q.get();
-      if (key === undefined) return;
-      const [ns, name] = splitKey(key);
-      const wlog = log.child({ imagesync: key, worker: id });
-      try {
-        const res = await reconciler.reconcile(ns, name, {
-          signal: term.stopStarting.signal,
-          cancelInFlight: term.cancelInFlight.signal,
-        }).catch((err) => ({
-          error: err as Error,
-          requeueAfterMs: undefined,
-        }));
-        if (res.error) {
-          if (!q.shuttingDown) {
-            const delay = q.addRateLimited(key);
-            metrics.observeRetry(ns, name);
-            wlog.warn("reconcile failed; retrying with backoff", { error: res.error, retryInMs: delay });
-          }
-        } else {
-          q.forget(key);
-          if (res.requeueAfterMs !== undefined) q.addAfter(key, res.requeueAfterMs);
-        }
-      } finally {
-        q.done(key);
-      }
-    }
-  }
-
-  function startWorkers(): void {
-    if (queue) return;
-    term = { stopStarting: new AbortController(), cancelInFlight: new AbortController() };
-    const q = new WorkQueue({ backoff: backoff(), onDepth: (d) => metrics.queueDepth.set(d) });
-    queue = q;
-    workerLoops = Array.from({ length: workers }, (_, i) => worker(q, i));
-    for (const inf of informers) for (const obj of inf.list()) q.add(objectKey(obj));
-    metrics.isLeader.set(1);
-  }
-
-  /** Stops taking work; in-flight reconciles get `graceMs`, then their syncs are aborted. */
-  async function stopWorkers(graceMs: number): Promise<void> {
-    const q = queue;
-    if (!q) return;
-    const { stopStarting, cancelInFlight } = term;
-    const loops = Promise.all(workerLoops);
-    queue = undefined;
-    workerLoops = [];
-    metrics.isLeader.set(0);
-    q.shutDown();
-    stopStarting.abort(new Error("shutdown"));
-    const timer = sleep(graceMs);
-    const finished = await Promise.race([loops.then(() => true), timer.promise.then(() => false)]);
-    timer.cancel();
-    if (!finished) {
-      log.warn("grace period over; interrupting in-flight syncs", {
-        inFlight: q.inFlight,
-        gracePeriodMs: graceMs,
-      });
-      cancelInFlight.abort(new Error("grace period over"));
-      await loops;
-    }
-  }
-
-  let elector: LeaderElector | undefined;
-  const electorAbort = new AbortController();
-  let electorRun: Promise<void> = Promise.resolve();
-  if (options.leaderElection) {
-    elector = new LeaderElector({
-      leases: new LeaseClient(kube),
-      namespace: leaseNamespace,
-      name: leaseName,
-      identity,
-      leaseDurationMs: options.leaseDurationMs,
-      renewDeadlineMs: options.renewDeadlineMs,
-      retryPeriodMs: options.retryPeriodMs,
-      logger: log,
-      onStartedLeading: () => startWorkers(),
-      // leadership lost: another instance may take over, so stop syncing at once
-      onStoppedLeading: () => void stopWorkers(0),
-    });
-  }
-
-  const ready = () => {
-    const watching = informers.every((i) => i.established);
-    if (!watching) return { ok: false, detail: "watch not established" };
-    if (elector && !elector.isLeader && !elector.healthy) {
-      return { ok: false, detail: "leader election not working" };
-    }
-    return { ok: true };
-  };
-
-  let server: MetricsServer | undefined;
   try {
-    server = await startServer(options.metricsAddr ?? ":8080", {
-      metrics: async () => ({ body: await metrics.expose(), contentType: metrics.contentType }),
-      ready,
-      logger: log,
-      onListening: (a) => {
-        log.info("serving /metrics /healthz /readyz", { address: `${a.hostname}:${a.port}` });
-        options.onListening?.(a);
-      },
-    });
-  } catch (err) {
+    await manager.run(options.signal);
+  } finally {
     kube.close();
-    throw err;
   }
-
-  const informerRuns = informers.map((inf) => inf.run(informerAbort.signal));
-  if (elector) electorRun = elector.run(electorAbort.signal);
-  else startWorkers();
-
-  // wait for the shutdown signal
-  await new Promise<void>((resolve) => {
-    if (options.signal.aborted) return resolve();
-    options.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-
-  log.info("shutting down", { gracePeriodMs });
-  await stopWorkers(gracePeriodMs);
-  log.debug("workers stopped; flushing Events");
-  await recorder.close();
-  // release the lease only after in-flight syncs ended, so a standby does not overlap them
-  electorAbort.abort();
-  await electorRun;
-  log.debug("leader election stopped; closing watches");
-  informerAbort.abort();
-  await Promise.all(informerRuns);
-  log.debug("watches closed; stopping the HTTP server");
-  await server.shutdown();
-  kube.close();
   log.info("operator stopped");
 }
 

@@ -61,26 +61,41 @@ export type SyncRunner = (
   },
 ) => Promise<SyncReport>;
 
-/** What reconcile needs from the outside world. */
+/**
+ * Reads and writes ImageSyncs: the object half of a store (src/kube's ImageSyncClient, or
+ * file mode's folder + state file).
+ */
+export interface ImageSyncAccess {
+  /** The object, or undefined when it does not exist. */
+  get(namespace: string, name: string, options?: { signal?: AbortSignal }): Promise<ImageSync | undefined>;
+  /** Removes one annotation (sync-now) and returns the object as stored. */
+  removeAnnotation(
+    namespace: string,
+    name: string,
+    options: { annotation: string; signal?: AbortSignal },
+  ): Promise<ImageSync>;
+  /** Writes status fields built from the current object; undefined when it is gone. */
+  updateStatus(
+    current: ImageSync,
+    build: (obj: ImageSync) => Partial<ImageSyncStatus>,
+    options?: { signal?: AbortSignal },
+  ): Promise<ImageSync | undefined>;
+}
+
+/** Where Events go: src/kube's EventRecorder, or log lines in file mode. */
+export interface EventSink {
+  /** Records one Event about `target`. */
+  record(target: EventObject, event: EventRecord): void;
+}
+
+/** What reconcile needs from the outside world: a store's objects and Events, credentials, metrics. */
 export interface ReconcileDeps {
-  /** Reads and writes ImageSyncs (src/kube's ImageSyncClient). */
-  imagesyncs: {
-    get(namespace: string, name: string, options?: { signal?: AbortSignal }): Promise<ImageSync | undefined>;
-    removeAnnotation(
-      namespace: string,
-      name: string,
-      options: { annotation: string; signal?: AbortSignal },
-    ): Promise<ImageSync>;
-    updateStatus(
-      current: ImageSync,
-      build: (obj: ImageSync) => Partial<ImageSyncStatus>,
-      options?: { signal?: AbortSignal },
-    ): Promise<ImageSync | undefined>;
-  };
+  /** Reads and writes ImageSyncs. */
+  imagesyncs: ImageSyncAccess;
   /** Reads credentials fresh and returns a runner for this ImageSync; throws an error with reason AuthFailed. */
   prepareSync(obj: StoredImageSync, spec: ImageSyncSpec, signal: AbortSignal): Promise<SyncRunner>;
-  /** Records Events (src/kube's EventRecorder). */
-  recorder: { record(target: EventObject, event: EventRecord): void };
+  /** Records Events. */
+  recorder: EventSink;
   /** Metrics to update after each sync. */
   metrics?: Metrics;
   /** Logger; reconcile adds the object's key. */

@@ -1,66 +1,66 @@
 /**
  * Binds an ImageSync to the shared "sync one spec once" use case: its Secrets are read fresh
- * from the cluster for every sync (never cached, so a rotated password is used at once) and
- * turned into credential resolvers by src/credentials; the runner then calls src/sync.
+ * through the store's loader for every sync (never cached, so a rotated password is used at
+ * once) and turned into credential resolvers by src/credentials; the runner then calls
+ * src/sync. Both stores (apiserver, files) go through here.
  * @module
  */
 
 import type { ImageSyncSpec } from "../api/mod.ts";
-import { CredentialError, credentialsForSpec, type SecretRef } from "../credentials/mod.ts";
-import { getSecret, type KubeClient } from "../kube/mod.ts";
+import { credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
+import type { CredentialResolver } from "../oci/mod.ts";
 import type { Logger } from "../server/log.ts";
 import { syncImageSync } from "../sync/mod.ts";
 import type { StoredImageSync, SyncRunner } from "./reconcile.ts";
 
-/** Options of {@linkcode makePrepareSync}. */
-export interface PrepareSyncOptions {
+/** How the syncs of a manager run. */
+export interface SyncSettings {
   /** Registry hosts allowed over plain HTTP. */
   insecureRegistries?: string[];
   /** Extra PEM CA certificates trusted for registries. */
   caCerts?: string[];
-  /** Blob transfers in flight per sync. */
+  /** Blob transfers in flight per sync; default the sync engine's. */
   concurrency?: number;
+  /** User-Agent of registry requests; default "portager-operator". */
+  userAgent?: string;
+  /** Whether a secretRef may name another namespace than the ImageSync's; default false. */
+  allowCrossNamespaceRefs?: boolean;
+  /** Namespaces allowed the process's cloud identity (ecr, gar); default every namespace. */
+  cloudIdentityNamespaces?: string[];
   /** Logger. */
   logger?: Logger;
 }
 
-/** Reads a Secret for credentials; a refusal by the apiserver is AuthFailed naming the Secret. */
-export function secretLoader(kube: KubeClient): (ref: SecretRef) => Promise<
-  { type?: string; data?: Record<string, string> } | undefined
-> {
-  return async (ref) => {
-    try {
-      return await getSecret(kube, ref);
-    } catch (err) {
-      throw new CredentialError(
-        "AuthFailed",
-        `cannot read secret ${ref.namespace}/${ref.name}: ${(err as Error).message}`,
-        {
-          source: `secret ${ref.namespace}/${ref.name}`,
-          cause: err,
-        },
-      );
-    }
-  };
+/** Where a store's Secrets come from. */
+export interface SecretSource {
+  /** Reads a Secret (or its stand-in). */
+  loadSecret: SecretLoader;
+  /** Credentials where no Secret is named, or one the loader does not have (file mode). */
+  fallback?: CredentialResolver;
 }
 
 /** Returns the reconciler's `prepareSync`: credentials for the spec, then a runner. */
 export function makePrepareSync(
-  kube: KubeClient,
-  options: PrepareSyncOptions = {},
+  secrets: SecretSource,
+  settings: SyncSettings = {},
 ): (obj: StoredImageSync, spec: ImageSyncSpec, signal: AbortSignal) => Promise<SyncRunner> {
-  const loadSecret = secretLoader(kube);
   return async (obj, spec) => {
-    const creds = await credentialsForSpec(spec, { namespace: obj.metadata.namespace, loadSecret });
+    const creds = await credentialsForSpec(spec, {
+      namespace: obj.metadata.namespace,
+      loadSecret: secrets.loadSecret,
+      fallback: secrets.fallback,
+      allowCrossNamespaceRefs: settings.allowCrossNamespaceRefs ?? true,
+      cloudIdentityNamespaces: settings.cloudIdentityNamespaces,
+    });
     return (s, run) =>
       syncImageSync(s, {
         sourceCredentials: creds.source,
         destinationCredentials: creds.destination,
         repositories: creds.repositories,
-        insecureRegistries: options.insecureRegistries,
-        caCerts: options.caCerts,
-        concurrency: options.concurrency,
-        userAgent: "portager-operator",
+        insecureRegistries: settings.insecureRegistries,
+        caCerts: settings.caCerts,
+        concurrency: settings.concurrency,
+        userAgent: settings.userAgent ?? "portager-operator",
         previous: run.previous,
         onEvent: run.onEvent,
         onRetry: () => run.onRetry(),

@@ -12,4 +12,5 @@ export * from "./imagesyncs.ts";
 export * from "./secrets.ts";
 export * from "./events.ts";
 export * from "./lease.ts";
+export * from "./store.ts";
 export { abortableSleep } from "./sleep.ts";

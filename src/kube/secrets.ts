@@ -33,15 +33,3 @@ export async function getSecret(
     throw err;
   }
 }
-
-/** Decodes one base64 `data` value of a Secret to text (undefined if absent or not base64). */
-export function secretText(secret: Secret, key: string): string | undefined {
-  const v = secret.data?.[key];
-  if (v === undefined) return undefined;
-  try {
-    const bin = atob(v);
-    return new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
-  } catch {
-    return undefined;
-  }
-}

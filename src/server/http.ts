@@ -22,6 +22,8 @@ export interface ServerOptions {
   ready?: () => ProbeResult;
   /** /healthz; default always healthy. */
   healthy?: () => ProbeResult;
+  /** Whether /healthz /livez /readyz are served here; default true (false: probes have their own port). */
+  probes?: boolean;
   /** Where handler failures are logged. */
   logger?: Logger;
   /** Called once the socket is bound, with the chosen port (useful with port 0). */
@@ -99,12 +101,13 @@ export function startServer(addr: string, options: ServerOptions = {}): Promise<
           }
           case "/healthz":
           case "/livez":
+            if (options.probes === false) break;
             return probe(options.healthy?.() ?? { ok: true });
           case "/readyz":
+            if (options.probes === false) break;
             return probe(options.ready?.() ?? { ok: true });
-          default:
-            return new Response("not found\n", { status: 404 });
         }
+        return new Response("not found\n", { status: 404 });
       });
     } catch (err) {
       reject(err);

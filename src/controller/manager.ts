@@ -1,0 +1,370 @@
+/**
+ * The manager: the one runtime of both long-running modes, as controller-runtime's manager.
+ * It takes a *store* (where ImageSyncs are read, status written, Events recorded and Secrets
+ * read: the apiserver in src/kube, or a folder + state file in src/filestore) and an *event
+ * source* (which keys changed: informers, or the folder watch), and runs the rest the same way
+ * for both: a de-duplicating work queue, N workers running the reconciler, per-key backoff
+ * after a failure, requeue at the next scheduled sync, an optional leader gate (only the
+ * leader works), the /metrics /healthz /readyz server, and a graceful shutdown — stop taking
+ * work, let in-flight syncs finish within the grace period, then cancel them, flush the store.
+ *
+ * ```ts
+ * const manager = new Manager({ store, source, logger, http: { metricsAddr: ":8080" } });
+ * await manager.run(signal); // resolves after the graceful shutdown
+ * ```
+ * @module
+ */
+
+import type { ImageSync } from "../api/mod.ts";
+import type { SecretLoader } from "../credentials/mod.ts";
+import type { CredentialResolver } from "../oci/mod.ts";
+import { abortableSleep } from "../kube/mod.ts";
+import { createMetrics, type Metrics } from "../metrics/mod.ts";
+import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
+import type { Logger } from "../server/log.ts";
+import { LeaderElector, type LeaderElectorOptions } from "./leader.ts";
+import { ExponentialBackoff, WorkQueue } from "./queue.ts";
+import { type EventSink, type ImageSyncAccess, type ReconcileDeps, Reconciler } from "./reconcile.ts";
+import { makePrepareSync, type SyncSettings } from "./sync_runner.ts";
+
+/** ImageSyncs synced at the same time unless told otherwise. */
+export const DEFAULT_WORKERS = 2;
+/** How long in-flight syncs may run after shutdown began, unless told otherwise. */
+export const DEFAULT_GRACE_PERIOD_MS = 30_000;
+
+/**
+ * Where ImageSyncs live: the store contract of the manager. The apiserver (src/kube's
+ * `KubeStore`) and file mode (src/filestore's `FileStore`) implement it.
+ */
+export interface Store {
+  /** Reads ImageSyncs, removes the sync-now annotation, writes status. */
+  imagesyncs: ImageSyncAccess;
+  /** Where Events go (the apiserver's Events; log lines in file mode). */
+  recorder: EventSink;
+  /** Reads a Secret named by a spec, fresh for every sync. */
+  loadSecret: SecretLoader;
+  /** Credentials where a spec names no Secret or one the store does not have (file mode). */
+  fallbackCredentials?: CredentialResolver;
+  /** Flushes what is buffered (Events, the state file); called once at shutdown. */
+  close(): Promise<void>;
+}
+
+/** What an event source tells the manager. */
+export interface KeySink {
+  /** `namespace/name` changed (or is new): reconcile it. */
+  add(key: string): void;
+  /** `namespace/name` is gone: drop its timers, backoff and metrics. */
+  remove(key: string): void;
+}
+
+/** Which keys to reconcile, and when: informers, or the folder watch. */
+export interface EventSource {
+  /** Delivers changes to `sink` until `signal` aborts; resolves once stopped. */
+  run(sink: KeySink, signal: AbortSignal): Promise<void>;
+  /** Every key known now (queued when this instance starts working, e.g. becomes leader). */
+  keys(): Iterable<string>;
+  /** Readiness of the source (watch established, files loaded). */
+  ready(): ProbeResult;
+  /** Called with the object after every write by reconcile (to refresh a cache). */
+  observe?(obj: ImageSync): void;
+}
+
+/** Where /metrics and the probes listen. */
+export interface HttpOptions {
+  /** /metrics (and the probes too when `healthProbeAddr` is unset); port 0 picks a free port. */
+  metricsAddr?: string;
+  /** /healthz /readyz on their own port; unset: served with /metrics. */
+  healthProbeAddr?: string;
+  /** Called once the metrics server listens. */
+  onListening?: (addr: { hostname: string; port: number }) => void;
+  /** Called once the probe server listens (when it is separate). */
+  onProbesListening?: (addr: { hostname: string; port: number }) => void;
+}
+
+/** Options of {@linkcode Manager}. */
+export interface ManagerOptions {
+  /** Where ImageSyncs live. */
+  store: Store;
+  /** Which keys changed. */
+  source: EventSource;
+  /** Structured logger. */
+  logger: Logger;
+  /** Metrics registry; default a new one. */
+  metrics?: Metrics;
+  /** Workers (ImageSyncs synced at the same time); default {@linkcode DEFAULT_WORKERS}. */
+  workers?: number;
+  /** How long in-flight syncs may run after the signal; default {@linkcode DEFAULT_GRACE_PERIOD_MS}. */
+  gracePeriodMs?: number;
+  /** Per-key backoff after a failed sync; default 5 s doubling. */
+  backoffBaseMs?: number;
+  /** Longest backoff; default 5 min. */
+  backoffMaxMs?: number;
+  /** Only the holder of this Lease works; unset: always work. */
+  leaderElection?: Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">;
+  /** How syncs run: registries, CAs, tenancy rules. */
+  sync?: SyncSettings;
+  /** Replaces credentials + src/sync (tests). */
+  prepareSync?: ReconcileDeps["prepareSync"];
+  /** The HTTP servers; unset: none. */
+  http?: HttpOptions;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+interface Term {
+  queue: WorkQueue;
+  loops: Promise<void>[];
+  /** Aborted when this term stops taking work: syncs start no new tags. */
+  stopStarting: AbortController;
+  /** Aborted when copies in flight must stop (grace period over). */
+  cancelInFlight: AbortController;
+}
+
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf("/");
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+/** Runs reconcile over a store and an event source; see the module doc. */
+export class Manager {
+  readonly #o: ManagerOptions;
+  readonly #log: Logger;
+  /** The metrics registry in use. */
+  readonly metrics: Metrics;
+  readonly #reconciler: Reconciler;
+  readonly #workers: number;
+  #term?: Term;
+  #elector?: LeaderElector;
+  #stopping?: Promise<void>;
+
+  /** Creates a manager; `run` starts it. */
+  constructor(options: ManagerOptions) {
+    this.#o = options;
+    this.#log = options.logger;
+    this.metrics = options.metrics ?? createMetrics();
+    this.#workers = Math.max(1, options.workers ?? DEFAULT_WORKERS);
+    const store = options.store;
+    this.#reconciler = new Reconciler({
+      imagesyncs: store.imagesyncs,
+      recorder: store.recorder,
+      prepareSync: options.prepareSync ??
+        makePrepareSync({ loadSecret: store.loadSecret, fallback: store.fallbackCredentials }, {
+          ...options.sync,
+          logger: this.#log,
+        }),
+      metrics: this.metrics,
+      logger: this.#log,
+      now: options.now,
+      observe: options.source.observe ? (obj) => options.source.observe!(obj) : undefined,
+    });
+  }
+
+  /** Whether workers are running (always, without leader election; else while leader). */
+  get working(): boolean {
+    return this.#term !== undefined;
+  }
+
+  /** Keys being reconciled right now. */
+  get inFlight(): number {
+    return this.#term?.queue.inFlight ?? 0;
+  }
+
+  /** Readiness: the source is ready, and leader election works (leader or healthy standby). */
+  ready(): ProbeResult {
+    const source = this.#o.source.ready();
+    if (!source.ok) return source;
+    const e = this.#elector;
+    if (e && !e.isLeader && !e.healthy) return { ok: false, detail: "leader election not working" };
+    return { ok: true };
+  }
+
+  #sink: KeySink = {
+    add: (key) => this.#term?.queue.add(key),
+    remove: (key) => {
+      const q = this.#term?.queue;
+      q?.cancelTimer(key);
+      q?.forget(key);
+      const [ns, name] = splitKey(key);
+      this.metrics.forget(ns, name);
+    },
+  };
+
+  async #worker(term: Term, id: number): Promise<void> {
+    const q = term.queue;
+    while (true) {
+      const key = await q.get();
+      if (key === undefined) return;
+      const [ns, name] = splitKey(key);
+      const log = this.#log.child({ imagesync: key, worker: id });
+      try {
+        let res;
+        let thrown = false;
+        try {
+          res = await this.#reconciler.reconcile(ns, name, {
+            signal: term.stopStarting.signal,
+            cancelInFlight: term.cancelInFlight.signal,
+          });
+        } catch (err) {
+          // reconcile itself failed (the store refused a read or write), not the sync
+          res = { error: err as Error, requeueAfterMs: undefined };
+          thrown = true;
+        }
+        if (res.error) {
+          if (!q.shuttingDown) {
+            const delay = q.addRateLimited(key);
+            this.metrics.observeRetry(ns, name);
+            log.warn(`${thrown ? "reconcile" : "sync"} failed; retrying with backoff`, {
+              error: thrown ? res.error : res.error.message,
+              retryInMs: delay,
+            });
+          }
+        } else {
+          q.forget(key);
+          if (res.requeueAfterMs !== undefined) {
+            q.addAfter(key, res.requeueAfterMs);
+            log.info("next sync scheduled", {
+              nextSyncTime: new Date(Date.now() + res.requeueAfterMs).toISOString(),
+            });
+          }
+        }
+      } finally {
+        q.done(key);
+      }
+    }
+  }
+
+  #startWorking(): void {
+    if (this.#term || this.#stopping) return;
+    const queue = new WorkQueue({
+      backoff: new ExponentialBackoff({ baseMs: this.#o.backoffBaseMs, maxMs: this.#o.backoffMaxMs }),
+      onDepth: (d) => this.metrics.queueDepth.set(d),
+    });
+    const term: Term = {
+      queue,
+      loops: [],
+      stopStarting: new AbortController(),
+      cancelInFlight: new AbortController(),
+    };
+    this.#term = term;
+    term.loops = Array.from({ length: this.#workers }, (_, i) => this.#worker(term, i));
+    for (const key of this.#o.source.keys()) queue.add(key);
+    this.metrics.isLeader.set(1);
+  }
+
+  /** Stops taking work; in-flight reconciles get `graceMs`, then their syncs are cancelled. */
+  async #stopWorking(graceMs: number): Promise<void> {
+    const term = this.#term;
+    if (!term) return;
+    this.#term = undefined;
+    this.metrics.isLeader.set(0);
+    term.queue.shutDown();
+    term.stopStarting.abort(new Error("shutdown"));
+    const loops = Promise.all(term.loops);
+    const timer = new AbortController();
+    const finished = await Promise.race([
+      loops.then(() => true),
+      abortableSleep(graceMs, timer.signal).then(() => false),
+    ]);
+    timer.abort();
+    if (!finished) {
+      this.#log.warn("grace period over; interrupting in-flight syncs", {
+        inFlight: term.queue.inFlight,
+        gracePeriodMs: graceMs,
+      });
+      term.cancelInFlight.abort(new Error("grace period over"));
+      await loops;
+    }
+  }
+
+  async #startHttp(): Promise<MetricsServer[]> {
+    const http = this.#o.http;
+    if (!http?.metricsAddr && !http?.healthProbeAddr) return [];
+    const servers: MetricsServer[] = [];
+    const metrics = async () => ({
+      body: await this.metrics.expose(),
+      contentType: this.metrics.contentType,
+    });
+    const ready = () => this.ready();
+    const separate = http.healthProbeAddr !== undefined;
+    try {
+      if (http.metricsAddr) {
+        const what = separate ? "/metrics" : "/metrics /healthz /readyz";
+        servers.push(
+          await startServer(http.metricsAddr, {
+            metrics,
+            ready: separate ? undefined : ready,
+            probes: !separate,
+            logger: this.#log,
+            onListening: (a) => {
+              this.#log.info(`serving ${what}`, { address: `${a.hostname}:${a.port}` });
+              http.onListening?.(a);
+            },
+          }),
+        );
+      }
+      if (separate) {
+        servers.push(
+          await startServer(http.healthProbeAddr!, {
+            ready,
+            logger: this.#log,
+            onListening: (a) => {
+              this.#log.info("serving /healthz /readyz", { address: `${a.hostname}:${a.port}` });
+              http.onProbesListening?.(a);
+            },
+          }),
+        );
+      }
+    } catch (err) {
+      await Promise.all(servers.map((s) => s.shutdown()));
+      throw err;
+    }
+    return servers;
+  }
+
+  /**
+   * Runs until `signal` aborts, then shuts down gracefully: stop taking work, in-flight syncs
+   * get the grace period, the store is flushed, the Lease released, the source and the HTTP
+   * servers stopped. Rejects only when start-up fails (e.g. the listen address is taken).
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    const servers = await this.#startHttp();
+    const sourceStop = new AbortController();
+    const source = this.#o.source.run(this.#sink, sourceStop.signal).catch((err) =>
+      this.#log.error("the event source stopped", { error: err })
+    );
+    const electorStop = new AbortController();
+    let electing: Promise<void> = Promise.resolve();
+    const le = this.#o.leaderElection;
+    if (le) {
+      this.#elector = new LeaderElector({
+        ...le,
+        logger: this.#log,
+        onStartedLeading: () => this.#startWorking(),
+        // leadership lost: another instance may take over, so stop syncing at once
+        onStoppedLeading: () => void this.#stopWorking(0),
+      });
+      electing = this.#elector.run(electorStop.signal);
+    } else {
+      this.#startWorking();
+    }
+
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+
+    const gracePeriodMs = this.#o.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS;
+    this.#log.info("shutting down", { gracePeriodMs, inFlight: this.inFlight });
+    this.#stopping = this.#stopWorking(gracePeriodMs);
+    await this.#stopping;
+    this.#log.debug("workers stopped; stopping the event source");
+    sourceStop.abort();
+    await source;
+    await this.#o.store.close();
+    // release the lease only after in-flight syncs ended, so a standby does not overlap them
+    electorStop.abort();
+    await electing;
+    this.#log.debug("stopping the HTTP servers");
+    await Promise.all(servers.map((s) => s.shutdown()));
+  }
+}

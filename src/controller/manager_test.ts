@@ -1,0 +1,338 @@
+import assert from "node:assert/strict";
+import type { ImageSync, ImageSyncSpec, ImageSyncStatus } from "../api/mod.ts";
+import type { Lease } from "../kube/mod.ts";
+import { createMetrics } from "../metrics/mod.ts";
+import { createLogger } from "../server/log.ts";
+import { type ImageResult, summarize, type SyncReport } from "../sync/mod.ts";
+import { type EventSource, type KeySink, Manager, type ManagerOptions, type Store } from "./manager.ts";
+import type { SyncRunner } from "./reconcile.ts";
+
+// --- fakes: an in-memory store and a source the test drives ---
+
+function imageSync(name: string): ImageSync {
+  return {
+    apiVersion: "portager.portager.io/v1alpha1",
+    kind: "ImageSync",
+    metadata: { name, namespace: "ns", generation: 1 },
+    spec: {
+      schedule: "@every 1h",
+      source: { registry: "src.example" },
+      destination: { registry: "dst.example", auth: { method: "anonymous" } },
+      images: [{ name: "app", tags: ["1.0"] }],
+    },
+  };
+}
+
+class MemoryStore implements Store {
+  objects = new Map<string, ImageSync>();
+  events: Array<{ name: string; reason: string }> = [];
+  closed = false;
+  imagesyncs = {
+    get: (ns: string, name: string) => {
+      const o = this.objects.get(`${ns}/${name}`);
+      return Promise.resolve(o ? structuredClone(o) : undefined);
+    },
+    removeAnnotation: (ns: string, name: string) =>
+      Promise.resolve(structuredClone(this.objects.get(`${ns}/${name}`)!)),
+    updateStatus: (cur: ImageSync, build: (o: ImageSync) => Partial<ImageSyncStatus>) => {
+      const key = `${cur.metadata.namespace}/${cur.metadata.name}`;
+      const o = this.objects.get(key);
+      if (!o) return Promise.resolve(undefined);
+      o.status = { ...(o.status ?? {}), ...build(structuredClone(o)) };
+      return Promise.resolve(structuredClone(o));
+    },
+  };
+  recorder = {
+    record: (t: { name: string }, e: { reason: string }) =>
+      void this.events.push({ name: t.name, reason: e.reason }),
+  };
+  loadSecret = () => Promise.resolve(undefined);
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+  add(...names: string[]): void {
+    for (const n of names) this.objects.set(`ns/${n}`, imageSync(n));
+  }
+  condition(name: string, type: string) {
+    return this.objects.get(`ns/${name}`)?.status?.conditions?.find((c) => c.type === type);
+  }
+}
+
+class TestSource implements EventSource {
+  sink?: KeySink;
+  known: string[] = [];
+  run(sink: KeySink, signal: AbortSignal): Promise<void> {
+    this.sink = sink;
+    return new Promise((r) => signal.addEventListener("abort", () => r(), { once: true }));
+  }
+  keys(): Iterable<string> {
+    return this.known;
+  }
+  ready() {
+    return { ok: true };
+  }
+}
+
+function report(ok: boolean, aborted = false): SyncReport {
+  const now = new Date().toISOString();
+  const image: ImageResult = {
+    name: "app",
+    sourceRepository: "src.example/app",
+    destinationRepository: "dst.example/app",
+    tags: [],
+  };
+  // a failed sync: the image's tags could not be resolved
+  if (!ok) {
+    image.semver = { constraint: "^1", matched: [], error: { reason: "NotFound", message: "no tags" } };
+  }
+  return summarize([image], { dryRun: false, aborted, startedAt: now, finishedAt: now });
+}
+
+/** A sync the test finishes: each run waits until `release(name)`. */
+class Syncs {
+  running = new Map<string, { resolve: (r: SyncReport) => void; signal: AbortSignal; cancel: AbortSignal }>();
+  started: string[] = [];
+  maxParallel = 0;
+  outcome: (name: string, attempt: number) => "ok" | "fail" | "wait" = () => "wait";
+  prepareSync: ManagerOptions["prepareSync"] = (obj) => {
+    const name = obj.metadata.name;
+    const runner: SyncRunner = (_spec: ImageSyncSpec, opts) => {
+      this.started.push(name);
+      const attempt = this.started.filter((n) => n === name).length;
+      const how = this.outcome(name, attempt);
+      if (how !== "wait") return Promise.resolve(report(how === "ok"));
+      return new Promise<SyncReport>((resolve) => {
+        this.running.set(name, { resolve, signal: opts.signal, cancel: opts.cancelInFlight });
+        this.maxParallel = Math.max(this.maxParallel, this.running.size);
+        opts.cancelInFlight.addEventListener("abort", () => {
+          this.running.delete(name);
+          resolve(report(false, true));
+        }, { once: true });
+      });
+    };
+    return Promise.resolve(runner);
+  };
+  release(name: string, ok = true): void {
+    const r = this.running.get(name);
+    assert.ok(r, `${name} is running`);
+    this.running.delete(name);
+    r.resolve(report(ok));
+  }
+}
+
+async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function setup(over: Partial<ManagerOptions> = {}) {
+  const store = new MemoryStore();
+  const source = new TestSource();
+  const syncs = new Syncs();
+  const lines: Array<Record<string, unknown>> = [];
+  const manager = new Manager({
+    store,
+    source,
+    logger: createLogger({ level: "debug", format: "json", write: (l) => lines.push(JSON.parse(l)) }),
+    metrics: createMetrics(),
+    prepareSync: syncs.prepareSync,
+    backoffBaseMs: 5,
+    backoffMaxMs: 20,
+    ...over,
+  });
+  const stop = new AbortController();
+  let done = false;
+  const running = manager.run(stop.signal).finally(() => done = true);
+  return {
+    store,
+    source,
+    syncs,
+    lines,
+    manager,
+    running,
+    done: () => done,
+    stop: async () => {
+      stop.abort();
+      await running;
+    },
+  };
+}
+
+Deno.test("manager: N workers, one key at a time, a key added while in flight runs once more after", async () => {
+  const t = setup({ workers: 2 });
+  t.store.add("a", "b", "c");
+  await until("the source to run", () => t.source.sink);
+  for (const k of ["ns/a", "ns/b", "ns/c"]) t.source.sink!.add(k);
+  await until("two syncs", () => t.syncs.running.size === 2);
+  // a third key waits for a free worker; a running key added again is not run twice
+  t.source.sink!.add("ns/a");
+  t.source.sink!.add("ns/a");
+  assert.deepEqual(t.syncs.started.sort(), ["a", "b"]);
+  t.syncs.release("b");
+  await until("c to start", () => t.syncs.running.has("c"));
+  t.syncs.release("a");
+  // "a" was dirty: it reconciles again (and, synced now, waits for its schedule: no second sync)
+  await until(
+    "a's second reconcile",
+    () => t.lines.filter((l) => l.imagesync === "ns/a" && l.msg === "next sync scheduled").length >= 2,
+  );
+  t.syncs.release("c");
+  await until("c done", () => t.store.condition("c", "Ready")?.status === "True");
+  assert.equal(t.syncs.maxParallel, 2, "never more than 2 at once");
+  assert.deepEqual(t.syncs.started.filter((n) => n === "a"), ["a"], "a synced once, reconciled twice");
+  assert.equal(t.store.condition("a", "Ready")?.reason, "SyncSucceeded");
+  await t.stop();
+  assert.ok(t.store.closed, "the store is flushed at shutdown");
+});
+
+Deno.test("manager: a failed sync is retried with per-key backoff until it succeeds", async () => {
+  const t = setup();
+  t.syncs.outcome = (_name, attempt) => attempt < 3 ? "fail" : "ok";
+  t.store.add("flaky");
+  t.source.known = ["ns/flaky"]; // known at start: queued when the workers start
+  await until("success", () => t.store.condition("flaky", "Ready")?.status === "True");
+  const retries = t.lines.filter((l) => l.msg === "sync failed; retrying with backoff");
+  assert.deepEqual(retries.map((l) => l.retryInMs), [5, 10], "doubling from the base");
+  assert.equal(t.syncs.started.length, 3);
+  const exposed = await t.manager.metrics.expose();
+  assert.match(exposed, /portage_retries_total\{[^}]*name="flaky",kind="reconcile"\} 2/);
+  await t.stop();
+});
+
+Deno.test("manager: a store that fails is a reconcile failure, retried", async () => {
+  const t = setup();
+  t.store.add("x");
+  let fail = true;
+  const get = t.store.imagesyncs.get;
+  t.store.imagesyncs.get = (ns, name) => fail ? Promise.reject(new Error("apiserver away")) : get(ns, name);
+  await until("the source", () => t.source.sink);
+  t.source.sink!.add("ns/x");
+  await until(
+    "a reconcile failure",
+    () => t.lines.some((l) => l.msg === "reconcile failed; retrying with backoff"),
+  );
+  fail = false;
+  t.syncs.outcome = () => "ok";
+  await until("the retry to sync", () => t.store.condition("x", "Ready")?.status === "True");
+  await t.stop();
+});
+
+Deno.test("manager: shutdown lets in-flight syncs finish within the grace period", async () => {
+  const t = setup({ gracePeriodMs: 60_000 });
+  t.store.add("slow");
+  t.source.known = ["ns/slow"];
+  await until("the sync", () => t.syncs.running.get("slow"));
+  const r = t.syncs.running.get("slow")!;
+  const stopping = t.stop();
+  // shutdown began: the sync is told to start nothing new, not to cut copies
+  await until("stopStarting", () => r.signal.aborted);
+  assert.equal(r.cancel.aborted, false);
+  assert.equal(t.done(), false, "waits for the sync");
+  t.syncs.release("slow");
+  await stopping;
+  assert.equal(t.syncs.running.size, 0);
+  assert.ok(!t.lines.some((l) => l.msg === "grace period over; interrupting in-flight syncs"));
+});
+
+Deno.test("manager: after the grace period copies in flight are cancelled and the sync marked Interrupted", async () => {
+  const t = setup({ gracePeriodMs: 1 });
+  t.store.add("stuck");
+  t.source.known = ["ns/stuck"];
+  await until("the sync", () => t.syncs.running.get("stuck"));
+  const r = t.syncs.running.get("stuck")!;
+  await t.stop();
+  assert.ok(r.cancel.aborted, "cancelInFlight aborted");
+  assert.ok(t.lines.some((l) => l.msg === "grace period over; interrupting in-flight syncs"));
+  assert.equal(t.store.condition("stuck", "Syncing")?.reason, "Interrupted");
+});
+
+Deno.test("manager: a removed key leaves the metrics", async () => {
+  const t = setup();
+  t.syncs.outcome = () => "ok";
+  t.store.add("gone");
+  t.source.known = ["ns/gone"];
+  await until("synced", () => t.store.condition("gone", "Ready")?.status === "True");
+  t.source.sink!.remove("ns/gone");
+  t.store.objects.delete("ns/gone");
+  assert.doesNotMatch(await t.manager.metrics.expose(), /name="gone"/, "its series are dropped");
+  await t.stop();
+});
+
+/** Leases in memory, with resourceVersion conflicts as the apiserver has them. */
+class MemoryLeases {
+  lease?: Lease;
+  #rv = 0;
+  gets = 0;
+  get(): Promise<Lease | undefined> {
+    this.gets++;
+    return Promise.resolve(this.lease ? structuredClone(this.lease) : undefined);
+  }
+  create(l: Lease): Promise<Lease> {
+    if (this.lease) return Promise.reject(Object.assign(new Error("exists"), { reason: "AlreadyExists" }));
+    this.lease = { ...structuredClone(l), metadata: { ...l.metadata, resourceVersion: String(++this.#rv) } };
+    return Promise.resolve(structuredClone(this.lease));
+  }
+  update(l: Lease): Promise<Lease> {
+    if (l.metadata.resourceVersion !== this.lease?.metadata.resourceVersion) {
+      return Promise.reject(Object.assign(new Error("conflict"), { reason: "Conflict" }));
+    }
+    this.lease = { ...structuredClone(l), metadata: { ...l.metadata, resourceVersion: String(++this.#rv) } };
+    return Promise.resolve(structuredClone(this.lease));
+  }
+  /** Another candidate renews the lease now. */
+  renewBy(holder: string): void {
+    const now = new Date().toISOString();
+    this.lease = {
+      metadata: { name: "l", namespace: "ns", resourceVersion: String(++this.#rv) },
+      spec: {
+        holderIdentity: holder,
+        leaseDurationSeconds: 1,
+        acquireTime: now,
+        renewTime: now,
+        leaseTransitions: 0,
+      },
+    };
+  }
+}
+
+Deno.test("manager: with leader election only the leader works; a held lease keeps it standing by", async () => {
+  const leases = new MemoryLeases();
+  leases.renewBy("other");
+  const t = setup({
+    leaderElection: {
+      leases,
+      namespace: "ns",
+      name: "l",
+      identity: "me",
+      leaseDurationMs: 1_000,
+      renewDeadlineMs: 500,
+      retryPeriodMs: 20,
+    },
+  });
+  t.syncs.outcome = () => "ok";
+  t.store.add("a");
+  t.source.known = ["ns/a"];
+  // the other holder keeps renewing: several attempts of ours, no work
+  const renewing = setInterval(() => leases.renewBy("other"), 10);
+  try {
+    await until("several election attempts", () => leases.gets >= 5);
+    assert.equal(t.manager.working, false);
+    assert.deepEqual(t.syncs.started, []);
+    assert.deepEqual(t.manager.ready(), { ok: true }, "a healthy standby is ready");
+  } finally {
+    clearInterval(renewing);
+  }
+  // the other stops renewing: after a lease duration by our own clock, we lead and work
+  await until("leadership", () => t.manager.working, 5_000);
+  assert.equal(leases.lease?.spec.holderIdentity, "me");
+  assert.equal(leases.lease?.spec.leaseTransitions, 1);
+  await until("the sync", () => t.store.condition("a", "Ready")?.status === "True");
+  await t.stop();
+  assert.equal(leases.lease?.spec.holderIdentity ?? "", "", "released at shutdown");
+});
