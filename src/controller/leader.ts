@@ -41,11 +41,14 @@ export interface LeaderElectorOptions {
   onStartedLeading?: () => void;
   /** Called when this candidate stops being leader (lost the lease or shutting down). */
   onStoppedLeading?: () => void;
+  /** Clock in epoch ms, for tests; default `Date.now`. */
+  now?: () => number;
 }
 
 /** Runs leader election for one candidate. */
 export class LeaderElector {
-  #o: Required<Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">>;
+  #o: Required<Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading" | "now">>;
+  #now: () => number;
   #log?: Logger;
   #onStart?: () => void;
   #onStop?: () => void;
@@ -72,6 +75,7 @@ export class LeaderElector {
       throw new RangeError("leader election: the renew deadline must be shorter than the lease duration");
     }
     this.#log = options.logger;
+    this.#now = options.now ?? Date.now;
     this.#onStart = options.onStartedLeading;
     this.#onStop = options.onStoppedLeading;
   }
@@ -88,17 +92,22 @@ export class LeaderElector {
 
   /** True when the last lease read or write succeeded within two lease durations. */
   get healthy(): boolean {
-    return this.#lastSuccess > 0 && Date.now() - this.#lastSuccess < 2 * this.#o.leaseDurationMs;
+    return this.#lastSuccess > 0 && this.#now() - this.#lastSuccess < 2 * this.#o.leaseDurationMs;
   }
 
   #observe(lease: Lease): void {
     const s = lease.spec ?? {};
-    const record = `${s.holderIdentity ?? ""}|${s.renewTime ?? ""}|${s.acquireTime ?? ""}|${
-      s.leaseDurationSeconds ?? ""
-    }`;
+    // client-go compares the whole record: any change restarts the observation clock
+    const record = JSON.stringify([
+      s.holderIdentity ?? "",
+      s.renewTime ?? "",
+      s.acquireTime ?? "",
+      s.leaseDurationSeconds ?? 0,
+      s.leaseTransitions ?? 0,
+    ]);
     if (record !== this.#observedRecord) {
       this.#observedRecord = record;
-      this.#observedAt = Date.now();
+      this.#observedAt = this.#now();
     }
     this.#observedHolder = s.holderIdentity ?? "";
     this.#lease = lease;
@@ -108,7 +117,7 @@ export class LeaderElector {
   async tryAcquireOrRenew(signal?: AbortSignal): Promise<boolean> {
     const { leases, namespace, name, identity } = this.#o;
     const durationSeconds = Math.max(1, Math.round(this.#o.leaseDurationMs / 1000));
-    const now = new Date();
+    const now = new Date(this.#now());
     let lease: Lease | undefined;
     try {
       lease = await leases.get(namespace, name, { signal });
@@ -129,7 +138,7 @@ export class LeaderElector {
           },
         }, { signal });
         this.#observe(created);
-        this.#lastSuccess = Date.now();
+        this.#lastSuccess = this.#now();
         return true;
       } catch (err) {
         if (!isKubeReason(err, "AlreadyExists")) {
@@ -139,10 +148,10 @@ export class LeaderElector {
       }
     }
     this.#observe(lease);
-    this.#lastSuccess = Date.now();
+    this.#lastSuccess = this.#now();
     const holder = lease.spec?.holderIdentity ?? "";
     const leaseMs = (lease.spec?.leaseDurationSeconds ?? durationSeconds) * 1000;
-    if (holder && holder !== identity && this.#observedAt + leaseMs > Date.now()) return false;
+    if (holder && holder !== identity && this.#observedAt + leaseMs > this.#now()) return false;
     const mine = holder === identity;
     const next: Lease = {
       metadata: lease.metadata,
@@ -158,7 +167,7 @@ export class LeaderElector {
     try {
       const updated = await leases.update(next, { signal });
       this.#observe(updated);
-      this.#lastSuccess = Date.now();
+      this.#lastSuccess = this.#now();
       return true;
     } catch (err) {
       if (!isKubeReason(err, "Conflict")) {
@@ -178,7 +187,7 @@ export class LeaderElector {
       const ok = await this.tryAcquireOrRenew(signal);
       if (signal.aborted) break;
       if (ok) {
-        this.#lastRenew = Date.now();
+        this.#lastRenew = this.#now();
         if (!this.#leader) {
           this.#leader = true;
           this.#log?.info("became leader", {
@@ -190,7 +199,7 @@ export class LeaderElector {
         await sleep(period, signal);
         continue;
       }
-      if (this.#leader && Date.now() - this.#lastRenew > this.#o.renewDeadlineMs) {
+      if (this.#leader && this.#now() - this.#lastRenew > this.#o.renewDeadlineMs) {
         this.#leader = false;
         this.#log?.error("lost leadership: could not renew the lease in time", {
           lease: `${this.#o.namespace}/${this.#o.name}`,
@@ -220,11 +229,12 @@ export class LeaderElector {
     try {
       const lease = await leases.get(namespace, name);
       if (!lease || lease.spec?.holderIdentity !== identity) return;
-      const now = microTime(new Date());
+      const now = microTime(new Date(this.#now()));
       await leases.update({
         metadata: lease.metadata,
+        // as client-go's release: no holder, a 1 s lease, transitions kept
         spec: {
-          holderIdentity: null,
+          holderIdentity: "",
           leaseDurationSeconds: 1,
           acquireTime: now,
           renewTime: now,

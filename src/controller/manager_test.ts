@@ -5,6 +5,7 @@ import { createMetrics } from "../metrics/mod.ts";
 import { createLogger } from "../server/log.ts";
 import { type ImageResult, summarize, type SyncReport } from "../sync/mod.ts";
 import { type EventSource, type KeySink, Manager, type ManagerOptions, type Store } from "./manager.ts";
+import { MemoryLeases } from "./memory_leases.ts";
 import type { SyncRunner } from "./reconcile.ts";
 
 // --- fakes: an in-memory store and a source the test drives ---
@@ -264,46 +265,23 @@ Deno.test("manager: a removed key leaves the metrics", async () => {
   await t.stop();
 });
 
-/** Leases in memory, with resourceVersion conflicts as the apiserver has them. */
-class MemoryLeases {
-  lease?: Lease;
-  #rv = 0;
-  gets = 0;
-  get(): Promise<Lease | undefined> {
-    this.gets++;
-    return Promise.resolve(this.lease ? structuredClone(this.lease) : undefined);
-  }
-  create(l: Lease): Promise<Lease> {
-    if (this.lease) return Promise.reject(Object.assign(new Error("exists"), { reason: "AlreadyExists" }));
-    this.lease = { ...structuredClone(l), metadata: { ...l.metadata, resourceVersion: String(++this.#rv) } };
-    return Promise.resolve(structuredClone(this.lease));
-  }
-  update(l: Lease): Promise<Lease> {
-    if (l.metadata.resourceVersion !== this.lease?.metadata.resourceVersion) {
-      return Promise.reject(Object.assign(new Error("conflict"), { reason: "Conflict" }));
-    }
-    this.lease = { ...structuredClone(l), metadata: { ...l.metadata, resourceVersion: String(++this.#rv) } };
-    return Promise.resolve(structuredClone(this.lease));
-  }
-  /** Another candidate renews the lease now. */
-  renewBy(holder: string): void {
-    const now = new Date().toISOString();
-    this.lease = {
-      metadata: { name: "l", namespace: "ns", resourceVersion: String(++this.#rv) },
-      spec: {
-        holderIdentity: holder,
-        leaseDurationSeconds: 1,
-        acquireTime: now,
-        renewTime: now,
-        leaseTransitions: 0,
-      },
-    };
-  }
+function heldBy(holder: string): Lease {
+  const now = new Date().toISOString();
+  return {
+    metadata: { name: "l", namespace: "ns" },
+    spec: {
+      holderIdentity: holder,
+      leaseDurationSeconds: 1,
+      acquireTime: now,
+      renewTime: now,
+      leaseTransitions: 0,
+    },
+  };
 }
 
 Deno.test("manager: with leader election only the leader works; a held lease keeps it standing by", async () => {
   const leases = new MemoryLeases();
-  leases.renewBy("other");
+  leases.put(heldBy("other"));
   const t = setup({
     leaderElection: {
       leases,
@@ -319,7 +297,7 @@ Deno.test("manager: with leader election only the leader works; a held lease kee
   t.store.add("a");
   t.source.known = ["ns/a"];
   // the other holder keeps renewing: several attempts of ours, no work
-  const renewing = setInterval(() => leases.renewBy("other"), 10);
+  const renewing = setInterval(() => leases.put(heldBy("other")), 10);
   try {
     await until("several election attempts", () => leases.gets >= 5);
     assert.equal(t.manager.working, false);
@@ -330,9 +308,9 @@ Deno.test("manager: with leader election only the leader works; a held lease kee
   }
   // the other stops renewing: after a lease duration by our own clock, we lead and work
   await until("leadership", () => t.manager.working, 5_000);
-  assert.equal(leases.lease?.spec.holderIdentity, "me");
-  assert.equal(leases.lease?.spec.leaseTransitions, 1);
+  assert.equal(leases.peek("l")?.spec.holderIdentity, "me");
+  assert.equal(leases.peek("l")?.spec.leaseTransitions, 1);
   await until("the sync", () => t.store.condition("a", "Ready")?.status === "True");
   await t.stop();
-  assert.equal(leases.lease?.spec.holderIdentity ?? "", "", "released at shutdown");
+  assert.equal(leases.peek("l")?.spec.holderIdentity ?? "", "", "released at shutdown");
 });

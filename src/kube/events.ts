@@ -82,7 +82,7 @@ function rfc3339(d: Date): string {
 
 /** Writes aggregated Events. Call `close()` to flush and stop its timer. */
 export class EventRecorder {
-  #kube: KubeClient;
+  #kube: Pick<KubeClient, "request">;
   #component: string;
   #instance: string;
   #windowMs: number;
@@ -96,8 +96,8 @@ export class EventRecorder {
   /** API writes made (creates + patches), for tests and debugging. */
   writes = { created: 0, patched: 0 };
 
-  /** Creates a recorder writing through `kube`. */
-  constructor(kube: KubeClient, options: EventRecorderOptions = {}) {
+  /** Creates a recorder writing through `kube` (its `request` alone). */
+  constructor(kube: Pick<KubeClient, "request">, options: EventRecorderOptions = {}) {
     this.#kube = kube;
     this.#component = options.component ?? "portager";
     this.#instance = options.instance ?? "portager";

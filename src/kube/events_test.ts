@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { KubeError, type RequestOptions } from "./client.ts";
+import { type EventObject, EventRecorder } from "./events.ts";
+
+/** The Event API in memory: creates and merge-patches, with scripted failures. */
+class FakeEvents {
+  events = new Map<string, Record<string, unknown>>();
+  calls: string[] = [];
+  failNext: KubeError[] = [];
+  request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    this.calls.push(method);
+    const err = this.failNext.shift();
+    if (err) return Promise.reject(err);
+    const body = options.body as Record<string, unknown>;
+    if (method === "POST") {
+      const name = (body.metadata as { name: string }).name;
+      this.events.set(name, structuredClone(body));
+      return Promise.resolve(body as T);
+    }
+    const name = decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
+    const cur = this.events.get(name);
+    if (!cur) return Promise.reject(new KubeError("not found", { status: 404, reason: "NotFound" }));
+    Object.assign(cur, body);
+    return Promise.resolve(cur as T);
+  }
+  list(): Array<Record<string, unknown>> {
+    return [...this.events.values()];
+  }
+}
+
+const target: EventObject = {
+  apiVersion: "portager.portager.io/v1alpha1",
+  kind: "ImageSync",
+  name: "mirror",
+  namespace: "team-a",
+  uid: "u-1",
+};
+
+function recorder(kube: FakeEvents, now = () => new Date("2026-01-01T00:00:00Z")) {
+  return new EventRecorder(kube, {
+    component: "imagesync-controller",
+    instance: "pod-1",
+    flushMs: 60_000,
+    now,
+  });
+}
+
+Deno.test("events: records close together become one Event with a count, later ones patch it", async () => {
+  const kube = new FakeEvents();
+  const rec = recorder(kube);
+  for (let i = 0; i < 3; i++) rec.record(target, { type: "Normal", reason: "SyncComplete", message: "done" });
+  await rec.flush();
+  assert.deepEqual(kube.calls, ["POST"], "one write for three records");
+  const [ev] = kube.list();
+  assert.equal(ev.count, 3);
+  assert.equal(ev.reason, "SyncComplete");
+  assert.deepEqual(ev.involvedObject, { ...target, resourceVersion: undefined });
+  assert.equal(ev.reportingComponent, "imagesync-controller");
+  assert.deepEqual(ev.source, { component: "imagesync-controller" });
+  assert.equal(ev.reportingInstance, "pod-1");
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "done" });
+  await rec.close();
+  assert.deepEqual(kube.calls, ["POST", "PATCH"]);
+  assert.equal(kube.list()[0].count, 4);
+  // closed: nothing more is written
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "done" });
+  await rec.flush();
+  assert.equal(kube.calls.length, 2);
+});
+
+Deno.test("events: another reason or type is another Event; a record after the window starts a new one", async () => {
+  const kube = new FakeEvents();
+  let t = Date.parse("2026-01-01T00:00:00Z");
+  const rec = recorder(kube, () => new Date(t));
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "done" });
+  rec.record(target, { type: "Warning", reason: "SyncFailed", message: "boom" });
+  await rec.flush();
+  assert.equal(kube.list().length, 2);
+  t += 11 * 60_000; // past the 10-minute window
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "done" });
+  await rec.close();
+  assert.equal(kube.list().length, 3);
+  assert.deepEqual(kube.calls, ["POST", "POST", "POST"]);
+});
+
+Deno.test("events: an Event deleted meanwhile is created again; a transient failure is retried", async () => {
+  const kube = new FakeEvents();
+  const rec = recorder(kube);
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "done" });
+  await rec.flush();
+  kube.events.clear(); // expired by the apiserver's TTL
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "done" });
+  await rec.flush();
+  assert.deepEqual(kube.calls, ["POST", "PATCH", "POST"]);
+  assert.equal(kube.list()[0].count, 1);
+  // the apiserver is away once: the record is kept and written on the retry
+  kube.failNext.push(new KubeError("unavailable", { status: 503, reason: "ServiceUnavailable" }));
+  rec.record(target, { type: "Warning", reason: "SyncFailed", message: "boom" });
+  await rec.flush();
+  assert.equal(kube.list().filter((e) => e.reason === "SyncFailed").length, 0);
+  await rec.close();
+  assert.equal(kube.list().filter((e) => e.reason === "SyncFailed").length, 1);
+});
+
+Deno.test("events: messages are capped; a refused write is dropped, not retried", async () => {
+  const kube = new FakeEvents();
+  const rec = recorder(kube);
+  rec.record(target, { type: "Warning", reason: "SyncFailed", message: "x".repeat(100_000) });
+  await rec.flush();
+  const msg = kube.list()[0].message as string;
+  assert.ok(msg.length <= 1024, `capped, got ${msg.length}`);
+  assert.ok(msg.endsWith("…"));
+  kube.failNext.push(new KubeError("forbidden", { status: 403, reason: "Forbidden" }));
+  rec.record(target, { type: "Normal", reason: "Other", message: "m" });
+  await rec.close();
+  assert.equal(kube.list().filter((e) => e.reason === "Other").length, 0);
+  assert.equal(kube.calls.filter((c) => c === "POST").length, 2, "no retry of a 403");
+});
