@@ -42,6 +42,7 @@ export const SIGSTORE_BUNDLE_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
 /** The in-toto predicate cosign uses for image signatures in bundles. */
 export const COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1";
 const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
+const EMPTY_CONFIG = "application/vnd.oci.empty.v1+json";
 
 /** A signature from the `.sig` tag layout. */
 export interface SimpleSignature {
@@ -139,12 +140,20 @@ export async function collectSignatures(
   }
   try {
     const listed = await listReferrers(client, subject, opts);
-    const bundles = listed.referrers.filter((r) => r.artifactType?.startsWith(SIGSTORE_BUNDLE_TYPE_PREFIX));
+    // go-containerregistry (so cosign) writes the config's media type (the empty one) as the
+    // artifactType of fallback-index entries: such entries are read to learn their real type.
+    const bundles = listed.referrers.filter((r) =>
+      !r.artifactType || r.artifactType === EMPTY_CONFIG ||
+      r.artifactType.startsWith(SIGSTORE_BUNDLE_TYPE_PREFIX)
+    );
     for (const r of bundles.slice(0, MAX_ARTIFACTS_READ)) {
       const where = `referrer ${r.digest}`;
       try {
         const m = await getArtifactManifest(client, subject.withDigest(r.digest), opts);
-        const layer = m.layers[0];
+        const declared = m.fetched.manifest.json.artifactType;
+        if (typeof declared !== "string" || !declared.startsWith(SIGSTORE_BUNDLE_TYPE_PREFIX)) continue;
+        const layer = m.layers.find((l) => l.mediaType.startsWith(SIGSTORE_BUNDLE_TYPE_PREFIX)) ??
+          m.layers[0];
         if (!layer) throw new GateError("SignatureInvalid", "the bundle artifact has no layer");
         const bytes = await readBlob(client, subject, layer, {
           limit: MAX_SMALL_ARTIFACT_BYTES,

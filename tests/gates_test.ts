@@ -1,0 +1,306 @@
+/**
+ * The supply-chain gates against real tools and real registries: signatures made by the real
+ * `cosign` CLI (tag layout and the Sigstore bundle referrer), SARIF and SBOM referrers attached
+ * by the real `oras` CLI, on Debian's docker-registry (no referrers API: fallback tags) and on
+ * go-containerregistry's registry with the OCI 1.1 referrers API.
+ */
+
+import assert from "node:assert/strict";
+import { getBlob, getManifest, pushBlob, pushImage, pushRawManifest } from "./harness/fixtures.ts";
+import { startRegistry } from "./harness/registry.ts";
+import { startReferrersRegistry } from "./harness/referrers_registry.ts";
+import { cosign, oras } from "./harness/oci_cli.ts";
+import { parseReference, RegistryClient } from "../src/oci/mod.ts";
+import { formatGateFailure, type GatesConfig, runGates, type ValidationOutcome } from "../src/gates/mod.ts";
+
+const ENV = { COSIGN_PASSWORD: "gates-test-password" };
+const SPDX = "application/spdx+json";
+const CYCLONEDX = "application/vnd.cyclonedx+json";
+const SARIF = "application/sarif+json";
+
+interface Reg {
+  host: string;
+  url: string;
+  stop(): Promise<void>;
+}
+
+const REGISTRIES: [string, () => Promise<Reg>][] = [
+  ["Debian registry (fallback tags)", () => startRegistry("plain")],
+  ["referrers-API registry", () => startReferrersRegistry()],
+];
+
+/** A temp dir with two cosign key pairs: `cosign.key/.pub` and `other/cosign.key/.pub`. */
+async function keyDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "portager-gates-test-" });
+  await cosign(["generate-key-pair"], { cwd: dir, env: ENV, check: true });
+  await Deno.mkdir(`${dir}/other`);
+  await cosign(["generate-key-pair"], { cwd: `${dir}/other`, env: ENV, check: true });
+  return dir;
+}
+
+async function cosignSign(dir: string, ref: string, opts: { key?: string; bundle?: boolean } = {}) {
+  await cosign([
+    "sign",
+    "--key",
+    opts.key ?? "cosign.key",
+    "--tlog-upload=false",
+    ...(opts.bundle ? ["--new-bundle-format", "--use-signing-config=false"] : []),
+    "--allow-insecure-registry",
+    "--yes",
+    ref,
+  ], { cwd: dir, env: ENV, check: true });
+}
+
+async function orasAttach(dir: string, subject: string, artifactType: string, content: unknown) {
+  const file = `${crypto.randomUUID()}.json`;
+  await Deno.writeTextFile(`${dir}/${file}`, typeof content === "string" ? content : JSON.stringify(content));
+  await oras(
+    ["attach", "--plain-http", "--artifact-type", artifactType, subject, `${file}:${artifactType}`],
+    {
+      cwd: dir,
+      check: true,
+    },
+  );
+}
+
+async function gates(
+  host: string,
+  repo: string,
+  digest: string,
+  config: GatesConfig,
+): Promise<ValidationOutcome> {
+  using client = new RegistryClient({ maxAttempts: 2 });
+  return await runGates(client, parseReference(`${host}/${repo}@${digest}`), { config });
+}
+
+function assertFailed(outcome: ValidationOutcome, gate: string, reason: string, pattern: RegExp) {
+  assert.equal(outcome.verified, false, `expected ${gate} to fail: ${JSON.stringify(outcome)}`);
+  assert.equal(outcome.failed?.gate, gate);
+  assert.equal(outcome.failed?.reason, reason, outcome.failed?.detail);
+  assert.match(formatGateFailure(outcome.failed!), pattern);
+}
+
+/** A trivy-shaped SARIF report with one finding per [id, CVSS score]. */
+function sarif(findings: [string, string][]) {
+  return {
+    version: "2.1.0",
+    runs: [{
+      tool: {
+        driver: {
+          name: "Trivy",
+          rules: findings.map(([id, score]) => ({
+            id,
+            defaultConfiguration: { level: "error" },
+            properties: { "security-severity": score, tags: ["vulnerability", "security"] },
+          })),
+        },
+      },
+      results: findings.map(([id], i) => ({
+        ruleId: id,
+        ruleIndex: i,
+        level: "error",
+        message: { text: id },
+      })),
+    }],
+  };
+}
+
+for (const [label, start] of REGISTRIES) {
+  Deno.test(`cosign key gate on the ${label}: real cosign signatures (tag and bundle) pass; other key, other digest, tampered payload fail`, async () => {
+    const reg = await start();
+    const dir = await keyDir();
+    try {
+      const pub = await Deno.readTextFile(`${dir}/cosign.pub`);
+      const otherPub = await Deno.readTextFile(`${dir}/other/cosign.pub`);
+      const a = await pushImage(reg, { repository: "signed/app", tag: "a" }, { seed: 21 });
+      const b = await pushImage(reg, { repository: "signed/app", tag: "b" }, { seed: 22 });
+      const c = await pushImage(reg, { repository: "signed/app", tag: "c" }, { seed: 23 });
+      const cfg = (publicKey: string): GatesConfig => ({ cosign: { enabled: true, publicKey } });
+
+      // Nothing signed yet.
+      assertFailed(
+        await gates(reg.host, "signed/app", a.digest, cfg(pub)),
+        "cosign",
+        "SignatureMissing",
+        /^cosign verification failed: no signatures found/,
+      );
+
+      // The tag layout, as `cosign sign --key` writes it.
+      await cosignSign(dir, `${reg.host}/signed/app@${a.digest}`);
+      const ok = await gates(reg.host, "signed/app", a.digest, cfg(pub));
+      assert.equal(ok.verified, true, JSON.stringify(ok));
+      assert.match(
+        ok.results[0].detail,
+        /signature verified with the ECDSA P-256 public key \(tag sha256-[0-9a-f]{64}\.sig layer 0\)/,
+      );
+      assertFailed(
+        await gates(reg.host, "signed/app", a.digest, cfg(otherPub)),
+        "cosign",
+        "SignatureInvalid",
+        /does not verify with the given public key/,
+      );
+
+      // B's signature placed under A's .sig tag: a valid signature, but for another digest.
+      await cosignSign(dir, `${reg.host}/signed/app@${b.digest}`);
+      const bSig = await getManifest(reg, "signed/app", `${b.digest.replace(":", "-")}.sig`);
+      const cTag = `${c.digest.replace(":", "-")}.sig`;
+      await pushRawManifest(
+        reg,
+        "signed/app",
+        cTag,
+        bSig.bytes,
+        "application/vnd.oci.image.manifest.v1+json",
+      );
+      assertFailed(
+        await gates(reg.host, "signed/app", c.digest, cfg(pub)),
+        "cosign",
+        "SignatureInvalid",
+        new RegExp(`signature is for ${b.digest}, not ${c.digest}`),
+      );
+
+      // A's payload edited to name C, the signature annotation kept: the signature no longer covers it.
+      const aSig = JSON.parse(
+        new TextDecoder().decode(
+          (await getManifest(reg, "signed/app", `${a.digest.replace(":", "-")}.sig`)).bytes,
+        ),
+      );
+      const payload = new TextDecoder().decode(await getBlob(reg, "signed/app", aSig.layers[0].digest));
+      const forged = await pushBlob(
+        reg,
+        "signed/app",
+        new TextEncoder().encode(payload.replace(a.digest, c.digest)),
+      );
+      aSig.layers[0] = { ...aSig.layers[0], digest: forged.digest, size: forged.size };
+      await pushRawManifest(
+        reg,
+        "signed/app",
+        cTag,
+        new TextEncoder().encode(JSON.stringify(aSig)),
+        "application/vnd.oci.image.manifest.v1+json",
+      );
+      assertFailed(
+        await gates(reg.host, "signed/app", c.digest, cfg(pub)),
+        "cosign",
+        "SignatureInvalid",
+        /does not verify with the given public key/,
+      );
+
+      // The Sigstore bundle stored as a referrer (`--new-bundle-format`): on the API registry a
+      // referrer, on Debian's an entry of the sha256-<hex> fallback index.
+      const d = await pushImage(reg, { repository: "signed/app", tag: "d" }, { seed: 24 });
+      await cosignSign(dir, `${reg.host}/signed/app@${d.digest}`, { bundle: true });
+      const viaBundle = await gates(reg.host, "signed/app", d.digest, cfg(pub));
+      assert.equal(viaBundle.verified, true, JSON.stringify(viaBundle));
+      assert.match(viaBundle.results[0].detail, /\(referrer sha256:[0-9a-f]{64}\)/);
+      assertFailed(
+        await gates(reg.host, "signed/app", d.digest, cfg(otherPub)),
+        "cosign",
+        "SignatureInvalid",
+        /bundle's signature does not verify/,
+      );
+      // A bundle signed by the right key for another image does not sign this one.
+      const e = await pushImage(reg, { repository: "signed/app", tag: "e" }, { seed: 25 });
+      await cosignSign(dir, `${reg.host}/signed/app@${e.digest}`, { key: "other/cosign.key", bundle: true });
+      assertFailed(
+        await gates(reg.host, "signed/app", e.digest, cfg(pub)),
+        "cosign",
+        "SignatureInvalid",
+        /does not verify/,
+      );
+    } finally {
+      await reg.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  Deno.test(`vulnerability and SBOM gates on the ${label}: oras-attached SARIF and SBOM referrers`, async () => {
+    const reg = await start();
+    const dir = await Deno.makeTempDir({ prefix: "portager-gates-test-" });
+    try {
+      const img = await pushImage(reg, { repository: "scanned/app", tag: "v1" }, { seed: 31 });
+      const subject = `${reg.host}/scanned/app@${img.digest}`;
+      const vuln = (
+        maxSeverity: "critical" | "high" | "medium" | "low",
+        requireCveReport?: boolean,
+      ): GatesConfig => ({
+        vulnerabilityGate: {
+          enabled: true,
+          maxSeverity,
+          ...(requireCveReport === undefined ? {} : { requireCveReport }),
+        },
+      });
+      const sbom: GatesConfig = { sbomGate: { enabled: true } };
+
+      assertFailed(
+        await gates(reg.host, "scanned/app", img.digest, vuln("critical")),
+        "vulnerability",
+        "CveReportMissing",
+        /^vulnerability gate failed: no CVE report found for .*; set requireCveReport: false/,
+      );
+      assert.equal(
+        (await gates(reg.host, "scanned/app", img.digest, vuln("critical", false))).verified,
+        true,
+      );
+      assertFailed(
+        await gates(reg.host, "scanned/app", img.digest, sbom),
+        "sbom",
+        "SbomMissing",
+        /^SBOM gate failed: no SBOM found/,
+      );
+
+      // Another type of referrer does not count as either.
+      await orasAttach(dir, subject, "application/vnd.example.readme", { hello: "world" });
+      assertFailed(
+        await gates(reg.host, "scanned/app", img.digest, sbom),
+        "sbom",
+        "SbomMissing",
+        /no SBOM found/,
+      );
+
+      await orasAttach(dir, subject, SARIF, sarif([["CVE-2024-1111", "8.1"], ["CVE-2024-2222", "5.0"]]));
+      assert.equal((await gates(reg.host, "scanned/app", img.digest, vuln("critical"))).verified, true);
+      const high = await gates(reg.host, "scanned/app", img.digest, vuln("high"));
+      assertFailed(
+        high,
+        "vulnerability",
+        "VulnerabilitiesFound",
+        /1 finding\(s\) at or above high severity: CVE-2024-1111 \(high\)$/,
+      );
+      assert.deepEqual(high.failed?.cves, [{ id: "CVE-2024-1111", severity: "high" }]);
+      const medium = await gates(reg.host, "scanned/app", img.digest, vuln("medium"));
+      assert.deepEqual(medium.failed?.cves?.map((f) => f.id), ["CVE-2024-1111", "CVE-2024-2222"]);
+
+      await orasAttach(dir, subject, CYCLONEDX, {
+        bomFormat: "CycloneDX",
+        specVersion: "1.5",
+        components: [],
+      });
+      const passed = await gates(reg.host, "scanned/app", img.digest, { ...vuln("critical"), ...sbom });
+      assert.deepEqual(passed.results.map((r) => [r.gate, r.passed]), [["vulnerability", true], [
+        "sbom",
+        true,
+      ]]);
+
+      // A malformed report blocks, it is never skipped.
+      const other = await pushImage(reg, { repository: "scanned/app", tag: "v2" }, { seed: 32 });
+      await orasAttach(dir, `${reg.host}/scanned/app@${other.digest}`, SARIF, "{ not json");
+      assertFailed(
+        await gates(reg.host, "scanned/app", other.digest, vuln("critical")),
+        "vulnerability",
+        "ReportInvalid",
+        /SARIF report .* is not valid JSON/,
+      );
+      await orasAttach(dir, `${reg.host}/scanned/app@${other.digest}`, SPDX, {
+        spdxVersion: "SPDX-2.3",
+        packages: [],
+      });
+      // Order: the failing vulnerability gate stops before the SBOM gate.
+      const stopped = await gates(reg.host, "scanned/app", other.digest, { ...vuln("critical"), ...sbom });
+      assert.deepEqual(stopped.results.map((r) => r.gate), ["vulnerability"]);
+      assert.equal((await gates(reg.host, "scanned/app", other.digest, sbom)).verified, true);
+    } finally {
+      await reg.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
