@@ -265,7 +265,7 @@ Deno.test("GAR gcloud well-known file (CLOUDSDK_CONFIG, then HOME): impersonated
     );
     await rejectsAuthFailed(
       resolver({ HOME: `${dir}/empty-home` }).resolve(HOST),
-      /metadata server 127\.0\.0\.1:9 \(Workload Identity\)/,
+      /^metadata server 127\.0\.0\.1:9 \(Workload Identity\): access token \(no GOOGLE_APPLICATION_CREDENTIALS and no .*empty-home\/\.config\/gcloud\/application_default_credentials\.json, so the metadata server was asked\): cannot reach 127\.0\.0\.1:9/,
       [],
     );
     // A revoked refresh token: Google's invalid_grant, and none of the user's secrets in the message.

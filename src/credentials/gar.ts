@@ -10,8 +10,9 @@
  * `authorized_user` (refresh-token grant), an `external_account` (workload identity federation:
  * a file, URL or AWS subject token exchanged at STS, then optionally a service account
  * impersonated), an `external_account_authorized_user`, or an `impersonated_service_account`.
- * Our own client rather than Google's `google-auth-library`: that one costs ~18 MiB RSS when
- * imported under Deno and needs `--allow-sys=ca` for HTTPS (docs/CONFIGURATION.md).
+ * Our own client rather than Google's `google-auth-library`: importing that one costs ~8 MiB RSS
+ * more under Deno even with the operator's modules loaded (~16 MiB cold), and its HTTPS needs
+ * `--allow-sys=ca` (measured in docs/CONFIGURATION.md).
  * Tokens are cached until shortly before they expire.
  * @module
  */
@@ -151,6 +152,8 @@ interface FoundCredentials {
   source: string;
   /** The metadata server's host, when that is the source. */
   metadataHost?: string;
+  /** Why the metadata server is asked (what was looked for first), for messages. */
+  why?: string;
 }
 
 /**
@@ -213,7 +216,13 @@ export class GarCredentialResolver implements CredentialResolver {
       }
     }
     const host = this.#opts.metadataHost ?? this.#env("GCE_METADATA_HOST") ?? "metadata.google.internal";
-    return { source: `metadata server ${host} (Workload Identity)`, metadataHost: host };
+    return {
+      source: `metadata server ${host} (Workload Identity)`,
+      metadataHost: host,
+      why:
+        `access token (no GOOGLE_APPLICATION_CREDENTIALS and no ${wellKnown ?? "gcloud credentials file"}, ` +
+        `so the metadata server was asked)`,
+    };
   }
 
   async #fetch(): Promise<AccessToken> {
@@ -230,7 +239,7 @@ export class GarCredentialResolver implements CredentialResolver {
       const r = await tokenRequest(
         `http://${found.metadataHost}/computeMetadata/v1/instance/service-accounts/default/token`,
         { headers: { "Metadata-Flavor": "Google" } },
-        { source: found.source, what: "access token", timeoutMs: ctx.timeoutMs },
+        { source: found.source, what: found.why ?? "access token", timeoutMs: ctx.timeoutMs },
       );
       token = oauthTokenFrom(r, "the metadata server", ctx);
     } else {
