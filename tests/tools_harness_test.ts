@@ -180,6 +180,48 @@ Deno.test("cosign signs an image in Debian's registry: the sha256-<hex>.sig tag 
   }
 });
 
+Deno.test("cosign --new-bundle-format stores a Sigstore bundle as a referrer; cosign verifies it offline", async () => {
+  const reg = await startReferrersRegistry();
+  const dir = await Deno.makeTempDir({ prefix: "portager-tools-test-" });
+  const env = { COSIGN_PASSWORD: "test-password-2" };
+  try {
+    const img = await pushImage(reg, { repository: "bundled/app", tag: "v1" }, { seed: 12 });
+    await cosign(["generate-key-pair"], { cwd: dir, env, check: true });
+    const ref = `${reg.host}/bundled/app@${img.digest}`;
+    await cosign(
+      ["sign", "--key", "cosign.key", "--tlog-upload=false", "--new-bundle-format", "--yes", ref],
+      { cwd: dir, env, check: true },
+    );
+    const { entries } = await listReferrers(reg.url, "bundled/app", img.digest);
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0].artifactType, "application/vnd.dev.sigstore.bundle.v0.3+json");
+    const tags = await (await fetch(`${reg.url}/v2/bundled/app/tags/list`)).json();
+    assert.deepEqual(tags.tags, ["v1"], "no .sig tag and no fallback tag: the bundle is a referrer");
+
+    // offline: an empty trusted root is enough for a key without a transparency log
+    await Deno.writeTextFile(
+      `${dir}/trusted_root.json`,
+      JSON.stringify({ mediaType: "application/vnd.dev.sigstore.trustedroot+json;version=0.1" }),
+    );
+    const verify = await cosign([
+      "verify",
+      "--key",
+      "cosign.pub",
+      "--insecure-ignore-tlog=true",
+      "--new-bundle-format",
+      "--trusted-root",
+      "trusted_root.json",
+      ref,
+    ], { cwd: dir, env });
+    assert.equal(verify.code, 0, verify.stderr);
+    const claims = JSON.parse(verify.stdout) as Array<{ critical: { image: Record<string, string> } }>;
+    assert.equal(claims[0].critical.image["docker-manifest-digest"], img.digest);
+  } finally {
+    await reg.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("crane digest reads the fixture image's digest from both registries", async () => {
   const debian = await startRegistry("plain");
   const referrers = await startReferrersRegistry();
