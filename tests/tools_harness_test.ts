@@ -222,19 +222,26 @@ Deno.test("cosign --new-bundle-format stores a Sigstore bundle as a referrer; co
   }
 });
 
-Deno.test("crane digest reads the fixture image's digest from both registries", async () => {
+Deno.test("crane digest reads the fixture image's digest from every registry flavour", async () => {
   const debian = await startRegistry("plain");
   const referrers = await startReferrersRegistry();
+  const referrersTls = await startReferrersRegistry({ tls: true });
   try {
-    for (const reg of [debian, referrers]) {
+    for (const reg of [debian, referrers, referrersTls]) {
       const img = await pushImage(reg, { repository: "crane/app", tag: "v1" }, { seed: 3 });
-      const { stdout } = await crane(["digest", `${reg.host}/crane/app:v1`], { check: true });
+      // Go reads extra roots from SSL_CERT_FILE: the private CA of the TLS registry
+      const env: Record<string, string> = reg.caCertFile ? { SSL_CERT_FILE: reg.caCertFile } : {};
+      const { stdout } = await crane(["digest", `${reg.host}/crane/app:v1`], { env, check: true });
       assert.equal(stdout.trim(), img.digest);
     }
+    assert.match(referrersTls.url, /^https:/);
+    const untrusted = await crane(["digest", `${referrersTls.host}/crane/app:v1`]);
+    assert.notEqual(untrusted.code, 0, "without its CA the TLS registry must not be trusted");
     const missing = await crane(["digest", `${debian.host}/crane/app:nope`]);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /MANIFEST_UNKNOWN|not found/i);
   } finally {
+    await referrersTls.stop();
     await referrers.stop();
     await debian.stop();
   }
