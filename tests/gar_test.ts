@@ -10,7 +10,16 @@
  * environment map, so nothing leaks into or out of the test process's environment.
  */
 import assert from "node:assert/strict";
-import { CredentialError, GarCredentialResolver, type GarOptions } from "../src/credentials/mod.ts";
+import {
+  CredentialError,
+  credentialsForSpec,
+  GarCredentialResolver,
+  type GarOptions,
+} from "../src/credentials/mod.ts";
+import type { ImageSyncSpec } from "../src/api/mod.ts";
+import { syncImageSync } from "../src/sync/mod.ts";
+import { getManifest, pushImage } from "./harness/fixtures.ts";
+import { startRegistry } from "./harness/registry.ts";
 import { botocoreAwsVerifier, type GoogleSts, startGoogleSts } from "./harness/google_sts.ts";
 import { MOTO_ACCOUNT, motoServerPath, startMoto } from "./harness/moto.ts";
 
@@ -376,5 +385,55 @@ Deno.test("GAR external_account, AWS source: signed GetCallerIdentity verified b
     });
   } finally {
     await moto.stop();
+  }
+});
+
+Deno.test("GAR end to end: an ImageSync with auth method gar pushes with the federated, impersonated token as oauth2accesstoken", async () => {
+  const token = "ya29.c.impersonated-mirror-token";
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("basic", { users: { oauth2accesstoken: token } });
+  try {
+    const pushed = await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 21, layers: [2048] });
+    await withSts(
+      {
+        audience: AUDIENCE,
+        subjectTokens: [SUBJECT],
+        serviceAccounts: [SA],
+        fixedTokens: { [`iam:${SA}`]: token },
+      },
+      async (sts, dir) => {
+        await Deno.writeTextFile(`${dir}/token`, SUBJECT);
+        await Deno.writeTextFile(`${dir}/cred.json`, JSON.stringify(fileSourceConfig(sts, `${dir}/token`)));
+        const spec: ImageSyncSpec = {
+          schedule: "@hourly",
+          source: { registry: src.host },
+          destination: { registry: dst.host, auth: { method: "gar" }, repositoryPrefix: "mirror" },
+          images: [{ name: "team/app", tags: ["1.0"] }],
+        };
+        const env: Record<string, string> = { GOOGLE_APPLICATION_CREDENTIALS: `${dir}/cred.json` };
+        const creds = await credentialsForSpec(spec, {
+          namespace: "infra",
+          loadSecret: () => Promise.resolve(undefined),
+          // The harness registry is not a *-docker.pkg.dev host: anyHost stands in for that name.
+          gar: { anyHost: true, env: (n) => env[n] },
+        });
+        const report = await syncImageSync(spec, {
+          sourceCredentials: creds.source,
+          destinationCredentials: creds.destination,
+        });
+        assert.ok(report.ok, JSON.stringify(report.images[0]?.tags));
+        const got = await getManifest(dst, "mirror/team/app", "1.0");
+        assert.equal(got.status, 200);
+        assert.equal(got.digest, pushed.digest);
+        assert.equal(
+          sts.requests.filter((r) => r.path === "/v1/token").length,
+          1,
+          "one STS exchange for the whole sync",
+        );
+      },
+    );
+  } finally {
+    await src.stop();
+    await dst.stop();
   }
 });

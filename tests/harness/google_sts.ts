@@ -77,6 +77,8 @@ export interface GoogleStsOptions {
   imds?: { role: string; zone: string; credentials: ImdsCredentials };
   /** Stands for AWS when an aws4_request subject token is exchanged (default: refuse). */
   awsVerifier?: (request: AwsSubjectRequest) => Promise<AwsVerdict>;
+  /** Token values to issue instead of generated ones, by issuer kind (`sts`, `oauth`, `iam:EMAIL`). */
+  fixedTokens?: Record<string, string>;
   /** Lifetime in seconds of the tokens STS and `/token` issue (default 3600). */
   expiresIn?: number;
 }
@@ -134,7 +136,7 @@ export function startGoogleSts(opts: GoogleStsOptions): GoogleSts {
   let n = 0;
   const expiresIn = opts.expiresIn ?? 3600;
   const issue = (kind: string) => {
-    const token = `ya29.${kind.split(":")[0]}-${++n}`;
+    const token = opts.fixedTokens?.[kind] ?? `ya29.${kind.split(":")[0]}-${++n}`;
     issued.set(token, kind);
     return token;
   };
