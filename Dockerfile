@@ -4,7 +4,8 @@
 #
 # Stage 1 compiles with the same Deno version tools/deno/package.json pins (a test checks they agree):
 # `deno task compile` = `deno bundle --minify` (tree-shaken, lower RSS) then `deno compile`
-# with least permissions baked in (see deno.json and docs/DEPLOY.md).
+# with the operator's least permissions baked in: no write, environment and reads scoped
+# (deno.json, docs/DEPLOY.md "Permissions"; tests/packaging_test.ts checks they agree).
 FROM denoland/deno:2.9.6 AS builder
 
 # The trust store the binary uses is fixed at compile time. "system" makes it read the
@@ -22,11 +23,14 @@ COPY deno.json deno.lock ./
 RUN deno install --frozen
 COPY main.ts ./
 COPY src/ ./src/
-RUN deno task compile && ./dist/portager version
+# image/ is the final stage's root: the binary, and /manager as upstream's image names it.
+RUN deno task compile && ./dist/portager version \
+  && mkdir image && mv dist/portager image/portager && ln -s portager image/manager
 
 # Stage 2: glibc + CA certificates + nonroot user, nothing else (no shell, no package manager).
 FROM gcr.io/distroless/cc-debian12:nonroot
 ENV DENO_TLS_CA_STORE=system
-COPY --from=builder /src/dist/portager /portager
+# One binary, two names (a symlink): /portager and upstream's /manager.
+COPY --from=builder /src/image/ /
 USER nonroot
 ENTRYPOINT ["/portager","run"]

@@ -47,7 +47,19 @@ const ALL_FEATURES = {
   logging: { format: "text", level: "debug" },
   insecureRegistries: ["registry.local:5000"],
   extraArgs: ["--max-concurrent-syncs=5"],
-  metrics: { enabled: true, port: 9090, serviceMonitor: { enabled: true, labels: { release: "kps" } } },
+  metrics: {
+    enabled: true,
+    port: 9090,
+    readerServiceAccounts: [{ name: "prometheus", namespace: "monitoring" }],
+    serviceMonitor: { enabled: true, labels: { release: "kps" } },
+  },
+  tenancy: {
+    secretNamespaces: ["team-a"],
+    allowCrossNamespaceRefs: true,
+    cloudIdentityNamespaces: ["team-a"],
+  },
+  prometheusRule: { enabled: true, labels: { release: "kps" } },
+  dashboard: { enabled: true },
   serviceAccount: {
     annotations: { "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/portager-ecr" },
   },
@@ -144,6 +156,19 @@ function kinds(objects: RenderedObject[]): string[] {
   return objects.map((o) => o.kind).sort();
 }
 
+function named(objects: RenderedObject[], kind: string, name: string): RenderedObject {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  assert.ok(found, `no ${kind} ${name} in ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(", ")}`);
+  return found;
+}
+
+// deno-lint-ignore no-explicit-any
+function verbsOf(role: RenderedObject, resource: string): any[] {
+  return role.rules.filter((x: { resources?: string[] }) => x.resources?.includes(resource)).flatMap((
+    x: { verbs: string[] },
+  ) => x.verbs);
+}
+
 // deno-lint-ignore no-explicit-any
 function container(deployment: RenderedObject): any {
   return deployment.spec.template.spec.containers[0];
@@ -195,6 +220,10 @@ function dockerInstructions(): string[] {
   return instructions;
 }
 
+/** The builder's compile step: the binary as /portager, and /manager (upstream's name) linking to it. */
+const IMAGE_BUILD = "deno task compile && ./dist/portager version && mkdir image && " +
+  "mv dist/portager image/portager && ln -s portager image/manager";
+
 Deno.test("Dockerfile: pinned Deno builder runs `deno task compile`; distroless nonroot runs only the binary", () => {
   const instructions = dockerInstructions();
   const froms = instructions.map((l, i) => [l, i] as const).filter(([l]) => /^FROM\s/i.test(l));
@@ -208,14 +237,18 @@ Deno.test("Dockerfile: pinned Deno builder runs `deno task compile`; distroless 
   assert.equal(froms[1][0], "FROM gcr.io/distroless/cc-debian12:nonroot");
 
   const builder = instructions.slice(froms[0][1] + 1, froms[1][1]);
-  assert.ok(builder.some((l) => /^RUN .*\bdeno task compile\b/.test(l)), "builder runs deno task compile");
+  assert.ok(builder.includes(`RUN ${IMAGE_BUILD}`), "builder runs deno task compile and lays out image/");
   const compileTask = denoJson().tasks.compile;
   const output = compileTask.match(/--output[= ](\S+)/)?.[1];
   assert.equal(output, "dist/portager", "compile writes dist/portager");
 
   const final = instructions.slice(froms[1][1] + 1);
   const copies = final.filter((l) => /^COPY\s/i.test(l));
-  assert.deepEqual(copies, ["COPY --from=builder /src/dist/portager /portager"], "only the binary");
+  assert.deepEqual(
+    copies,
+    ["COPY --from=builder /src/image/ /"],
+    "only image/: the binary and its /manager link",
+  );
   assert.ok(!final.some((l) => /^(RUN|ADD)\s/i.test(l)), "nothing else runs or is added in the final stage");
   assert.equal(final.filter((l) => /^USER\s/.test(l)).at(-1), "USER nonroot");
   const entry = final.filter((l) => l.startsWith("ENTRYPOINT")).at(-1)!;
@@ -264,8 +297,10 @@ Deno.test("Docker builder stage: its COPY inputs and RUN steps install --frozen 
       if (!line.startsWith("RUN ") || line.includes("apt-get")) continue;
       let command = line.slice(4);
       if (command.includes("deno task compile")) {
-        command = command.replace("deno task compile && ./dist/portager version", "deno task bundle");
-        assert.ok(!command.includes("compile"), command);
+        // The same layout, with the bundle standing in for the binary.
+        assert.equal(command, IMAGE_BUILD);
+        command = "deno task bundle && mkdir image && cp dist/portager.js image/portager && " +
+          "ln -s portager image/manager";
         ranCompile = true;
       }
       const out = await new Deno.Command("/bin/sh", { args: ["-c", command], cwd: dir, env, stdin: "null" })
@@ -274,7 +309,9 @@ Deno.test("Docker builder stage: its COPY inputs and RUN steps install --frozen 
       assert.ok(out.success, `RUN ${command}\n${dec.decode(out.stderr)}${dec.decode(out.stdout)}`);
     }
     assert.ok(ranCompile);
-    const version = await runDeno([...asCompiled(), "dist/portager.js", "version"], { cwd: dir });
+    // /manager resolves to the binary
+    assert.equal(await Deno.readLink(`${dir}/image/manager`), "portager");
+    const version = await runDeno([...asCompiled(), "image/manager", "version"], { cwd: dir });
     assert.equal(version.code, 0, version.stderr);
     assert.match(version.stdout, /^portager /);
   } finally {
@@ -313,7 +350,8 @@ Deno.test("deploy/: kustomization lists every manifest; the Deployment is harden
   assertHardened(deployment);
   const args = container(deployment).args as string[];
   assert.ok(args.includes("--leader-elect"));
-  assert.ok(args.includes("--metrics-addr=:8080"));
+  assert.ok(args.includes("--metrics-addr=:8443"));
+  assert.equal(container(deployment).name, "manager");
   assert.equal(deployment.metadata.namespace, "portager-system");
   assert.equal(deployment.spec.template.spec.serviceAccountName, "portager");
 });
@@ -362,9 +400,10 @@ Deno.test("helm refuses values that cannot work, naming the value", async (t) =>
   }
 });
 
-Deno.test("helm template: defaults render the operator, least-privilege RBAC and the metrics Service", async () => {
+Deno.test("helm template: defaults render the operator as upstream names it, least-privilege RBAC, the metrics Service", async () => {
   const objects = await helmTemplate(CHART);
   assert.deepEqual(kinds(objects), [
+    "ClusterRole",
     "ClusterRole",
     "ClusterRoleBinding",
     "Deployment",
@@ -373,14 +412,23 @@ Deno.test("helm template: defaults render the operator, least-privilege RBAC and
     "Service",
     "ServiceAccount",
   ]);
-  const deployment = only(objects, "Deployment");
+  // upstream Portager v0.5's names, labels and container name
+  const deployment = named(objects, "Deployment", "portager-controller-manager");
+  assert.deepEqual(deployment.spec.selector.matchLabels, {
+    "app.kubernetes.io/name": "portager",
+    "app.kubernetes.io/instance": "portager",
+    "control-plane": "controller-manager",
+  });
+  assert.equal(deployment.metadata.labels["control-plane"], "controller-manager");
   assertHardened(deployment);
   const c = container(deployment);
+  assert.equal(c.name, "manager");
   assert.equal(c.image, `ghcr.io/portager/portager:${VERSION}`);
+  // runtimeFlags=legacy (default until the binary has controller-runtime's flags)
   assert.deepEqual(c.args, [
     "--leader-elect",
-    "--lease-name=portager-leader",
-    "--metrics-addr=:8080",
+    "--lease-name=c8073f84.portager.io",
+    "--metrics-addr=:8443",
     "--log-format=json",
     "--log-level=info",
     "--max-concurrent-syncs=2",
@@ -393,49 +441,162 @@ Deno.test("helm template: defaults render the operator, least-privilege RBAC and
   assert.equal(deployment.spec.template.spec.serviceAccountName, "portager");
   assert.equal(only(objects, "ServiceAccount").metadata.name, "portager");
 
-  const role = only(objects, "ClusterRole");
-  const verbsOf = (r: RenderedObject, resource: string) =>
-    r.rules.filter((x: { resources: string[] }) => x.resources.includes(resource)).flatMap((
-      x: { verbs: string[] },
-    ) => x.verbs);
-  assert.deepEqual(verbsOf(role, "secrets"), ["get"]);
+  const role = named(objects, "ClusterRole", "portager-manager-role");
+  assert.deepEqual(verbsOf(role, "secrets"), [], "no Secret access unless tenancy.* grants it");
   assert.deepEqual(verbsOf(role, "imagesyncs"), ["get", "list", "watch", "patch", "update"]);
   assert.deepEqual(verbsOf(role, "imagesyncs/status"), ["get", "patch", "update"]);
   assert.deepEqual(verbsOf(role, "events"), ["create", "patch"]);
-  const leaseRole = only(objects, "Role");
+  assert.deepEqual(named(objects, "ClusterRole", "portager-metrics-reader").rules, [{
+    nonResourceURLs: ["/metrics"],
+    verbs: ["get"],
+  }]);
+  assert.equal(
+    named(objects, "ClusterRoleBinding", "portager-manager-rolebinding").roleRef.name,
+    role.metadata.name,
+  );
+  const leaseRole = named(objects, "Role", "portager-leader-election-role");
   assert.equal(leaseRole.metadata.namespace, "portager-system");
   assert.deepEqual(leaseRole.rules, [
     { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
     {
       apiGroups: ["coordination.k8s.io"],
       resources: ["leases"],
-      resourceNames: ["portager-leader"],
+      resourceNames: ["c8073f84.portager.io"],
       verbs: ["get", "update"],
     },
   ]);
+  named(objects, "RoleBinding", "portager-leader-election-rolebinding");
   for (const o of objects) {
     for (const rule of o.rules ?? []) assert.ok(!rule.verbs.includes("delete") && !rule.verbs.includes("*"));
   }
-  const service = only(objects, "Service");
+  const service = named(objects, "Service", "portager-metrics-service");
   assert.deepEqual(service.spec.ports, [{
     name: "http-metrics",
-    port: 8080,
-    targetPort: "http-metrics",
+    port: 8443,
+    targetPort: 8443,
     protocol: "TCP",
   }]);
   assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+});
+
+Deno.test("helm template: runtimeFlags=upstream passes upstream's flags; probes on 8081, metrics on https/8443 with authn/authz RBAC", async () => {
+  const objects = await helmTemplate(CHART, {
+    values: [{ runtimeFlags: "upstream", metrics: { serviceMonitor: { enabled: true } } }],
+  });
+  const deployment = named(objects, "Deployment", "portager-controller-manager");
+  const c = container(deployment);
+  assert.deepEqual(c.args.slice(0, 5), [
+    "--leader-elect",
+    "--leader-election-id=c8073f84.portager.io",
+    "--health-probe-bind-address=:8081",
+    "--metrics-bind-address=:8443",
+    "--metrics-secure=true",
+  ]);
+  assert.deepEqual(c.ports, [
+    { name: "https", containerPort: 8443, protocol: "TCP" },
+    { name: "health", containerPort: 8081, protocol: "TCP" },
+  ]);
+  assert.equal(c.livenessProbe.httpGet.port, "health");
+  assert.equal(c.readinessProbe.httpGet.port, "health");
+  const service = named(objects, "Service", "portager-metrics-service");
+  assert.deepEqual(service.spec.ports, [{ name: "https", port: 8443, targetPort: 8443, protocol: "TCP" }]);
+  const sm = named(objects, "ServiceMonitor", "portager-metrics-monitor");
+  assert.deepEqual(sm.spec.endpoints[0], {
+    port: "https",
+    path: "/metrics",
+    interval: "30s",
+    scrapeTimeout: "10s",
+    scheme: "https",
+    bearerTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    tlsConfig: { insecureSkipVerify: true },
+  });
+  const auth = named(objects, "ClusterRole", "portager-metrics-auth-role");
+  assert.deepEqual(auth.rules, [
+    { apiGroups: ["authentication.k8s.io"], resources: ["tokenreviews"], verbs: ["create"] },
+    { apiGroups: ["authorization.k8s.io"], resources: ["subjectaccessreviews"], verbs: ["create"] },
+  ]);
+  assert.equal(
+    named(objects, "ClusterRoleBinding", "portager-metrics-auth-rolebinding").roleRef.name,
+    auth.metadata.name,
+  );
+  // metrics off: no metrics port, Service or ClusterRoles for it; probes keep their port
+  const off = await helmTemplate(CHART, {
+    values: [{ runtimeFlags: "upstream", metrics: { enabled: false } }],
+  });
+  const offContainer = container(only(off, "Deployment"));
+  assert.ok(offContainer.args.includes("--metrics-bind-address=0"));
+  assert.deepEqual(offContainer.ports.map((p: { name: string }) => p.name), ["health"]);
+  assert.ok(!off.some((o) => o.kind === "Service" || o.metadata.name.includes("metrics")));
+});
+
+Deno.test("helm template: Secret access per namespace (Role + RoleBinding each), the ClusterRole only when asked; tenancy flags only when set", async () => {
+  const perNs = await helmTemplate(CHART, {
+    values: [{ tenancy: { secretNamespaces: ["team-a", "team-b"] } }],
+  });
+  assert.deepEqual(verbsOf(named(perNs, "ClusterRole", "portager-manager-role"), "secrets"), []);
+  for (const ns of ["team-a", "team-b"]) {
+    const role = perNs.find((o) => o.kind === "Role" && o.metadata.namespace === ns)!;
+    assert.equal(role.metadata.name, "portager-secret-reader");
+    assert.deepEqual(role.rules, [{ apiGroups: [""], resources: ["secrets"], verbs: ["get"] }]);
+    const binding = perNs.find((o) => o.kind === "RoleBinding" && o.metadata.namespace === ns)!;
+    assert.deepEqual(binding.roleRef, {
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "Role",
+      name: role.metadata.name,
+    });
+    assert.deepEqual(binding.subjects, [{
+      kind: "ServiceAccount",
+      name: "portager",
+      namespace: "portager-system",
+    }]);
+  }
+  const args = container(only(perNs, "Deployment")).args as string[];
+  assert.ok(
+    !args.some((a) => a.startsWith("--allow-cross") || a.startsWith("--cloud-identity")),
+    args.join(" "),
+  );
+
+  // the watched namespaces by default
+  const watched = await helmTemplate(CHART, { values: [{ watchNamespaces: ["team-c"] }] });
+  assert.deepEqual(
+    watched.filter((o) => o.metadata.name === "portager-secret-reader").map((o) =>
+      `${o.kind}/${o.metadata.namespace}`
+    ),
+    ["Role/team-c", "RoleBinding/team-c"],
+  );
+
+  const clusterWide = await helmTemplate(CHART, {
+    values: [{
+      tenancy: {
+        secretsClusterWide: true,
+        allowCrossNamespaceRefs: true,
+        cloudIdentityNamespaces: ["ci", "prod"],
+      },
+    }],
+  });
+  assert.deepEqual(verbsOf(named(clusterWide, "ClusterRole", "portager-manager-role"), "secrets"), ["get"]);
+  assert.ok(!clusterWide.some((o) => o.metadata.name === "portager-secret-reader"));
+  const cwArgs = container(only(clusterWide, "Deployment")).args as string[];
+  assert.ok(cwArgs.includes("--allow-cross-namespace-refs"));
+  assert.ok(cwArgs.includes("--cloud-identity-namespaces=ci,prod"));
 });
 
 Deno.test("helm template: all features on", async () => {
   const objects = await helmTemplate(CHART, { values: [ALL_FEATURES] });
   assert.deepEqual(kinds(objects), [
     "ClusterRole",
+    "ClusterRole",
     "ClusterRoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
     "ConfigMap",
     "Deployment",
     "NetworkPolicy",
     "PodDisruptionBudget",
+    "PrometheusRule",
     "Role",
+    "Role",
+    "RoleBinding",
     "RoleBinding",
     "Service",
     "ServiceAccount",
@@ -456,11 +617,13 @@ Deno.test("helm template: all features on", async () => {
     "--max-concurrent-syncs=4",
     "--grace-period=55s",
     "--namespace=team-a,team-b",
+    "--allow-cross-namespace-refs",
+    "--cloud-identity-namespaces=team-a",
     "--insecure-registry=registry.local:5000",
     "--max-concurrent-syncs=5",
   ]);
   // caBundle inline + replace: a ConfigMap, mounted; SSL_CERT_FILE replaces the trust store.
-  const cm = only(objects, "ConfigMap");
+  const cm = named(objects, "ConfigMap", "portager-ca-bundle");
   assert.equal(cm.data["ca.crt"], TEST_CA_PEM);
   assert.equal(envValue(deployment, "SSL_CERT_FILE"), "/etc/portager/ca/ca.crt");
   assert.equal(envValue(deployment, "DENO_TLS_CA_STORE"), "system");
@@ -492,10 +655,24 @@ Deno.test("helm template: all features on", async () => {
   assert.equal(c.startupProbe.httpGet.path, "/healthz");
   assert.equal(pod.terminationGracePeriodSeconds, 60);
   // lease Role follows the lease name
-  assert.deepEqual(only(objects, "Role").rules[1].resourceNames, ["portager-test-leader"]);
+  assert.deepEqual(
+    named(objects, "Role", "portager-leader-election-role").rules[1].resourceNames,
+    ["portager-test-leader"],
+  );
+  // Secrets readable in team-a only; Prometheus may read /metrics
+  assert.equal(named(objects, "Role", "portager-secret-reader").metadata.namespace, "team-a");
+  assert.deepEqual(named(objects, "ClusterRoleBinding", "portager-metrics-reader").subjects, [
+    { kind: "ServiceAccount", name: "prometheus", namespace: "monitoring" },
+  ]);
+  // alerts and the dashboard (their content: tests/alerts_test.ts)
+  assert.equal(only(objects, "PrometheusRule").metadata.labels.release, "kps");
+  const dashboard = named(objects, "ConfigMap", "portager-dashboard");
+  assert.equal(dashboard.metadata.labels.grafana_dashboard, "1");
+  assert.equal(JSON.parse(dashboard.data["portager.json"]).uid, "portager-overview");
   // ServiceMonitor scrapes the metrics Service by its port name
   const sm = only(objects, "ServiceMonitor");
   const svc = only(objects, "Service");
+  assert.equal(sm.spec.endpoints[0].scheme, "http", "runtimeFlags=legacy serves plain HTTP");
   assert.equal(sm.metadata.labels.release, "kps");
   assert.equal(sm.spec.endpoints[0].port, svc.spec.ports[0].name);
   for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) assert.equal(svc.metadata.labels[k], v);
@@ -614,6 +791,7 @@ function collectionPath(o: RenderedObject, namespace: string): string {
     PodDisruptionBudget: ["poddisruptionbudgets", true],
     NetworkPolicy: ["networkpolicies", true],
     ServiceMonitor: ["servicemonitors", true],
+    PrometheusRule: ["prometheusrules", true],
     Pod: ["pods", true],
   };
   const entry = plural[o.kind];
@@ -654,54 +832,87 @@ async function createOk(
   assert.deepEqual(r.warnings, [], `${o.kind} ${o.metadata.name} drew warnings`);
 }
 
-/** The ServiceMonitor CRD is not ours: a minimal stand-in so its objects can be validated. */
-const SERVICE_MONITOR_CRD = {
-  apiVersion: "apiextensions.k8s.io/v1",
-  kind: "CustomResourceDefinition",
-  metadata: { name: "servicemonitors.monitoring.coreos.com" },
-  spec: {
-    group: "monitoring.coreos.com",
-    scope: "Namespaced",
-    names: {
-      plural: "servicemonitors",
-      singular: "servicemonitor",
-      kind: "ServiceMonitor",
-      listKind: "ServiceMonitorList",
+/**
+ * A minimal stand-in for a Prometheus-operator CRD (not ours), so the chart's objects of that
+ * kind can be validated: `spec` is the schema of their spec.
+ */
+function monitoringCrd(kind: string, spec: Record<string, unknown>): RenderedObject {
+  const plural = `${kind.toLowerCase()}s`;
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${plural}.monitoring.coreos.com` },
+    spec: {
+      group: "monitoring.coreos.com",
+      scope: "Namespaced",
+      names: { plural, singular: kind.toLowerCase(), kind, listKind: `${kind}List` },
+      versions: [{
+        name: "v1",
+        served: true,
+        storage: true,
+        schema: { openAPIV3Schema: { type: "object", properties: { spec } } },
+      }],
     },
-    versions: [{
-      name: "v1",
-      served: true,
-      storage: true,
-      schema: {
-        openAPIV3Schema: {
-          type: "object",
-          properties: {
-            spec: {
+  };
+}
+
+const SERVICE_MONITOR_CRD = monitoringCrd("ServiceMonitor", {
+  type: "object",
+  required: ["selector", "endpoints"],
+  properties: {
+    selector: { type: "object", "x-kubernetes-preserve-unknown-fields": true },
+    namespaceSelector: { type: "object", "x-kubernetes-preserve-unknown-fields": true },
+    endpoints: {
+      type: "array",
+      items: {
+        type: "object",
+        properties: {
+          port: { type: "string" },
+          path: { type: "string" },
+          interval: { type: "string" },
+          scrapeTimeout: { type: "string" },
+          scheme: { type: "string", enum: ["http", "https"] },
+          bearerTokenFile: { type: "string" },
+          tlsConfig: {
+            type: "object",
+            properties: { insecureSkipVerify: { type: "boolean" } },
+          },
+        },
+      },
+    },
+  },
+});
+
+/** The PrometheusRule stand-in checks the shape of its rule groups. */
+const PROMETHEUS_RULE_CRD = monitoringCrd("PrometheusRule", {
+  type: "object",
+  properties: {
+    groups: {
+      type: "array",
+      items: {
+        type: "object",
+        required: ["name", "rules"],
+        properties: {
+          name: { type: "string" },
+          rules: {
+            type: "array",
+            items: {
               type: "object",
-              required: ["selector", "endpoints"],
+              required: ["expr"],
               properties: {
-                selector: { type: "object", "x-kubernetes-preserve-unknown-fields": true },
-                namespaceSelector: { type: "object", "x-kubernetes-preserve-unknown-fields": true },
-                endpoints: {
-                  type: "array",
-                  items: {
-                    type: "object",
-                    properties: {
-                      port: { type: "string" },
-                      path: { type: "string" },
-                      interval: { type: "string" },
-                      scrapeTimeout: { type: "string" },
-                    },
-                  },
-                },
+                alert: { type: "string" },
+                expr: { type: "string" },
+                for: { type: "string" },
+                labels: { type: "object", additionalProperties: { type: "string" } },
+                annotations: { type: "object", additionalProperties: { type: "string" } },
               },
             },
           },
         },
       },
-    }],
+    },
   },
-};
+});
 
 function namespaceObject(name: string, labels: Record<string, string> = {}): RenderedObject {
   return { apiVersion: "v1", kind: "Namespace", metadata: { name, labels } };
@@ -792,8 +1003,15 @@ function describe(c: AccessCheck): string {
 const SYNC_GROUP = "portager.portager.io";
 
 /** What the operator must be able to do, and what it must not (issue 5's least-privilege list). */
-function permissionTable(ns: string, leaseName: string, workNs: string): Array<[AccessCheck, boolean]> {
+function permissionTable(
+  ns: string,
+  leaseName: string,
+  workNs: string,
+  secretsEverywhere: boolean,
+): Array<[AccessCheck, boolean]> {
   return [
+    // Secrets of a namespace not granted (the chart grants per namespace; deploy/ cluster-wide)
+    [{ verb: "get", resource: "secrets", namespace: "default", name: "registry-creds" }, secretsEverywhere],
     [{ verb: "list", group: SYNC_GROUP, resource: "imagesyncs" }, true],
     [{ verb: "watch", group: SYNC_GROUP, resource: "imagesyncs" }, true],
     [{ verb: "get", group: SYNC_GROUP, resource: "imagesyncs", namespace: workNs }, true],
@@ -939,7 +1157,7 @@ async function exerciseAsOperator(
 async function checkServiceAccount(
   t: Deno.TestContext,
   kube: KubeCluster,
-  sa: { namespace: string; name: string; leaseName: string },
+  sa: { namespace: string; name: string; leaseName: string; secretsEverywhere: boolean },
 ): Promise<void> {
   const token = await kube.tokenFor(sa.namespace, sa.name);
   const client = new TokenClient(kube, token);
@@ -954,7 +1172,9 @@ async function checkServiceAccount(
     );
     await t.step("access reviews: everything the operator needs, nothing more", async () => {
       const wrong: string[] = [];
-      for (const [check, want] of permissionTable(sa.namespace, sa.leaseName, WORK_NS)) {
+      for (
+        const [check, want] of permissionTable(sa.namespace, sa.leaseName, WORK_NS, sa.secretsEverywhere)
+      ) {
         if (await canI(client, check) !== want) wrong.push(`${want ? "cannot" : "CAN"} ${describe(check)}`);
       }
       assert.deepEqual(wrong, []);
@@ -978,6 +1198,7 @@ Deno.test("the apiserver accepts every rendered value set, the chart and deploy/
   try {
     await kube.apply(yaml.load(readRepoFile("charts/portager/crds/imagesyncs.yaml")));
     await kube.apply(SERVICE_MONITOR_CRD);
+    await kube.apply(PROMETHEUS_RULE_CRD);
     const chartNs = "portager-chart";
     await createOk(kube, restrictedNamespace(chartNs));
     await createOk(kube, restrictedNamespace(WORK_NS));
@@ -1017,10 +1238,16 @@ Deno.test("the apiserver accepts every rendered value set, the chart and deploy/
       },
     );
 
-    await t.step("install the chart (release pkg, namespace portager-chart)", async () => {
-      const objects = await helmTemplate(CHART, { releaseName: "pkg", namespace: chartNs });
+    await t.step("install the chart (release pkg, namespace portager-chart, Secrets of team-a)", async () => {
+      const objects = await helmTemplate(CHART, {
+        releaseName: "pkg",
+        namespace: chartNs,
+        values: [{ tenancy: { secretNamespaces: [WORK_NS] } }],
+      });
       for (const o of objects) await createOk(kube, o);
-      const stored = await kube.adminFetch(`/apis/apps/v1/namespaces/${chartNs}/deployments/pkg-portager`);
+      const stored = await kube.adminFetch(
+        `/apis/apps/v1/namespaces/${chartNs}/deployments/pkg-portager-controller-manager`,
+      );
       const deployment = await stored.json();
       assert.equal(deployment.spec.template.spec.serviceAccountName, "pkg-portager");
       assert.equal(deployment.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem, true);
@@ -1030,7 +1257,8 @@ Deno.test("the apiserver accepts every rendered value set, the chart and deploy/
       await checkServiceAccount(t, kube, {
         namespace: chartNs,
         name: "pkg-portager",
-        leaseName: "portager-leader",
+        leaseName: "c8073f84.portager.io",
+        secretsEverywhere: false,
       });
     });
 
@@ -1054,7 +1282,8 @@ Deno.test("the apiserver accepts every rendered value set, the chart and deploy/
         await checkServiceAccount(t, kube, {
           namespace: "portager-system",
           name: "portager",
-          leaseName: "portager-leader",
+          leaseName: "c8073f84.portager.io",
+          secretsEverywhere: true,
         });
       });
     }
@@ -1066,14 +1295,16 @@ Deno.test("the apiserver accepts every rendered value set, the chart and deploy/
 // ---------------------------------------------------------------------------------------------
 // The bundle that `deno task compile` turns into the binary.
 
-/** The --allow-* flags `deno task compile` bakes into the binary. */
+/** The chart's default leader-election Lease (upstream's name). */
+const LEASE = "c8073f84.portager.io";
+
+/** The --allow-* flags `deno task compile` bakes into the image's binary (quotes removed). */
 function compilePermissions(): string[] {
-  const flags = denoJson().tasks.compile.split(/\s+/).filter((f) => f.startsWith("--allow-"));
+  const flags = denoJson().tasks.compile.split(/\s+/).map((f) => f.replace(/^'(.*)'$/, "$1"))
+    .filter((f) => f.startsWith("--allow-"));
   assert.ok(flags.length > 0);
   assert.ok(!flags.includes("--allow-all") && !flags.includes("-A"));
   assert.ok(!flags.includes("--allow-run"), "exec plugins are the separate compile:exec-plugins target");
-  // --allow-write is there for `portager serve`'s state file; the operator itself writes nothing and
-  // runs with readOnlyRootFilesystem.
   return flags;
 }
 
@@ -1144,9 +1375,22 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
     const ns = "portager-e2e";
     await createOk(kube, restrictedNamespace(ns));
     await createOk(kube, namespaceObject(WORK_NS));
-    for (const o of await helmTemplate(CHART, { releaseName: "portager", namespace: ns })) {
-      await createOk(kube, o);
-    }
+    const chartObjects = await helmTemplate(CHART, {
+      releaseName: "portager",
+      namespace: ns,
+      values: [{
+        tenancy: { secretNamespaces: [WORK_NS] },
+        insecureRegistries: [source.host, destination.host],
+      }],
+    });
+    for (const o of chartObjects) await createOk(kube, o);
+    // The Deployment's own args, with the listen addresses moved to free loopback ports.
+    const chartArgs = (container(only(chartObjects, "Deployment")).args as string[]).map((a) =>
+      a.replace(
+        /^(--metrics-addr|--metrics-bind-address|--health-probe-bind-address)=:\d+$/,
+        "$1=127.0.0.1:0",
+      )
+    );
 
     // Source image; destination credentials in a dockerconfigjson Secret the operator may only `get`.
     const pushed = await pushImage(source, { repository: "library/app", tag: "1.0" }, { seed: 7 });
@@ -1184,22 +1428,21 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
         "sh",
         logFile,
         DENO,
-        ...asCompiled(),
+        // The image's permissions; out of the cluster the kubeconfig stands in for the
+        // service-account mount (/var/run/secrets), so it is the one extra read.
+        ...asCompiled().map((f) => f.startsWith("--allow-read=") ? `${f},${kubeconfig}` : f),
         bundle,
         "run",
         `--kubeconfig=${kubeconfig}`,
-        "--leader-elect",
-        `--lease-namespace=${ns}`,
-        "--metrics-addr=127.0.0.1:0",
-        "--log-format=json",
-        `--insecure-registry=${source.host},${destination.host}`,
-        "--grace-period=5s",
+        ...chartArgs,
       ],
       cwd: dir,
       stdin: "null",
       stdout: "null",
       stderr: "null",
-      env: { NO_COLOR: "1" },
+      // As the pod's env (POD_NAMESPACE from the downward API); nothing else.
+      clearEnv: true,
+      env: { NO_COLOR: "1", POD_NAMESPACE: ns, POD_NAME: "portager-e2e" },
     }).spawn();
 
     // Ready=True once the sync is done (bounded wait: an operator that never gets there fails).
@@ -1230,8 +1473,7 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
 
     // The Lease was taken with the token (create/get/update on its name only).
     const lease =
-      await (await kube.adminFetch(`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/portager-leader`))
-        .json();
+      await (await kube.adminFetch(`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${LEASE}`)).json();
     assert.ok(lease.spec?.holderIdentity, JSON.stringify(lease));
 
     operator.kill("SIGTERM");
@@ -1239,8 +1481,7 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
     operator = undefined;
     assert.equal(status.code, 0, await Deno.readTextFile(logFile));
     const released =
-      await (await kube.adminFetch(`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/portager-leader`))
-        .json();
+      await (await kube.adminFetch(`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${LEASE}`)).json();
     assert.ok(
       !released.spec?.holderIdentity,
       `the Lease is released on shutdown: ${JSON.stringify(released.spec)}`,

@@ -31,10 +31,60 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: portager
 {{- end }}
 
-{{/* Labels the Deployment, Service, PDB and NetworkPolicy select pods by. */}}
+{{/*
+Labels the Deployment, Service, PDB and NetworkPolicy select pods by: upstream Portager v0.5's
+exactly. A Deployment's selector cannot change, so `helm upgrade` from an upstream release only
+works with the same set, and `kubectl get pods -l control-plane=controller-manager` keeps working.
+*/}}
 {{- define "portager.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "portager.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+control-plane: controller-manager
+{{- end }}
+
+{{/* Name of the Deployment, PDB and NetworkPolicy, as upstream: <fullname>-controller-manager. */}}
+{{- define "portager.managerName" -}}
+{{- printf "%s-controller-manager" (include "portager.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "true" when the Deployment passes controller-runtime's flags (upstream's), else "". */}}
+{{- define "portager.upstreamFlags" -}}
+{{- if eq (toString .Values.runtimeFlags) "upstream" }}true{{ end }}
+{{- end }}
+
+{{/* "https" when /metrics is served over TLS with TokenReview/SubjectAccessReview, else "http". */}}
+{{- define "portager.metricsScheme" -}}
+{{- if and (include "portager.upstreamFlags" .) .Values.metrics.secure }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* The metrics port's name, on the container and the Service: "https" as upstream, or "http-metrics". */}}
+{{- define "portager.metricsPortName" -}}
+{{- if eq (include "portager.metricsScheme" .) "https" }}https{{ else }}http-metrics{{ end }}
+{{- end }}
+
+{{/* The port the probes use: its own "health" port with upstream's flags, else the metrics port. */}}
+{{- define "portager.probePort" -}}
+{{- if include "portager.upstreamFlags" . }}health{{ else }}{{ include "portager.metricsPortName" . }}{{ end }}
+{{- end }}
+
+{{/* Namespaces whose Secrets the operator may read through a Role each (empty list: none). */}}
+{{- define "portager.secretNamespaces" -}}
+{{- $list := .Values.tenancy.secretNamespaces | default .Values.watchNamespaces | default list }}
+{{- toJson (uniq $list) }}
+{{- end }}
+
+{{/*
+Whether to render the release Namespace (upstream's chart always does). "auto" (null): only when
+this release already owns it — a release installed by upstream's chart lists the Namespace, and an
+upgrade that dropped it would make Helm delete the namespace and everything in it.
+*/}}
+{{- define "portager.renderNamespace" -}}
+{{- $create := .Values.namespace.create }}
+{{- if kindIs "invalid" $create }}
+{{- $ns := lookup "v1" "Namespace" "" .Release.Namespace }}
+{{- $annotations := dig "metadata" "annotations" (dict) $ns }}
+{{- if and (eq (get $annotations "meta.helm.sh/release-name") .Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") .Release.Namespace) }}true{{ end }}
+{{- else if $create }}true{{ end }}
 {{- end }}
 
 {{/* The ServiceAccount the operator runs as. */}}
@@ -81,7 +131,16 @@ x509 error at the first sync, or two replicas syncing the same ImageSyncs at onc
 {{- fail "aws.credentials.enabled needs aws.credentials.accessKeyId and aws.credentials.secretAccessKey (or use aws.existingSecret, or IRSA through serviceAccount.annotations)." }}
 {{- end }}
 {{- end }}
+{{- if not (has (toString .Values.runtimeFlags) (list "legacy" "upstream")) }}
+{{- fail (printf "runtimeFlags must be \"legacy\" or \"upstream\", not %q" (toString .Values.runtimeFlags)) }}
+{{- end }}
+{{- if and .Values.prometheusRule.enabled (not .Values.metrics.enabled) }}
+{{- fail "prometheusRule.enabled needs metrics.enabled=true: the alerts read the operator's metrics." }}
+{{- end }}
 {{- if .Values.caBundle.enabled }}
+{{- if not (hasPrefix "/etc/portager/" (printf "%s/" (trimSuffix "/" .Values.caBundle.mountPath))) }}
+{{- fail (printf "caBundle.mountPath must be /etc/portager or below it, not %q: the image's binary may read only /etc/portager and /var/run/secrets (docs/DEPLOY.md, Permissions)." .Values.caBundle.mountPath) }}
+{{- end }}
 {{- $sources := list }}
 {{- if .Values.caBundle.existingSecret }}{{ $sources = append $sources "existingSecret" }}{{ end }}
 {{- if .Values.caBundle.existingConfigMap }}{{ $sources = append $sources "existingConfigMap" }}{{ end }}
