@@ -1,6 +1,9 @@
 /**
  * A small, explicit command-line flag parser: `--name value`, `--name=value`, boolean
- * `--flag`/`--no-flag`, repeatable flags, `-f` short aliases, and `--` to end flags.
+ * `--flag`/`--no-flag`/`--flag=false`, repeatable flags, `-f` short aliases, and `--` to end
+ * flags. Go's flag syntax is accepted too, so upstream's controller-runtime command lines
+ * work unchanged: a long flag with one dash (`-leader-elect`, `-metrics-bind-address=:8443`)
+ * and every boolean spelling of Go's `strconv.ParseBool`.
  * @module
  */
 
@@ -38,8 +41,15 @@ export class UsageError extends Error {
   }
 }
 
-function truthy(value: string): boolean {
-  return ["1", "true", "yes", "on"].includes(value.toLowerCase());
+const TRUE = new Set(["1", "t", "true", "yes", "y", "on"]);
+const FALSE = new Set(["0", "f", "false", "no", "n", "off"]);
+
+/** A boolean flag's value: Go's ParseBool spellings (any case) plus yes/no/on/off. */
+function parseBool(value: string, what: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (TRUE.has(v)) return true;
+  if (FALSE.has(v)) return false;
+  throw new UsageError(`${what} is a boolean (true or false), got "${value}"`);
 }
 
 /** Parses `argv` against `specs`; unknown flags and missing values are a UsageError. */
@@ -78,13 +88,23 @@ export function parseArgs(
         if (!negated) spec = undefined;
       }
     } else {
-      name = arg.slice(1, 2);
-      inline = arg.length > 2 ? arg.slice(2).replace(/^=/, "") : undefined;
-      spec = byShort.get(name);
+      // Go's syntax: one dash before a long name (`-kubeconfig x`, `-leader-elect=false`)
+      const eq = arg.indexOf("=");
+      const long = byLong.get(eq === -1 ? arg.slice(1) : arg.slice(1, eq));
+      if (long && arg.length > 2) {
+        spec = long;
+        name = long.name;
+        inline = eq === -1 ? undefined : arg.slice(eq + 1);
+      } else {
+        name = arg.slice(1, 2);
+        inline = arg.length > 2 ? arg.slice(2).replace(/^=/, "") : undefined;
+        spec = byShort.get(name);
+      }
     }
     if (!spec) throw new UsageError(`unknown flag ${arg.split("=")[0]}`);
     if (spec.type === "boolean") {
-      const value = inline === undefined ? !negated : truthy(inline);
+      if (negated && inline !== undefined) throw new UsageError(`${arg.split("=")[0]} takes no value`);
+      const value = inline === undefined ? !negated : parseBool(inline, `--${spec.name}`);
       flags[spec.name] = value;
       continue;
     }
@@ -105,7 +125,7 @@ export function parseArgs(
     if (flags[spec.name] !== undefined) continue;
     const fromEnv = spec.env ? env(spec.env) : undefined;
     if (fromEnv !== undefined && fromEnv !== "") {
-      if (spec.type === "boolean") flags[spec.name] = truthy(fromEnv);
+      if (spec.type === "boolean") flags[spec.name] = parseBool(fromEnv, `$${spec.env}`);
       else if (spec.multiple) flags[spec.name] = fromEnv.split(",").map((s) => s.trim()).filter(Boolean);
       else flags[spec.name] = fromEnv;
     } else if (spec.default !== undefined) {

@@ -35,3 +35,27 @@ Deno.test("parseArgs rejects unknown flags and missing values with a clear messa
   );
   assert.throws(() => parseArgs(["--log-level"], specs), /--log-level needs a value/);
 });
+
+Deno.test("parseArgs takes Go's flag syntax: one-dash long flags, --flag=false, ParseBool spellings", () => {
+  const go: FlagSpec[] = [
+    { name: "leader-elect", type: "boolean", env: "LEADER_ELECT", default: false, help: "le" },
+    { name: "metrics-bind-address", type: "string", default: "0", help: "m" },
+    { name: "namespace", short: "n", type: "string", help: "ns" },
+  ];
+  const env = () => undefined;
+  const r = parseArgs(["-leader-elect", "-metrics-bind-address=:8443", "-n", "team"], go, { env });
+  assert.equal(r.flags["leader-elect"], true);
+  assert.equal(r.flags["metrics-bind-address"], ":8443");
+  assert.equal(r.flags.namespace, "team");
+  assert.equal(parseArgs(["-metrics-bind-address", ":9"], go, { env }).flags["metrics-bind-address"], ":9");
+  for (const v of ["false", "0", "f", "F", "FALSE", "False"]) {
+    assert.equal(parseArgs([`--leader-elect=${v}`], go, { env }).flags["leader-elect"], false, v);
+  }
+  for (const v of ["true", "1", "t", "T", "TRUE"]) {
+    assert.equal(parseArgs([`-leader-elect=${v}`], go, { env }).flags["leader-elect"], true, v);
+  }
+  assert.throws(() => parseArgs(["--leader-elect=maybe"], go, { env }), /--leader-elect is a boolean/);
+  assert.throws(() => parseArgs([], go, { env: () => "sometimes" }), /\$LEADER_ELECT is a boolean/);
+  // a short flag with its value attached still works
+  assert.equal(parseArgs(["-nteam"], go, { env }).flags.namespace, "team");
+});

@@ -13,4 +13,5 @@ export * from "./secrets.ts";
 export * from "./events.ts";
 export * from "./lease.ts";
 export * from "./store.ts";
+export * from "./reviews.ts";
 export { abortableSleep } from "./sleep.ts";

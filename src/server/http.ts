@@ -1,6 +1,10 @@
 /**
- * The operator's HTTP endpoint on `Deno.serve`: `/metrics` (Prometheus text), `/healthz`
- * (the process is alive) and `/readyz` (watch established; leader or ready standby).
+ * The operator's HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process is
+ * alive) and `/readyz` (watch established; leader or ready standby). Plain HTTP on
+ * `Deno.serve`; HTTPS on `Deno.serve` when HTTP/2 is wanted, else on `node:https` (HTTP/1.1
+ * only: controller-runtime turns HTTP/2 off by default since the HTTP/2 Rapid Reset and
+ * Stream Cancellation CVEs, and Deno.serve always offers h2). `/metrics` may be guarded by a
+ * filter (authentication and authorization, src/server/authn.ts).
  * @module
  */
 
@@ -28,6 +32,12 @@ export interface ServerOptions {
   logger?: Logger;
   /** Called once the socket is bound, with the chosen port (useful with port 0). */
   onListening?: (addr: { hostname: string; port: number }) => void;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string; key: string };
+  /** With `tls`: offer HTTP/2 as well; default false (HTTP/1.1 only). */
+  http2?: boolean;
+  /** Checks each /metrics request: undefined lets it through, else the response to send. */
+  authorize?: (req: Request) => Promise<Response | undefined>;
 }
 
 /** A running HTTP server. */
@@ -61,9 +71,38 @@ function probe(result: ProbeResult): Response {
   });
 }
 
+/** The request handler of {@linkcode startServer}. */
+function handler(options: ServerOptions): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const url = new URL(req.url);
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    switch (url.pathname) {
+      case "/metrics": {
+        if (!options.metrics) return new Response("no metrics\n", { status: 404 });
+        const denied = await options.authorize?.(req);
+        if (denied) return denied;
+        const { body, contentType } = await options.metrics();
+        return new Response(body, { headers: { "content-type": contentType } });
+      }
+      case "/healthz":
+      case "/livez":
+        if (options.probes === false) break;
+        return probe(options.healthy?.() ?? { ok: true });
+      case "/readyz":
+        if (options.probes === false) break;
+        return probe(options.ready?.() ?? { ok: true });
+    }
+    return new Response("not found\n", { status: 404 });
+  };
+}
+
 /** Starts the metrics/health server on `addr`. */
 export function startServer(addr: string, options: ServerOptions = {}): Promise<MetricsServer> {
   const { hostname, port } = parseListenAddress(addr);
+  const handle = handler(options);
+  if (options.tls && !options.http2) return startNodeHttps({ hostname, port }, options.tls, handle, options);
   const log = options.logger;
   const ac = new AbortController();
   return new Promise((resolve, reject) => {
@@ -73,6 +112,7 @@ export function startServer(addr: string, options: ServerOptions = {}): Promise<
         hostname,
         port,
         signal: ac.signal,
+        ...options.tls,
         onListen: (a) => {
           options.onListening?.({ hostname: a.hostname, port: a.port });
           resolve({
@@ -88,29 +128,62 @@ export function startServer(addr: string, options: ServerOptions = {}): Promise<
           log?.error("http handler failed", { error: err });
           return new Response("internal error\n", { status: 500 });
         },
-      }, async (req) => {
-        const url = new URL(req.url);
-        if (req.method !== "GET" && req.method !== "HEAD") {
-          return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
-        }
-        switch (url.pathname) {
-          case "/metrics": {
-            if (!options.metrics) return new Response("no metrics\n", { status: 404 });
-            const { body, contentType } = await options.metrics();
-            return new Response(body, { headers: { "content-type": contentType } });
-          }
-          case "/healthz":
-          case "/livez":
-            if (options.probes === false) break;
-            return probe(options.healthy?.() ?? { ok: true });
-          case "/readyz":
-            if (options.probes === false) break;
-            return probe(options.ready?.() ?? { ok: true });
-        }
-        return new Response("not found\n", { status: 404 });
-      });
+      }, handle);
     } catch (err) {
       reject(err);
     }
   });
+}
+
+/** HTTPS over HTTP/1.1 only, on node:https (imported only for it). */
+async function startNodeHttps(
+  at: { hostname: string; port: number },
+  tls: { cert: string; key: string },
+  handle: (req: Request) => Promise<Response>,
+  options: ServerOptions,
+): Promise<MetricsServer> {
+  const https = await import("node:https");
+  const server = https.createServer({ cert: tls.cert, key: tls.key }, (req, res) => {
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (typeof v === "string") headers.set(k, v);
+      else if (Array.isArray(v)) { for (const x of v) headers.append(k, x); }
+    }
+    const host = /^[A-Za-z0-9.:[\]-]+$/.test(req.headers.host ?? "") ? req.headers.host : "localhost";
+    const request = new Request(`https://${host}${req.url?.startsWith("/") ? req.url : "/"}`, {
+      method: req.method,
+      headers,
+    });
+    // GET and HEAD only: a request body is never read
+    req.resume();
+    handle(request).then(async (response) => {
+      const body = req.method === "HEAD" ? undefined : new Uint8Array(await response.arrayBuffer());
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      res.end(body);
+    }).catch((err) => {
+      options.logger?.error("http handler failed", { error: err });
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+      res.end("internal error\n");
+    });
+  });
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(at.port, at.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const a = server.address() as { address: string; port: number };
+  options.onListening?.({ hostname: a.address, port: a.port });
+  return {
+    hostname: a.address,
+    port: a.port,
+    shutdown: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      }),
+  };
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parseListenAddress, startServer } from "./http.ts";
+import { selfSignedCertificate } from "./self_signed.ts";
 
 Deno.test("parseListenAddress understands :port, host:port and [v6]:port", () => {
   assert.deepEqual(parseListenAddress(":8080"), { hostname: "0.0.0.0", port: 8080 });
@@ -37,6 +38,72 @@ Deno.test("server answers /metrics, /healthz and /readyz (503 with a reason unti
     res = await fetch(`${base}/nope`);
     assert.equal(res.status, 404);
     await res.body?.cancel();
+  } finally {
+    await srv.shutdown();
+  }
+});
+
+async function alpnOf(port: number, cert: string): Promise<string | null> {
+  const conn = await Deno.connectTls({
+    hostname: "localhost",
+    port,
+    caCerts: [cert],
+    alpnProtocols: ["h2", "http/1.1"],
+  });
+  try {
+    return (await conn.handshake()).alpnProtocol;
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("HTTPS with a self-signed certificate: HTTP/1.1 only unless HTTP/2 is enabled", async () => {
+  const tls = await selfSignedCertificate(["localhost", "127.0.0.1"]);
+  const metrics = () => Promise.resolve({ body: "x_total 1\n", contentType: "text/plain" });
+  for (const http2 of [false, true]) {
+    const srv = await startServer("127.0.0.1:0", { metrics, tls, http2 });
+    const client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    try {
+      assert.equal(await alpnOf(srv.port, tls.cert), http2 ? "h2" : "http/1.1");
+      const res = await fetch(`https://localhost:${srv.port}/metrics`, { client });
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "x_total 1\n");
+      // the certificate is also good for the IP address
+      const byIp = await fetch(`https://127.0.0.1:${srv.port}/healthz`, { client });
+      assert.equal(byIp.status, 200);
+      await byIp.body?.cancel();
+    } finally {
+      client.close();
+      await srv.shutdown();
+    }
+  }
+});
+
+Deno.test("the filter guards /metrics only; a metrics-only server answers no probes", async () => {
+  const seen: string[] = [];
+  const srv = await startServer("127.0.0.1:0", {
+    metrics: () => Promise.resolve({ body: "x_total 1\n", contentType: "text/plain" }),
+    authorize: (req) => {
+      seen.push(new URL(req.url).pathname);
+      return Promise.resolve(
+        req.headers.get("authorization") === "Bearer ok"
+          ? undefined
+          : new Response("Unauthorized\n", { status: 401 }),
+      );
+    },
+    probes: false,
+  });
+  try {
+    const base = `http://127.0.0.1:${srv.port}`;
+    let res = await fetch(`${base}/metrics`);
+    assert.equal(res.status, 401);
+    await res.body?.cancel();
+    res = await fetch(`${base}/metrics`, { headers: { authorization: "Bearer ok" } });
+    assert.equal(await res.text(), "x_total 1\n");
+    res = await fetch(`${base}/healthz`);
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+    assert.deepEqual(seen, ["/metrics", "/metrics"]);
   } finally {
     await srv.shutdown();
   }
