@@ -294,7 +294,7 @@ Deno.test("dry run plans per tag, writes nothing, and the real run then does wha
   }
 });
 
-Deno.test("an enabled validation gate fails tags that need a copy (ValidationUnavailable) and copies nothing", async () => {
+Deno.test("a failing validation gate fails tags that need a copy and copies nothing", async () => {
   const src = await startRegistry("plain");
   const dst = await startRegistry("plain");
   try {
@@ -320,9 +320,12 @@ Deno.test("an enabled validation gate fails tags that need a copy (ValidationUna
     assert.equal(upToDate.action, "up-to-date", "already at the destination: nothing to gate");
     assert.equal(upToDate.sourceDigest, a.digest);
     assert.equal(blocked.action, "failed");
-    assert.equal(blocked.reason, "ValidationUnavailable");
+    // "PEM" is no public key: the cosign gate cannot check, so it fails (never passes)
+    assert.equal(blocked.reason, "ValidationFailed");
     assert.equal(blocked.verified, false);
-    assert.match(blocked.validationError!, /cosign/);
+    assert.equal(blocked.failedGate, "cosign");
+    assert.match(blocked.validationError!, /^cosign verification failed: failed to parse public key/);
+    assert.equal(blocked.error, `validation failed: ${blocked.validationError}`);
     assert.deepEqual(writes(await logSince(dst, dstMark)), []);
     assert.equal((await getManifest(dst, "app", "b")).status, 404);
   } finally {

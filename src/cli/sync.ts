@@ -211,6 +211,17 @@ export function tagLineOf(
         destination: e.destination,
         result: { tag: e.tag, action: "failed", reason: e.reason, error: e.error },
       };
+    case "ValidationFailed":
+      return {
+        source: e.source,
+        destination: e.destination,
+        result: {
+          tag: e.tag,
+          action: "failed",
+          reason: "ValidationFailed",
+          error: `validation failed: ${e.validationError}`,
+        },
+      };
     default:
       return undefined;
   }

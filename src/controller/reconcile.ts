@@ -436,7 +436,8 @@ export class Reconciler {
     for (const img of r.images) {
       for (const t of img.tags) {
         if (t.verified) verified++;
-        if (t.failedGate) validationFailed[t.failedGate] = (validationFailed[t.failedGate] ?? 0) + 1;
+        // upstream labels every gate failure gate="validation" (the gate is in the Event and status)
+        if (t.failedGate) validationFailed.validation = (validationFailed.validation ?? 0) + 1;
         if (t.synced && t.sourceDigest) {
           tags.push({
             source: img.sourceRepository,

@@ -106,8 +106,30 @@ export interface SyncFailedEvent extends TagEventBase {
   failedGate?: GateName;
 }
 
+/** The validation gates passed for a tag about to be copied (upstream's ImageVerified). */
+export interface ImageVerifiedEvent extends TagEventBase {
+  /** Event reason. */
+  type: "ImageVerified";
+  /** The source digest the gates checked. */
+  digest: string;
+}
+
+/** A validation gate stopped a tag (upstream's ValidationFailed); the tag was not copied. */
+export interface ValidationFailedEvent extends TagEventBase {
+  /** Event reason. */
+  type: "ValidationFailed";
+  /** The gate that failed. */
+  gate: GateName;
+  /** Upstream's validationError text, e.g. `cosign verification failed: …`. */
+  validationError: string;
+  /** Vulnerability gate: the findings at or above the threshold. */
+  cves?: { id: string; severity: string }[];
+}
+
 /** Anything a sync reports. */
 export type SyncEvent =
+  | ImageVerifiedEvent
+  | ValidationFailedEvent
   | TagsResolvedEvent
   | TagResolutionFailedEvent
   | RepoEnsuredEvent
@@ -115,11 +137,39 @@ export type SyncEvent =
   | ImageSkippedEvent
   | SyncFailedEvent;
 
-/** The per-tag event for a finished tag: ImageSynced, ImageSkipped or SyncFailed. */
+/** The event for a tag whose validation gates passed, before its copy. */
+export function verifiedEvent(
+  image: string,
+  t: Pick<TagResult, "tag" | "source" | "destination" | "sourceDigest">,
+  dryRun: boolean,
+): ImageVerifiedEvent {
+  return {
+    type: "ImageVerified",
+    warning: false,
+    image,
+    tag: t.tag,
+    source: t.source,
+    destination: t.destination,
+    dryRun,
+    digest: t.sourceDigest ?? "",
+  };
+}
+
+/** The per-tag event for a finished tag: ImageSynced, ImageSkipped, ValidationFailed or SyncFailed. */
 export function tagEvent(image: string, t: TagResult, dryRun: boolean): SyncEvent {
   const base = { image, tag: t.tag, source: t.source, destination: t.destination, dryRun };
   switch (t.action) {
     case "failed":
+      if (t.failedGate && t.validationError) {
+        return {
+          type: "ValidationFailed",
+          warning: true,
+          ...base,
+          gate: t.failedGate,
+          validationError: t.validationError,
+          ...(t.cves ? { cves: t.cves } : {}),
+        };
+      }
       return {
         type: "SyncFailed",
         warning: true,

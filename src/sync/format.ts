@@ -60,6 +60,10 @@ export function eventMessage(e: SyncEvent): string {
         `(digest: ${shortDigest(e.digest)}; ${blobPlan(e)})`;
     case "ImageSkipped":
       return `Image ${e.source} already up-to-date (digest: ${shortDigest(e.digest)})`;
+    case "ImageVerified":
+      return `Validation passed for ${e.source} (digest: ${shortDigest(e.digest)})`;
+    case "ValidationFailed":
+      return `Validation failed for ${e.source}: ${e.validationError}`;
     case "SyncFailed":
       return `${
         e.dryRun ? "Would fail to copy" : "Failed to copy"

@@ -1,8 +1,8 @@
 /**
  * Where the validation gates plug into a sync. A gate runs on the source digest of a tag that
  * needs a copy — after the digests were compared (an up-to-date tag needs no gate, as
- * upstream) and before any blob moves. Until gates are implemented, an enabled gate stops
- * the tag with reason ValidationUnavailable ({@linkcode unavailableGates}).
+ * upstream) and before any blob moves. The sync runs `src/gates` through `validation.ts`;
+ * {@linkcode unavailableGates} remains for callers that pass no check.
  * @module
  */
 import type { ImageSyncSpec } from "../api/mod.ts";
@@ -17,6 +17,8 @@ export interface GateVerdict {
   reason: string;
   /** Why, in the gate's words. */
   message: string;
+  /** Vulnerability gate: the findings at or above the threshold (id, severity). */
+  cves?: { id: string; severity: string }[];
 }
 
 /** What a gate check is given. */

@@ -54,6 +54,8 @@ export interface TagResult {
   failedGate?: GateName;
   /** Why that gate stopped it. */
   validationError?: string;
+  /** Vulnerability gate: the findings at or above the threshold that stopped the tag. */
+  cves?: { id: string; severity: string }[];
 }
 
 /** The result of one image (one `images[]` entry). */

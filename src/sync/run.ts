@@ -5,7 +5,7 @@
  * @module
  */
 import type { Copier, ManifestHead, Reference } from "../oci/mod.ts";
-import { type SyncEvent, tagEvent } from "./events.ts";
+import { type SyncEvent, tagEvent, verifiedEvent } from "./events.ts";
 import { type GateCheck, unavailableGates } from "./gates.ts";
 import {
   failedTag,
@@ -118,7 +118,11 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
       });
       if (verdict) {
         return {
-          ...failedTag(job.tag, base, verdict),
+          ...failedTag(job.tag, base, {
+            reason: verdict.reason,
+            message: `validation failed: ${verdict.message}`,
+          }),
+          ...(verdict.cves ? { cves: verdict.cves } : {}),
           sourceDigest: digests.source,
           verified: false,
           gates: ctx.gates,
@@ -127,6 +131,7 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
         };
       }
       verified = true;
+      ctx.emit(verifiedEvent(job.image, { ...base, sourceDigest: digests.source }, ctx.dryRun));
     }
     ctx.onCopy?.(job, true);
     const r = await ctx.copier.copy(job.source, job.destination, { dryRun: ctx.dryRun, signal });

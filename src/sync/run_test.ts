@@ -175,8 +175,12 @@ Deno.test("runTags: with a gate, digests are compared first; the gate sees the s
     "no SBOM attached",
     D2,
   ]);
-  const event = ctx.events.find((e) => e.type === "SyncFailed" && e.tag === "new");
-  assert.equal(event?.type === "SyncFailed" && event.failedGate, "sbom");
+  assert.equal(gated.error, "validation failed: no SBOM attached");
+  // upstream's ValidationFailed Event, not a copy failure
+  const event = ctx.events.find((e) => "tag" in e && e.tag === "new");
+  assert.equal(event?.type, "ValidationFailed");
+  assert.equal(event?.type === "ValidationFailed" && event.gate, "sbom");
+  assert.ok(!ctx.events.some((e) => e.type === "SyncFailed" && e.tag === "new"));
 });
 
 Deno.test("runTags: gates that pass let the copy go on, and the tag is verified", async () => {
@@ -192,6 +196,8 @@ Deno.test("runTags: gates that pass let the copy go on, and the tag is verified"
   assert.deepEqual([image.tags[0].action, image.tags[0].verified, image.tags[0].gates], ["copied", true, [
     "cosign",
   ]]);
+  // ImageVerified before the copy's ImageSynced
+  assert.deepEqual(ctx.events.map((e) => e.type), ["ImageVerified", "ImageSynced"]);
 });
 
 Deno.test("runTags: without a gate implementation an enabled gate is ValidationUnavailable", async () => {

@@ -9,8 +9,8 @@
  *   repositories) → run (`run.ts`: digests, gates, copies, a few tags at a time) → summarize
  *   (`result.ts`: the counts). This module only sets up the clients and wires them.
  * - Gates run on the source digest of a tag that needs a copy, before any blob moves
- *   (`gates.ts`); until they exist, an enabled gate fails such a tag with reason
- *   ValidationUnavailable (an up-to-date tag stays synced, as upstream checks digests first).
+ *   (`gates.ts`, `validation.ts`, `src/gates`); a failing tag is not copied (an up-to-date tag
+ *   stays synced without a gate, as upstream checks digests first).
  * - Dry run reads only: the plan per tag (would copy / up to date / would fail).
  * - `signal` stops starting new tags (the rest are reported as Aborted); `cancelInFlight`
  *   also aborts copies in progress.
@@ -29,6 +29,7 @@ import type { RepositoryEnsurer } from "../credentials/mod.ts";
 import type { SyncEvent } from "./events.ts";
 import { enabledGates, type GateCheck } from "./gates.ts";
 import { planSync } from "./plan.ts";
+import { validationCheck } from "./validation.ts";
 import { reasonOf, summarize, type SyncReport } from "./result.ts";
 import { DEFAULT_TAG_CONCURRENCY, runTags, type TagJob } from "./run.ts";
 
@@ -88,9 +89,11 @@ export interface SyncOptions {
   now?: () => Date;
   /**
    * Runs the validation gates on the source digest of a tag that needs a copy, before any blob
-   * moves; default: an enabled gate is unavailable (reason ValidationUnavailable).
+   * moves; default: the spec's `validation` gates (`src/gates`) against the source registry.
    */
   checkGates?: GateCheck;
+  /** A parsed Sigstore `trusted_root.json` for keyless checks (default: the public-good root). */
+  trustedRoot?: unknown;
   /** Use these clients instead of creating them (they are not closed). */
   clients?: { source: RegistryClient; destination: RegistryClient };
 }
@@ -176,7 +179,8 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
       source,
       destination,
       gates: enabledGates(spec),
-      checkGates: opts.checkGates,
+      checkGates: opts.checkGates ??
+        validationCheck(source, spec.validation ?? {}, { trustedRoot: opts.trustedRoot }),
       dryRun,
       tagConcurrency: opts.tagConcurrency ?? DEFAULT_TAG_CONCURRENCY,
       now,
