@@ -227,6 +227,8 @@ export interface KeylessOptions extends CallOptions {
   issuer: string;
   /** A parsed `trusted_root.json`; the shipped public-good root when absent. */
   trustedRoot?: unknown;
+  /** A `trusted_root.json` file to read when `trustedRoot` is absent (private Sigstore). */
+  trustedRootPath?: string;
 }
 
 /** Keyless cosign check of `subject` (pinned by digest); returns what passed. */
@@ -237,6 +239,8 @@ export async function verifyKeyless(
 ): Promise<string> {
   const trust = opts.trustedRoot !== undefined
     ? trustMaterialFrom(opts.trustedRoot)
+    : opts.trustedRootPath
+    ? trustMaterialFrom(await readTrustedRoot(opts.trustedRootPath))
     : (publicGood ??= trustMaterialFrom(publicGoodTrustedRoot()));
   const collected = await collectSignatures(client, subject, opts);
   return verdict(

@@ -67,6 +67,11 @@ export interface RunGatesOptions extends CallOptions {
   config: GatesConfig;
   /** A parsed `trusted_root.json` for keyless checks; Sigstore's public-good root when absent. */
   trustedRoot?: unknown;
+  /**
+   * A `trusted_root.json` file for keyless checks, read when `trustedRoot` is absent; a file
+   * that cannot be read or parsed fails the cosign gate (TrustedRootInvalid).
+   */
+  trustedRootPath?: string;
 }
 
 /** Whether any gate is enabled in the config. */
@@ -100,6 +105,7 @@ async function cosignGate(
     return await verifyKeyless(client, subject, {
       issuer: cfg.keylessIssuer,
       trustedRoot: opts.trustedRoot,
+      trustedRootPath: opts.trustedRootPath,
       signal: opts.signal,
     });
   }

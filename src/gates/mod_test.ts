@@ -76,3 +76,22 @@ Deno.test("runGates: cancellation propagates instead of becoming a gate result",
     runGates(client, unreachable, { config: { sbomGate: { enabled: true } }, signal: ac.signal }),
   );
 });
+
+Deno.test("runGates: keyless with a trusted root file that cannot be read fails with TrustedRootInvalid", async () => {
+  using client = new RegistryClient({ maxAttempts: 1 });
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = { cosign: { enabled: true, keylessIssuer: "https://issuer.example" } };
+    const missing = await runGates(client, unreachable, { config, trustedRootPath: `${dir}/nope.json` });
+    assert.equal(missing.failed?.reason, "TrustedRootInvalid");
+    assert.match(missing.failed!.detail, /cannot read the Sigstore trusted root .*nope\.json/);
+    await Deno.writeTextFile(`${dir}/junk.json`, "{ not json");
+    const junk = await runGates(client, unreachable, { config, trustedRootPath: `${dir}/junk.json` });
+    assert.match(junk.failed!.detail, /junk\.json is not JSON/);
+    await Deno.writeTextFile(`${dir}/empty.json`, "{}");
+    const empty = await runGates(client, unreachable, { config, trustedRootPath: `${dir}/empty.json` });
+    assert.match(empty.failed!.detail, /no certificate authority or no transparency log/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

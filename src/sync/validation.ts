@@ -8,10 +8,30 @@ import { formatGateFailure, type GatesConfig, runGates } from "../gates/mod.ts";
 import type { RegistryClient } from "../oci/mod.ts";
 import type { GateCheck } from "./gates.ts";
 
+/**
+ * Environment variable naming a Sigstore `trusted_root.json` file for keyless checks (private
+ * Sigstore, air-gapped clusters); the chart sets it when a trusted-root ConfigMap is mounted.
+ */
+export const TRUSTED_ROOT_ENV = "PORTAGER_SIGSTORE_TRUSTED_ROOT";
+
 /** Options for {@linkcode validationCheck}. */
 export interface ValidationCheckOptions {
-  /** A parsed `trusted_root.json` for keyless checks; Sigstore's public-good root when absent. */
+  /** A parsed `trusted_root.json` for keyless checks. */
   trustedRoot?: unknown;
+  /**
+   * A `trusted_root.json` file for keyless checks; default: the file named by
+   * {@linkcode TRUSTED_ROOT_ENV}, else Sigstore's public-good root.
+   */
+  trustedRootPath?: string;
+}
+
+function envTrustedRoot(): string | undefined {
+  try {
+    return Deno.env.get(TRUSTED_ROOT_ENV) || undefined;
+  } catch {
+    // No env permission: the public-good root.
+    return undefined;
+  }
 }
 
 /** A gate check that runs the spec's enabled gates against the source registry. */
@@ -24,6 +44,7 @@ export function validationCheck(
     const outcome = await runGates(source, request.source.withDigest(request.digest), {
       config,
       trustedRoot: opts.trustedRoot,
+      trustedRootPath: opts.trustedRootPath ?? envTrustedRoot(),
       signal: request.signal,
     });
     if (outcome.verified || !outcome.failed) return undefined;
