@@ -15,7 +15,14 @@ import yaml from "js-yaml";
 import { crdYaml } from "../src/api/mod.ts";
 import { VERSION } from "../src/cli/version.ts";
 import { driftedManifests, GENERATED_CRD_PATHS } from "../scripts/gen_manifests.ts";
-import { HelmError, helmLint, helmTemplate, parseManifests, type RenderedObject } from "./harness/helm.ts";
+import {
+  HelmError,
+  helmLint,
+  helmTemplate,
+  parseManifests,
+  type RenderedObject,
+  runHelm,
+} from "./harness/helm.ts";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
 import { startRegistry } from "./harness/registry.ts";
@@ -1492,6 +1499,157 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
       await operator.status;
     }
     await Promise.all([source.stop(), destination.stop()]);
+    await kube.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Switching from upstream Portager v0.5's chart with `helm upgrade`.
+
+/** Values written as upstream's docs write them (its values layout, non-EKS AWS credentials, a CA). */
+const UPSTREAM_VALUES = {
+  replicaCount: 1,
+  leaderElection: { enabled: true },
+  metrics: { enabled: true, serviceMonitor: { enabled: false } },
+  serviceAccount: {
+    create: true,
+    name: "",
+    annotations: { "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/portager-ecr" },
+  },
+  aws: {
+    credentials: {
+      enabled: true,
+      accessKeyId: "AKIAEXAMPLE",
+      secretAccessKey: "example/secret",
+      region: "us-east-1",
+    },
+    existingSecret: "",
+  },
+  caBundle: {
+    enabled: true,
+    inline: TEST_CA_PEM,
+    key: "ca.crt",
+    mountPath: "/etc/portager/ca",
+    mode: "append",
+  },
+  podDisruptionBudget: { enabled: true, minAvailable: 1 },
+  startupProbe: { enabled: true },
+  terminationGracePeriodSeconds: 10,
+  networkPolicy: {
+    enabled: true,
+    metrics: { namespaceSelector: { "kubernetes.io/metadata.name": "monitoring" } },
+    egress: { registryCIDRs: ["10.0.0.0/8"], apiServerCIDR: "10.96.0.1/32" },
+  },
+  nodeSelector: {},
+  tolerations: [],
+  affinity: {},
+  topologySpreadConstraints: [],
+  priorityClassName: "",
+  podAnnotations: {},
+  podLabels: {},
+  imagePullSecrets: [],
+  extraEnv: [],
+  extraVolumes: [],
+  extraVolumeMounts: [],
+};
+
+/** A stand-in for upstream's chart: its objects' kinds, names, selector and labels (see its Chart.yaml). */
+const UPSTREAM_CHART = new URL("tests/fixtures/upstream_chart_v0_5", ROOT).pathname;
+
+Deno.test("helm upgrade from a release of upstream's chart (upstream-shaped values) to ours needs no manual step", async (t) => {
+  const kube = await startKube();
+  const dir = await Deno.makeTempDir({ prefix: "portager-upgrade-" });
+  try {
+    await kube.apply(yaml.load(readRepoFile("charts/portager/crds/imagesyncs.yaml")));
+    const values = `${dir}/upstream-values.yaml`;
+    await Deno.writeTextFile(values, JSON.stringify(UPSTREAM_VALUES));
+    // Our chart as is, but for its kubeVersion constraint: the harness's kube-apiserver, built
+    // from its module without release ldflags, reports v0.0.0-master, which Helm compares against it.
+    const chart = `${dir}/portager`;
+    const copied = await new Deno.Command("cp", { args: ["-r", CHART, chart] }).output();
+    assert.ok(copied.success);
+    const chartYaml = await Deno.readTextFile(`${chart}/Chart.yaml`);
+    assert.match(chartYaml, /^kubeVersion: .*$/m);
+    await Deno.writeTextFile(`${chart}/Chart.yaml`, chartYaml.replace(/^kubeVersion: .*$/m, ""));
+    const helm = (args: string[]) => runHelm([...args, "--kubeconfig", kube.kubeconfigPath]);
+    const ns = "portager-system";
+    const get = async (path: string) => {
+      const res = await kube.adminFetch(path);
+      return { status: res.status, body: await res.json() };
+    };
+
+    await t.step("upstream's chart installs (into a namespace it then owns: --take-ownership)", async () => {
+      // Upstream's chart renders the release Namespace, which `helm install` cannot create itself.
+      await createOk(kube, namespaceObject(ns));
+      await helm(["install", "portager", UPSTREAM_CHART, "-n", ns, "--take-ownership", "-f", values]);
+    });
+
+    await t.step("helm upgrade to our chart, no values given (the release's values are reused)", async () => {
+      await helm(["upgrade", "portager", chart, "-n", ns]);
+      const namespace = await get(`/api/v1/namespaces/${ns}`);
+      assert.equal(namespace.status, 200, "the namespace upstream's chart created is kept");
+      assert.equal(namespace.body.metadata.annotations["helm.sh/resource-policy"], "keep");
+      const deployment = await get(`/apis/apps/v1/namespaces/${ns}/deployments/portager-controller-manager`);
+      assert.equal(deployment.status, 200);
+      const c = deployment.body.spec.template.spec.containers[0];
+      assert.equal(c.name, "manager");
+      assert.equal(c.image, `ghcr.io/portager/portager:${VERSION}`);
+      assert.ok(
+        c.args.includes("--grace-period=5s"),
+        "terminationGracePeriodSeconds: 10 from upstream's values",
+      );
+      assert.ok(c.args.includes("--ca-file=/etc/portager/ca/ca.crt"));
+      // upstream's aws.credentials now reach the pod through a Secret, not inline env
+      assert.deepEqual(c.envFrom, [{ secretRef: { name: "portager-aws" } }]);
+      const sa = await get(`/api/v1/namespaces/${ns}/serviceaccounts/portager`);
+      assert.equal(
+        sa.body.metadata.annotations["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/portager-ecr",
+      );
+      for (
+        const path of [
+          `/api/v1/namespaces/${ns}/services/portager-metrics-service`,
+          `/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets/portager-controller-manager`,
+          `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies/portager-controller-manager`,
+          `/api/v1/namespaces/${ns}/configmaps/portager-ca-bundle`,
+          `/apis/rbac.authorization.k8s.io/v1/clusterroles/portager-manager-role`,
+          `/apis/rbac.authorization.k8s.io/v1/clusterroles/portager-metrics-reader`,
+          `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles/portager-leader-election-role`,
+        ]
+      ) assert.equal((await get(path)).status, 200, path);
+      // the ClusterRole no longer grants every Secret (tenancy.*)
+      const role = await get(`/apis/rbac.authorization.k8s.io/v1/clusterroles/portager-manager-role`);
+      assert.deepEqual(verbsOf(role.body, "secrets"), []);
+    });
+
+    await t.step("and again with upstream's values file given explicitly", async () => {
+      await helm(["upgrade", "portager", chart, "-n", ns, "-f", values]);
+    });
+
+    await t.step("helm uninstall keeps the namespace", async () => {
+      await helm(["uninstall", "portager", "-n", ns]);
+      assert.equal((await get(`/api/v1/namespaces/${ns}`)).status, 200);
+      assert.equal(
+        (await get(`/apis/apps/v1/namespaces/${ns}/deployments/portager-controller-manager`)).status,
+        404,
+      );
+    });
+
+    await t.step("a fresh install of our chart with upstream's values and --create-namespace", async () => {
+      await helm(["install", "fresh", chart, "-n", "fresh-system", "--create-namespace", "-f", values]);
+      const deployment = await get(
+        `/apis/apps/v1/namespaces/fresh-system/deployments/fresh-portager-controller-manager`,
+      );
+      assert.equal(deployment.status, 200);
+      const namespace = await get(`/api/v1/namespaces/fresh-system`);
+      assert.equal(
+        namespace.body.metadata.annotations?.["meta.helm.sh/release-name"],
+        undefined,
+        "not rendered",
+      );
+    });
+  } finally {
     await kube.stop();
     await Deno.remove(dir, { recursive: true });
   }
