@@ -206,14 +206,6 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         message: /spec\.images\[0\]: Invalid value: "object": needs tags or semver/,
       },
       {
-        what: "method secret without secretRef",
-        spec: {
-          ...plainSpec(src.host, [{ name: "app", tags: ["v1"] }]),
-          destination: { registry: dst.host, auth: { method: "secret" } },
-        },
-        message: /secretRef is required when method is secret/,
-      },
-      {
         what: "an unknown auth method",
         spec: {
           ...plainSpec(src.host, [{ name: "app", tags: ["v1"] }]),
@@ -287,22 +279,46 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         event: { reason: "InvalidSchedule", message: /61/ },
       },
       {
-        name: "every-zero",
-        what: "@every 0s",
-        spec: { ...good1, schedule: "@every 0s", images: [{ name: "app", tags: ["v1"] }] },
-        ready: {
-          status: "False",
-          reason: "InvalidSchedule",
-          message: /^invalid schedule "@every 0s": the interval must be at least 1s$/,
+        name: "every-under-a-second",
+        what: "@every 500ms (upstream's robfig/cron runs it every second)",
+        spec: { ...good1, schedule: "@every 500ms", images: [{ name: "app", tags: ["v1"] }] },
+        ready: { status: "True", reason: "SyncSucceeded", message: /^All 1 image\(s\) synced successfully$/ },
+        event: { reason: "SyncComplete", message: /^Sync complete: 1 synced, 0 failed, 1 total$/ },
+        check: (obj) => {
+          const gap = Date.parse(obj.status!.nextSyncTime!) - Date.parse(obj.status!.lastSyncTime!);
+          assert.ok(gap >= 0 && gap <= 2_000, `next sync ${gap} ms after the last`);
         },
-        event: { reason: "InvalidSchedule", message: /0s/ },
       },
       {
         name: "bad-semver",
-        what: "a semver constraint that does not parse",
-        spec: { ...good1, images: [{ name: "app", semver: ">=> 1.2" }] },
-        ready: { status: "False", reason: "InvalidSpec", message: /images\[0\]\.semver.*>=> 1\.2/ },
-        event: { reason: "InvalidSpec", message: />=> 1\.2/ },
+        what: "a semver constraint that does not parse (fails only that image's tag resolution)",
+        spec: {
+          ...good1,
+          images: [{ name: "app", tags: ["v1"], semver: ">=> 1.2" }, { name: "good/app", tags: ["v1"] }],
+        },
+        ready: {
+          status: "False",
+          reason: "SyncFailed",
+          message:
+            /^1 of 2 image\(s\) failed to sync; tag resolution failed for 1 image\(s\); first: app: .*>=> 1\.2/,
+        },
+        event: {
+          reason: "TagResolutionFailed",
+          message: /^Failed to resolve tags for app matching ">=> 1\.2": /,
+        },
+        check: (obj) => {
+          // as upstream counts: the image whose tags cannot be resolved is one failure; its
+          // explicit tag and the other image still sync
+          assert.deepEqual([obj.status?.totalImages, obj.status?.syncedImages, obj.status?.failedImages], [
+            2,
+            2,
+            1,
+          ]);
+          assert.deepEqual(
+            obj.status?.images?.map((i) => [i.name, i.tags?.map((t) => [t.tag, t.synced])]),
+            [["app", [["v1", true]]], ["good/app", [["v1", true]]]],
+          );
+        },
       },
       {
         name: "uppercase-image",
@@ -369,10 +385,21 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         },
         ready: {
           status: "False",
-          reason: "InvalidSpec",
-          message: /auth method ecr needs an Amazon ECR registry/,
+          reason: "AuthFailed",
+          message: /is not an Amazon ECR registry/,
         },
-        event: { reason: "InvalidSpec", message: /ECR/ },
+        event: { reason: "AuthFailed", message: /not an Amazon ECR registry/ },
+      },
+      {
+        name: "secret-without-secretref",
+        what: "method secret without secretRef (upstream's default sample: anonymous)",
+        spec: {
+          ...good1,
+          destination: { registry: dst.host, auth: { method: "secret" } },
+          images: [{ name: "app", tags: ["v1"] }],
+        },
+        ready: { status: "True", reason: "SyncSucceeded", message: /^All 1 image\(s\) synced successfully$/ },
+        event: { reason: "SyncComplete", message: /^Sync complete: 1 synced, 0 failed, 1 total$/ },
       },
       // --- credentials (the Secret is named, its content never) ---
       {
@@ -536,7 +563,7 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
           status: "False",
           reason: "SyncFailed",
           message:
-            /^0 of 0 image\(s\) synced; tag resolution failed for 1 image\(s\); first: loop\/app: .*loops/,
+            /^1 of 0 image\(s\) failed to sync; tag resolution failed for 1 image\(s\); first: loop\/app: .*loops/,
         },
         event: { reason: "TagResolutionFailed", message: /loops/ },
       },
@@ -617,6 +644,23 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         });
       }
     });
+
+    await t.step(
+      "the STATUS column (kubectl get) is the Ready condition's reason, as upstream prints it",
+      async () => {
+        const res = await kube.adminFetch(imageSyncPath(NS), {
+          headers: { accept: "application/json;as=Table;v=v1;g=meta.k8s.io" },
+        });
+        const table = await res.json() as {
+          columnDefinitions: Array<{ name: string }>;
+          rows: Array<{ cells: unknown[]; object: { metadata: { name: string } } }>;
+        };
+        const column = table.columnDefinitions.findIndex((c) => c.name === "Status");
+        assert.ok(column >= 0, JSON.stringify(table.columnDefinitions));
+        const status = new Map(table.rows.map((r) => [r.object.metadata.name, r.cells[column]]));
+        for (const c of judged) assert.equal(status.get(c.name), c.ready.reason, c.name);
+      },
+    );
 
     await t.step("the operator keeps running and the good ImageSync is unaffected", async () => {
       const obj = await waitForReady(kube, NS, "good", { ok: (c) => c.status === "True", logs: op!.log });

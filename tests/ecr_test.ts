@@ -518,7 +518,7 @@ Deno.test("ECR without any AWS credentials: AuthFailed naming the ways to provid
   }
 });
 
-Deno.test("method ecr with a registry that is not ECR is a spec error: `portager sync` refuses the file before any AWS call", async () => {
+Deno.test("method ecr with a registry that is not ECR is AuthFailed, as upstream: `portager sync` fails it before any AWS call", async () => {
   const s = await scratch();
   try {
     const file = `${s.dir}/mirror.yaml`;
@@ -545,10 +545,10 @@ Deno.test("method ecr with a registry that is not ECR is a spec error: `portager
         AWS_ENDPOINT_URL_ECR: "http://127.0.0.1:9",
       }),
     );
-    assert.equal(out.code, 2, out.stdout + out.stderr);
+    assert.equal(out.code, 1, out.stdout + out.stderr);
     assert.match(
-      out.stderr,
-      /spec\.destination\.registry: auth method ecr needs an Amazon ECR registry like 123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com, not "ghcr\.io\/me"/,
+      out.stdout,
+      /FAILED +mirror +AuthFailed: ghcr\.io is not an Amazon ECR registry \(<account>\.dkr\.ecr\.<region>\.amazonaws\.com\), so auth method ecr cannot get a token for it/,
     );
   } finally {
     await s.remove();

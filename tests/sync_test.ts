@@ -15,6 +15,8 @@ import {
   SyncError,
   type SyncEvent,
   syncImageSync,
+  type SyncOptions,
+  type SyncReport,
   type TagResolutionFailedEvent,
 } from "../src/sync/mod.ts";
 
@@ -49,6 +51,13 @@ function events(): {
 } {
   const list: SyncEvent[] = [];
   return { list, onEvent: (e) => list.push(e), of: (t) => list.filter((e) => e.type === t) };
+}
+
+const ANONYMOUS = { resolve: () => Promise.resolve(undefined) };
+
+/** Syncs with no credentials at either end. */
+function syncAnonymously(spec: ImageSyncSpec, opts: Partial<SyncOptions> = {}): Promise<SyncReport> {
+  return syncImageSync(spec, { sourceCredentials: ANONYMOUS, destinationCredentials: ANONYMOUS, ...opts });
 }
 
 /** Pushes `app` tags sharing two base layers; returns them by tag. */
@@ -381,11 +390,8 @@ Deno.test("a failed tag listing is TagResolutionFailed; the previous sync's semv
       destination: { registry: dst.host, auth: { method: "anonymous" } },
       images: [{ name: "app", tags: ["stable"] }, { name: "gone", semver: "^1.0.0" }],
     };
-    const anon = { resolve: () => Promise.resolve(undefined) };
     const ev = events();
-    const report = await syncImageSync(spec, {
-      sourceCredentials: anon,
-      destinationCredentials: anon,
+    const report = await syncAnonymously(spec, {
       onEvent: ev.onEvent,
       previous: {
         images: [{ name: "gone", tags: [{ tag: "1.4.0", synced: true }, { tag: "latest", synced: true }] }],
@@ -401,6 +407,62 @@ Deno.test("a failed tag listing is TagResolutionFailed; the previous sync's semv
     assert.equal(report.images[0].tags[0].action, "copied", "other images are unaffected");
     assert.equal(report.resolutionFailures, 1);
     assert.ok(!report.ok);
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("a bad semver fails only its image's tag resolution (counted as upstream); Events begin with upstream's wording", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    const v100 = await pushImage(src, { repository: "app", tag: "1.0.0" }, { seed: 21 });
+    const v110 = await pushImage(src, { repository: "app", tag: "1.1.0" }, { seed: 22 });
+    await pushImage(src, { repository: "tool", tag: "v1" }, { seed: 23 });
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "app", semver: "^1.0.0" }, { name: "tool", tags: ["v1", "missing"], semver: ">=> 1" }],
+    };
+    const ev = events();
+    const report = await syncAnonymously(spec, { onEvent: ev.onEvent });
+    const [app, tool] = report.images;
+    assert.deepEqual(app.tags.map((t) => [t.tag, t.action]), [["1.1.0", "copied"], ["1.0.0", "copied"]]);
+    assert.equal(tool.semver?.error?.reason, "InvalidSemver");
+    assert.deepEqual(tool.tags.map((t) => [t.tag, t.action, t.reason]), [
+      ["v1", "copied", undefined],
+      ["missing", "failed", "NotFound"],
+    ]);
+    // upstream's counts: totalImages are tags; failedImages are failed tags plus failed resolutions
+    assert.deepEqual([report.totalImages, report.syncedImages, report.failedImages], [4, 3, 2]);
+    assert.equal(statusFromReport(report).failedImages, 2);
+    assert.equal(report.ok, false);
+
+    const messages = ev.list.map(eventMessage);
+    const starts = (prefix: string) =>
+      assert.ok(
+        messages.some((m) => m.startsWith(prefix)),
+        `no Event begins with ${prefix}:\n${messages.join("\n")}`,
+      );
+    starts(`Resolved 2 tags for app matching "^1.0.0"`);
+    starts(`Failed to resolve tags for tool matching ">=> 1": `);
+    // upstream's Event text names the digest by its first 12 hex digits
+    starts(
+      `Synced ${src.host}/app:1.1.0 → ${dst.host}/app:1.1.0 (digest: ${
+        v110.digest.slice(0, "sha256:".length + 12)
+      })`,
+    );
+    starts(`Failed to get source digest for ${src.host}/tool:missing: `);
+
+    const again = events();
+    await syncAnonymously(spec, { onEvent: again.onEvent });
+    assert.ok(
+      again.list.map(eventMessage).includes(
+        `Image ${src.host}/app:1.0.0 already up-to-date (digest: ${v100.digest.slice(0, 19)})`,
+      ),
+    );
   } finally {
     await src.stop();
     await dst.stop();

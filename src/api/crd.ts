@@ -86,17 +86,19 @@ function jsonSchemaOf(schema: z.ZodType): SchemaNode {
 
 /** The printer columns `kubectl get imagesyncs` shows. */
 export const PRINTER_COLUMNS = [
+  // STATUS is the Ready condition's reason (SyncSucceeded, SyncFailed, AuthFailed, …), as
+  // upstream prints it: scripts parse it.
   {
     name: "Status",
     type: "string",
-    description: "Status of the Ready condition",
-    jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-  },
-  {
-    name: "Reason",
-    type: "string",
     description: "Reason of the Ready condition",
     jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+  },
+  {
+    name: "Ready",
+    type: "string",
+    description: "Status of the Ready condition",
+    jsonPath: '.status.conditions[?(@.type=="Ready")].status',
     priority: 1,
   },
   { name: "Synced", type: "integer", description: "Image tags in sync", jsonPath: ".status.syncedImages" },

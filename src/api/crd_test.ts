@@ -59,6 +59,9 @@ Deno.test("the CRD carries the API's defaults, CEL rules, status subresource and
   for (const c of ["Status", "Synced", "Failed", "Schedule", "Next Sync", "Age"]) {
     assert.ok(columns.includes(c), c);
   }
+  // upstream's STATUS column is the Ready condition's reason: scripts parse it
+  const status = (version.additionalPrinterColumns as Node[]).find((c) => c.name === "Status");
+  assert.equal(status?.jsonPath, '.status.conditions[?(@.type=="Ready")].reason');
 
   const props = (n: Node) => n.properties as Record<string, Node>;
   const root = schemaOf();
@@ -70,7 +73,8 @@ Deno.test("the CRD carries the API's defaults, CEL rules, status subresource and
   const rules = (n: Node) => ((n["x-kubernetes-validations"] ?? []) as Node[]).map((r) => r.message);
   assert.deepEqual(rules(image), ["needs tags or semver"]);
   const destination = props(specSchema).destination;
-  assert.deepEqual(rules(props(destination).auth), ["secretRef is required when method is secret"]);
+  // upstream's own sample: method secret with no secretRef is anonymous, not refused
+  assert.deepEqual(rules(props(destination).auth), []);
   assert.match(String(rules(props(destination).registry)[0]), /scheme/);
   assert.match(String(rules(props(props(specSchema).source).registry)[0]), /scheme/);
   assert.deepEqual(props(props(destination).auth).method.enum, ["secret", "ecr", "gar", "anonymous"]);

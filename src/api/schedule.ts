@@ -15,7 +15,7 @@ export type Schedule =
   | {
     /** `@every <duration>`: a constant interval after the last sync. */
     kind: "every";
-    /** Interval in milliseconds (at least one second). */
+    /** Interval in milliseconds: whole seconds, at least one (`@every 500ms` runs every 1s). */
     intervalMs: number;
     /** The schedule as written. */
     text: string;
@@ -55,6 +55,9 @@ const DESCRIPTORS: Record<string, string> = {
   "@midnight": "0 0 * * *",
   "@hourly": "0 * * * *",
 };
+
+/** The shortest `@every` interval; shorter ones run at it, as upstream's robfig/cron does. */
+const MIN_EVERY_MS = 1000;
 
 const UNIT_MS: Record<string, number> = {
   ns: 1e-6,
@@ -106,6 +109,14 @@ function parseTimeZone(text: string, zone: string): string {
   }
 }
 
+/**
+ * The interval robfig/cron's `Every` runs at (upstream's scheduler): whole seconds, anything
+ * under one second (zero and negative included) rounded up to one second.
+ */
+function everyInterval(ms: number): number {
+  return Math.max(MIN_EVERY_MS, ms - (ms % MIN_EVERY_MS));
+}
+
 /** Parses a schedule; throws {@linkcode ScheduleError} with a message a user can act on. */
 export function parseSchedule(text: string): Schedule {
   const trimmed = text.trim();
@@ -126,10 +137,7 @@ export function parseSchedule(text: string): Schedule {
     } catch (e) {
       throw new ScheduleError(text, `invalid schedule "${text}": ${(e as Error).message}`);
     }
-    if (ms < 1000) {
-      throw new ScheduleError(text, `invalid schedule "${text}": the interval must be at least 1s`);
-    }
-    return { kind: "every", intervalMs: ms, text };
+    return { kind: "every", intervalMs: everyInterval(ms), text };
   }
   let timeZone = "UTC";
   let expr = trimmed;

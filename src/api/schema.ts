@@ -10,10 +10,8 @@
  * @module
  */
 import { z } from "zod";
-import { parseEcrHost } from "./ecr_host.ts";
 import { registryProblem, repositoryPathProblem, tagProblem } from "./names.ts";
 import { scheduleProblem } from "./schedule.ts";
-import { semverConstraintProblem } from "./semver.ts";
 
 /** API group of the ImageSync kind. */
 export const GROUP = "portager.portager.io";
@@ -84,23 +82,10 @@ export const DestinationAuthSchema = z.strictObject({
       "anonymous: no credentials.",
   ),
   secretRef: SecretReferenceSchema.optional().describe(
-    "dockerconfigjson Secret with push credentials; required when method is secret.",
+    "dockerconfigjson Secret with push credentials for method secret; without it the destination is " +
+      "reached anonymously, as upstream does.",
   ),
-}).check(z.superRefine((auth, ctx) => {
-  if (auth?.method === "secret" && !auth.secretRef) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["secretRef"],
-      message: "is required when method is secret (name a kubernetes.io/dockerconfigjson Secret)",
-    });
-  }
-}, { when: () => true })).meta({
-  description: "How to authenticate to the destination registry.",
-  ...cel({
-    rule: "self.method != 'secret' || has(self.secretRef)",
-    message: "secretRef is required when method is secret",
-  }),
-});
+}).describe("How to authenticate to the destination registry.");
 
 /** Where images are pushed to. */
 export const DestinationSchema = z.strictObject({
@@ -125,13 +110,14 @@ export const ImageSpecSchema = z.strictObject({
   tags: z.array(z.string().check(rule(tagProblem))).optional().describe(
     'Explicit tags to sync, e.g. [latest, "1.22"]. Synced first, before semver matches.',
   ),
-  semver: z.string().check(rule((c: string) => c.trim() === "" ? undefined : semverConstraintProblem(c)))
-    .optional()
-    .describe(
-      'Semver constraint (Masterminds syntax: 1.x, 1.2.x, ~1.3.0, ^1.3.0, ">= 1.22.0, < 1.23.0", ' +
-        "||) matched against the source's tags; tags that are not versions are skipped, " +
-        "pre-releases only match a constraint that names one.",
-    ),
+  // A constraint that does not parse fails only this image's tag resolution (as upstream), so
+  // it is not a refusal of the whole spec here.
+  semver: z.string().optional().describe(
+    'Semver constraint (Masterminds syntax: 1.x, 1.2.x, ~1.3.0, ^1.3.0, ">= 1.22.0, < 1.23.0", ' +
+      "||) matched against the source's tags; tags that are not versions are skipped, " +
+      "pre-releases only match a constraint that names one. One that does not parse fails only " +
+      "this image's tag resolution (TagResolutionFailed); its explicit tags still sync.",
+  ),
   maxTags: z.int().min(0, "must be 0 (unlimited) or more").default(DEFAULT_MAX_TAGS).describe(
     "How many semver matches to sync, newest first; 0 means unlimited. Explicit tags are not " +
       "counted.",
@@ -195,19 +181,9 @@ export const ImageSyncSpecSchema = z.strictObject({
     "Create missing destination repositories before pushing (ECR; other registries create them on push).",
   ),
   validation: ValidationSchema.optional(),
-}).check(z.superRefine((spec, ctx) => {
-  const dst = spec?.destination;
-  if (dst?.auth?.method === "ecr" && typeof dst.registry === "string" && !registryProblem(dst.registry)) {
-    if (!parseEcrHost(dst.registry)) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["destination", "registry"],
-        message: `auth method ecr needs an Amazon ECR registry like ` +
-          `123456789012.dkr.ecr.us-east-1.amazonaws.com, not "${dst.registry}"`,
-      });
-    }
-  }
-}, { when: () => true })).describe("The desired state: what to sync, from where, to where, and when.");
+  // method ecr with a host that is not ECR is AuthFailed when its token is asked for (as
+  // upstream), not a refusal of the spec.
+}).describe("The desired state: what to sync, from where, to where, and when.");
 
 const timeField = (description: string) => z.string().meta({ description, format: "date-time" });
 

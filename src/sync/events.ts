@@ -6,7 +6,7 @@
  * import("./format.ts").eventMessage}), once.
  * @module
  */
-import type { GateName, TagResult } from "./result.ts";
+import type { FailedStep, GateName, TagResult } from "./result.ts";
 
 /** Fields every event has. */
 interface EventBase {
@@ -102,6 +102,8 @@ export interface SyncFailedEvent extends TagEventBase {
   reason: string;
   /** The error's text. */
   error: string;
+  /** Where it failed: reading the source's digest, a gate, or the copy. */
+  step?: FailedStep;
   /** The gate that stopped the tag, when one did. */
   failedGate?: GateName;
 }
@@ -176,6 +178,7 @@ export function tagEvent(image: string, t: TagResult, dryRun: boolean): SyncEven
         ...base,
         reason: t.reason ?? "Unknown",
         error: t.error ?? "failed",
+        ...(t.failedStep ? { step: t.failedStep } : {}),
         ...(t.failedGate ? { failedGate: t.failedGate } : {}),
       };
     case "up-to-date":

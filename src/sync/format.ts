@@ -2,6 +2,9 @@
  * The words of a sync, made once: Event messages, the Ready condition's message, log and CLI
  * text all come from the data of `result.ts` and `events.ts` through these functions, so a
  * digest or a byte count reads the same everywhere (12 hex digits, binary units).
+ *
+ * Event messages begin with upstream Portager v0.5's wording (scripts and alerts match on it);
+ * our extra detail follows it.
  * @module
  */
 import type { SyncEvent } from "./events.ts";
@@ -34,6 +37,11 @@ function preview(tags: readonly string[]): string {
   return tags.length > PREVIEW_TAGS ? `${tags.slice(0, PREVIEW_TAGS).join(", ")}, …` : tags.join(", ");
 }
 
+/** A string quoted as Go's `%q` quotes a printable one. */
+function quote(text: string): string {
+  return JSON.stringify(text);
+}
+
 function blobPlan(
   e: { bytesMoved: number; blobsCopied: number; blobsMounted: number; blobsSkipped: number },
 ) {
@@ -46,18 +54,19 @@ export function eventMessage(e: SyncEvent): string {
   switch (e.type) {
     case "TagsResolved": {
       const n = e.tags.length;
-      return `Resolved ${n} tag(s) for ${e.sourceRepository} from semver "${e.constraint}"` +
+      return `Resolved ${n} tags for ${e.image} matching ${quote(e.constraint)}` +
         (e.totalMatches > n ? ` (newest ${n} of ${e.totalMatches})` : "") +
         (n ? `: ${preview(e.tags)}` : "");
     }
     case "TagResolutionFailed":
-      return `Failed to resolve tags for ${e.sourceRepository} with semver "${e.constraint}": ${e.error}` +
+      return `Failed to resolve tags for ${e.image} matching ${quote(e.constraint)}: ${e.error}` +
         (e.keptTags.length ? ` (keeping ${e.keptTags.length} tag(s) resolved by the previous sync)` : "");
     case "RepoEnsured":
-      return `Repository "${e.repository}" ${e.created ? "created" : "exists"} at ${e.registry}`;
+      return `ECR repository ${quote(e.repository)} exists or was created ` +
+        `(${e.created ? "created now" : "it existed"} at ${e.registry})`;
     case "ImageSynced":
       return `${e.dryRun ? "Would copy" : "Synced"} ${e.source} → ${e.destination} ` +
-        `(digest: ${shortDigest(e.digest)}; ${blobPlan(e)})`;
+        `(digest: ${shortDigest(e.digest)}), ${blobPlan(e)}`;
     case "ImageSkipped":
       return `Image ${e.source} already up-to-date (digest: ${shortDigest(e.digest)})`;
     case "ImageVerified":
@@ -65,6 +74,11 @@ export function eventMessage(e: SyncEvent): string {
     case "ValidationFailed":
       return `Validation failed for ${e.source}: ${e.validationError}`;
     case "SyncFailed":
+      if (e.step === "source-digest") {
+        return `${
+          e.dryRun ? "Would fail to get" : "Failed to get"
+        } source digest for ${e.source}: ${e.error}`;
+      }
       return `${
         e.dryRun ? "Would fail to copy" : "Failed to copy"
       } ${e.source} to ${e.destination}: ${e.error}`;

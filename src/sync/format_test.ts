@@ -46,9 +46,9 @@ Deno.test("summaryMessage: failed tags are counted", () => {
   );
 });
 
-Deno.test("summaryMessage: a failed tag resolution is never 'synced successfully'", () => {
-  const msg = summaryMessage(report({ totalImages: 0, resolutionFailures: 1, ok: false }));
-  assert.equal(msg, "0 of 0 image(s) synced; tag resolution failed for 1 image(s)");
+Deno.test("summaryMessage: a failed tag resolution counts as a failure, as upstream counts it", () => {
+  const msg = summaryMessage(report({ totalImages: 0, failedImages: 1, resolutionFailures: 1, ok: false }));
+  assert.equal(msg, "1 of 0 image(s) failed to sync; tag resolution failed for 1 image(s)");
   assert.doesNotMatch(msg, /successfully/);
   assert.equal(
     summaryMessage(report({ totalImages: 4, syncedImages: 2, aborted: true, ok: false })),
@@ -87,8 +87,8 @@ Deno.test("eventMessage: a copied tag reads as upstream's ImageSynced Event, det
   };
   assert.equal(
     eventMessage(e),
-    "Synced src.example.com/app:v1 → dst.example.com/mirror/app:v1 (digest: sha256:0123456789ab; " +
-      "1.5 KiB in 2 blob(s), 1 mounted, 0 already there)",
+    "Synced src.example.com/app:v1 → dst.example.com/mirror/app:v1 (digest: sha256:0123456789ab), " +
+      "1.5 KiB in 2 blob(s), 1 mounted, 0 already there",
   );
   assert.match(eventMessage({ ...e, dryRun: true }), /^Would copy src\.example\.com\/app:v1 → /);
 });
@@ -102,6 +102,17 @@ Deno.test("eventMessage: skipped, failed, resolved, resolution failed, repositor
     eventMessage({ type: "SyncFailed", warning: true, ...tag, reason: "NotFound", error: "no such tag" }),
     "Failed to copy src.example.com/app:v1 to dst.example.com/mirror/app:v1: no such tag",
   );
+  assert.equal(
+    eventMessage({
+      type: "SyncFailed",
+      warning: true,
+      ...tag,
+      reason: "NotFound",
+      error: "manifest unknown",
+      step: "source-digest",
+    }),
+    "Failed to get source digest for src.example.com/app:v1: manifest unknown",
+  );
   const resolved: SyncEvent = {
     type: "TagsResolved",
     warning: false,
@@ -114,7 +125,7 @@ Deno.test("eventMessage: skipped, failed, resolved, resolution failed, repositor
   const text = eventMessage(resolved);
   assert.match(
     text,
-    /^Resolved 12 tag\(s\) for src\.example\.com\/app from semver "\^1\.0\.0" \(newest 12 of 30\): /,
+    /^Resolved 12 tags for app matching "\^1\.0\.0" \(newest 12 of 30\): /,
   );
   assert.match(text, /1\.2\.0, …$/, "at most ten tags are named");
   assert.equal(
@@ -128,7 +139,7 @@ Deno.test("eventMessage: skipped, failed, resolved, resolution failed, repositor
       error: "repository not found",
       keptTags: ["1.4.0"],
     }),
-    'Failed to resolve tags for src.example.com/app with semver "^1.0.0": repository not found ' +
+    'Failed to resolve tags for app matching "^1.0.0": repository not found ' +
       "(keeping 1 tag(s) resolved by the previous sync)",
   );
   assert.equal(
@@ -140,7 +151,7 @@ Deno.test("eventMessage: skipped, failed, resolved, resolution failed, repositor
       registry: "1.dkr.ecr.us-east-1.amazonaws.com",
       created: true,
     }),
-    'Repository "mirror/app" created at 1.dkr.ecr.us-east-1.amazonaws.com',
+    'ECR repository "mirror/app" exists or was created (created now at 1.dkr.ecr.us-east-1.amazonaws.com)',
   );
 });
 
@@ -163,6 +174,7 @@ Deno.test("readyMessage: the summary, and the first failure when something faile
   assert.equal(readyMessage(failed), "1 of 2 image(s) failed to sync; first: app:v2: manifest unknown");
   const resolution = report({
     ok: false,
+    failedImages: 1,
     resolutionFailures: 1,
     images: [{
       name: "gone",
@@ -174,7 +186,7 @@ Deno.test("readyMessage: the summary, and the first failure when something faile
   });
   assert.equal(
     readyMessage(resolution),
-    "0 of 0 image(s) synced; tag resolution failed for 1 image(s); first: gone: no repo",
+    "1 of 0 image(s) failed to sync; tag resolution failed for 1 image(s); first: gone: no repo",
   );
   assert.equal(
     readyMessage(report({ totalImages: 1, syncedImages: 1 })),

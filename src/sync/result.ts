@@ -7,6 +7,9 @@
 /** What happened (or, in a dry run, would happen) to one tag. */
 export type TagAction = "copied" | "up-to-date" | "would-copy" | "failed";
 
+/** Where a tag failed: reading the source's digest, a validation gate, or the copy itself. */
+export type FailedStep = "source-digest" | "gate" | "copy";
+
 /** A validation gate, by the name its metric label uses. */
 export type GateName = "cosign" | "vulnerability" | "sbom";
 
@@ -32,6 +35,8 @@ export interface TagResult {
   error?: string;
   /** Stable failure reason: NotFound, Unauthorized, DigestMismatch, ValidationUnavailable, Aborted, … */
   reason?: string;
+  /** Where it failed (absent when it did not, or failed before it ran). */
+  failedStep?: FailedStep;
   /** Source reference. */
   source: string;
   /** Destination reference. */
@@ -89,7 +94,10 @@ export interface SyncReport {
   totalImages: number;
   /** Tags copied or already up to date. */
   syncedImages: number;
-  /** Tags that failed (would fail, in a dry run). */
+  /**
+   * Failures as upstream counts them: tags that failed (would fail, in a dry run) plus images
+   * whose semver tags could not be resolved.
+   */
   failedImages: number;
   /** Tags copied (would be copied, in a dry run). */
   copiedImages: number;
@@ -105,7 +113,7 @@ export interface SyncReport {
   blobsMounted: number;
   /** Blobs already present. */
   blobsSkipped: number;
-  /** True when no tag failed and every semver resolution worked: Ready=True. */
+  /** True when nothing failed (no tag, no semver resolution) and the sync ran to its end: Ready=True. */
   ok: boolean;
   /** Whether this was a dry run. */
   dryRun: boolean;
@@ -169,8 +177,9 @@ export function summarize(images: ImageResult[], facts: RunFacts): SyncReport {
   const tags = images.flatMap((i) => i.tags);
   const sum = (f: (t: TagResult) => number) => tags.reduce((n, t) => n + f(t), 0);
   const count = (f: (t: TagResult) => boolean) => tags.filter(f).length;
-  const failedImages = count((t) => t.action === "failed");
   const resolutionFailures = images.filter((i) => i.semver?.error).length;
+  // upstream counts an image whose tags cannot be resolved as one failure
+  const failedImages = count((t) => t.action === "failed") + resolutionFailures;
   return {
     images,
     totalImages: tags.length,
@@ -183,7 +192,7 @@ export function summarize(images: ImageResult[], facts: RunFacts): SyncReport {
     blobsCopied: sum((t) => t.blobsCopied),
     blobsMounted: sum((t) => t.blobsMounted),
     blobsSkipped: sum((t) => t.blobsSkipped),
-    ok: failedImages === 0 && resolutionFailures === 0 && !facts.aborted,
+    ok: failedImages === 0 && !facts.aborted,
     ...facts,
   };
 }

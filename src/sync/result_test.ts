@@ -28,7 +28,7 @@ Deno.test("summarize: counts tags by action and adds up blobs and bytes", () => 
   assert.equal(r.ok, false);
 });
 
-Deno.test("summarize: a failed resolution or an abort is never ok, even with no failed tag", () => {
+Deno.test("summarize: a failed resolution counts as one failed image (as upstream); it or an abort is never ok", () => {
   const resolution: ImageResult = {
     name: "gone",
     sourceRepository: "s/gone",
@@ -37,7 +37,7 @@ Deno.test("summarize: a failed resolution or an abort is never ok, even with no 
     semver: { constraint: "1.x", matched: [], error: { reason: "NotFound", message: "no repo" } },
   };
   const r = summarize([resolution], FACTS);
-  assert.deepEqual([r.resolutionFailures, r.ok], [1, false]);
+  assert.deepEqual([r.resolutionFailures, r.failedImages, r.totalImages, r.ok], [1, 1, 0, false]);
   assert.equal(summarize([], { ...FACTS, aborted: true }).ok, false);
   assert.equal(summarize([], FACTS).ok, true);
 });

@@ -106,7 +106,9 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
     let verified: boolean | undefined;
     if (ctx.gates.length > 0) {
       const digests = await compareDigests(job, ctx);
-      if ("failure" in digests) return failedTag(job.tag, base, digests.failure);
+      if ("failure" in digests) {
+        return { ...failedTag(job.tag, base, digests.failure), failedStep: "source-digest" };
+      }
       if (digests.upToDate) {
         return { ...base, synced: true, action: "up-to-date", sourceDigest: digests.source };
       }
@@ -123,6 +125,7 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
             message: `validation failed: ${verdict.message}`,
           }),
           ...(verdict.cves ? { cves: verdict.cves } : {}),
+          failedStep: "gate",
           sourceDigest: digests.source,
           verified: false,
           gates: ctx.gates,
@@ -149,10 +152,18 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
       blobsSkipped: r.blobsSkipped,
     };
   } catch (e) {
-    return failedTag(job.tag, base, failureOf(e));
+    return {
+      ...failedTag(job.tag, base, failureOf(e)),
+      failedStep: readsSourceDigest(e, job) ? "source-digest" : "copy",
+    };
   } finally {
     ctx.onCopy?.(job, false);
   }
+}
+
+/** Whether `e` is about the source tag itself (its manifest digest), not a blob or the destination. */
+function readsSourceDigest(e: unknown, job: TagJob): boolean {
+  return (e as { reference?: unknown })?.reference === job.source.toString();
 }
 
 /** Source and destination digests of a tag (HEADs only), before a gate decides. */
