@@ -1654,3 +1654,52 @@ Deno.test("helm upgrade from a release of upstream's chart (upstream-shaped valu
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// The image binary's permissions: what docs/DEPLOY.md says, and enough for what the code reads.
+
+/** The permission flags docs/DEPLOY.md lists in its "Permissions" section (`--allow-…` in backticks). */
+function documentedPermissions(): string[] {
+  const doc = readRepoFile("docs/DEPLOY.md");
+  const section = doc.slice(doc.indexOf("## Permissions of the image's binary"));
+  assert.ok(section.length < doc.length, "docs/DEPLOY.md has a Permissions section");
+  const body = section.slice(0, section.indexOf("\n## ", 1) === -1 ? undefined : section.indexOf("\n## ", 1));
+  return [...body.matchAll(/`(--allow-[^`]+)`/g)].map((m) => m[1]);
+}
+
+Deno.test("compile permissions: no write, env and reads scoped, exactly as docs/DEPLOY.md lists them", () => {
+  const flags = compilePermissions();
+  assert.ok(!flags.some((f) => f.startsWith("--allow-write")), "the operator writes nothing");
+  const env = flags.find((f) => f.startsWith("--allow-env="));
+  const read = flags.find((f) => f.startsWith("--allow-read="));
+  assert.ok(env && read, `scoped env and read: ${flags.join(" ")}`);
+  assert.deepEqual(read.slice("--allow-read=".length).split(","), ["/var/run/secrets", "/etc/portager"]);
+  assert.deepEqual(documentedPermissions(), flags);
+});
+
+Deno.test("compile permissions: every environment variable src/ reads is allowed", async () => {
+  const env = compilePermissions().find((f) => f.startsWith("--allow-env="))!.slice("--allow-env=".length)
+    .split(",");
+  const allowed = (name: string) =>
+    env.some((e) => e.endsWith("*") ? name.startsWith(e.slice(0, -1)) : e === name);
+  const read = new Set<string>();
+  const walk = async (dir: URL) => {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isDirectory) await walk(new URL(`${e.name}/`, dir));
+      else if (e.name.endsWith(".ts") && !e.name.endsWith("_test.ts")) {
+        const text = await Deno.readTextFile(new URL(e.name, dir));
+        // flag specs' env fallbacks, Deno.env.get("X"), and env("X") lookups
+        for (const m of text.matchAll(/\benv(?::\s*|\.get\(|\()"([A-Za-z_][A-Za-z0-9_]*)"/g)) read.add(m[1]);
+      }
+    }
+  };
+  await walk(new URL("src/", ROOT));
+  assert.ok(read.has("KUBERNETES_SERVICE_HOST") && read.has("LOG_LEVEL"), [...read].join(" "));
+  assert.deepEqual(
+    [...read].filter((n) => !allowed(n)).sort(),
+    [],
+    "add them to the compile task's --allow-env",
+  );
+  // The AWS SDK (bundled, lazily loaded) reads AWS_* and _X_AMZN_TRACE_ID through process.env.
+  assert.ok(allowed("AWS_WEB_IDENTITY_TOKEN_FILE") && allowed("_X_AMZN_TRACE_ID"));
+});
