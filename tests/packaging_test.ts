@@ -1589,6 +1589,8 @@ Deno.test("helm upgrade from a release of upstream's chart (upstream-shaped valu
       await helm(["upgrade", "portager", chart, "-n", ns]);
       const namespace = await get(`/api/v1/namespaces/${ns}`);
       assert.equal(namespace.status, 200, "the namespace upstream's chart created is kept");
+      // (no namespace controller here: a deleted namespace would stay, Terminating)
+      assert.equal(namespace.body.metadata.deletionTimestamp, undefined, "and not being deleted");
       assert.equal(namespace.body.metadata.annotations["helm.sh/resource-policy"], "keep");
       const deployment = await get(`/apis/apps/v1/namespaces/${ns}/deployments/portager-controller-manager`);
       assert.equal(deployment.status, 200);
@@ -1629,7 +1631,7 @@ Deno.test("helm upgrade from a release of upstream's chart (upstream-shaped valu
 
     await t.step("helm uninstall keeps the namespace", async () => {
       await helm(["uninstall", "portager", "-n", ns]);
-      assert.equal((await get(`/api/v1/namespaces/${ns}`)).status, 200);
+      assert.equal((await get(`/api/v1/namespaces/${ns}`)).body.metadata.deletionTimestamp, undefined);
       assert.equal(
         (await get(`/apis/apps/v1/namespaces/${ns}/deployments/portager-controller-manager`)).status,
         404,
