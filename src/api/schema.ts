@@ -135,14 +135,22 @@ export const ImageSpecSchema = z.strictObject({
   }),
 });
 
-/** Cosign signature gate (accepted as upstream has it; not implemented yet). */
+/** Cosign signature gate (upstream's fields). */
 export const CosignSchema = z.looseObject({
   enabled: z.boolean().describe("Verify cosign signatures before copying."),
-  publicKey: z.string().optional().describe("PEM public key for key-based verification."),
-  keylessIssuer: z.string().optional().describe("OIDC issuer for keyless (Fulcio) verification."),
-}).describe("Cosign signature verification.");
+  publicKey: z.string().optional().describe(
+    "PEM public key (ECDSA P-256/P-384/P-521, RSA, Ed25519) for key-based verification; " +
+      "takes precedence over keylessIssuer. No transparency log is required.",
+  ),
+  keylessIssuer: z.string().optional().describe(
+    "OIDC issuer for keyless (Fulcio) verification: certificate chain, issuer, SCT and " +
+      "transparency-log entry are checked against the Sigstore trusted root.",
+  ),
+}).describe(
+  "Cosign signature verification: one valid signature (.sig tag or Sigstore bundle referrer) passes.",
+);
 
-/** Vulnerability gate (accepted as upstream has it; not implemented yet). */
+/** Vulnerability gate (upstream's fields). */
 export const VulnerabilityGateSchema = z.looseObject({
   enabled: z.boolean().describe(
     "Block images whose attached SARIF report has findings at or above maxSeverity.",
@@ -153,20 +161,32 @@ export const VulnerabilityGateSchema = z.looseObject({
   requireCveReport: z.boolean().default(true).describe("Block when no vulnerability report is attached."),
 }).describe("Vulnerability severity gate.");
 
-/** SBOM gate (accepted as upstream has it; not implemented yet). */
+/** SBOM gate (upstream's field). */
 export const SbomGateSchema = z.looseObject({
   enabled: z.boolean().describe("Require an SPDX or CycloneDX SBOM attached to the source image."),
 }).describe("SBOM presence gate.");
 
-/** Pre-sync validation gates. An enabled gate fails its tags until the gates are implemented. */
+/** Pre-sync validation gates, run on the source digest of a tag that needs a copy. */
 export const ValidationSchema = z.looseObject({
   cosign: CosignSchema.optional(),
   vulnerabilityGate: VulnerabilityGateSchema.optional(),
   sbomGate: SbomGateSchema.optional(),
 }).describe(
-  "Pre-sync validation gates. Not implemented yet: an enabled gate fails its tags with reason " +
-    "ValidationUnavailable rather than being skipped.",
+  "Pre-sync validation gates, in order cosign, vulnerability, SBOM, on the source digest of a tag " +
+    "that needs a copy; a failing tag is not copied (ValidationFailed). A gate that cannot check fails.",
 );
+
+/** Carrying referrers (ours; off by default, so upstream manifests behave as before). */
+export const CopyReferrersSchema = z.strictObject({
+  enabled: z.boolean().describe(
+    "Copy each synced image's referrers (signatures, attestations, SBOMs, scan reports) with it, " +
+      "recursively and with digests preserved; also cosign's sha256-<hex>.sig/.att/.sbom tags.",
+  ),
+  artifactTypes: z.array(z.string().min(1)).optional().describe(
+    "Only referrers of these artifact types (at every depth), e.g. application/spdx+json; " +
+      "when set, cosign's tags are not copied. All types when absent.",
+  ),
+}).describe("Copy referrers with the images (not in upstream Portager).");
 
 /** The desired state of an ImageSync. */
 export const ImageSyncSpecSchema = z.strictObject({
@@ -181,6 +201,7 @@ export const ImageSyncSpecSchema = z.strictObject({
     "Create missing destination repositories before pushing (ECR; other registries create them on push).",
   ),
   validation: ValidationSchema.optional(),
+  copyReferrers: CopyReferrersSchema.optional(),
   // method ecr with a host that is not ECR is AuthFailed when its token is asked for (as
   // upstream), not a refusal of the spec.
 }).describe("The desired state: what to sync, from where, to where, and when.");
