@@ -184,6 +184,8 @@ export interface ReconcileSignals {
   signal: AbortSignal;
   /** Aborted when copies in flight must stop (grace period over). */
   cancelInFlight: AbortSignal;
+  /** Set when a registry push asked for a sync now (the webhook): what was pushed, for the Event. */
+  requestedBy?: string;
 }
 
 /** Reconciles ImageSyncs; one instance serves all keys. */
@@ -231,7 +233,8 @@ export class Reconciler {
     }
     obj.metadata.namespace ??= namespace;
     const generation = obj.metadata.generation;
-    const syncNow = obj.metadata.annotations?.[SYNC_NOW_ANNOTATION] === "true";
+    const annotated = obj.metadata.annotations?.[SYNC_NOW_ANNOTATION] === "true";
+    const syncNow = annotated || signals.requestedBy !== undefined;
     const decision = decide(obj, { now: this.#now(), syncNow });
 
     if (decision.kind === "invalid") {
@@ -260,13 +263,15 @@ export class Reconciler {
         });
       }
       // the annotation is consumed either way, so fixing the spec does not sync twice
-      if (syncNow) await this.#removeSyncNow(obj);
+      if (annotated) await this.#removeSyncNow(obj);
       return {};
     }
 
-    if (syncNow) {
+    if (annotated) {
       obj = await this.#removeSyncNow(obj);
       this.#event(obj, "Normal", "SyncNowTriggered", "Immediate sync triggered via annotation");
+    } else if (signals.requestedBy !== undefined) {
+      this.#event(obj, "Normal", "SyncNowTriggered", `Immediate sync triggered by ${signals.requestedBy}`);
     }
 
     if (decision.kind === "wait") {
