@@ -23,6 +23,7 @@ import { createMetrics, type Metrics } from "../metrics/mod.ts";
 import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
 import type { Logger } from "../server/log.ts";
 import { LeaderElector, type LeaderElectorOptions } from "./leader.ts";
+import type { GateResult, ShardIdentity } from "./shard.ts";
 import { ExponentialBackoff, WorkQueue } from "./queue.ts";
 import { type EventSink, type ImageSyncAccess, type ReconcileDeps, Reconciler } from "./reconcile.ts";
 import { makePrepareSync, type SyncSettings } from "./sync_runner.ts";
@@ -101,6 +102,12 @@ export interface ManagerOptions {
   backoffMaxMs?: number;
   /** Only the holder of this Lease works; unset: always work. */
   leaderElection?: Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">;
+  /**
+   * Sharding (with `leaderElection` on the shard's Lease): the leader works only while `gate`
+   * is open, checked every retry period (see src/controller/shard.ts for the handover rule).
+   * The event source must deliver only this shard's keys.
+   */
+  shard?: ShardIdentity & { gate: { check(signal?: AbortSignal): Promise<GateResult> } };
   /** How syncs run: registries, CAs, tenancy rules. */
   sync?: SyncSettings;
   /** Replaces credentials + src/sync (tests). */
@@ -136,6 +143,9 @@ export class Manager {
   #term?: Term;
   #elector?: LeaderElector;
   #stopping?: Promise<void>;
+  #wakeGate?: () => void;
+  /** Sharding: the term the closed gate is draining (the Lease stays held until it ends). */
+  #draining?: Promise<void>;
 
   /** Creates a manager; `run` starts it. */
   constructor(options: ManagerOptions) {
@@ -276,6 +286,53 @@ export class Manager {
     }
   }
 
+  /**
+   * Sharding: while leader, checks the gate every `periodMs` (at once on becoming leader);
+   * starts working when it is open, stops taking work (in-flight syncs finish within the grace
+   * period, the Lease still held) when it closes.
+   */
+  async #runGate(periodMs: number, signal: AbortSignal): Promise<void> {
+    const shard = this.#o.shard!;
+    const labels = { shard: String(shard.index), shards: String(shard.shards) };
+    let lastDetail = "";
+    while (!signal.aborted) {
+      let owned = 0;
+      for (const _ of this.#o.source.keys()) owned++;
+      this.metrics.shardImageSyncs.set(labels, owned);
+      if (this.#elector?.isLeader && !this.#stopping) {
+        let res: GateResult;
+        try {
+          res = await shard.gate.check(signal);
+        } catch (err) {
+          if (signal.aborted) break;
+          res = { open: false, blockers: [`cannot list the shard Leases: ${(err as Error).message}`] };
+        }
+        const detail = res.blockers.join("; ");
+        if (res.open && this.#elector.isLeader && !this.#term && !this.#stopping) {
+          this.#log.info("shard gate open: working", labels);
+          this.#startWorking();
+        } else if (!res.open && detail !== lastDetail) {
+          this.#log.warn("shard gate closed: not syncing until these Leases are released or expire", {
+            ...labels,
+            blockers: res.blockers,
+          });
+        }
+        lastDetail = detail;
+        if (!res.open && this.#term) {
+          this.#draining = this.#stopWorking(this.#o.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS);
+          await this.#draining;
+        }
+      }
+      const wake = new AbortController();
+      this.#wakeGate = () => wake.abort();
+      const stop = () => wake.abort();
+      signal.addEventListener("abort", stop, { once: true });
+      await abortableSleep(periodMs, wake.signal);
+      signal.removeEventListener("abort", stop);
+      this.#wakeGate = undefined;
+    }
+  }
+
   async #startHttp(): Promise<MetricsServer[]> {
     const http = this.#o.http;
     if (!http?.metricsAddr && !http?.healthProbeAddr) return [];
@@ -339,11 +396,15 @@ export class Manager {
       this.#elector = new LeaderElector({
         ...le,
         logger: this.#log,
-        onStartedLeading: () => this.#startWorking(),
+        onStartedLeading: () => this.#o.shard ? this.#wakeGate?.() : this.#startWorking(),
         // leadership lost: another instance may take over, so stop syncing at once
         onStoppedLeading: () => void this.#stopWorking(0),
       });
       electing = this.#elector.run(electorStop.signal);
+      if (this.#o.shard) {
+        const gating = this.#runGate(le.retryPeriodMs ?? 2_000, electorStop.signal);
+        electing = Promise.all([electing, gating]).then(() => {});
+      }
     } else {
       this.#startWorking();
     }
@@ -357,6 +418,7 @@ export class Manager {
     this.#log.info("shutting down", { gracePeriodMs, inFlight: this.inFlight });
     this.#stopping = this.#stopWorking(gracePeriodMs);
     await this.#stopping;
+    await this.#draining;
     this.#log.debug("workers stopped; stopping the event source");
     sourceStop.abort();
     await source;

@@ -45,5 +45,16 @@ export {
 export { type ConditionUpdate, findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
 export { ExponentialBackoff, WorkQueue, type WorkQueueOptions } from "./queue.ts";
 export { LeaderElector, type LeaderElectorOptions, type LeaseAccess } from "./leader.ts";
+export {
+  type GateResult,
+  MAX_SHARDS,
+  SHARD_COUNT_ANNOTATION,
+  SHARD_GROUP_LABEL,
+  shardElection,
+  ShardGate,
+  type ShardIdentity,
+  shardLeaseName,
+  shardOf,
+} from "./shard.ts";
 export { makePrepareSync, type SecretSource, type SyncSettings } from "./sync_runner.ts";
 export { createLogger, type LogFormat, type Logger, type LogLevel } from "../server/log.ts";

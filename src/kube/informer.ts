@@ -58,6 +58,11 @@ export interface InformerOptions<T = InformerObject, C = T> {
    * It must keep `metadata.name`, `namespace` and `resourceVersion`.
    */
   transform?: (obj: T) => C;
+  /**
+   * Which objects this informer handles at all (e.g. a shard's own, by namespace/name); the
+   * others are neither cached nor handed to a handler. Default: all.
+   */
+  keep?: (obj: InformerObject) => boolean;
   /** Where list and watch problems are logged. */
   logger?: Logger;
   /** First error backoff; default 1 s, doubling to `maxBackoffMs` (default 30 s). */
@@ -79,6 +84,7 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
   #lw: ListWatcher<T>;
   #handlers: InformerHandlers<C>;
   #transform: (obj: T) => C;
+  #keep?: (obj: InformerObject) => boolean;
   #cache = new Map<string, C>();
   #log?: Logger;
   #base: number;
@@ -95,6 +101,7 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
     this.#lw = lw;
     this.#handlers = handlers;
     this.#transform = options.transform ?? (stripManagedFields as unknown as (obj: T) => C);
+    this.#keep = options.keep;
     this.#log = options.logger;
     this.#base = options.baseBackoffMs ?? 1_000;
     this.#max = options.maxBackoffMs ?? 30_000;
@@ -143,6 +150,7 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
   #replace(items: T[]): void {
     const seen = new Set<string>();
     for (const item of items) {
+      if (this.#keep && !this.#keep(item)) continue;
       const obj = this.#transform(item);
       const key = objectKey(obj);
       seen.add(key);
@@ -174,6 +182,7 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
     if (!raw?.metadata) return;
     if (raw.metadata.resourceVersion) this.#resourceVersion = raw.metadata.resourceVersion;
     if (ev.type === "BOOKMARK") return;
+    if (this.#keep && !this.#keep(raw)) return;
     const obj = this.#transform(raw);
     const key = objectKey(obj);
     const prev = this.#cache.get(key);

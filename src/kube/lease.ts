@@ -25,6 +25,9 @@ export interface Lease {
   };
 }
 
+/** Most Leases {@linkcode LeaseClient.list} returns (one page). */
+export const LEASE_LIST_LIMIT = 500;
+
 /** Formats a Date as a Kubernetes MicroTime (RFC 3339, 6 fractional digits, UTC). */
 export function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
@@ -57,6 +60,22 @@ export class LeaseClient {
       if (isKubeReason(err, "NotFound")) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * The Leases of `namespace` matching `labelSelector`: one page of at most {@linkcode LEASE_LIST_LIMIT}
+   * (a sharded operator's group has one Lease per shard; a full page means there may be more).
+   * Needs the `list` verb on leases.
+   */
+  async list(
+    namespace: string,
+    options: { labelSelector: string; signal?: AbortSignal },
+  ): Promise<Lease[]> {
+    const res = await this.kube.request<{ items?: Lease[] }>("GET", leasePath(namespace), {
+      query: { labelSelector: options.labelSelector, limit: LEASE_LIST_LIMIT },
+      signal: options.signal,
+    });
+    return res.items ?? [];
   }
 
   /** Creates the Lease; AlreadyExists if another candidate was faster. */

@@ -83,6 +83,8 @@ export class Metrics {
   readonly retries: Counter<NameNs | "kind">;
   /** portage_leader. */
   readonly isLeader: Gauge;
+  /** `portage_shard_imagesyncs{shard,shards}`: ImageSyncs this shard owns (sharded operators only). */
+  readonly shardImageSyncs: Gauge;
   /** Label sets of the info gauges per ImageSync, so stale series can be removed. */
   #imageInfo = new Map<string, Record<string, string>>();
   #tagInfo = new Map<string, Map<string, Record<string, string>>>();
@@ -178,6 +180,12 @@ export class Metrics {
     this.isLeader = new Gauge({
       name: "portage_leader",
       help: "1 when this instance holds the leader lease or runs without leader election",
+      registers,
+    });
+    this.shardImageSyncs = new Gauge({
+      name: "portage_shard_imagesyncs",
+      help: "ImageSyncs owned by this shard (label shard: its index, shards: the shard count)",
+      labelNames: ["shard", "shards"],
       registers,
     });
   }

@@ -1,0 +1,236 @@
+/**
+ * Sharding: ImageSyncs split over N shards by a stable hash of `namespace/name`, every shard
+ * electing its own leader on its own Lease, so each shard is an HA pair (or more replicas).
+ *
+ * - **Ownership.** Shard of an ImageSync = FNV-1a (32 bit) of the UTF-8 bytes of
+ *   `namespace/name`, modulo the shard count N ({@linkcode shardOf}). It depends on nothing
+ *   but the key and N, so every process computes the same owner without talking to the others.
+ * - **Leases.** Shard `i` elects on the Lease `<lease-name>-shard-<i>`
+ *   ({@linkcode shardLeaseName}); every write labels it `portager.portager.io/shard-group` and
+ *   annotates it with the writer's shard count (`portager.portager.io/shards`).
+ * - **Handover rule.** A process syncs only while (1) it holds its shard's Lease and (2) its
+ *   last look at the group — every Lease with the group label, listed after each renewal —
+ *   found no *live* Lease written with another shard count, and the unsharded Lease
+ *   (`<lease-name>`, upstream's and an unsharded Portager's) not live either
+ *   ({@linkcode ShardGate}). Live = a holder, and a record that changed within its lease
+ *   duration as timed on this process's clock (client-go's observation rule, so clock skew
+ *   does not matter). So when the shard count changes (N → N+1 in a rolling update), the
+ *   processes of the old count stop taking work as soon as they see a Lease of the new count,
+ *   and the new ones start only once every old Lease is released (a graceful exit releases it
+ *   after its in-flight syncs ended) or expired: the two counts never sync at once, so no
+ *   ImageSync is synced by two shards. The price is a pause in syncing while both counts run.
+ *
+ * @module
+ */
+
+import { type Lease, LEASE_LIST_LIMIT } from "../kube/mod.ts";
+import type { LeaderElectorOptions, LeaseAccess } from "./leader.ts";
+
+/** Label on every shard Lease: which group (the base Lease name) it belongs to. */
+export const SHARD_GROUP_LABEL = "portager.portager.io/shard-group";
+/** Annotation on every shard Lease: the shard count of the process that wrote it. */
+export const SHARD_COUNT_ANNOTATION = "portager.portager.io/shards";
+/** Most shards one group may have (the gate lists the group's Leases in one page). */
+export const MAX_SHARDS = 256;
+
+/** This process's place in the group. */
+export interface ShardIdentity {
+  /** Shard count N, 1 … {@linkcode MAX_SHARDS}. */
+  shards: number;
+  /** This process's shard, 0 … N-1. */
+  index: number;
+}
+
+/** Throws a RangeError with an actionable message unless `shard` is a valid identity. */
+export function validateShard(shard: ShardIdentity): void {
+  const { shards, index } = shard;
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) {
+    throw new RangeError(`the shard count must be a whole number from 1 to ${MAX_SHARDS}, got ${shards}`);
+  }
+  if (!Number.isInteger(index) || index < 0 || index >= shards) {
+    throw new RangeError(`the shard index must be a whole number from 0 to ${shards - 1}, got ${index}`);
+  }
+}
+
+/** FNV-1a, 32 bit, over the UTF-8 bytes of `text` (offset basis 2166136261, prime 16777619). */
+export function fnv1a32(text: string): number {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(text)) {
+    h ^= b;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+/** The shard (0 … shards-1) that owns the ImageSync `namespace/name`. */
+export function shardOf(key: string, shards: number): number {
+  return fnv1a32(key) % shards;
+}
+
+/** The Lease shard `index` elects on: `<base>-shard-<index>`. */
+export function shardLeaseName(base: string, index: number): string {
+  return `${base}-shard-${index}`;
+}
+
+/** The group label's value: the base Lease name, or a hash of it when too long for a label. */
+export function shardGroup(base: string): string {
+  return /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(base)
+    ? base
+    : `fnv-${fnv1a32(base).toString(16).padStart(8, "0")}`;
+}
+
+/** Lease access with a list of one group: src/kube's LeaseClient. */
+export interface ShardLeaseAccess extends LeaseAccess {
+  /** The Leases of `namespace` matching `labelSelector`. */
+  list(namespace: string, options: { labelSelector: string; signal?: AbortSignal }): Promise<Lease[]>;
+}
+
+/**
+ * Lease access for a shard's elector: every create and update carries the group label and
+ * this process's shard count, so the other shards' gates can see which count holds it.
+ */
+export function shardLeaseAccess(
+  leases: LeaseAccess,
+  options: { base: string; shards: number },
+): LeaseAccess {
+  const mark = (lease: Lease): Lease => {
+    const md = lease.metadata as Lease["metadata"] & {
+      labels?: Record<string, string>;
+      annotations?: Record<string, string>;
+    };
+    return {
+      ...lease,
+      metadata: {
+        ...md,
+        labels: { ...md.labels, [SHARD_GROUP_LABEL]: shardGroup(options.base) },
+        annotations: { ...md.annotations, [SHARD_COUNT_ANNOTATION]: String(options.shards) },
+      },
+    };
+  };
+  return {
+    get: (namespace, name, opts) => leases.get(namespace, name, opts),
+    create: (lease, opts) => leases.create(mark(lease), opts),
+    update: (lease, opts) => leases.update(mark(lease), opts),
+  };
+}
+
+/** What {@linkcode ShardGate.check} found. */
+export interface GateResult {
+  /** True when this process may work (see the handover rule in the module doc). */
+  open: boolean;
+  /** Why not: the live Leases of another shard count (or the unsharded Lease). */
+  blockers: string[];
+}
+
+/** Options of {@linkcode ShardGate}. */
+export interface ShardGateOptions extends ShardIdentity {
+  /** Lease list and get (src/kube's LeaseClient). */
+  leases: ShardLeaseAccess;
+  /** Namespace of the group's Leases. */
+  namespace: string;
+  /** Base Lease name: the unsharded Lease, and the prefix of the shard Leases. */
+  base: string;
+  /** Clock in epoch ms, for tests; default `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * The second condition of the handover rule: no live Lease of another shard count. Call
+ * {@linkcode check} while holding this shard's Lease; it is open only if the group is clean.
+ */
+export class ShardGate {
+  readonly #o: ShardGateOptions;
+  readonly #now: () => number;
+  readonly #own: string;
+  /** Per Lease name: its last record and when that record was first seen (local clock). */
+  readonly #seen = new Map<string, { record: string; at: number }>();
+
+  /** Creates a gate for one process; it keeps the observation clock of every Lease it saw. */
+  constructor(options: ShardGateOptions) {
+    validateShard(options);
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#own = shardLeaseName(options.base, options.index);
+  }
+
+  #live(lease: Lease): boolean {
+    const s = lease.spec ?? {};
+    const record = JSON.stringify([s.holderIdentity ?? "", s.renewTime ?? "", s.acquireTime ?? ""]);
+    const name = lease.metadata.name;
+    const prev = this.#seen.get(name);
+    const now = this.#now();
+    if (!prev || prev.record !== record) this.#seen.set(name, { record, at: now });
+    const at = this.#seen.get(name)!.at;
+    if (!s.holderIdentity) return false;
+    return now - at < (s.leaseDurationSeconds ?? 15) * 1000;
+  }
+
+  /** Lists the group (and reads the unsharded Lease); open when none of another count is live. */
+  async check(signal?: AbortSignal): Promise<GateResult> {
+    const { leases, namespace, base, shards } = this.#o;
+    const group = await leases.list(namespace, {
+      labelSelector: `${SHARD_GROUP_LABEL}=${shardGroup(base)}`,
+      signal,
+    });
+    const blockers: string[] = [];
+    if (group.length >= LEASE_LIST_LIMIT) {
+      blockers.push(`${group.length} Leases in the group: more than one page`);
+    }
+    for (const lease of group) {
+      if (lease.metadata.name === this.#own) continue;
+      const md = lease.metadata as Lease["metadata"] & { annotations?: Record<string, string> };
+      const count = md.annotations?.[SHARD_COUNT_ANNOTATION];
+      if (count === String(shards)) continue;
+      if (this.#live(lease)) {
+        blockers.push(
+          `Lease ${lease.metadata.name} (shards=${count ?? "?"}) held by ${lease.spec.holderIdentity}`,
+        );
+      }
+    }
+    const unsharded = await leases.get(namespace, base, { signal });
+    if (unsharded && this.#live(unsharded)) {
+      blockers.push(`unsharded Lease ${base} held by ${unsharded.spec.holderIdentity}`);
+    }
+    return { open: blockers.length === 0, blockers };
+  }
+}
+
+/** Leader-election settings of an unsharded operator, with a Lease client that can list. */
+export type ElectionSettings =
+  & Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">
+  & {
+    leases: ShardLeaseAccess;
+  };
+
+/** What {@linkcode shardElection} returns: the pieces a sharded operator is wired with. */
+export interface ShardWiring {
+  /** Election on this shard's Lease, whose writes carry the group label and shard count. */
+  leaderElection: Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">;
+  /** The manager's `shard` option: identity and gate. */
+  shard: ShardIdentity & { gate: ShardGate };
+  /** Whether this shard owns the ImageSync `namespace/name` (the event source's filter). */
+  owns: (key: string) => boolean;
+}
+
+/**
+ * Turns an unsharded operator's election settings into shard `shard.index` of `shard.shards`:
+ * its own Lease `<name>-shard-<i>`, the gate, and the ownership filter.
+ */
+export function shardElection(election: ElectionSettings, shard: ShardIdentity): ShardWiring {
+  validateShard(shard);
+  const { shards, index } = shard;
+  const base = election.name;
+  return {
+    leaderElection: {
+      ...election,
+      name: shardLeaseName(base, index),
+      leases: shardLeaseAccess(election.leases, { base, shards }),
+    },
+    shard: {
+      shards,
+      index,
+      gate: new ShardGate({ leases: election.leases, namespace: election.namespace, base, shards, index }),
+    },
+    owns: (key) => shardOf(key, shards) === index,
+  };
+}
