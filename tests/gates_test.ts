@@ -304,3 +304,129 @@ for (const [label, start] of REGISTRIES) {
     }
   });
 }
+
+Deno.test("syncImageSync with gates and copyReferrers: Debian → referrers-API registry and back; status fields, Events, dry-run plan", async () => {
+  const { syncImageSync } = await import("../src/sync/mod.ts");
+  const { eventMessage } = await import("../src/sync/format.ts");
+  const { statusFromReport } = await import("../src/sync/status.ts");
+  const debian = await startRegistry("plain");
+  const api = await startReferrersRegistry();
+  const dir = await keyDir();
+  try {
+    const pub = await Deno.readTextFile(`${dir}/cosign.pub`);
+    const signed = await pushImage(debian, { repository: "app", tag: "signed" }, { seed: 61 });
+    await pushImage(debian, { repository: "app", tag: "unsigned" }, { seed: 62 });
+    const signedRef = `${debian.host}/app@${signed.digest}`;
+    await cosignSign(dir, signedRef);
+    await orasAttach(dir, signedRef, SPDX, { spdxVersion: "SPDX-2.3", packages: [] });
+    await orasAttach(dir, signedRef, SARIF, sarif([["CVE-2024-3333", "9.8"]]));
+    const anon = { resolve: () => Promise.resolve(undefined) };
+    const spec = (src: Reg, dst: Reg, copyReferrers: boolean) => ({
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, repositoryPrefix: "mirror", auth: { method: "anonymous" as const } },
+      images: [{ name: "app", tags: ["signed", "unsigned"] }],
+      validation: {
+        cosign: { enabled: true, publicKey: pub },
+        vulnerabilityGate: { enabled: true, maxSeverity: "critical" as const, requireCveReport: false },
+        sbomGate: { enabled: false },
+      },
+      ...(copyReferrers ? { copyReferrers: { enabled: true } } : {}),
+    });
+    const run = async (s: ReturnType<typeof spec>, dryRun = false) => {
+      const events: { type: string; text: string }[] = [];
+      const report = await syncImageSync(s, {
+        sourceCredentials: anon,
+        destinationCredentials: anon,
+        dryRun,
+        onEvent: (e) => events.push({ type: e.type, text: eventMessage(e) }),
+      });
+      return { report, events };
+    };
+
+    // Dry run: the plan, gates included, nothing written.
+    const plan = await run(spec(debian, api, true), true);
+    const [planSigned, planUnsigned] = plan.report.images[0].tags;
+    assert.equal(planSigned.action, "failed", "the critical CVE blocks it");
+    assert.equal(planSigned.failedGate, "vulnerability");
+    assert.equal(planUnsigned.failedGate, "cosign");
+    assert.equal((await getManifest(api, "mirror/app", "signed")).status, 404);
+
+    // Without the vulnerability gate the signed image passes (cosign, key).
+    const relaxed = spec(debian, api, true);
+    relaxed.validation.vulnerabilityGate.enabled = false;
+    const first = await run(relaxed);
+    const [ok, blocked] = first.report.images[0].tags;
+    assert.deepEqual([ok.action, ok.verified, ok.referrers?.copied], ["copied", true, 3], JSON.stringify(ok));
+    assert.deepEqual([blocked.action, blocked.reason, blocked.failedGate], [
+      "failed",
+      "ValidationFailed",
+      "cosign",
+    ]);
+    assert.match(blocked.error!, /^validation failed: cosign verification failed: no signatures found for /);
+    const status = statusFromReport(first.report);
+    assert.deepEqual(
+      status.images[0].tags!.map((t) => [t.tag, t.synced, t.verified, t.validationError?.slice(0, 27)]),
+      [["signed", true, true, undefined], ["unsigned", false, false, "cosign verification failed:"]],
+    );
+    const types = first.events.map((e) => e.type);
+    assert.ok(
+      types.includes("ImageVerified") && types.includes("ValidationFailed") &&
+        types.includes("ReferrersCopied"),
+    );
+    assert.match(first.events.find((e) => e.type === "ImageVerified")!.text, /^Validation passed for /);
+    assert.match(
+      first.events.find((e) => e.type === "ValidationFailed")!.text,
+      new RegExp(
+        `^Validation failed for ${debian.host}/app:unsigned: cosign verification failed: no signatures found`,
+      ),
+    );
+    assert.equal(
+      (await getManifest(api, "mirror/app", "unsigned")).status,
+      404,
+      "a failing tag is not copied",
+    );
+
+    // The copy at the API registry passes the same gates there (signature and SBOM arrived).
+    using client = new RegistryClient();
+    const there = await runGates(client, parseReference(`${api.host}/mirror/app@${signed.digest}`), {
+      config: { cosign: { enabled: true, publicKey: pub }, sbomGate: { enabled: true } },
+    });
+    assert.equal(there.verified, true, JSON.stringify(there));
+
+    // Next sync: up to date, nothing carried again; a new referrer at the source arrives.
+    await orasAttach(dir, signedRef, CYCLONEDX, { bomFormat: "CycloneDX" });
+    const second = await run(relaxed);
+    const again = second.report.images[0].tags[0];
+    assert.deepEqual([again.action, again.referrers?.copied, again.referrers?.upToDate], [
+      "up-to-date",
+      1,
+      3,
+    ]);
+
+    // And back: from the API registry to Debian's (fallback tags written there).
+    const back = spec(api, debian, true);
+    back.images = [{ name: "mirror/app", tags: ["signed"] }];
+    back.destination.repositoryPrefix = "back";
+    back.validation.vulnerabilityGate.enabled = false;
+    const returned = await run(back);
+    const r = returned.report.images[0].tags[0];
+    assert.equal(r.action, "copied", JSON.stringify(r));
+    assert.ok(
+      (r.referrers?.fallbackTags ?? []).includes(signed.digest.replace(":", "-")),
+      JSON.stringify(r.referrers),
+    );
+    const backGates = await runGates(
+      client,
+      parseReference(`${debian.host}/back/mirror/app@${signed.digest}`),
+      {
+        config: { cosign: { enabled: true, publicKey: pub }, sbomGate: { enabled: true } },
+      },
+    );
+    assert.equal(backGates.verified, true, JSON.stringify(backGates));
+  } finally {
+    await debian.stop();
+    await api.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

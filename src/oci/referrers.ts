@@ -556,6 +556,8 @@ export async function copyReferrers(
     const next: string[] = [];
     for (const parent of level) {
       const listed = await listReferrers(clients.source, src.withDigest(parent), opts);
+      // The price of carrying referrers for an image without any: this one read.
+      if (listed.referrers.length === 0) continue;
       const there = await listOrEmpty(clients.destination, dstRepo.withDigest(parent), opts);
       const present = new Set(there.map((r) => r.digest));
       for (const r of listed.referrers) {

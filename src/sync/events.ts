@@ -128,8 +128,25 @@ export interface ValidationFailedEvent extends TagEventBase {
   cves?: { id: string; severity: string }[];
 }
 
+/** Referrers (and cosign tags) were carried with a tag (`spec.copyReferrers`, ours). */
+export interface ReferrersCopiedEvent extends TagEventBase {
+  /** Event reason. */
+  type: "ReferrersCopied";
+  /** The image digest they refer to. */
+  digest: string;
+  /** How many were copied (would be, in a dry run). */
+  copied: number;
+  /** Their artifact types. */
+  artifactTypes: string[];
+  /** Cosign tags copied (`sha256-<hex>.sig`, …). */
+  cosignTags: string[];
+  /** Their blob bytes. */
+  bytesMoved: number;
+}
+
 /** Anything a sync reports. */
 export type SyncEvent =
+  | ReferrersCopiedEvent
   | ImageVerifiedEvent
   | ValidationFailedEvent
   | TagsResolvedEvent

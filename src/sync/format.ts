@@ -73,6 +73,12 @@ export function eventMessage(e: SyncEvent): string {
       return `Validation passed for ${e.source} (digest: ${shortDigest(e.digest)})`;
     case "ValidationFailed":
       return `Validation failed for ${e.source}: ${e.validationError}`;
+    case "ReferrersCopied":
+      return `${e.dryRun ? "Would copy" : "Copied"} ${e.copied} referrer(s) of ${e.source} to ` +
+        `${e.destination} (digest: ${shortDigest(e.digest)}` +
+        (e.artifactTypes.length ? `; ${e.artifactTypes.join(", ")}` : "") +
+        (e.cosignTags.length ? `; cosign tags ${e.cosignTags.join(", ")}` : "") +
+        `; ${formatBytes(e.bytesMoved)})`;
     case "SyncFailed":
       if (e.step === "source-digest") {
         return `${

@@ -61,6 +61,17 @@ export interface TagResult {
   validationError?: string;
   /** Vulnerability gate: the findings at or above the threshold that stopped the tag. */
   cves?: { id: string; severity: string }[];
+  /** `spec.copyReferrers`: referrers and cosign tags carried (planned, in a dry run) with the tag. */
+  referrers?: {
+    /** Copied (or to copy) now. */
+    copied: number;
+    /** Already at the destination. */
+    upToDate: number;
+    /** Their blob bytes (included in `bytesMoved`). */
+    bytesMoved: number;
+    /** Fallback tags written at a destination without the referrers API. */
+    fallbackTags?: string[];
+  };
 }
 
 /** The result of one image (one `images[]` entry). */

@@ -67,6 +67,8 @@ export interface RunContext {
   cancelInFlight?: AbortSignal;
   /** Told when a tag's copy starts and ends (maps copier progress to its tag). */
   onCopy?: (job: TagJob, active: boolean) => void;
+  /** `spec.copyReferrers`: carries a finished tag's referrers (`referrers.ts`). */
+  carryReferrers?: (job: TagJob, t: TagResult, signal?: AbortSignal) => Promise<TagResult>;
 }
 
 const ABORTED: Failure = { reason: "Aborted", message: "the sync was stopped before this tag was attempted" };
@@ -87,7 +89,8 @@ export async function runTags(jobs: readonly TagJob[], ctx: RunContext): Promise
         tags[job.slot] = failedTag(job.tag, tags[job.slot], ABORTED);
         continue;
       }
-      const t = await syncTag(job, ctx);
+      let t = await syncTag(job, ctx);
+      if (ctx.carryReferrers) t = await ctx.carryReferrers(job, t, ctx.cancelInFlight);
       t.lastSyncTime = ctx.now().toISOString();
       tags[job.slot] = t;
       ctx.emit(tagEvent(job.image, t, ctx.dryRun));

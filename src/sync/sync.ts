@@ -29,6 +29,7 @@ import type { RepositoryEnsurer } from "../credentials/mod.ts";
 import type { SyncEvent } from "./events.ts";
 import { enabledGates, type GateCheck } from "./gates.ts";
 import { planSync } from "./plan.ts";
+import { referrerCarrier } from "./referrers.ts";
 import { validationCheck } from "./validation.ts";
 import { reasonOf, summarize, type SyncReport } from "./result.ts";
 import { DEFAULT_TAG_CONCURRENCY, runTags, type TagJob } from "./run.ts";
@@ -181,6 +182,13 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
       gates: enabledGates(spec),
       checkGates: opts.checkGates ??
         validationCheck(source, spec.validation ?? {}, { trustedRoot: opts.trustedRoot }),
+      carryReferrers: spec.copyReferrers?.enabled
+        ? referrerCarrier({ source, destination }, spec.copyReferrers, {
+          dryRun,
+          concurrency: opts.concurrency,
+          emit,
+        })
+        : undefined,
       dryRun,
       tagConcurrency: opts.tagConcurrency ?? DEFAULT_TAG_CONCURRENCY,
       now,
