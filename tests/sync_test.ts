@@ -402,7 +402,7 @@ Deno.test("a failed tag listing is TagResolutionFailed; the previous sync's semv
     assert.equal(failed[0].image, "gone");
     assert.equal(failed[0].reason, "NotFound");
     assert.match(eventMessage(failed[0]), /keeping 1 tag\(s\) resolved by the previous sync/);
-    assert.deepEqual(report.images[1].semver?.matched, ["1.4.0"]);
+    assert.deepEqual(report.images[1].selection?.matched, ["1.4.0"]);
     assert.deepEqual(report.images[1].tags.map((t) => [t.tag, t.reason]), [["1.4.0", "NotFound"]]);
     assert.equal(report.images[0].tags[0].action, "copied", "other images are unaffected");
     assert.equal(report.resolutionFailures, 1);
@@ -430,7 +430,7 @@ Deno.test("a bad semver fails only its image's tag resolution (counted as upstre
     const report = await syncAnonymously(spec, { onEvent: ev.onEvent });
     const [app, tool] = report.images;
     assert.deepEqual(app.tags.map((t) => [t.tag, t.action]), [["1.1.0", "copied"], ["1.0.0", "copied"]]);
-    assert.equal(tool.semver?.error?.reason, "InvalidSemver");
+    assert.equal(tool.selection?.error?.reason, "InvalidSemver");
     assert.deepEqual(tool.tags.map((t) => [t.tag, t.action, t.reason]), [
       ["v1", "copied", undefined],
       ["missing", "failed", "NotFound"],
@@ -463,6 +463,61 @@ Deno.test("a bad semver fails only its image's tag resolution (counted as upstre
         `Image ${src.host}/app:1.0.0 already up-to-date (digest: ${v100.digest.slice(0, 19)})`,
       ),
     );
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("tagPatterns / excludeTagPatterns select from the source's tag list: the plan, then the copy", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    const tags = [
+      "1.0.0",
+      "1.1.0",
+      "1.1.0-alpine",
+      "1.2.0-alpine",
+      "1.3.0-rc1-alpine",
+      "nightly-20260102",
+      "latest",
+    ];
+    for (const [i, tag] of tags.entries()) await pushImage(src, { repository: "app", tag }, { seed: 40 + i });
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{
+        name: "app",
+        tags: ["latest"],
+        tagPatterns: [".*-alpine", "nightly-\\d{8}"],
+        excludeTagPatterns: [".*-rc\\d*-.*"],
+      }],
+    };
+    const ev = events();
+    const plan = await syncAnonymously(spec, { dryRun: true, onEvent: ev.onEvent });
+    const expected = ["latest", "1.2.0-alpine", "1.1.0-alpine", "nightly-20260102"];
+    assert.deepEqual(
+      plan.images[0].tags.map((t) => [t.tag, t.action]),
+      expected.map((t) => [t, "would-copy"]),
+    );
+    assert.equal((await getManifest(dst, "app", "latest")).status, 404, "a dry run writes nothing");
+    assert.ok(
+      ev.list.map(eventMessage).some((m) =>
+        m.startsWith(
+          `Resolved 3 tags for app matching tagPatterns ".*-alpine" | "nightly-\\\\d{8}", not ".*-rc\\\\d*-.*"`,
+        )
+      ),
+      ev.list.map(eventMessage).join("\n"),
+    );
+    const real = await syncAnonymously(spec);
+    assert.deepEqual(real.images[0].tags.map((t) => [t.tag, t.action]), expected.map((t) => [t, "copied"]));
+    assert.equal(
+      (await getManifest(dst, "app", "1.3.0-rc1-alpine")).status,
+      404,
+      "excluded tags are not copied",
+    );
+    assert.equal((await getManifest(dst, "app", "1.0.0")).status, 404, "unmatched tags are not copied");
   } finally {
     await src.stop();
     await dst.stop();

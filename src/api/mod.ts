@@ -32,7 +32,10 @@ export {
   type ImageSyncStatus,
   ImageSyncStatusSchema,
   KIND,
+  MAX_PLATFORMS,
+  MAX_TAG_PATTERNS,
   MetadataSchema,
+  OVERWRITE_POLICIES,
   PLURAL,
   SbomGateSchema,
   type SecretReference,
@@ -84,3 +87,11 @@ export {
   tagProblem,
 } from "./names.ts";
 export { type EcrHost, parseEcrHost } from "./ecr_host.ts";
+export {
+  MAX_PATTERN_LENGTH,
+  MAX_PROGRAM_SIZE,
+  MAX_REPEAT,
+  TagPattern,
+  TagPatternError,
+  tagPatternProblem,
+} from "./tag_pattern.ts";

@@ -12,6 +12,7 @@
 import { z } from "zod";
 import { registryProblem, repositoryPathProblem, tagProblem } from "./names.ts";
 import { scheduleProblem } from "./schedule.ts";
+import { MAX_PATTERN_LENGTH, tagPatternProblem } from "./tag_pattern.ts";
 
 /** API group of the ImageSync kind. */
 export const GROUP = "portager.portager.io";
@@ -27,6 +28,12 @@ export const KIND = "ImageSync";
 export const SYNC_NOW_ANNOTATION = "portager.portager.io/sync-now";
 /** Default of `images[].maxTags`: how many semver-matched tags are kept (newest first). */
 export const DEFAULT_MAX_TAGS = 10;
+/** Most entries in `tagPatterns` or `excludeTagPatterns`. */
+export const MAX_TAG_PATTERNS = 20;
+/** Most entries in `images[].platforms`. */
+export const MAX_PLATFORMS = 16;
+/** `destination.overwrite` values: what to do with a destination tag at another digest. */
+export const OVERWRITE_POLICIES = ["always", "never"] as const;
 /** The destination auth methods upstream Portager v0.5 knows. */
 export const AUTH_METHODS = ["secret", "ecr", "gar", "anonymous"] as const;
 
@@ -99,7 +106,25 @@ export const DestinationSchema = z.strictObject({
       "Prepended to image names at the destination: with prefix mirror, image library/nginx is " +
         "pushed to <registry>/mirror/library/nginx.",
     ),
+  overwrite: z.enum(OVERWRITE_POLICIES).optional().describe(
+    "What to do when a destination tag already points to another digest than the source's: " +
+      "always (the default) moves it; never leaves it as it is and reports the tag with reason " +
+      "TagConflict, for registries whose tags must be immutable.",
+  ),
 }).describe("Where images are pushed to.");
+
+function tagPatternList(description: string) {
+  return z.array(z.string().max(MAX_PATTERN_LENGTH).check(rule(tagPatternProblem))).max(MAX_TAG_PATTERNS)
+    .optional().describe(description);
+}
+
+/** Why `text` is not `os/architecture[/variant]`, or undefined when it is. */
+function platformProblem(text: string): string | undefined {
+  return /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(text)
+    ? undefined
+    : `invalid platform "${text}": expected os/architecture or os/architecture/variant in lowercase, e.g. ` +
+      `linux/arm64 or linux/arm/v7`;
+}
 
 /** One image (repository) to sync and which of its tags. */
 export const ImageSpecSchema = z.strictObject({
@@ -119,18 +144,36 @@ export const ImageSpecSchema = z.strictObject({
       "this image's tag resolution (TagResolutionFailed); its explicit tags still sync.",
   ),
   maxTags: z.int().min(0, "must be 0 (unlimited) or more").default(DEFAULT_MAX_TAGS).describe(
-    "How many semver matches to sync, newest first; 0 means unlimited. Explicit tags are not " +
-      "counted.",
+    "How many semver (or tagPatterns) matches to sync, newest first; 0 means unlimited. Explicit " +
+      "tags are not counted.",
+  ),
+  tagPatterns: tagPatternList(
+    "Regular expressions (a subset of RE2's syntax, e.g. 'v?\\d+\\.\\d+\\.\\d+-alpine') matched " +
+      "against the whole of each source tag; matching tags are synced, narrowed by semver when set. " +
+      "The source's tags are listed to match them.",
+  ),
+  excludeTagPatterns: tagPatternList(
+    "Regular expressions (same syntax) for source tags never to sync from tagPatterns or semver " +
+      "matches, e.g. '.*-rc\\d*'. Explicit tags are always synced.",
+  ),
+  platforms: z.array(z.string().check(rule(platformProblem))).max(MAX_PLATFORMS).optional().describe(
+    'Copy only these platforms of a multi-arch image, e.g. ["linux/amd64", "linux/arm64"]. The ' +
+      "destination then holds a smaller index with another digest than the source's; status " +
+      "records both. A single-platform image is copied as it is.",
   ),
 }).check(z.superRefine((image, ctx) => {
   if (typeof image !== "object" || image === null) return;
   const hasTags = Array.isArray(image.tags) && image.tags.length > 0;
   const hasSemver = typeof image.semver === "string" && image.semver.trim() !== "";
-  if (!hasTags && !hasSemver) ctx.addIssue({ code: "custom", message: "needs tags or semver" });
+  const hasPatterns = Array.isArray(image.tagPatterns) && image.tagPatterns.length > 0;
+  if (!hasTags && !hasSemver && !hasPatterns) {
+    ctx.addIssue({ code: "custom", message: "needs tags or semver" });
+  }
 }, { when: () => true })).meta({
   description: "An image (repository) to sync and which of its tags.",
   ...cel({
-    rule: "(has(self.tags) && size(self.tags) > 0) || (has(self.semver) && size(self.semver) > 0)",
+    rule: "(has(self.tags) && size(self.tags) > 0) || (has(self.semver) && size(self.semver) > 0) || " +
+      "(has(self.tagPatterns) && size(self.tagPatterns) > 0)",
     message: "needs tags or semver",
   }),
 });

@@ -205,3 +205,39 @@ Deno.test("ECR hosts: commercial, GovCloud, China, FIPS, dual-stack", () => {
     }
   }
 });
+
+Deno.test("tagPatterns, excludeTagPatterns, platforms and overwrite: checked with paths and plain messages", () => {
+  const ok = validateImageSyncSpec({
+    ...GOOD,
+    destination: { ...GOOD.destination, overwrite: "never" },
+    images: [{
+      name: "a",
+      tagPatterns: ["v\\d+\\.\\d+"],
+      excludeTagPatterns: [".*-rc"],
+      platforms: ["linux/arm/v7"],
+    }],
+  });
+  assert.ok(ok.ok, ok.ok ? "" : formatProblems(ok.problems));
+  const r = validateImageSyncSpec({
+    ...GOOD,
+    destination: { ...GOOD.destination, overwrite: "sometimes" },
+    images: [{
+      name: "a",
+      tagPatterns: ["ok", "(?=x)"],
+      excludeTagPatterns: ["a{1000}"],
+      platforms: ["Linux/AMD64"],
+    }],
+  });
+  assert.ok(!r.ok);
+  const text = formatProblems(r.problems);
+  for (
+    const re of [
+      /^spec\.images\[0\]\.tagPatterns\[1\]: invalid tag pattern "\(\?=x\)": lookaround, named groups and flags are not supported/m,
+      /^spec\.images\[0\]\.excludeTagPatterns\[0\]: invalid tag pattern "a\{1000\}": repeat count over 100/m,
+      /^spec\.images\[0\]\.platforms\[0\]: invalid platform "Linux\/AMD64": expected os\/architecture/m,
+      /^spec\.destination\.overwrite: must be one of: always, never$/m,
+    ]
+  ) assert.match(text, re);
+  // tagPatterns alone select tags: no "needs tags or semver"
+  assert.ok(validateImageSyncSpec({ ...GOOD, images: [{ name: "a", tagPatterns: ["v.*"] }] }).ok);
+});

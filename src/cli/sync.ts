@@ -11,6 +11,7 @@ import { createLogger, type Logger, parseLogLevel } from "../server/log.ts";
 import {
   eventMessage,
   imageRepositories,
+  listsSourceTags,
   mergeTags,
   type SyncEvent,
   syncImageSync,
@@ -251,7 +252,7 @@ async function runOne(
         continue; // the sync reports the bad reference on each of its tags
       }
       destinations.set(image.name, dst);
-      if (!image.semver) progress?.image(label, dst, mergeTags(image.tags ?? [], []).length);
+      if (!listsSourceTags(image)) progress?.image(label, dst, mergeTags(image.tags ?? [], []).length);
     }
     const report = await syncImageSync(spec, {
       sourceCredentials: creds.source,

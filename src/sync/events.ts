@@ -16,28 +16,34 @@ interface EventBase {
   image: string;
 }
 
-/** Semver resolution picked tags for an image. */
-export interface TagsResolvedEvent extends EventBase {
+/** What selected tags from the source's list. */
+interface SelectorFields {
+  /** The semver constraint ("" when none). */
+  constraint: string;
+  /** `tagPatterns`, when set. */
+  tagPatterns?: string[];
+  /** `excludeTagPatterns`, when set. */
+  excludeTagPatterns?: string[];
+}
+
+/** Semver (or tag pattern) resolution picked tags for an image. */
+export interface TagsResolvedEvent extends EventBase, SelectorFields {
   /** Event reason. */
   type: "TagsResolved";
   /** Source repository whose tags were listed. */
   sourceRepository: string;
-  /** The semver constraint. */
-  constraint: string;
   /** Tags kept, newest first. */
   tags: string[];
   /** Matches before the maxTags limit. */
   totalMatches: number;
 }
 
-/** Listing tags or parsing the constraint failed for an image. */
-export interface TagResolutionFailedEvent extends EventBase {
+/** Listing tags or parsing the constraint or a pattern failed for an image. */
+export interface TagResolutionFailedEvent extends EventBase, SelectorFields {
   /** Event reason. */
   type: "TagResolutionFailed";
   /** Source repository whose tags were to be listed. */
   sourceRepository: string;
-  /** The semver constraint. */
-  constraint: string;
   /** Stable reason of the failure (NotFound, Unauthorized, InvalidSemver, …). */
   reason: string;
   /** The error's text. */

@@ -42,6 +42,15 @@ function quote(text: string): string {
   return JSON.stringify(text);
 }
 
+/** The semver constraint as upstream quotes it; tag patterns after it, when set. */
+function selectors(e: { constraint: string; tagPatterns?: string[]; excludeTagPatterns?: string[] }): string {
+  const parts: string[] = [];
+  if (e.constraint) parts.push(quote(e.constraint));
+  if (e.tagPatterns?.length) parts.push(`tagPatterns ${e.tagPatterns.map(quote).join(" | ")}`);
+  if (e.excludeTagPatterns?.length) parts.push(`not ${e.excludeTagPatterns.map(quote).join(" | ")}`);
+  return parts.join(", ");
+}
+
 function blobPlan(
   e: { bytesMoved: number; blobsCopied: number; blobsMounted: number; blobsSkipped: number },
 ) {
@@ -54,12 +63,12 @@ export function eventMessage(e: SyncEvent): string {
   switch (e.type) {
     case "TagsResolved": {
       const n = e.tags.length;
-      return `Resolved ${n} tags for ${e.image} matching ${quote(e.constraint)}` +
+      return `Resolved ${n} tags for ${e.image} matching ${selectors(e)}` +
         (e.totalMatches > n ? ` (newest ${n} of ${e.totalMatches})` : "") +
         (n ? `: ${preview(e.tags)}` : "");
     }
     case "TagResolutionFailed":
-      return `Failed to resolve tags for ${e.image} matching ${quote(e.constraint)}: ${e.error}` +
+      return `Failed to resolve tags for ${e.image} matching ${selectors(e)}: ${e.error}` +
         (e.keptTags.length ? ` (keeping ${e.keptTags.length} tag(s) resolved by the previous sync)` : "");
     case "RepoEnsured":
       return `ECR repository ${quote(e.repository)} exists or was created ` +
@@ -118,7 +127,7 @@ export function readyMessage(report: SyncReport): string {
         return `${summary}; first: ${img.name}:${t.tag}: ${t.error ?? t.reason ?? "failed"}`;
       }
     }
-    if (img.semver?.error) return `${summary}; first: ${img.name}: ${img.semver.error.message}`;
+    if (img.selection?.error) return `${summary}; first: ${img.name}: ${img.selection.error.message}`;
   }
   return summary;
 }

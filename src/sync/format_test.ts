@@ -181,7 +181,7 @@ Deno.test("readyMessage: the summary, and the first failure when something faile
       sourceRepository: "s/gone",
       destinationRepository: "d/gone",
       tags: [],
-      semver: { constraint: "1.x", matched: [], error: { reason: "NotFound", message: "no repo" } },
+      selection: { constraint: "1.x", matched: [], error: { reason: "NotFound", message: "no repo" } },
     }],
   });
   assert.equal(

@@ -21,6 +21,7 @@ export {
   type SyncReport,
   type TagAction,
   type TagResult,
+  type TagSelection,
 } from "./result.ts";
 export {
   enabledGates,
@@ -48,6 +49,7 @@ export {
 } from "./format.ts";
 export { type ImageRepositories, imageRepositories } from "./naming.ts";
 export {
+  listsSourceTags,
   mergeTags,
   type ResolvedTags,
   resolveImageTags,

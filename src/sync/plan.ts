@@ -12,7 +12,7 @@ import { type SyncEvent, tagEvent } from "./events.ts";
 import { type ImageRepositories, imageRepositories } from "./naming.ts";
 import { failedTag, type Failure, failureOf, type ImageResult, pendingTag } from "./result.ts";
 import type { TagJob } from "./run.ts";
-import { resolveTags } from "./tags.ts";
+import { listsSourceTags, resolveTags } from "./tags.ts";
 
 /** What the plan step needs. */
 export interface PlanContext {
@@ -104,7 +104,7 @@ function unnamedImage(spec: ImageSyncSpec, image: ImageSpec, failure: Failure): 
   };
 }
 
-/** The image's tags to sync; records and announces its semver resolution. */
+/** The image's tags to sync; records and announces its selection from the source's tags. */
 async function imageTags(
   image: ImageSpec,
   repos: ImageRepositories,
@@ -113,12 +113,16 @@ async function imageTags(
 ): Promise<string[]> {
   const previousTags = ctx.previous?.images?.find((i) => i.name === image.name)?.tags?.map((t) => t.tag);
   const r = await resolveTags(image, { listTags: () => ctx.listTags(repos.source), previousTags });
-  if (!image.semver || image.semver.trim() === "") return r.tags;
-  const constraint = image.semver;
-  const about = { image: image.name, sourceRepository: repos.source.name, constraint };
-  result.semver = { constraint, matched: r.matched };
+  if (!listsSourceTags(image)) return r.tags;
+  const selectors = {
+    constraint: image.semver?.trim() ? image.semver : "",
+    ...(image.tagPatterns?.length ? { tagPatterns: image.tagPatterns } : {}),
+    ...(image.excludeTagPatterns?.length ? { excludeTagPatterns: image.excludeTagPatterns } : {}),
+  };
+  const about = { image: image.name, sourceRepository: repos.source.name, ...selectors };
+  result.selection = { ...selectors, matched: r.matched };
   if (r.error) {
-    result.semver.error = r.error;
+    result.selection.error = r.error;
     ctx.emit({
       type: "TagResolutionFailed",
       warning: true,

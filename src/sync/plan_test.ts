@@ -46,7 +46,7 @@ Deno.test("planSync: one pending slot per tag to run, explicit then semver, with
       ["tools", 0, "src.example.com/tools:v1", "dst.example.com/mirror/tools:v1"],
     ],
   );
-  assert.deepEqual(plan.images[0].semver, { constraint: "^1.0.0", matched: ["1.2.0", "1.1.0"] });
+  assert.deepEqual(plan.images[0].selection, { constraint: "^1.0.0", matched: ["1.2.0", "1.1.0"] });
   assert.deepEqual(events, [{
     type: "TagsResolved",
     warning: false,
@@ -73,7 +73,7 @@ Deno.test("planSync: a failed tag listing fails only that image's resolution; ex
     },
   );
   assert.deepEqual(plan.jobs.map((j) => `${j.image}:${j.tag}`), ["gone:stable", "gone:1.3.0", "ok:a"]);
-  assert.deepEqual(plan.images[0].semver?.error, { reason: "NotFound", message: "name unknown" });
+  assert.deepEqual(plan.images[0].selection?.error, { reason: "NotFound", message: "name unknown" });
   assert.equal(events.length, 1);
   assert.equal(events[0].type, "TagResolutionFailed");
   assert.deepEqual((events[0] as { keptTags: string[] }).keptTags, ["1.3.0"]);

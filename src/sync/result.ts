@@ -74,6 +74,20 @@ export interface TagResult {
   };
 }
 
+/** What selects an image's tags from the source's tag list, and what it selected. */
+export interface TagSelection {
+  /** The semver constraint ("" when none). */
+  constraint: string;
+  /** `tagPatterns`, when set. */
+  tagPatterns?: string[];
+  /** `excludeTagPatterns`, when set. */
+  excludeTagPatterns?: string[];
+  /** Matches kept. */
+  matched: string[];
+  /** Set when listing tags (or a constraint or pattern) failed; `matched` then comes from `previous`. */
+  error?: Failure;
+}
+
 /** The result of one image (one `images[]` entry). */
 export interface ImageResult {
   /** `images[].name`. */
@@ -82,17 +96,10 @@ export interface ImageResult {
   sourceRepository: string;
   /** Destination repository, e.g. `registry.example.com/mirror/nginx`. */
   destinationRepository: string;
-  /** Per-tag results in resolution order (explicit tags, then semver matches newest first). */
+  /** Per-tag results in resolution order (explicit tags, then matches newest first). */
   tags: TagResult[];
-  /** Semver resolution, when the image has a constraint. */
-  semver?: {
-    /** The constraint. */
-    constraint: string;
-    /** Matches kept. */
-    matched: string[];
-    /** Set when listing tags (or the constraint) failed; `matched` then comes from `previous`. */
-    error?: Failure;
-  };
+  /** Tags selected from the source's list, when the image has semver or tagPatterns. */
+  selection?: TagSelection;
   /** Set when the destination repository could not be created (all tags then fail). */
   repositoryError?: Failure;
 }
@@ -114,7 +121,7 @@ export interface SyncReport {
   copiedImages: number;
   /** Tags already up to date. */
   upToDateImages: number;
-  /** Images whose semver tags could not be resolved. */
+  /** Images whose semver / pattern tags could not be resolved. */
   resolutionFailures: number;
   /** Blob bytes moved (planned, in a dry run). */
   bytesMoved: number;
@@ -188,7 +195,7 @@ export function summarize(images: ImageResult[], facts: RunFacts): SyncReport {
   const tags = images.flatMap((i) => i.tags);
   const sum = (f: (t: TagResult) => number) => tags.reduce((n, t) => n + f(t), 0);
   const count = (f: (t: TagResult) => boolean) => tags.filter(f).length;
-  const resolutionFailures = images.filter((i) => i.semver?.error).length;
+  const resolutionFailures = images.filter((i) => i.selection?.error).length;
   // upstream counts an image whose tags cannot be resolved as one failure
   const failedImages = count((t) => t.action === "failed") + resolutionFailures;
   return {

@@ -34,7 +34,7 @@ Deno.test("summarize: a failed resolution counts as one failed image (as upstrea
     sourceRepository: "s/gone",
     destinationRepository: "d/gone",
     tags: [],
-    semver: { constraint: "1.x", matched: [], error: { reason: "NotFound", message: "no repo" } },
+    selection: { constraint: "1.x", matched: [], error: { reason: "NotFound", message: "no repo" } },
   };
   const r = summarize([resolution], FACTS);
   assert.deepEqual([r.resolutionFailures, r.failedImages, r.totalImages, r.ok], [1, 1, 0, false]);

@@ -148,3 +148,68 @@ Deno.test("resolveTags: without semver the source is not listed; with it, matche
   assert.equal(r.error, undefined);
   assert.deepEqual(r.tags, resolveImageTags({ name: "a", semver: "~1.22.0" }, AVAILABLE).tags);
 });
+
+const BUILDS = [
+  "latest",
+  "1.26.0",
+  "1.27.0",
+  "1.27.1",
+  "1.27.1-alpine",
+  "1.27.2-alpine",
+  "1.28.0-rc1",
+  "1.28.0-rc1-alpine",
+  "nightly-20260101",
+  "nightly-20260103",
+  "nightly-20260102",
+];
+
+Deno.test("tagPatterns select tags; excludeTagPatterns drop them; semver narrows; maxTags keeps the newest", () => {
+  const alpine = resolveImageTags({ name: "a", tagPatterns: [".*-alpine"] }, BUILDS);
+  assert.deepEqual(alpine.matched, ["1.28.0-rc1-alpine", "1.27.2-alpine", "1.27.1-alpine"]);
+  const noRc = resolveImageTags({
+    name: "a",
+    tagPatterns: [".*-alpine"],
+    excludeTagPatterns: [".*-rc\\d*.*"],
+  }, BUILDS);
+  assert.deepEqual(noRc.matched, ["1.27.2-alpine", "1.27.1-alpine"]);
+  // semver and patterns together: both must hold (here: 1.27 versions, not 1.28's rc)
+  const both = resolveImageTags({ name: "a", semver: ">=1.27.0", tagPatterns: ["1\\.27\\..*"] }, BUILDS);
+  assert.deepEqual(both.matched, ["1.27.1", "1.27.0"]);
+  // semver alone, minus an exclusion
+  assert.deepEqual(
+    resolveImageTags({ name: "a", semver: ">=1.27.0", excludeTagPatterns: ["1\\.27\\.1"] }, BUILDS).matched,
+    ["1.27.0"],
+  );
+  // tags that are not versions: reverse text order (newest date first), limited by maxTags
+  const nightly = resolveImageTags({
+    name: "a",
+    tags: ["latest"],
+    tagPatterns: ["nightly-\\d{8}"],
+    maxTags: 2,
+  }, BUILDS);
+  assert.deepEqual(nightly.tags, ["latest", "nightly-20260103", "nightly-20260102"]);
+  assert.equal(nightly.totalMatches, 3);
+  // explicit tags are kept even when an exclusion would match them
+  assert.deepEqual(
+    resolveImageTags(
+      { name: "a", tags: ["1.27.1-alpine"], tagPatterns: ["x"], excludeTagPatterns: [".*"] },
+      BUILDS,
+    ).tags,
+    ["1.27.1-alpine"],
+  );
+});
+
+Deno.test("resolveTags: an invalid tag pattern keeps the explicit tags and lists nothing (InvalidTagPattern)", async () => {
+  let listed = false;
+  const r = await resolveTags({ name: "a", tags: ["stable"], tagPatterns: ["(?=x)"] }, {
+    listTags: () => {
+      listed = true;
+      return Promise.resolve(BUILDS);
+    },
+  });
+  assert.deepEqual([r.tags, r.error?.reason, listed], [["stable"], "InvalidTagPattern", false]);
+  const ok = await resolveTags({ name: "a", tagPatterns: ["1\\.26\\..*"] }, {
+    listTags: () => Promise.resolve(BUILDS),
+  });
+  assert.deepEqual(ok.tags, ["1.26.0"]);
+});
