@@ -217,11 +217,3 @@ export class TokenCache {
     return this.#tokens.size;
   }
 }
-
-/** Encodes username:password for a Basic Authorization header (UTF-8). */
-export function basicAuth(username: string, password: string): string {
-  const bytes = new TextEncoder().encode(`${username}:${password}`);
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return `Basic ${btoa(bin)}`;
-}

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  basicAuth,
   chooseChallenge,
   normalizeScopes,
   parseChallenges,
@@ -91,11 +90,6 @@ Deno.test("TokenCache forgets expired and invalidated tokens", () => {
   cache.delete(key);
   assert.equal(cache.get(key), undefined);
   assert.equal(cache.size, 0);
-});
-
-Deno.test("basicAuth encodes UTF-8 credentials", () => {
-  assert.equal(basicAuth("alice", "secret"), "Basic YWxpY2U6c2VjcmV0");
-  assert.equal(basicAuth("jörg", "pä:ss"), `Basic ${btoa("j\xc3\xb6rg:p\xc3\xa4:ss")}`);
 });
 
 Deno.test("staticCredentials resolves by registry host", async () => {

@@ -10,6 +10,7 @@ import { OciError } from "./errors.ts";
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, type ParsedManifest, parseManifest } from "./manifest.ts";
 import type { Reference } from "./reference.ts";
 import { nextLinkTarget } from "./tags.ts";
+import type { RetryPolicy } from "./retry.ts";
 import { Transport, type TransportOptions } from "./transport.ts";
 
 /** Options for {@linkcode RegistryClient}. */
@@ -85,7 +86,12 @@ export class RegistryClient {
 
   /** Attempts per operation, including the first (shared with the copier's blob restarts). */
   get maxAttempts(): number {
-    return Math.max(1, this.#opts.maxAttempts ?? 5);
+    return this.transport.retry.maxAttempts;
+  }
+
+  /** The retry policy of this client's requests; the copier restarts blob transfers with it. */
+  get retry(): RetryPolicy {
+    return this.transport.retry;
   }
 
   /** Releases the HTTP client that holds the custom CA bundle. */

@@ -15,7 +15,13 @@ import type { FetchedManifest, RegistryClient } from "./client.ts";
 import { OciError } from "./errors.ts";
 import { type Descriptor, filteredIndexBytes, formatPlatform, selectChildren } from "./manifest.ts";
 import type { Reference } from "./reference.ts";
-import { sleep } from "./transport.ts";
+import type { RetryPolicy } from "./retry.ts";
+import { sleep } from "./sleep.ts";
+
+/** Blob and manifest transfers in flight at once per batch, unless {@linkcode CopierOptions.concurrency} says otherwise. */
+export const DEFAULT_CONCURRENCY = 4;
+/** How deep indexes may nest inside an index. */
+export const MAX_INDEX_DEPTH = 8;
 
 /** A progress report: bytes moved so far for one copy. */
 export interface CopyProgress {
@@ -31,8 +37,10 @@ export interface CopyProgress {
 
 /** Options for {@linkcode Copier}. */
 export interface CopierOptions {
-  /** Blob and manifest transfers in flight at once, across all copies of this batch (default 4). */
+  /** Blob and manifest transfers in flight at once, across all copies of this batch (default {@linkcode DEFAULT_CONCURRENCY}). */
   concurrency?: number;
+  /** How blob transfers are restarted after a retryable failure (default: the destination client's policy). */
+  retry?: RetryPolicy;
   /** Copy only these platforms of an index ("linux/amd64", "linux/arm64/v8"); see the module doc. */
   platforms?: string[];
   /** Called as blob bytes move. */
@@ -119,6 +127,44 @@ interface PlannedBlob extends BlobPlan {
   shared?: string;
 }
 
+/** What the destination tag should point at, found in step 1. */
+interface Target {
+  /** Digest of the manifest to push under the tag. */
+  digest: string;
+  /** The source's top manifest, when step 1 already had to read it. */
+  root?: FetchedManifest;
+  /** The bytes to push under the tag when they differ from the root's (a filtered index). */
+  pushBytes?: Uint8Array;
+  /** The children to copy (the platform filter's choice). */
+  children?: Descriptor[];
+  /** Whether a platform filter made a new, smaller index. */
+  indexRewritten: boolean;
+}
+
+/** A child manifest to push by digest: only what the push needs, not its parsed JSON. */
+interface ChildManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Uint8Array;
+}
+
+/** The source's manifest tree, read in step 3. */
+interface Tree {
+  root: FetchedManifest;
+  /** Bytes pushed under the tag. */
+  pushBytes: Uint8Array;
+  /** Child manifests by depth (0 = the root's children). */
+  levels: ChildManifest[][];
+  /** Every blob of the tree, by digest. */
+  blobs: Map<string, Descriptor>;
+}
+
+/** The cancellation shared by the steps of one copy: the caller's signal plus a sibling abort. */
+interface Scope {
+  signal: AbortSignal;
+  inner: AbortController;
+}
+
 /**
  * Copies images between registries. Give one client (used for both sides) or a source and a
  * destination client (different credentials). Reuse one instance for a batch of copies so
@@ -128,6 +174,7 @@ export class Copier {
   readonly #source: RegistryClient;
   readonly #destination: RegistryClient;
   readonly #opts: CopierOptions;
+  readonly #retry: RetryPolicy;
   readonly #limiter: Limiter;
   /** Blob transfers of this batch, by `registry/repository@digest` at the destination. */
   readonly #tasks = new Map<string, Promise<Outcome>>();
@@ -149,7 +196,8 @@ export class Copier {
       this.#destination = clients;
     }
     this.#opts = opts;
-    this.#limiter = new Limiter(opts.concurrency ?? 4);
+    this.#retry = opts.retry ?? this.#destination.retry;
+    this.#limiter = new Limiter(opts.concurrency ?? DEFAULT_CONCURRENCY);
   }
 
   /**
@@ -158,97 +206,29 @@ export class Copier {
    */
   async copy(src: Reference, dst: Reference, opts: CopyOptions = {}): Promise<CopyResult> {
     const dryRun = opts.dryRun ?? false;
-    const platforms = this.#opts.platforms ?? [];
-    const userSignal = opts.signal;
-
-    // 1. What should the destination point at?
-    let root: FetchedManifest | undefined;
-    let targetDigest: string;
-    let pushBytes: Uint8Array | undefined;
-    let children: Descriptor[] | undefined;
-    let indexRewritten = false;
-    if (platforms.length > 0) {
-      root = await this.#source.getManifest(src, { signal: userSignal });
-      targetDigest = root.digest;
-      if (root.manifest.isIndex) {
-        const all = root.manifest.manifests;
-        children = selectChildren(all, platforms);
-        if (children.length === 0) {
-          throw new OciError(
-            "NoMatchingPlatform",
-            `source ${src} offers ${all.map((m) => formatPlatform(m.platform)).join(", ")}; ` +
-              `none matches ${platforms.join(", ")}`,
-            { registry: src.registry, reference: src.toString() },
-          );
-        }
-        if (children.length < all.length) {
-          pushBytes = filteredIndexBytes(root.manifest.json, children);
-          targetDigest = sha256Digest(pushBytes);
-          indexRewritten = true;
-        }
-      }
-    } else if (src.digest) {
-      targetDigest = src.digest;
-    } else {
-      const head = await this.#source.headManifest(src, { signal: userSignal });
-      if (!head) {
-        throw new OciError(
-          "NotFound",
-          `registry ${src.registry}: source image ${src} not found`,
-          { registry: src.registry, reference: src.toString(), status: 404 },
-        );
-      }
-      targetDigest = head.digest;
-    }
-
-    if (dst.digest && dst.digest !== targetDigest) {
+    const target = await this.#resolveTarget(src, opts.signal);
+    if (dst.digest && dst.digest !== target.digest) {
       throw new OciError(
         "InvalidReference",
-        `destination ${dst} pins digest ${dst.digest} but the source ${src} is ${targetDigest}`,
+        `destination ${dst} pins digest ${dst.digest} but the source ${src} is ${target.digest}`,
         { reference: dst.toString() },
       );
     }
-    const pushRef = dst.tag !== undefined ? dst.withTag(dst.tag) : dst.withDigest(targetDigest);
-
-    // 2. Up to date? Only manifests are looked at.
-    const current = await this.#destination.headManifest(pushRef, { signal: userSignal });
-    if (current?.digest === targetDigest) {
-      return {
-        digest: targetDigest,
-        mediaType: current.mediaType || root?.mediaType || "",
-        bytesMoved: 0,
-        blobsCopied: 0,
-        blobsMounted: 0,
-        blobsSkipped: 0,
-        upToDate: true,
-        dryRun,
-        manifestsPushed: 0,
-        indexRewritten,
-        blobs: [],
-      };
-    }
-
-    // 3. Read the manifest tree (by digest, so a moving tag cannot mix two versions).
-    root ??= await this.#source.getManifest(src.withDigest(targetDigest), { signal: userSignal });
-    children ??= root.manifest.manifests;
-    pushBytes ??= root.bytes;
+    const pushRef = dst.tag !== undefined ? dst.withTag(dst.tag) : dst.withDigest(target.digest);
+    const upToDate = await this.#upToDate(pushRef, target, dryRun, opts.signal);
+    if (upToDate) return upToDate;
 
     const inner = new AbortController();
-    const signal = userSignal ? AbortSignal.any([userSignal, inner.signal]) : inner.signal;
+    const scope = {
+      signal: opts.signal ? AbortSignal.any([opts.signal, inner.signal]) : inner.signal,
+      inner,
+    };
     try {
-      const levels: FetchedManifest[][] = [];
-      const blobs = new Map<string, Descriptor>();
-      for (const b of root.manifest.blobs) blobs.set(b.digest, b);
-      await this.#walk(src, children, 0, { levels, blobs, signal, inner });
-
-      // 4. Plan every blob.
-      const plans = await settleAll(
-        [...blobs.values()].map((d) => this.#limiter.run(() => this.#plan(src, dst, d, dryRun, signal))),
-        inner,
-      );
+      const tree = await this.#readTree(src, target, scope);
+      const plans = await this.#planBlobs(src, dst, [...tree.blobs.values()], dryRun, scope);
       const result: CopyResult = {
-        digest: targetDigest,
-        mediaType: root.mediaType,
+        digest: target.digest,
+        mediaType: tree.root.mediaType,
         bytesMoved: 0,
         blobsCopied: 0,
         blobsMounted: 0,
@@ -256,7 +236,7 @@ export class Copier {
         upToDate: false,
         dryRun,
         manifestsPushed: 0,
-        indexRewritten,
+        indexRewritten: target.indexRewritten,
         blobs: plans.map(({ digest, size, action, from }) =>
           from === undefined ? { digest, size, action } : { digest, size, action, from }
         ),
@@ -271,59 +251,9 @@ export class Copier {
         }
         return result;
       }
-
-      // 5. Move the blobs.
-      let moved = 0;
-      let totalBytes = plans.filter((p) => p.action === "copy").reduce((n, p) => n + p.size, 0);
-      const progress = (digest: string, n: number) => {
-        moved += n;
-        try {
-          this.#opts.onProgress?.({ ref: pushRef.toString(), bytes: moved, totalBytes, digest });
-        } catch {
-          // A progress display must never break a copy.
-        }
-      };
-      const outcomes = await settleAll(
-        plans.map((p) => this.#execute(src, dst, p, signal, progress, () => totalBytes += p.size)),
-        inner,
-      );
-      outcomes.forEach((o, i) => {
-        const p = plans[i];
-        const entry = result.blobs[i];
-        if (o === "copied") {
-          result.blobsCopied++;
-          result.bytesMoved += p.size;
-          entry.action = "copy";
-          delete entry.from;
-        } else if (o === "mounted") {
-          result.blobsMounted++;
-        } else {
-          result.blobsSkipped++;
-          entry.action = "skip";
-          delete entry.from;
-        }
-      });
-
-      // 6. Child manifests, deepest first, by digest.
-      for (let depth = levels.length - 1; depth >= 0; depth--) {
-        const pushed = await settleAll(
-          levels[depth].map((m) =>
-            this.#limiter.run(async () => {
-              const ref = dst.withDigest(m.digest);
-              if (await this.#destination.headManifest(ref, { signal })) return 0;
-              await this.#destination.putManifest(ref, m, { signal });
-              return 1;
-            })
-          ),
-          inner,
-        );
-        result.manifestsPushed += pushed.reduce((a: number, b) => a + b, 0);
-      }
-
-      // 7. The tagged manifest, last.
-      await this.#destination.putManifest(pushRef, { bytes: pushBytes, mediaType: root.mediaType }, {
-        signal,
-      });
+      await this.#moveBlobs(src, dst, { pushRef, plans, result }, scope);
+      result.manifestsPushed += await this.#pushChildren(dst, tree.levels, scope);
+      await this.#pushTag(pushRef, tree, scope.signal);
       result.manifestsPushed++;
       return result;
     } finally {
@@ -331,40 +261,179 @@ export class Copier {
     }
   }
 
-  /** Fetches child manifests level by level, collecting their blobs. */
-  async #walk(
+  /** Step 1: what should the destination point at? Reads the root only when a platform filter needs it. */
+  async #resolveTarget(src: Reference, signal?: AbortSignal): Promise<Target> {
+    const platforms = this.#opts.platforms ?? [];
+    if (platforms.length > 0) {
+      const root = await this.#source.getManifest(src, { signal });
+      if (!root.manifest.isIndex) return { digest: root.digest, root, indexRewritten: false };
+      const all = root.manifest.manifests;
+      const children = selectChildren(all, platforms);
+      if (children.length === 0) {
+        throw new OciError(
+          "NoMatchingPlatform",
+          `source ${src} offers ${all.map((m) => formatPlatform(m.platform)).join(", ")}; ` +
+            `none matches ${platforms.join(", ")}`,
+          { registry: src.registry, reference: src.toString() },
+        );
+      }
+      if (children.length === all.length) {
+        return { digest: root.digest, root, children, indexRewritten: false };
+      }
+      const pushBytes = filteredIndexBytes(root.manifest.json, children);
+      return { digest: sha256Digest(pushBytes), root, pushBytes, children, indexRewritten: true };
+    }
+    if (src.digest) return { digest: src.digest, indexRewritten: false };
+    const head = await this.#source.headManifest(src, { signal });
+    if (!head) {
+      throw new OciError(
+        "NotFound",
+        `registry ${src.registry}: source image ${src} not found`,
+        { registry: src.registry, reference: src.toString(), status: 404 },
+      );
+    }
+    return { digest: head.digest, indexRewritten: false };
+  }
+
+  /** Step 2: the result when the destination already points at the target (only manifests are looked at). */
+  async #upToDate(
+    pushRef: Reference,
+    target: Target,
+    dryRun: boolean,
+    signal?: AbortSignal,
+  ): Promise<CopyResult | undefined> {
+    const current = await this.#destination.headManifest(pushRef, { signal });
+    if (current?.digest !== target.digest) return undefined;
+    return {
+      digest: target.digest,
+      mediaType: current.mediaType || target.root?.mediaType || "",
+      bytesMoved: 0,
+      blobsCopied: 0,
+      blobsMounted: 0,
+      blobsSkipped: 0,
+      upToDate: true,
+      dryRun,
+      manifestsPushed: 0,
+      indexRewritten: target.indexRewritten,
+      blobs: [],
+    };
+  }
+
+  /** Step 3: reads the manifest tree, by digest so a moving tag cannot mix two versions. */
+  async #readTree(src: Reference, target: Target, scope: Scope): Promise<Tree> {
+    const root = target.root ??
+      await this.#source.getManifest(src.withDigest(target.digest), { signal: scope.signal });
+    const tree: Tree = { root, pushBytes: target.pushBytes ?? root.bytes, levels: [], blobs: new Map() };
+    for (const b of root.manifest.blobs) tree.blobs.set(b.digest, b);
+    let children = target.children ?? root.manifest.manifests;
+    for (let depth = 0; children.length > 0; depth++) {
+      if (depth > MAX_INDEX_DEPTH) {
+        throw new OciError(
+          "ManifestInvalid",
+          `source ${src}: indexes nested more than ${MAX_INDEX_DEPTH} deep`,
+          {
+            registry: src.registry,
+            reference: src.toString(),
+          },
+        );
+      }
+      const unique = [...new Map(children.map((c) => [c.digest, c])).values()];
+      const fetched = await settleAll(
+        unique.map((c) =>
+          this.#limiter.run(() =>
+            this.#source.getManifest(src.withDigest(c.digest), { signal: scope.signal })
+          )
+        ),
+        scope.inner,
+      );
+      tree.levels[depth] = fetched.map(({ digest, mediaType, bytes }) => ({ digest, mediaType, bytes }));
+      children = [];
+      for (const m of fetched) {
+        for (const b of m.manifest.blobs) tree.blobs.set(b.digest, b);
+        children.push(...m.manifest.manifests);
+      }
+    }
+    return tree;
+  }
+
+  /** Step 4: decides what to do with every blob, reading only. */
+  #planBlobs(
     src: Reference,
-    children: Descriptor[],
-    depth: number,
-    acc: {
-      levels: FetchedManifest[][];
-      blobs: Map<string, Descriptor>;
-      signal: AbortSignal;
-      inner: AbortController;
-    },
-  ): Promise<void> {
-    const { levels, blobs, signal, inner } = acc;
-    if (children.length === 0) return;
-    if (depth > 8) {
-      throw new OciError("ManifestInvalid", `source ${src}: indexes nested more than 8 deep`, {
-        registry: src.registry,
-        reference: src.toString(),
-      });
-    }
-    const unique = [...new Map(children.map((c) => [c.digest, c])).values()];
-    const fetched = await settleAll(
-      unique.map((c) =>
-        this.#limiter.run(() => this.#source.getManifest(src.withDigest(c.digest), { signal }))
-      ),
-      inner,
+    dst: Reference,
+    blobs: Descriptor[],
+    dryRun: boolean,
+    scope: Scope,
+  ): Promise<PlannedBlob[]> {
+    return settleAll(
+      blobs.map((d) => this.#limiter.run(() => this.#plan(src, dst, d, dryRun, scope.signal))),
+      scope.inner,
     );
-    levels[depth] = [...(levels[depth] ?? []), ...fetched];
-    const grandchildren: Descriptor[] = [];
-    for (const m of fetched) {
-      for (const b of m.manifest.blobs) blobs.set(b.digest, b);
-      grandchildren.push(...m.manifest.manifests);
+  }
+
+  /** Step 5: moves the blobs, counting what each plan entry turned out to be. */
+  async #moveBlobs(
+    src: Reference,
+    dst: Reference,
+    work: { pushRef: Reference; plans: PlannedBlob[]; result: CopyResult },
+    scope: Scope,
+  ): Promise<void> {
+    const { plans, result } = work;
+    let moved = 0;
+    let totalBytes = plans.filter((p) => p.action === "copy").reduce((n, p) => n + p.size, 0);
+    const progress = (digest: string, n: number) => {
+      moved += n;
+      try {
+        this.#opts.onProgress?.({ ref: work.pushRef.toString(), bytes: moved, totalBytes, digest });
+      } catch {
+        // A progress display must never break a copy.
+      }
+    };
+    const outcomes = await settleAll(
+      plans.map((p) => this.#execute(src, dst, p, scope.signal, progress, () => totalBytes += p.size)),
+      scope.inner,
+    );
+    outcomes.forEach((o, i) => {
+      const entry = result.blobs[i];
+      if (o === "copied") {
+        result.blobsCopied++;
+        result.bytesMoved += plans[i].size;
+        entry.action = "copy";
+        delete entry.from;
+      } else if (o === "mounted") {
+        result.blobsMounted++;
+      } else {
+        result.blobsSkipped++;
+        entry.action = "skip";
+        delete entry.from;
+      }
+    });
+  }
+
+  /** Step 6: child manifests, deepest first, by digest; returns how many were written. */
+  async #pushChildren(dst: Reference, levels: ChildManifest[][], scope: Scope): Promise<number> {
+    let pushed = 0;
+    for (let depth = levels.length - 1; depth >= 0; depth--) {
+      const written = await settleAll(
+        levels[depth].map((m) =>
+          this.#limiter.run(async () => {
+            const ref = dst.withDigest(m.digest);
+            if (await this.#destination.headManifest(ref, { signal: scope.signal })) return 0;
+            await this.#destination.putManifest(ref, m, { signal: scope.signal });
+            return 1;
+          })
+        ),
+        scope.inner,
+      );
+      pushed += written.reduce((a: number, b) => a + b, 0);
     }
-    await this.#walk(src, grandchildren, depth + 1, acc);
+    return pushed;
+  }
+
+  /** Step 7: the tagged manifest, last, so the tag never points to an incomplete image. */
+  async #pushTag(pushRef: Reference, tree: Tree, signal: AbortSignal): Promise<void> {
+    await this.#destination.putManifest(pushRef, { bytes: tree.pushBytes, mediaType: tree.root.mediaType }, {
+      signal,
+    });
   }
 
   /** Decides what to do with one blob, reading only. */
@@ -448,7 +517,7 @@ export class Copier {
     progress: (digest: string, n: number) => void,
     onFallbackCopy: () => void,
   ): Promise<Outcome> {
-    const max = this.#destination.maxAttempts;
+    const max = this.#retry.maxAttempts;
     let countedFallback = false;
     for (let attempt = 1;; attempt++) {
       let moved = 0;
@@ -482,8 +551,8 @@ export class Copier {
         if (moved > 0) progress(p.digest, -moved);
         const retryable = e instanceof OciError && e.retryable && !signal.aborted;
         if (!retryable || attempt >= max) throw e;
-        const delayMs = this.#destination.transport.backoff(attempt);
-        this.#destination.transport.reportRetry({
+        const delayMs = this.#retry.backoff(attempt);
+        this.#retry.report({
           registry: dst.registry,
           reason: "BlobRestart",
           attempt,

@@ -11,7 +11,6 @@
  */
 
 export {
-  basicAuth,
   type Challenge,
   chooseChallenge,
   type Credential,
@@ -23,6 +22,7 @@ export {
   TokenCache,
   tokenExpiry,
 } from "./auth.ts";
+export { basicAuth } from "./basic.ts";
 export { digestLike, sha256Digest, verifyingStream, type VerifyOptions } from "./blobs.ts";
 export {
   type BlobStream,
@@ -40,6 +40,7 @@ export {
   type CopyOptions,
   type CopyProgress,
   type CopyResult,
+  DEFAULT_CONCURRENCY,
 } from "./copy.ts";
 export { OciError, type OciErrorOptions, type OciErrorReason } from "./errors.ts";
 export {
@@ -59,6 +60,9 @@ export {
   allowsPlainHttp,
   DOCKER_HUB,
   DOCKER_HUB_API,
+  DOCKER_HUB_HOSTS,
+  isDockerHub,
+  normalizeRegistryHost,
   parseReference,
   type ParseReferenceOptions,
   Reference,
@@ -66,4 +70,14 @@ export {
   registryApiHost,
 } from "./reference.ts";
 export { nextLinkTarget, parseLinkHeader } from "./tags.ts";
-export { parseRetryAfter, type RetryEvent, type RetryReason, type TransportOptions } from "./transport.ts";
+export {
+  DEFAULT_ATTEMPTS,
+  parseRetryAfter,
+  type RetryEvent,
+  RetryPolicy,
+  type RetryPolicyOptions,
+  type RetryReason,
+} from "./retry.ts";
+export { DEFAULT_TIMEOUT_MS } from "./send.ts";
+export { sleep } from "./sleep.ts";
+export { type TransportOptions } from "./transport.ts";

@@ -10,6 +10,21 @@ import { OciError } from "./errors.ts";
 export const DOCKER_HUB = "docker.io";
 /** Docker Hub's API endpoint host (what `docker.io` is reached at). */
 export const DOCKER_HUB_API = "registry-1.docker.io";
+/**
+ * Every host name Docker Hub is known by, in the order Docker's config lookup tries them
+ * (`index.docker.io` is the key `docker login` writes).
+ */
+export const DOCKER_HUB_HOSTS: readonly string[] = ["index.docker.io", DOCKER_HUB, DOCKER_HUB_API];
+
+/** Whether a registry host (any case, no port) is one of Docker Hub's names. */
+export function isDockerHub(host: string): boolean {
+  return DOCKER_HUB_HOSTS.includes(host.toLowerCase());
+}
+
+/** A registry host as written in references: Docker Hub's names become `docker.io`, others stay. */
+export function normalizeRegistryHost(host: string): string {
+  return isDockerHub(host) ? DOCKER_HUB : host;
+}
 
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DOMAIN_AND_PORT =
@@ -180,7 +195,7 @@ export function parseReference(ref: string, opts: ParseReferenceOptions = {}): R
       fail(`registry host "${registry}" is not a valid host name or host:port`);
     }
   }
-  if (registry === "index.docker.io" || registry === DOCKER_HUB_API) registry = DOCKER_HUB;
+  if (DOCKER_HUB_HOSTS.includes(registry)) registry = DOCKER_HUB;
   if (registry === DOCKER_HUB && !repository.includes("/")) repository = `library/${repository}`;
 
   if (repository.length === 0) fail("the repository name is missing");

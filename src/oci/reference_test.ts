@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { OciError } from "./errors.ts";
-import { allowsPlainHttp, isLoopbackHost, parseReference, registryApiHost } from "./reference.ts";
+import {
+  allowsPlainHttp,
+  DOCKER_HUB_HOSTS,
+  isDockerHub,
+  isLoopbackHost,
+  normalizeRegistryHost,
+  parseReference,
+  registryApiHost,
+} from "./reference.ts";
 
 function ociThrows(fn: () => unknown): OciError {
   try {
@@ -107,4 +115,16 @@ Deno.test("plain HTTP only for loopback names or listed insecure registries", ()
   assert.deepEqual(allowsPlainHttp("reg.lan:5001", ["reg.lan:5000"]), false);
   assert.deepEqual(allowsPlainHttp("reg.lan", ["http://reg.lan/"]), true);
   assert.deepEqual(allowsPlainHttp("evil-reg.lan", ["reg.lan"]), false);
+});
+
+Deno.test("Docker Hub's names are known in one place", () => {
+  for (const host of DOCKER_HUB_HOSTS) {
+    assert(isDockerHub(host));
+    assert.equal(normalizeRegistryHost(host), "docker.io");
+    assert.equal(parseReference(`${host}/library/alpine`).registry, "docker.io");
+  }
+  assert(isDockerHub("Index.Docker.IO"));
+  assert(!isDockerHub("docker.io.evil.example"));
+  assert(!isDockerHub("ghcr.io"));
+  assert.equal(normalizeRegistryHost("ghcr.io"), "ghcr.io");
 });

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import type { Challenge } from "./auth.ts";
+import { BearerAuthenticator } from "./bearer.ts";
+import { OciError } from "./errors.ts";
+import { RegistryResponse } from "./response.ts";
+import type { Sender, SendRequest } from "./send.ts";
+
+/** A token server as a sender: answers with `reply(req)` and records each request. */
+function tokenServer(
+  reply: (req: SendRequest) => { status: number; body: string } = () => ({
+    status: 200,
+    body: JSON.stringify({ token: "tok", expires_in: 300 }),
+  }),
+): Sender & { requests: SendRequest[] } {
+  const s = {
+    requests: [] as SendRequest[],
+    async send(req: SendRequest): Promise<RegistryResponse> {
+      s.requests.push(req);
+      await new Promise((r) => setTimeout(r, 5));
+      const { status, body } = reply(req);
+      const stream = new Response(body).body;
+      return new RegistryResponse(status, new Headers(), req.url.href, stream);
+    },
+  };
+  return s;
+}
+
+const challenge: Challenge = {
+  scheme: "bearer",
+  params: { realm: "https://auth.example/token", service: "reg" },
+};
+const ctx = { registry: "reg.example", action: "pull manifest", reference: "reg.example/a:1" };
+const alice = { username: "alice", password: "s3cret" };
+
+Deno.test("bearer: a token per exact scope, Basic credentials to the realm, cached and shared", async () => {
+  const server = tokenServer();
+  const bearer = new BearerAuthenticator(server, { timeoutMs: 1000 });
+  const [a, b] = await Promise.all([
+    bearer.authorize(challenge, alice, ["repository:a:pull"], ctx),
+    bearer.authorize(challenge, alice, ["repository:a:pull"], ctx),
+  ]);
+  assert.equal(a.header, "Bearer tok");
+  assert.equal(b.header, "Bearer tok");
+  assert.equal(server.requests.length, 1, "concurrent requests for one scope share one fetch");
+  const req = server.requests[0];
+  assert.equal(req.url.origin + req.url.pathname, "https://auth.example/token");
+  assert.equal(req.url.searchParams.get("service"), "reg");
+  assert.deepEqual(req.url.searchParams.getAll("scope"), ["repository:a:pull"]);
+  assert.equal(req.authOrigin, "https://auth.example", "credentials go to the realm's origin only");
+  assert.equal(req.headers.authorization, `Basic ${btoa("alice:s3cret")}`);
+  const again = await bearer.authorize(challenge, alice, ["repository:a:pull"], ctx);
+  assert.equal(again.cached, true);
+  await bearer.authorize(challenge, alice, ["repository:b:pull"], ctx);
+  assert.equal(server.requests.length, 2, "another scope is another token");
+  bearer.invalidate(again.cacheKey!);
+  assert.equal((await bearer.authorize(challenge, alice, ["repository:a:pull"], ctx)).cached, false);
+});
+
+Deno.test("bearer: identity tokens are exchanged with a POST; registry tokens used as they are", async () => {
+  const server = tokenServer(() => ({ status: 200, body: JSON.stringify({ access_token: "acc" }) }));
+  const bearer = new BearerAuthenticator(server, { timeoutMs: 1000 });
+  const got = await bearer.authorize(challenge, { identityToken: "refresh" }, ["repository:a:pull"], ctx);
+  assert.equal(got.header, "Bearer acc");
+  const form = new URLSearchParams(String(server.requests[0].body));
+  assert.equal(server.requests[0].method, "POST");
+  assert.equal(form.get("grant_type"), "refresh_token");
+  assert.equal(form.get("refresh_token"), "refresh");
+  assert.equal(form.get("scope"), "repository:a:pull");
+  const ready = await bearer.authorize(challenge, { registryToken: "ready" }, ["repository:a:pull"], ctx);
+  assert.equal(ready.header, "Bearer ready");
+  assert.equal(server.requests.length, 1);
+});
+
+Deno.test("bearer: refuses bad realms and reports the token server's refusals", async () => {
+  const server = tokenServer(() => ({ status: 401, body: "" }));
+  const bearer = new BearerAuthenticator(server, { timeoutMs: 1000 });
+  const plain: Challenge = { scheme: "bearer", params: { realm: "http://auth.example/token" } };
+  await assert.rejects(
+    bearer.authorize(plain, alice, [], ctx),
+    (e) => e instanceof OciError && e.reason === "InsecureRegistry" && /insecureRegistries/.test(e.message),
+  );
+  const weird: Challenge = { scheme: "bearer", params: { realm: "ftp://auth.example/" } };
+  await assert.rejects(bearer.authorize(weird, alice, [], ctx), /unsupported token realm scheme/);
+  await assert.rejects(
+    bearer.authorize({ scheme: "bearer", params: { realm: "::" } }, alice, [], ctx),
+    /is not a URL/,
+  );
+  assert.equal(server.requests.length, 0);
+  const err = await bearer.authorize(challenge, alice, ["repository:a:pull"], ctx).catch((e) => e);
+  assert.equal(err.reason, "Unauthorized");
+  assert.equal(
+    err.message,
+    "registry reg.example: the token server https://auth.example/token rejected the credentials (HTTP 401) " +
+      "while trying to pull manifest reg.example/a:1",
+  );
+  assert(!err.message.includes("s3cret") && !err.message.includes("alice"));
+  const junk = new BearerAuthenticator(tokenServer(() => ({ status: 200, body: "<html>" })), {
+    timeoutMs: 1000,
+  });
+  await assert.rejects(junk.authorize(challenge, alice, [], ctx), /did not answer JSON/);
+  const empty = new BearerAuthenticator(tokenServer(() => ({ status: 200, body: "{}" })), {
+    timeoutMs: 1000,
+  });
+  await assert.rejects(empty.authorize(challenge, alice, [], ctx), /returned no token/);
+});

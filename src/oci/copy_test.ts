@@ -1,0 +1,240 @@
+import assert from "node:assert/strict";
+import { sha256Digest } from "./blobs.ts";
+import type { FetchedManifest, ManifestHead, RegistryClient } from "./client.ts";
+import { Copier } from "./copy.ts";
+import { OciError } from "./errors.ts";
+import { OCI_INDEX, OCI_MANIFEST, parseManifest } from "./manifest.ts";
+import { parseReference, type Reference } from "./reference.ts";
+import { type RetryEvent, RetryPolicy } from "./retry.ts";
+
+const enc = new TextEncoder();
+
+/** An in-memory registry standing in for a RegistryClient; `ops` records every call in order. */
+class FakeRegistry {
+  readonly manifests = new Map<string, { bytes: Uint8Array; mediaType: string }>();
+  readonly blobs = new Map<string, Uint8Array>();
+  readonly tags = new Map<string, string>();
+  readonly ops: string[] = [];
+  readonly retry: RetryPolicy;
+  /** Blob GETs that fail once with a retryable error. */
+  readonly flaky = new Set<string>();
+
+  constructor(retry = new RetryPolicy({ retryBaseMs: 1 })) {
+    this.retry = retry;
+  }
+
+  get maxAttempts(): number {
+    return this.retry.maxAttempts;
+  }
+
+  get client(): RegistryClient {
+    return this as unknown as RegistryClient;
+  }
+
+  blob(content: string): { digest: string; size: number; mediaType: string } {
+    const bytes = enc.encode(content);
+    const digest = sha256Digest(bytes);
+    this.blobs.set(digest, bytes);
+    return { digest, size: bytes.byteLength, mediaType: "application/octet-stream" };
+  }
+
+  manifest(
+    json: unknown,
+    mediaType: string,
+    tag?: string,
+  ): { digest: string; size: number; mediaType: string } {
+    const bytes = enc.encode(JSON.stringify(json));
+    const digest = sha256Digest(bytes);
+    this.manifests.set(digest, { bytes, mediaType });
+    if (tag) this.tags.set(tag, digest);
+    return { digest, size: bytes.byteLength, mediaType };
+  }
+
+  image(layers: string[], tag?: string) {
+    const config = this.blob(`config of ${layers.join()}`);
+    return this.manifest(
+      { schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: layers.map((l) => this.blob(l)) },
+      OCI_MANIFEST,
+      tag,
+    );
+  }
+
+  /** An index of linux images by architecture. */
+  multiArch(byArch: Record<string, { digest: string; size: number; mediaType: string }>, tag?: string) {
+    const manifests = Object.entries(byArch).map(([architecture, d]) => ({
+      ...d,
+      platform: { os: "linux", architecture },
+    }));
+    return this.manifest({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }, OCI_INDEX, tag);
+  }
+
+  #resolve(ref: Reference): string | undefined {
+    return ref.digest ?? this.tags.get(ref.tag ?? "latest");
+  }
+
+  headManifest(ref: Reference): Promise<ManifestHead | undefined> {
+    this.ops.push(`headManifest ${ref.digest ?? ref.tag}`);
+    const digest = this.#resolve(ref);
+    const m = digest ? this.manifests.get(digest) : undefined;
+    return Promise.resolve(m && { digest: digest!, mediaType: m.mediaType, size: m.bytes.byteLength });
+  }
+
+  getManifest(ref: Reference): Promise<FetchedManifest> {
+    this.ops.push(`getManifest ${ref.digest ?? ref.tag}`);
+    const digest = this.#resolve(ref);
+    const m = digest ? this.manifests.get(digest) : undefined;
+    if (!m) return Promise.reject(new OciError("NotFound", `${ref} not found`));
+    const manifest = parseManifest(m.bytes, { contentType: m.mediaType, context: "test" });
+    return Promise.resolve({
+      digest: digest!,
+      mediaType: m.mediaType,
+      size: m.bytes.byteLength,
+      bytes: m.bytes,
+      manifest,
+    });
+  }
+
+  putManifest(ref: Reference, m: { bytes: Uint8Array; mediaType: string }): Promise<string> {
+    const digest = sha256Digest(m.bytes);
+    this.ops.push(`putManifest ${ref.tag ?? ref.digest}`);
+    this.manifests.set(digest, { bytes: m.bytes, mediaType: m.mediaType });
+    if (ref.tag) this.tags.set(ref.tag, digest);
+    return Promise.resolve(digest);
+  }
+
+  headBlob(_repo: Reference, digest: string): Promise<{ size: number } | undefined> {
+    const b = this.blobs.get(digest);
+    return Promise.resolve(b && { size: b.byteLength });
+  }
+
+  getBlob(_repo: Reference, digest: string, opts: { onChunk?: (n: number) => void } = {}) {
+    this.ops.push(`getBlob ${digest}`);
+    if (this.flaky.delete(digest)) {
+      return Promise.reject(new OciError("Network", "connection reset", { retryable: true }));
+    }
+    const bytes = this.blobs.get(digest)!;
+    opts.onChunk?.(bytes.byteLength);
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(bytes);
+        c.close();
+      },
+    });
+    return Promise.resolve({ stream, size: bytes.byteLength });
+  }
+
+  mountBlob(): Promise<{ mounted: true }> {
+    return Promise.resolve({ mounted: true });
+  }
+
+  async uploadBlob(
+    _dst: Reference,
+    blob: { digest: string; stream: ReadableStream<Uint8Array> },
+  ): Promise<void> {
+    this.ops.push(`uploadBlob ${blob.digest}`);
+    this.blobs.set(blob.digest, new Uint8Array(await new Response(blob.stream).arrayBuffer()));
+  }
+}
+
+const src = (tag: string) => parseReference(`src.example/app:${tag}`);
+const dst = (tag: string) => parseReference(`dst.example/app:${tag}`);
+
+Deno.test("copy: blobs first, then child manifests, then the tag, digests preserved", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  const amd = from.image(["base", "amd"]);
+  const arm = from.image(["base", "arm"]);
+  const index = from.multiArch({ amd64: amd, arm64: arm }, "1");
+  const result = await new Copier({ source: from.client, destination: to.client }).copy(src("1"), dst("1"));
+  assert.equal(result.digest, index.digest);
+  assert.equal(result.blobsCopied, 5, "base shared by both children moves once");
+  assert.equal(result.manifestsPushed, 3);
+  assert.equal(to.tags.get("1"), index.digest);
+  const writes = to.ops.filter((o) => o.startsWith("upload") || o.startsWith("put"));
+  assert.deepEqual(writes.slice(-3).map((o) => o.split(" ")[0]), [
+    "putManifest",
+    "putManifest",
+    "putManifest",
+  ]);
+  assert.equal(writes.at(-1), "putManifest 1", "the tag is written last");
+  assert(writes.slice(0, 5).every((o) => o.startsWith("uploadBlob")), "every blob before any manifest");
+});
+
+Deno.test("copy: an up-to-date destination is detected from manifests alone", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  from.image(["a"], "1");
+  const copier = new Copier({ source: from.client, destination: to.client });
+  await copier.copy(src("1"), dst("1"));
+  from.ops.length = 0;
+  to.ops.length = 0;
+  const again = await copier.copy(src("1"), dst("1"));
+  assert.equal(again.upToDate, true);
+  assert.deepEqual(from.ops, ["headManifest 1"]);
+  assert.deepEqual(to.ops, ["headManifest 1"]);
+});
+
+Deno.test("copy: a dry run plans and writes nothing", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  from.image(["a", "bb"], "1");
+  const result = await new Copier({ source: from.client, destination: to.client }).copy(src("1"), dst("1"), {
+    dryRun: true,
+  });
+  assert.equal(result.dryRun, true);
+  assert.equal(result.blobsCopied, 3);
+  assert.equal(result.manifestsPushed, 0);
+  assert.deepEqual(to.ops.filter((o) => !o.startsWith("head")), []);
+});
+
+Deno.test("copy: a blob whose transfer broke is restarted under the retry policy, reported as BlobRestart", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  const retries: RetryEvent[] = [];
+  const img = from.image(["layer"], "1");
+  const layer = parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs[1].digest;
+  from.flaky.add(layer);
+  const retry = new RetryPolicy({ retryBaseMs: 1, onRetry: (e) => retries.push(e) });
+  const result = await new Copier({ source: from.client, destination: to.client }, { retry }).copy(
+    src("1"),
+    dst("1"),
+  );
+  assert.equal(result.blobsCopied, 2);
+  assert.deepEqual(retries.map((r) => [r.reason, r.attempt, r.path]), [[
+    "BlobRestart",
+    1,
+    `/v2/app/blobs/${layer}`,
+  ]]);
+  assert.equal(from.ops.filter((o) => o === `getBlob ${layer}`).length, 2);
+});
+
+Deno.test("copy: a platform filter pushes a smaller index; no match is NoMatchingPlatform", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  const amd = from.image(["amd"]);
+  const arm = from.image(["arm"]);
+  from.multiArch({ amd64: amd, arm64: arm }, "1");
+  const only = new Copier({ source: from.client, destination: to.client }, { platforms: ["linux/arm64"] });
+  const result = await only.copy(src("1"), dst("1"));
+  assert.equal(result.indexRewritten, true);
+  const pushed = parseManifest(to.manifests.get(to.tags.get("1")!)!.bytes, { context: "t" });
+  assert.deepEqual(pushed.manifests.map((m) => m.digest), [arm.digest]);
+  assert(!to.manifests.has(amd.digest));
+  const none = new Copier({ source: from.client, destination: to.client }, { platforms: ["windows/amd64"] });
+  await assert.rejects(
+    none.copy(src("1"), dst("2")),
+    (e) => e instanceof OciError && e.reason === "NoMatchingPlatform",
+  );
+});
+
+Deno.test("copy: a destination pinned to another digest is refused before anything moves", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  from.image(["a"], "1");
+  const pinned = parseReference(`dst.example/app@sha256:${"0".repeat(64)}`);
+  await assert.rejects(
+    new Copier({ source: from.client, destination: to.client }).copy(src("1"), pinned),
+    (e) => e instanceof OciError && e.reason === "InvalidReference",
+  );
+  assert.deepEqual(to.ops, []);
+});

@@ -1,0 +1,94 @@
+/**
+ * The `/v2/` ping: finds where a registry answers (HTTPS, or plain HTTP for loopback and listed
+ * insecure registries) and which auth challenge it makes, once per registry, as
+ * go-containerregistry's `transport.Ping` does.
+ * @module
+ */
+
+import { type Challenge, chooseChallenge, parseChallenges } from "./auth.ts";
+import { errorFromResponse, OciError } from "./errors.ts";
+import { allowsPlainHttp, registryApiHost } from "./reference.ts";
+import type { RegistryResponse } from "./response.ts";
+import { type Sender, SendFailure, sendFailureError } from "./send.ts";
+
+/** How long the HTTPS probe of a registry that may speak plain HTTP waits (10 s). */
+export const PROBE_TIMEOUT_MS = 10_000;
+
+/** What the ping learnt about a registry. */
+export interface PingResult {
+  /** `https://host/` or `http://host/` of the registry API. */
+  base: URL;
+  /** The challenge its `/v2/` answered with, when it wants auth. */
+  challenge?: Challenge;
+}
+
+/** Options of {@linkcode ping}. */
+export interface PingOptions {
+  /** Sends one exchange without retries (the HTTPS probe). */
+  probe: Sender;
+  /** Sends with retries (the last scheme tried). */
+  sender: Sender;
+  /** Hosts that may be reached over plain HTTP besides loopback. */
+  insecureRegistries?: string[];
+  /** The idle timeout, for the probe's bound and error messages. */
+  timeoutMs: number;
+  /** Cancels the ping. */
+  signal?: AbortSignal;
+}
+
+/** Pings `registry`'s `/v2/`: HTTPS first, then plain HTTP where allowed. */
+export async function ping(registry: string, opts: PingOptions): Promise<PingResult> {
+  const apiHost = registryApiHost(registry);
+  const schemes = allowsPlainHttp(apiHost, opts.insecureRegistries) ||
+      allowsPlainHttp(registry, opts.insecureRegistries)
+    ? ["https", "http"]
+    : ["https"];
+  const context = (url: URL) => ({
+    registry,
+    action: `reach the registry API at ${url.href}`,
+    timeoutMs: opts.timeoutMs,
+  });
+  let lastError: unknown;
+  let lastUrl = new URL(`https://${apiHost}/v2/`);
+  // the request that failed TLS (https), not the plain-HTTP fallback tried after it
+  let tls: { failure: SendFailure; url: URL } | undefined;
+  for (const [i, scheme] of schemes.entries()) {
+    const base = new URL(`${scheme}://${apiHost}/`);
+    const url = new URL("/v2/", base);
+    lastUrl = url;
+    const req = { registry, url, method: "GET", headers: {}, authOrigin: base.origin, signal: opts.signal };
+    let res: RegistryResponse;
+    try {
+      // Probing HTTPS on a host that may be plain HTTP: one short attempt, then fall back.
+      res = i < schemes.length - 1
+        ? await opts.probe.send({ ...req, timeoutMs: Math.min(opts.timeoutMs, PROBE_TIMEOUT_MS) })
+        : await opts.sender.send(req);
+    } catch (e) {
+      lastError = e;
+      if (e instanceof SendFailure && e.kind === "Tls") tls = { failure: e, url };
+      if (e instanceof SendFailure && e.kind === "Aborted") break;
+      continue;
+    }
+    if (res.status === 401) {
+      const challenge = chooseChallenge(parseChallenges(res.headers.get("www-authenticate") ?? ""));
+      await res.discard();
+      return challenge ? { base, challenge } : { base };
+    }
+    if (res.ok) {
+      await res.discard();
+      return { base };
+    }
+    const text = await res.text();
+    // HTTP spoken to a TLS-only registry whose certificate we could not verify: say that.
+    if (tls) throw sendFailureError(tls.failure, context(tls.url));
+    throw errorFromResponse(res.status, text, context(url));
+  }
+  if (tls) throw sendFailureError(tls.failure, context(tls.url));
+  const err = sendFailureError(lastError, context(lastUrl));
+  if (err.reason !== "Network" || schemes.length > 1) throw err;
+  throw new OciError(
+    err.reason,
+    `${err.message} (plain HTTP is only tried for localhost, 127.0.0.1, ::1 and insecureRegistries)`,
+    { registry, retryable: err.retryable, cause: err.cause },
+  );
+}

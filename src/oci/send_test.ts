@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import { serve } from "./_test_utils.ts";
+import { OciError } from "./errors.ts";
+import { HttpSender, MAX_REDIRECTS, SendFailure, sendFailureError, type SendRequest } from "./send.ts";
+
+function request(url: string, over: Partial<SendRequest> = {}): SendRequest {
+  return {
+    registry: "test",
+    url: new URL(url),
+    method: "GET",
+    headers: {},
+    authOrigin: new URL(url).origin,
+    ...over,
+  };
+}
+
+Deno.test("HttpSender follows redirects, sending Authorization only to its origin", async () => {
+  const seen: Array<[string, string | null]> = [];
+  const storage = serve((req, url) => {
+    seen.push([`storage${url.pathname}`, req.headers.get("authorization")]);
+    return new Response("blob");
+  }, "localhost");
+  const registry = serve((req, url) => {
+    seen.push([url.pathname, req.headers.get("authorization")]);
+    if (url.pathname === "/a") return new Response(null, { status: 307, headers: { location: "/b" } });
+    return new Response(null, { status: 302, headers: { location: `${storage.origin}/blob` } });
+  });
+  try {
+    const sender = new HttpSender();
+    const res = await sender.send(
+      request(`${registry.origin}/a`, { headers: { authorization: "Bearer t" } }),
+    );
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "blob");
+    assert.equal(res.url, `${storage.origin}/blob`);
+    assert.deepEqual(seen, [["/a", "Bearer t"], ["/b", "Bearer t"], ["storage/blob", null]]);
+  } finally {
+    await storage.stop();
+    await registry.stop();
+  }
+});
+
+Deno.test("HttpSender stops after MAX_REDIRECTS and refuses to redirect a streamed upload", async () => {
+  const srv = serve(() => new Response(null, { status: 307, headers: { location: "/again" } }));
+  try {
+    const sender = new HttpSender();
+    await assert.rejects(
+      sender.send(request(`${srv.origin}/start`)),
+      (e) =>
+        e instanceof OciError && e.reason === "TooManyRedirects" && e.message.includes(`${MAX_REDIRECTS}`),
+    );
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new Uint8Array(3));
+        c.close();
+      },
+    });
+    await assert.rejects(
+      sender.send(request(`${srv.origin}/upload`, { method: "PUT", body: stream })),
+      (e) =>
+        e instanceof OciError && e.reason === "Protocol" &&
+        /streamed uploads cannot follow redirects/.test(e.message),
+    );
+  } finally {
+    await srv.stop();
+  }
+});
+
+Deno.test("HttpSender: no answer within the idle timeout is a Timeout failure; a stalled body a Timeout error", async () => {
+  let stalled: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const srv = serve((_req, url, self) => {
+    if (url.pathname === "/silent") return self.hold();
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        stalled = c;
+        c.enqueue(new Uint8Array([1]));
+      },
+    });
+    return new Response(body);
+  });
+  try {
+    const sender = new HttpSender({ timeoutMs: 100 });
+    await assert.rejects(
+      sender.send(request(`${srv.origin}/silent`)),
+      (e) => e instanceof SendFailure && e.kind === "Timeout",
+    );
+    const res = await sender.send(request(`${srv.origin}/stall`));
+    await assert.rejects(res.bytes(1e6, () => new Error("big")), /idle timeout/);
+  } finally {
+    stalled?.close();
+    await srv.stop();
+  }
+});
+
+Deno.test("HttpSender: a refused connection is a Network failure; a cancelled one Aborted", async () => {
+  const srv = serve(() => new Response("x"));
+  const origin = srv.origin;
+  await srv.stop();
+  const sender = new HttpSender();
+  await assert.rejects(
+    sender.send(request(`${origin}/`)),
+    (e) => e instanceof SendFailure && e.kind === "Network",
+  );
+  await assert.rejects(
+    sender.send(request(`${origin}/`, { signal: AbortSignal.abort(new Error("stop")) })),
+    (e) => e instanceof SendFailure && e.kind === "Aborted",
+  );
+});
+
+Deno.test("sendFailureError names the registry, the action and the reference", () => {
+  const ctx = { registry: "r.example", action: "pull manifest", reference: "r.example/x:1", timeoutMs: 5 };
+  const timeout = sendFailureError(new SendFailure("Timeout", new Error("t")), ctx);
+  assert.equal(timeout.reason, "Timeout");
+  assert.equal(
+    timeout.message,
+    "registry r.example: cannot pull manifest r.example/x:1: no response for 5 ms",
+  );
+  assert.equal(timeout.retryable, true);
+  const aborted = sendFailureError(new SendFailure("Aborted", new Error("a")), ctx);
+  assert.equal(aborted.reason, "Aborted");
+  assert.match(aborted.message, /aborted pull manifest/);
+  const tls = sendFailureError(new SendFailure("Tls", new Error("UnknownIssuer")), ctx);
+  assert.equal(tls.reason, "Network");
+  assert.match(tls.message, /TLS verification failed \(UnknownIssuer\); give the registry's CA with caCerts/);
+  const same = new OciError("DigestMismatch", "bad bytes");
+  assert.equal(sendFailureError(same, ctx), same);
+});
