@@ -430,3 +430,92 @@ Deno.test("syncImageSync with gates and copyReferrers: Debian → referrers-API 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("operator end to end: gates and copyReferrers on the harness apiserver — status fields, Events, metrics (promtool)", async () => {
+  const { startKube } = await import("./harness/kube.ts");
+  const op = await import("./harness/operator.ts");
+  const kube = await startKube();
+  const src = await startRegistry("plain");
+  const dst = await startReferrersRegistry();
+  const dir = await keyDir();
+  let operator: Awaited<ReturnType<typeof op.startOperator>> | undefined;
+  try {
+    await op.applyCrd(kube);
+    await op.createNamespace(kube, "supply");
+    const pub = await Deno.readTextFile(`${dir}/cosign.pub`);
+    const signed = await pushImage(src, { repository: "app", tag: "signed" }, { seed: 71 });
+    await pushImage(src, { repository: "app", tag: "unsigned" }, { seed: 72 });
+    await cosignSign(dir, `${src.host}/app@${signed.digest}`);
+    await orasAttach(dir, `${src.host}/app@${signed.digest}`, SPDX, { spdxVersion: "SPDX-2.3" });
+    operator = await op.startOperator(kube);
+    await kube.apply(op.imageSync("supply", "gated", {
+      schedule: "@every 1h",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" }, repositoryPrefix: "mirror" },
+      images: [{ name: "app", tags: ["signed", "unsigned"] }],
+      validation: { cosign: { enabled: true, publicKey: pub }, sbomGate: { enabled: true } },
+      copyReferrers: { enabled: true },
+    }));
+    const o = await op.waitForReady(kube, "supply", "gated", {
+      ok: (c) => c.status === "False" && c.reason === "SyncFailed",
+      logs: () => operator!.log(),
+    });
+    const tags = o.status!.images![0].tags! as Record<string, unknown>[];
+    assert.deepEqual(tags.map((t) => [t.tag, t.synced, t.verified]), [["signed", true, true], [
+      "unsigned",
+      false,
+      false,
+    ]]);
+    assert.match(String(tags[1].validationError), /^cosign verification failed: no signatures found for /);
+    assert.equal(tags[1].error, `validation failed: ${tags[1].validationError}`);
+    assert.equal(tags[0].validationError, undefined);
+
+    const verified = await op.waitForEvent(kube, "supply", "gated", "ImageVerified");
+    assert.equal(verified.type, "Normal");
+    assert.equal(
+      verified.message.startsWith(`Validation passed for ${src.host}/app:signed`),
+      true,
+      verified.message,
+    );
+    const failed = await op.waitForEvent(kube, "supply", "gated", "ValidationFailed");
+    assert.equal(failed.type, "Warning");
+    assert.match(
+      failed.message,
+      new RegExp(`^Validation failed for ${src.host}/app:unsigned: cosign verification failed:`),
+    );
+    const carried = await op.waitForEvent(kube, "supply", "gated", "ReferrersCopied");
+    assert.match(
+      carried.message,
+      /^Copied 2 referrer\(s\) of .*application\/spdx\+json.*cosign tags sha256-/,
+    );
+    assert.equal(
+      (await getManifest(dst, "mirror/app", "unsigned")).status,
+      404,
+      "the failing tag was not copied",
+    );
+
+    const text = await (await fetch(`${operator.url}/metrics`)).text();
+    assert.match(text, /portage_images_verified_total\{name="gated",namespace="supply"\} 1/);
+    assert.match(
+      text,
+      /portage_images_validation_failed_total\{name="gated",namespace="supply",gate="validation"\} 1/,
+    );
+    const child = new Deno.Command("/usr/bin/promtool", {
+      args: ["check", "metrics"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(text));
+    await w.close();
+    const out = await child.output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout));
+  } finally {
+    await operator?.stop();
+    await src.stop();
+    await dst.stop();
+    await kube.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
