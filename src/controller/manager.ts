@@ -20,6 +20,7 @@ import type { SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
 import { abortableSleep } from "../kube/mod.ts";
 import { createMetrics, type Metrics } from "../metrics/mod.ts";
+import { startWebhookServer, type WebhookOptions, type WebhookServer } from "../webhook/mod.ts";
 import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
 import type { Logger } from "../server/log.ts";
 import { LeaderElector, type LeaderElectorOptions } from "./leader.ts";
@@ -116,6 +117,16 @@ export interface ManagerOptions {
   http?: HttpOptions;
   /** Clock, for tests. */
   now?: () => Date;
+  /** The push-notification endpoint (src/webhook) on its own port; unset: none. */
+  webhook?: ManagerWebhookOptions;
+}
+
+/** Where the webhook endpoint listens, and its secret and limits. */
+export interface ManagerWebhookOptions extends Omit<WebhookOptions, "count" | "logger"> {
+  /** Listen address, e.g. `:8082`; port 0 picks a free port. */
+  bindAddress: string;
+  /** Called once it listens. */
+  onListening?: (addr: { hostname: string; port: number }) => void;
 }
 
 interface Term {
@@ -143,6 +154,8 @@ export class Manager {
   #term?: Term;
   #elector?: LeaderElector;
   #stopping?: Promise<void>;
+  /** Keys a push asked to sync now, with what was pushed (taken when their reconcile starts). */
+  readonly #requested = new Map<string, string>();
   #wakeGate?: () => void;
   /** Sharding: the term the closed gate is draining (the Lease stays held until it ends). */
   #draining?: Promise<void>;
@@ -167,6 +180,35 @@ export class Manager {
       now: options.now,
       observe: options.source.observe ? (obj) => options.source.observe!(obj) : undefined,
     });
+  }
+
+  /**
+   * Queues `namespace/name` to sync now, whatever its schedule says, as the sync-now annotation
+   * does; asked again before that sync starts, it still syncs once. `requestedBy` (e.g. "a push
+   * of host/repo:tag (harbor webhook)") goes into the SyncNowTriggered Event. False on a standby.
+   */
+  syncNow(key: string, requestedBy: string): boolean {
+    const term = this.#term;
+    if (!term) return false;
+    if (!this.#requested.has(key)) this.#requested.set(key, requestedBy);
+    term.queue.add(key);
+    return true;
+  }
+
+  /** Every ImageSync the event source knows, read from the store (what pushes are matched against). */
+  async list(signal?: AbortSignal): Promise<ImageSync[]> {
+    const keys = [...this.#o.source.keys()];
+    const out: ImageSync[] = [];
+    let next = 0;
+    const reader = async () => {
+      while (next < keys.length && !signal?.aborted) {
+        const [ns, name] = splitKey(keys[next++]);
+        const obj = await this.#o.store.imagesyncs.get(ns, name, { signal });
+        if (obj) out.push({ ...obj, metadata: { ...obj.metadata, namespace: obj.metadata.namespace ?? ns } });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(8, keys.length) }, reader));
+    return out;
   }
 
   /** Whether workers are running (always, without leader election; else while leader). */
@@ -194,6 +236,7 @@ export class Manager {
       const q = this.#term?.queue;
       q?.cancelTimer(key);
       q?.forget(key);
+      this.#requested.delete(key);
       const [ns, name] = splitKey(key);
       this.metrics.forget(ns, name);
     },
@@ -209,10 +252,13 @@ export class Manager {
       try {
         let res;
         let thrown = false;
+        const requestedBy = this.#requested.get(key);
+        this.#requested.delete(key);
         try {
           res = await this.#reconciler.reconcile(ns, name, {
             signal: term.stopStarting.signal,
             cancelInFlight: term.cancelInFlight.signal,
+            requestedBy,
           });
         } catch (err) {
           // reconcile itself failed (the store refused a read or write), not the sync
@@ -384,7 +430,30 @@ export class Manager {
    * servers stopped. Rejects only when start-up fails (e.g. the listen address is taken).
    */
   async run(signal: AbortSignal): Promise<void> {
-    const servers = await this.#startHttp();
+    const servers: Array<MetricsServer | WebhookServer> = await this.#startHttp();
+    const hook = this.#o.webhook;
+    if (hook) {
+      try {
+        servers.push(
+          await startWebhookServer(hook.bindAddress, {
+            list: (s) => this.list(s),
+            syncNow: (key, by) => void this.syncNow(key, by),
+            working: () => this.working,
+          }, {
+            ...hook,
+            logger: this.#log,
+            count: (source, result) => this.metrics.webhookRequests.inc({ source, result }),
+            onListening: (a) => {
+              this.#log.info("serving /webhook/<source>", { address: `${a.hostname}:${a.port}` });
+              hook.onListening?.(a);
+            },
+          }),
+        );
+      } catch (err) {
+        await Promise.all(servers.map((s) => s.shutdown()));
+        throw err;
+      }
+    }
     const sourceStop = new AbortController();
     const source = this.#o.source.run(this.#sink, sourceStop.signal).catch((err) =>
       this.#log.error("the event source stopped", { error: err })

@@ -83,6 +83,12 @@ export class Metrics {
   readonly retries: Counter<NameNs | "kind">;
   /** portage_leader. */
   readonly isLeader: Gauge;
+  /** portager_webhook_requests_total{source,result}: push notifications received, accepted, rejected. */
+  readonly webhookRequests: Counter<"source" | "result">;
+  /** portager_registry_ratelimit_remaining{registry}: requests left in a registry's rate-limit window. */
+  readonly registryRateLimitRemaining: Gauge<"registry">;
+  /** Reads the registries' rate-limit budgets when /metrics is scraped. */
+  #rateLimits?: () => Iterable<{ registry: string; remaining: number }>;
   /** `portage_shard_imagesyncs{shard,shards}`: ImageSyncs this shard owns (sharded operators only). */
   readonly shardImageSyncs: Gauge;
   /** Label sets of the info gauges per ImageSync, so stale series can be removed. */
@@ -182,6 +188,24 @@ export class Metrics {
       help: "1 when this instance holds the leader lease or runs without leader election",
       registers,
     });
+    this.webhookRequests = new Counter({
+      name: "portager_webhook_requests_total",
+      help: "Push notifications on the webhook endpoint by source and result (received, accepted, rejected)",
+      labelNames: ["source", "result"],
+      registers,
+    });
+    const rateLimits = () => this.#rateLimits?.() ?? [];
+    this.registryRateLimitRemaining = new Gauge({
+      name: "portager_registry_ratelimit_remaining",
+      help:
+        "Requests left in a registry's rate-limit window, as its last response said (ratelimit-remaining)",
+      labelNames: ["registry"],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of rateLimits()) this.set({ registry: b.registry }, b.remaining);
+      },
+    });
     this.shardImageSyncs = new Gauge({
       name: "portage_shard_imagesyncs",
       help: "ImageSyncs owned by this shard (label shard: its index, shards: the shard count)",
@@ -233,6 +257,11 @@ export class Metrics {
   observeRetry(namespace: string, name: string, options: { kind?: string; count?: number } = {}): void {
     const n = options.count ?? 1;
     if (n > 0) this.retries.inc({ namespace, name, kind: options.kind ?? "reconcile" }, n);
+  }
+
+  /** Where `portager_registry_ratelimit_remaining` reads the budgets from at each scrape. */
+  watchRateLimits(read: () => Iterable<{ registry: string; remaining: number }>): void {
+    this.#rateLimits = read;
   }
 
   /** Drops the per-object series of a deleted ImageSync. */

@@ -1,0 +1,261 @@
+/**
+ * The webhook endpoint: `POST /webhook/<source>` on its own port. Each request is read with a
+ * bounded body, authenticated, rate-limited, parsed, checked against the replay window, and
+ * its pushes handed to the coalescer; the answer (202, or a 4xx saying what is wrong) never
+ * waits for a sync. Once per burst the pushes are matched against the ImageSyncs and each
+ * matching one is queued to sync now, once.
+ * @module
+ */
+
+import type { ImageSync } from "../api/mod.ts";
+import { parseListenAddress } from "../server/http.ts";
+import type { Logger } from "../server/log.ts";
+import { authenticate, type WebhookSecret } from "./auth.ts";
+import { parseDistribution } from "./distribution.ts";
+import { parseDockerHub } from "./docker_hub.ts";
+import { WebhookError } from "./errors.ts";
+import { type ParseContext, type PushEvent, WEBHOOK_SOURCES, type WebhookSource } from "./event.ts";
+import { parseGitHub } from "./github.ts";
+import { parseHarbor } from "./harbor.ts";
+import { matchPushes } from "./match.ts";
+import { parseQuay } from "./quay.ts";
+import { ReplayGuard, type ReplayGuardOptions } from "./replay.ts";
+import { Coalescer, TokenBucket } from "./throttle.ts";
+
+/** Largest request body read (1 MiB); a larger one is refused with 413. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+/** The label `result` of `portager_webhook_requests_total`. */
+export type WebhookResult = "received" | "accepted" | "rejected";
+
+const PARSERS: Record<WebhookSource, (body: unknown, ctx: ParseContext) => PushEvent[]> = {
+  distribution: parseDistribution,
+  harbor: parseHarbor,
+  dockerhub: parseDockerHub,
+  github: parseGitHub,
+  quay: parseQuay,
+};
+
+/** What the endpoint needs from the runtime that owns the queue. */
+export interface WebhookTarget {
+  /** Every ImageSync known now (read once per burst). */
+  list(signal?: AbortSignal): Promise<ImageSync[]>;
+  /** Queues `namespace/name` to sync now; `requestedBy` says why, for its Event. */
+  syncNow(key: string, requestedBy: string): void;
+  /** Whether this instance syncs (the leader, or no leader election); else pushes get 503. */
+  working(): boolean;
+}
+
+/** Options of {@linkcode WebhookEndpoint}. */
+export interface WebhookOptions {
+  /** The shared secret. */
+  secret: WebhookSecret;
+  /** Logger. */
+  logger?: Logger;
+  /** Counts each request once as received, then once as accepted or rejected. */
+  count?: (source: string, result: WebhookResult) => void;
+  /** Largest body read; default {@linkcode DEFAULT_MAX_BODY_BYTES}. */
+  maxBodyBytes?: number;
+  /** Accepted requests per second in the long run; default 10. */
+  ratePerSecond?: number;
+  /** Accepted requests at once; default 50. */
+  burst?: number;
+  /** Pushes of a burst are gathered this long, then matched once; default 1 s. */
+  coalesceMs?: number;
+  /** Replay window and clock skew. */
+  replay?: ReplayGuardOptions;
+}
+
+/** A text description of a push, for the Event of the sync it triggers. */
+export function describePush(push: PushEvent): string {
+  return `a push of ${push.registry}/${push.repository}${
+    push.tag ? `:${push.tag}` : ""
+  } (${push.source} webhook)`;
+}
+
+async function readBounded(req: Request, max: number): Promise<Uint8Array> {
+  const declared = Number(req.headers.get("content-length") ?? "NaN");
+  const tooLarge = () => new WebhookError("TooLarge", `the body is larger than ${max} bytes`);
+  if (Number.isFinite(declared) && declared > max) {
+    await req.body?.cancel();
+    throw tooLarge();
+  }
+  if (!req.body) return new Uint8Array();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const reader = req.body.getReader();
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+function json(status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body) + "\n", {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+/** The endpoint's logic, independent of the socket: `handle` answers one request. */
+export class WebhookEndpoint {
+  readonly #o: WebhookOptions;
+  readonly #target: WebhookTarget;
+  readonly #bucket: TokenBucket;
+  readonly #replay: ReplayGuard;
+  readonly #coalescer: Coalescer;
+  readonly #stop = new AbortController();
+
+  /** Creates the endpoint over the runtime's queue. */
+  constructor(target: WebhookTarget, options: WebhookOptions) {
+    this.#o = options;
+    this.#target = target;
+    this.#bucket = new TokenBucket({ ratePerSecond: options.ratePerSecond, burst: options.burst });
+    this.#replay = new ReplayGuard(options.replay);
+    this.#coalescer = new Coalescer((pushes) => this.#flush(pushes), { delayMs: options.coalesceMs });
+  }
+
+  /** Answers one request: 202 with the pushes taken, or the refusal's status and message. */
+  async handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const m = /^\/webhook\/([a-z]+)\/?$/.exec(url.pathname);
+    const source = WEBHOOK_SOURCES.find((s) => s === m?.[1]);
+    if (url.pathname === "/healthz" || url.pathname === "/readyz") return new Response("ok\n");
+    if (!source) {
+      await req.body?.cancel();
+      return json(404, {
+        reason: "NotFound",
+        message: `no such endpoint; use /webhook/<${WEBHOOK_SOURCES.join("|")}>`,
+      });
+    }
+    this.#o.count?.(source, "received");
+    try {
+      if (req.method !== "POST") {
+        await req.body?.cancel();
+        throw new WebhookError("MethodNotAllowed", "notifications are POSTed");
+      }
+      const body = await readBounded(req, this.#o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+      authenticate(source, { headers: req.headers, url, body }, await this.#o.secret.current());
+      if (!this.#target.working()) {
+        throw new WebhookError("NotLeader", "this instance is a standby; retry (another instance leads)", {
+          retryAfterSeconds: 5,
+        });
+      }
+      const wait = this.#bucket.take();
+      if (wait > 0) {
+        throw new WebhookError("RateLimited", `too many notifications; retry in ${wait} s`, {
+          retryAfterSeconds: wait,
+        });
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+      } catch (err) {
+        throw new WebhookError("Malformed", `the body is not JSON: ${(err as Error).message}`);
+      }
+      const registry = url.searchParams.get("registry") ?? undefined;
+      const pushes = this.#replay.admit(PARSERS[source](parsed, { headers: req.headers, registry }));
+      this.#coalescer.add(pushes);
+      this.#o.count?.(source, "accepted");
+      this.#o.logger?.debug("webhook accepted", { source, pushes: pushes.length });
+      return json(202, { accepted: pushes.length });
+    } catch (err) {
+      if (!(err instanceof WebhookError)) throw err;
+      this.#o.count?.(source, "rejected");
+      this.#o.logger?.info("webhook refused", { source, reason: err.reason, message: err.message });
+      const headers: Record<string, string> = err.retryAfterSeconds
+        ? { "retry-after": String(err.retryAfterSeconds) }
+        : {};
+      if (err.status === 405) headers.allow = "POST";
+      return json(err.status, { reason: err.reason, message: err.message }, headers);
+    }
+  }
+
+  async #flush(pushes: PushEvent[]): Promise<void> {
+    let imagesyncs: ImageSync[];
+    try {
+      imagesyncs = await this.#target.list(this.#stop.signal);
+    } catch (err) {
+      this.#o.logger?.error("webhook: cannot list ImageSyncs; pushes dropped", {
+        error: err,
+        pushes: pushes.length,
+      });
+      return;
+    }
+    const matches = matchPushes(pushes, imagesyncs);
+    for (const { key, push } of matches) {
+      this.#o.logger?.info("push matched; syncing now", { imagesync: key, push: describePush(push) });
+      this.#target.syncNow(key, describePush(push));
+    }
+    if (matches.length === 0) {
+      this.#o.logger?.debug("webhook: no ImageSync matches", { pushes: pushes.length });
+    }
+  }
+
+  /** Stops: no more flushes; a flush in progress finishes. */
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#coalescer.close();
+  }
+}
+
+/** A running webhook server. */
+export interface WebhookServer {
+  /** Address listened on. */
+  hostname: string;
+  /** Port listened on (useful with port 0). */
+  port: number;
+  /** Stops accepting requests, waits for those in flight and for a flush in progress. */
+  shutdown(): Promise<void>;
+}
+
+/** Listens on `addr` (`:8082`, `127.0.0.1:0`) and serves {@linkcode WebhookEndpoint}. */
+export function startWebhookServer(
+  addr: string,
+  target: WebhookTarget,
+  options: WebhookOptions & { onListening?: (a: { hostname: string; port: number }) => void },
+): Promise<WebhookServer> {
+  const { hostname, port } = parseListenAddress(addr);
+  const endpoint = new WebhookEndpoint(target, options);
+  const ac = new AbortController();
+  return new Promise((resolve, reject) => {
+    try {
+      const server = Deno.serve({
+        hostname,
+        port,
+        signal: ac.signal,
+        onListen: (a) => {
+          options.onListening?.({ hostname: a.hostname, port: a.port });
+          resolve({
+            hostname: a.hostname,
+            port: a.port,
+            async shutdown() {
+              ac.abort();
+              await server.finished;
+              await endpoint.close();
+            },
+          });
+        },
+        onError: (err) => {
+          options.logger?.error("webhook handler failed", { error: err });
+          return new Response("internal error\n", { status: 500 });
+        },
+      }, (req) => endpoint.handle(req));
+    } catch (err) {
+      reject(err);
+    }
+  });
+}

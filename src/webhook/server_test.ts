@@ -1,0 +1,190 @@
+import assert from "node:assert/strict";
+import type { ImageSync } from "../api/mod.ts";
+import { githubSignature, WebhookSecret } from "./auth.ts";
+import { WebhookEndpoint, type WebhookResult, type WebhookTarget } from "./server.ts";
+
+const SECRET = "0123456789abcdef-secret";
+
+function imagesync(name: string, repo: string, tags: string[]): ImageSync {
+  return {
+    apiVersion: "portager.portager.io/v1alpha1",
+    kind: "ImageSync",
+    metadata: { name, namespace: "ns" },
+    spec: {
+      source: { registry: "reg.example.com:5000" },
+      destination: { registry: "dst.example.com" },
+      images: [{ name: repo, tags }],
+    },
+  } as unknown as ImageSync;
+}
+
+function harness(opts: { working?: boolean; burst?: number; maxBodyBytes?: number } = {}) {
+  const triggered: Array<[string, string]> = [];
+  const counts: string[] = [];
+  let lists = 0;
+  const target: WebhookTarget = {
+    list: () => {
+      lists++;
+      return Promise.resolve([
+        imagesync("a", "team/app", ["1.0"]),
+        imagesync("b", "team/app", ["1.0", "2.0"]),
+      ]);
+    },
+    syncNow: (key, by) => void triggered.push([key, by]),
+    working: () => opts.working ?? true,
+  };
+  return {
+    triggered,
+    counts,
+    lists: () => lists,
+    make: async () =>
+      new WebhookEndpoint(target, {
+        secret: await WebhookSecret.load({ value: SECRET }),
+        count: (s: string, r: WebhookResult) => void counts.push(`${s}/${r}`),
+        coalesceMs: 20,
+        burst: opts.burst,
+        ratePerSecond: 0.01,
+        maxBodyBytes: opts.maxBodyBytes,
+      }),
+  };
+}
+
+let seq = 0;
+function envelope(tag: string) {
+  return JSON.stringify({
+    events: [{
+      id: `ev-${++seq}`,
+      timestamp: new Date().toISOString(),
+      action: "push",
+      target: { mediaType: "application/vnd.oci.image.manifest.v1+json", repository: "team/app", tag },
+      request: { host: "reg.example.com:5000" },
+    }],
+  });
+}
+
+function post(path: string, body: string, headers: Record<string, string> = {}): Request {
+  return new Request(`http://127.0.0.1${path}`, { method: "POST", body, headers });
+}
+
+const auth = { authorization: `Bearer ${SECRET}` };
+const settle = () => new Promise((r) => setTimeout(r, 60));
+
+Deno.test("endpoint: a burst of pushes syncs each matching ImageSync once, with what was pushed", async () => {
+  const h = harness();
+  const ep = await h.make();
+  try {
+    for (let i = 0; i < 5; i++) {
+      const res = await ep.handle(post("/webhook/distribution", envelope("1.0"), auth));
+      assert.equal(res.status, 202);
+      assert.deepStrictEqual(await res.json(), { accepted: 1 });
+    }
+    await settle();
+    assert.deepStrictEqual(h.triggered, [
+      ["ns/a", "a push of reg.example.com:5000/team/app:1.0 (distribution webhook)"],
+      ["ns/b", "a push of reg.example.com:5000/team/app:1.0 (distribution webhook)"],
+    ]);
+    assert.equal(h.lists(), 1);
+    assert.equal(h.counts.filter((c) => c === "distribution/accepted").length, 5);
+  } finally {
+    await ep.close();
+  }
+});
+
+Deno.test("endpoint: unauthenticated, malformed, oversized, replayed requests get a 4xx and trigger nothing", async () => {
+  const h = harness({ maxBodyBytes: 2048 });
+  const ep = await h.make();
+  try {
+    const replay = envelope("2.0");
+    const cases: Array<[Request, number, string]> = [
+      [post("/webhook/distribution", envelope("1.0")), 401, "Unauthenticated"],
+      [
+        post("/webhook/distribution", envelope("1.0"), { authorization: "Bearer wrong" }),
+        401,
+        "Unauthenticated",
+      ],
+      [post("/webhook/distribution", "{not json", auth), 400, "Malformed"],
+      [post("/webhook/distribution", JSON.stringify({ events: "x" }), auth), 400, "Malformed"],
+      [post("/webhook/distribution", "x".repeat(4096), auth), 413, "TooLarge"],
+      [
+        post("/webhook/github", "{}", { "x-github-event": "package", "x-hub-signature-256": "sha256=00" }),
+        401,
+        "Unauthenticated",
+      ],
+      [new Request("http://127.0.0.1/webhook/harbor", { headers: auth }), 405, "MethodNotAllowed"],
+    ];
+    for (const [req, status, reason] of cases) {
+      const res = await ep.handle(req);
+      assert.equal(res.status, status, reason);
+      assert.equal((await res.json()).reason, reason);
+    }
+    assert.equal((await ep.handle(post("/webhook/nope", "{}", auth))).status, 404);
+    assert.equal((await ep.handle(post("/webhook/distribution", replay, auth))).status, 202);
+    const again = await ep.handle(post("/webhook/distribution", replay, auth));
+    assert.equal(again.status, 409);
+    assert.match((await again.json()).message, /already received/);
+    await settle();
+    // only the one genuine push (2.0) synced: b lists it
+    assert.deepStrictEqual(h.triggered.map(([k]) => k), ["ns/b"]);
+    assert.equal(h.counts.filter((c) => c.endsWith("/rejected")).length, 8);
+  } finally {
+    await ep.close();
+  }
+});
+
+Deno.test("endpoint: a GitHub delivery signed with the secret is taken", async () => {
+  const h = harness();
+  const ep = await h.make();
+  try {
+    const body = JSON.stringify({
+      action: "published",
+      package: {
+        name: "app",
+        package_type: "container",
+        owner: { login: "team" },
+        package_version: {
+          container_metadata: { tag: { name: "1.0" } },
+          package_url: "reg.example.com:5000/team/app:1.0",
+        },
+      },
+    });
+    const res = await ep.handle(post("/webhook/github", body, {
+      "x-github-event": "package",
+      "x-github-delivery": "d-1",
+      "x-hub-signature-256": githubSignature(SECRET, new TextEncoder().encode(body)),
+    }));
+    assert.equal(res.status, 202);
+    await settle();
+    assert.deepStrictEqual(h.triggered.map(([k]) => k), ["ns/a", "ns/b"]);
+  } finally {
+    await ep.close();
+  }
+});
+
+Deno.test("endpoint: a flood beyond the burst gets 429 with Retry-After; a standby answers 503", async () => {
+  const h = harness({ burst: 3 });
+  const ep = await h.make();
+  try {
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await ep.handle(post("/webhook/distribution", envelope("1.0"), auth));
+      statuses.push(res.status);
+      if (res.status === 429) assert.ok(Number(res.headers.get("retry-after")) >= 1);
+      await res.body?.cancel();
+    }
+    assert.deepStrictEqual(statuses, [202, 202, 202, 429, 429, 429]);
+    await settle();
+    assert.equal(h.triggered.length, 2);
+  } finally {
+    await ep.close();
+  }
+  const standby = harness({ working: false });
+  const ep2 = await standby.make();
+  try {
+    const res = await ep2.handle(post("/webhook/distribution", envelope("1.0"), auth));
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), "5");
+    await res.body?.cancel();
+  } finally {
+    await ep2.close();
+  }
+});
