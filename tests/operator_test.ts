@@ -247,9 +247,9 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
         [{
           schedule: "@every 1h",
           source: { registry: "src.example" },
-          destination: { registry: "dst.example", auth: { method: "secret" } },
+          destination: { registry: "oci://dst.example", auth: { method: "anonymous" } },
           images: [{ name: "app", tags: ["1"] }],
-        }, /secretRef is required when method is secret/],
+        }, /registry must not include a scheme/],
         [{
           schedule: "@every 1h",
           source: { registry: "src.example" },
@@ -274,6 +274,22 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
         assert.equal(body.reason, "Invalid");
         assert.match(body.message, message);
       }
+      // upstream's default sample: method secret with no secretRef is anonymous, not invalid
+      const sample = await kube.adminFetch(`${ISYNC}/namespaces/invalid/imagesyncs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(imageSync("invalid", "upstream-sample", {
+          schedule: "@every 1h",
+          source: { registry: "src.example" },
+          destination: { registry: "dst.example", auth: { method: "secret" } },
+          images: [{ name: "app", tags: ["1"] }],
+        })),
+      });
+      assert.equal(sample.status, 201, await sample.text());
+      const gone = await kube.adminFetch(`${ISYNC}/namespaces/invalid/imagesyncs/upstream-sample`, {
+        method: "DELETE",
+      });
+      await gone.body?.cancel();
     });
 
     await t.step(

@@ -13,7 +13,8 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 const USAGE = `portager ${VERSION} — declaratively sync container images between OCI registries
 
 Usage:
-  portager run [flags]          the operator: watch ImageSyncs in a cluster (in-cluster or --kubeconfig)
+  portager run [flags]          the operator: watch ImageSyncs in a cluster (in-cluster or --kubeconfig);
+                                \`portager --flag …\` is \`portager run --flag …\` (upstream's command line)
   portager sync -f PATH [flags] run the ImageSync(s) in PATH once, no cluster; --dry-run prints the plan
   portager serve -f DIR [flags] keep the ImageSyncs in DIR on their schedules, no cluster
   portager crd [--write]        print the ImageSync CRD generated from the schema
@@ -56,8 +57,14 @@ export async function main(args: string[]): Promise<number> {
         const { serveCommand } = await import("./serve.ts");
         return await serveCommand(rest);
       }
-      default:
+      default: {
+        // upstream's image runs `/manager --leader-elect …`: flags alone mean `run`
+        if (command.startsWith("-")) {
+          const { runCommand } = await import("./run.ts");
+          return await runCommand(args);
+        }
         throw new UsageError(`unknown command "${command}"; run 'portager --help'`);
+      }
     }
   } catch (err) {
     if (err instanceof UsageError) {

@@ -81,6 +81,14 @@ export interface HttpOptions {
   onListening?: (addr: { hostname: string; port: number }) => void;
   /** Called once the probe server listens (when it is separate). */
   onProbesListening?: (addr: { hostname: string; port: number }) => void;
+  /** No probes at all (controller-runtime's `--health-probe-bind-address=0`). */
+  probesOff?: boolean;
+  /** Serve /metrics over HTTPS with this certificate and key (PEM). */
+  metricsTls?: { cert: string; key: string };
+  /** With `metricsTls`: offer HTTP/2 too; default false. */
+  http2?: boolean;
+  /** Checks /metrics requests (authentication and authorization); undefined lets one through. */
+  metricsAuthorize?: (req: Request) => Promise<Response | undefined>;
 }
 
 /** Options of {@linkcode Manager}. */
@@ -388,26 +396,34 @@ export class Manager {
       contentType: this.metrics.contentType,
     });
     const ready = () => this.ready();
-    const separate = http.healthProbeAddr !== undefined;
+    const separate = http.healthProbeAddr !== undefined || http.probesOff === true;
     try {
       if (http.metricsAddr) {
         const what = separate ? "/metrics" : "/metrics /healthz /readyz";
+        const scheme = http.metricsTls ? "https" : "http";
         servers.push(
           await startServer(http.metricsAddr, {
             metrics,
             ready: separate ? undefined : ready,
             probes: !separate,
+            tls: http.metricsTls,
+            http2: http.http2,
+            authorize: http.metricsAuthorize,
             logger: this.#log,
             onListening: (a) => {
-              this.#log.info(`serving ${what}`, { address: `${a.hostname}:${a.port}` });
+              this.#log.info(`serving ${what}`, {
+                address: `${a.hostname}:${a.port}`,
+                scheme,
+                authorization: http.metricsAuthorize ? "TokenReview+SubjectAccessReview" : "none",
+              });
               http.onListening?.(a);
             },
           }),
         );
       }
-      if (separate) {
+      if (http.healthProbeAddr) {
         servers.push(
-          await startServer(http.healthProbeAddr!, {
+          await startServer(http.healthProbeAddr, {
             ready,
             logger: this.#log,
             onListening: (a) => {

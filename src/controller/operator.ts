@@ -9,6 +9,7 @@
 import type { ImageSync } from "../api/mod.ts";
 import { SYNC_NOW_ANNOTATION } from "../api/mod.ts";
 import {
+  AccessReviewer,
   type ImageSyncClient,
   Informer,
   KubeClient,
@@ -18,10 +19,13 @@ import {
   objectKey,
 } from "../kube/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { authFilter } from "../server/authn.ts";
 import type { ProbeResult } from "../server/http.ts";
+import { selfSignedCertificate } from "../server/self_signed.ts";
 import type { Logger } from "../server/log.ts";
-import { DEFAULT_WORKERS, type EventSource, type KeySink, Manager } from "./manager.ts";
+import { DEFAULT_WORKERS, type EventSource, type HttpOptions, type KeySink, Manager } from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
+import { shardElection, type ShardIdentity } from "./shard.ts";
 
 /** Options of {@linkcode runOperator}. */
 export interface OperatorOptions {
@@ -35,16 +39,39 @@ export interface OperatorOptions {
   maxConcurrentSyncs?: number;
   /** Elect a leader through a Lease; only the leader reconciles. */
   leaderElection: boolean;
-  /** Lease name; default "portager-leader". */
+  /** Lease name; default {@linkcode DEFAULT_LEASE_NAME}, upstream's. */
   leaseName?: string;
   /** Lease namespace; default the service account's namespace in-cluster, else "default". */
   leaseNamespace?: string;
   /** This instance's identity in the Lease; default hostname + random suffix. */
   identity?: string;
-  /** Listen address of /metrics /healthz /readyz; default ":8080"; port 0 picks a free port. */
+  /**
+   * Legacy: one plain-HTTP server for /metrics /healthz /readyz (port 0 picks a free port).
+   * Used when neither `metricsBindAddress` nor `healthProbeBindAddress` is given; default ":8080".
+   */
   metricsAddr?: string;
+  /** controller-runtime's metrics address: /metrics alone, HTTPS with authn/authz unless `metricsSecure` is false; "0" off. */
+  metricsBindAddress?: string;
+  /** controller-runtime's probe address: /healthz /readyz alone; "0" off. */
+  healthProbeBindAddress?: string;
+  /** Serve `metricsBindAddress` over HTTPS with TokenReview/SubjectAccessReview; default true. */
+  metricsSecure?: boolean;
+  /** Offer HTTP/2 on the HTTPS metrics server; default false. */
+  enableHttp2?: boolean;
+  /** Folder of the metrics certificate; unset: a self-signed one is made at start. */
+  metricsCertPath?: string;
+  /** Certificate file name in `metricsCertPath`; default "tls.crt". */
+  metricsCertName?: string;
+  /** Key file name in `metricsCertPath`; default "tls.key". */
+  metricsCertKey?: string;
   /** Called once the metrics server listens, with the chosen port. */
   onListening?: (addr: { hostname: string; port: number }) => void;
+  /** Called once the separate probe server listens. */
+  onProbesListening?: (addr: { hostname: string; port: number }) => void;
+  /** Whether a secretRef may name another namespace than its ImageSync's; default false. */
+  allowCrossNamespaceRefs?: boolean;
+  /** Namespaces whose ImageSyncs may use the operator's cloud identity (ecr, gar); default all. */
+  cloudIdentityNamespaces?: string[];
   /** Registry hosts allowed over plain HTTP. */
   insecureRegistries?: string[];
   /** Extra PEM CA certificates trusted for registries. */
@@ -67,6 +94,11 @@ export interface OperatorOptions {
   backoffMaxMs?: number;
   /** Blob copies in flight per sync; default the sync engine's. */
   copyConcurrency?: number;
+  /**
+   * Run as shard `index` of `shards` (needs `leaderElection`): only the ImageSyncs whose
+   * FNV-1a hash of namespace/name falls in this shard, elected on `<leaseName>-shard-<index>`.
+   */
+  shard?: ShardIdentity;
   /** Metrics registry to use (tests); default a new one. */
   metrics?: Metrics;
 }
@@ -130,7 +162,10 @@ export class InformerSource implements EventSource {
   #sink?: KeySink;
 
   /** Creates the informers; `run` starts them. */
-  constructor(imagesyncs: ImageSyncClient, options: { namespaces?: string[]; logger: Logger }) {
+  constructor(
+    imagesyncs: ImageSyncClient,
+    options: { namespaces?: string[]; logger: Logger; owns?: (key: string) => boolean },
+  ) {
     const log = options.logger;
     const add = (obj: CachedImageSync) => this.#sink?.add(objectKey(obj));
     const handlers = {
@@ -147,7 +182,11 @@ export class InformerSource implements EventSource {
     const scopes = options.namespaces?.length ? options.namespaces : [undefined];
     for (const ns of scopes) {
       this.#informers.push(
-        new Informer(imagesyncs.listWatcher(ns), handlers, { logger: log, transform: cachedView }),
+        new Informer(imagesyncs.listWatcher(ns), handlers, {
+          logger: log,
+          transform: cachedView,
+          keep: options.owns ? (obj) => options.owns!(objectKey(obj)) : undefined,
+        }),
       );
     }
   }
@@ -178,6 +217,49 @@ export class InformerSource implements EventSource {
   }
 }
 
+/** upstream Portager's LeaderElectionID: the Lease both elect on, so they never lead at once. */
+export const DEFAULT_LEASE_NAME = "c8073f84.portager.io";
+
+function enabled(addr: string | undefined): addr is string {
+  return addr !== undefined && addr !== "" && addr !== "0";
+}
+
+/** Where the operator listens, and how /metrics is protected. */
+async function httpOptions(options: OperatorOptions, kube: KubeClient): Promise<HttpOptions> {
+  const upstream = options.metricsBindAddress !== undefined || options.healthProbeBindAddress !== undefined;
+  if (!upstream) return { metricsAddr: options.metricsAddr ?? ":8080", onListening: options.onListening };
+  const http: HttpOptions = {
+    onListening: options.onListening,
+    onProbesListening: options.onProbesListening,
+    healthProbeAddr: enabled(options.healthProbeBindAddress) ? options.healthProbeBindAddress : undefined,
+    probesOff: !enabled(options.healthProbeBindAddress),
+  };
+  if (!enabled(options.metricsBindAddress)) return http;
+  http.metricsAddr = options.metricsBindAddress;
+  if (options.metricsSecure ?? true) {
+    http.metricsTls = await metricsCertificate(options);
+    http.http2 = options.enableHttp2 ?? false;
+    http.metricsAuthorize = authFilter(new AccessReviewer(kube), { logger: options.logger });
+  }
+  return http;
+}
+
+/** The metrics server's certificate: from `metricsCertPath`, else self-signed now. */
+async function metricsCertificate(options: OperatorOptions): Promise<{ cert: string; key: string }> {
+  const dir = options.metricsCertPath;
+  if (!dir) return await selfSignedCertificate(["localhost", "127.0.0.1", "::1", safeHostname()]);
+  const path = (name: string) => `${dir.replace(/\/+$/, "")}/${name}`;
+  const certFile = path(options.metricsCertName || "tls.crt");
+  const keyFile = path(options.metricsCertKey || "tls.key");
+  try {
+    return { cert: await Deno.readTextFile(certFile), key: await Deno.readTextFile(keyFile) };
+  } catch (err) {
+    throw new Error(
+      `cannot read the metrics certificate ${certFile} / ${keyFile}: ${(err as Error).message}`,
+    );
+  }
+}
+
 /** Runs the operator until `options.signal` aborts, then shuts down gracefully. */
 export async function runOperator(options: OperatorOptions): Promise<void> {
   const log = options.logger;
@@ -193,34 +275,55 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     identity,
     maxConcurrentSyncs: workers,
   });
+  let http: HttpOptions;
+  try {
+    http = await httpOptions(options, kube);
+  } catch (err) {
+    kube.close();
+    throw err;
+  }
   const store = new KubeStore(kube, { identity, logger: log });
+  const election = options.leaderElection
+    ? {
+      leases: new LeaseClient(kube),
+      namespace: options.leaseNamespace ?? conn.namespace ?? "default",
+      name: options.leaseName ?? DEFAULT_LEASE_NAME,
+      identity,
+      leaseDurationMs: options.leaseDurationMs,
+      renewDeadlineMs: options.renewDeadlineMs,
+      retryPeriodMs: options.retryPeriodMs,
+    }
+    : undefined;
+  if (options.shard && !election) {
+    kube.close();
+    throw new RangeError("sharding needs leader election: each shard elects on its own Lease");
+  }
+  const sharded = options.shard && election ? shardElection(election, options.shard) : undefined;
+  if (sharded) log.info("sharded", { ...options.shard, lease: sharded.leaderElection.name });
   const manager = new Manager({
     store,
-    source: new InformerSource(store.imagesyncs, { namespaces: options.namespaces, logger: log }),
+    source: new InformerSource(store.imagesyncs, {
+      namespaces: options.namespaces,
+      logger: log,
+      owns: sharded?.owns,
+    }),
     logger: log,
     metrics: options.metrics,
     workers,
     gracePeriodMs: options.gracePeriodMs,
     backoffBaseMs: options.backoffBaseMs,
     backoffMaxMs: options.backoffMaxMs,
-    leaderElection: options.leaderElection
-      ? {
-        leases: new LeaseClient(kube),
-        namespace: options.leaseNamespace ?? conn.namespace ?? "default",
-        name: options.leaseName ?? "portager-leader",
-        identity,
-        leaseDurationMs: options.leaseDurationMs,
-        renewDeadlineMs: options.renewDeadlineMs,
-        retryPeriodMs: options.retryPeriodMs,
-      }
-      : undefined,
+    leaderElection: sharded?.leaderElection ?? election,
+    shard: sharded?.shard,
     sync: {
       insecureRegistries: options.insecureRegistries,
       caCerts: options.caCerts,
       concurrency: options.copyConcurrency,
       userAgent: "portager-operator",
+      allowCrossNamespaceRefs: options.allowCrossNamespaceRefs ?? false,
+      cloudIdentityNamespaces: options.cloudIdentityNamespaces,
     },
-    http: { metricsAddr: options.metricsAddr ?? ":8080", onListening: options.onListening },
+    http,
   });
   try {
     await manager.run(options.signal);

@@ -49,7 +49,7 @@ export function makePrepareSync(
       namespace: obj.metadata.namespace,
       loadSecret: secrets.loadSecret,
       fallback: secrets.fallback,
-      allowCrossNamespaceRefs: settings.allowCrossNamespaceRefs ?? true,
+      allowCrossNamespaceRefs: settings.allowCrossNamespaceRefs ?? false,
       cloudIdentityNamespaces: settings.cloudIdentityNamespaces,
     });
     return (s, run) =>
