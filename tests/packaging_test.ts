@@ -26,6 +26,8 @@ import {
 import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
 import { startRegistry } from "./harness/registry.ts";
+import { RESULT_MARK as ECR_RESULT_MARK } from "./harness/ecr_child.ts";
+import { MOTO_ACCOUNT, startMoto } from "./harness/moto.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const CHART = new URL("charts/portager", ROOT).pathname;
@@ -1704,4 +1706,65 @@ Deno.test("compile permissions: every environment variable src/ reads is allowed
   );
   // The AWS SDK (bundled, lazily loaded) reads AWS_* and _X_AMZN_TRACE_ID through process.env.
   assert.ok(allowed("AWS_WEB_IDENTITY_TOKEN_FILE") && allowed("_X_AMZN_TRACE_ID"));
+});
+
+Deno.test("compile permissions: ECR credentials through IRSA (AWS SDK) resolve with only the image's permissions (moto)", async () => {
+  const moto = await startMoto();
+  const dir = await Deno.makeTempDir({ prefix: "portager-ecr-perms-" });
+  try {
+    const roleArn = await moto.createWebIdentityRole("portager", ["ecr:GetAuthorizationToken"]);
+    // Stands in for the projected token under /var/run/secrets/eks.amazonaws.com/: the one extra read.
+    const tokenFile = `${dir}/token`;
+    await Deno.writeTextFile(tokenFile, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwb3J0YWdlciJ9.sig");
+    const permissions = compilePermissions().map((f) =>
+      f.startsWith("--allow-read=") ? `${f},${tokenFile}` : f
+    );
+    const host = `${MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com`;
+    const child = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "--no-prompt",
+        "--quiet",
+        ...permissions,
+        new URL("tests/harness/ecr_child.ts", ROOT).pathname,
+      ],
+      cwd: ROOT.pathname,
+      clearEnv: true,
+      // What EKS sets for IRSA, the pod's HOME, and what Deno needs to find its caches.
+      env: {
+        ...Object.fromEntries(
+          Object.entries(Deno.env.toObject()).filter(([k]) =>
+            /^(PATH|XDG_CACHE_HOME|DENO_\w+|NPM_CONFIG_\w+|NODE_EXTRA_CA_CERTS|SSL_CERT_\w+|https?_proxy|no_proxy)$/i
+              .test(k)
+          ),
+        ),
+        HOME: "/home/nonroot",
+        NO_COLOR: "1",
+        AWS_ROLE_ARN: roleArn,
+        AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile,
+        AWS_ROLE_SESSION_NAME: "portager",
+        AWS_REGION: "us-east-1",
+        AWS_ENDPOINT_URL_ECR: moto.url,
+        AWS_ENDPOINT_URL_STS: moto.url,
+        AWS_EC2_METADATA_DISABLED: "true",
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(JSON.stringify({ op: "resolve", registries: [host] })));
+    await writer.close();
+    const out = await child.output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const line = stdout.split("\n").find((l) => l.startsWith(ECR_RESULT_MARK));
+    assert.ok(out.success && line, `${stdout}\n${new TextDecoder().decode(out.stderr)}`);
+    const got = JSON.parse(line.slice(ECR_RESULT_MARK.length)) as Array<
+      { username?: string; password?: string }
+    >;
+    assert.deepEqual(got.map((g) => [g.username, g.password]), [["AWS", `${MOTO_ACCOUNT}-auth-token`]], line);
+  } finally {
+    await moto.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
