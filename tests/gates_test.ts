@@ -457,7 +457,7 @@ Deno.test("operator end to end: gates and copyReferrers on the harness apiserver
       copyReferrers: { enabled: true },
     }));
     const o = await op.waitForReady(kube, "supply", "gated", {
-      ok: (c) => c.status === "False" && c.reason === "SyncFailed",
+      ok: (c) => c.status === "False",
       logs: () => operator!.log(),
     });
     const tags = o.status!.images![0].tags! as Record<string, unknown>[];
@@ -499,6 +499,10 @@ Deno.test("operator end to end: gates and copyReferrers on the harness apiserver
     assert.match(
       text,
       /portage_images_validation_failed_total\{name="gated",namespace="supply",gate="validation"\} 1/,
+    );
+    assert.match(
+      text,
+      /portage_image_info\{name="gated",namespace="supply",synced="1",failed="1",total="2"\} 1/,
     );
     const child = new Deno.Command("/usr/bin/promtool", {
       args: ["check", "metrics"],
