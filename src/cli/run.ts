@@ -6,6 +6,7 @@
 import { DEFAULT_LEASE_NAME } from "../controller/operator.ts";
 import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../server/log.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
+import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { parseListenAddress } from "../server/http.ts";
 import { parseDuration, readCaFiles, splitList } from "./common.ts";
 
@@ -175,6 +176,7 @@ const FLAGS: FlagSpec[] = [
     default: "30s",
     help: "how long in-flight syncs may finish after SIGTERM",
   },
+  ...WEBHOOK_FLAGS,
   { name: "help", short: "h", type: "boolean", help: "show this help" },
 ];
 
@@ -351,6 +353,7 @@ export async function runCommand(args: string[]): Promise<number> {
       caCerts,
       logger,
       signal: controller.signal,
+      webhook: await webhookOptions(flags),
       gracePeriodMs,
     });
     return 0;

@@ -11,6 +11,7 @@ import { Manager } from "../controller/manager.ts";
 import { defaultStatePath, FileStore, readState, StateFileError } from "../filestore/mod.ts";
 import { createLogger, parseLogFormat } from "../server/log.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
+import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { parseDuration } from "./common.ts";
 import { formatLoadProblem, loadImageSyncs } from "./load.ts";
 import { COMMON_FLAGS, commonSettings, logLevelFlag } from "./sync.ts";
@@ -60,6 +61,7 @@ const FLAGS: FlagSpec[] = [
     default: "info",
     help: "debug, info, warn or error",
   },
+  ...WEBHOOK_FLAGS,
   { name: "help", short: "h", type: "boolean", help: "show this help" },
 ];
 
@@ -166,6 +168,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       allowCrossNamespaceRefs: secrets.allowCrossNamespaceRefs,
     },
     http: { metricsAddr: flags["metrics-addr"] as string },
+    webhook: await webhookOptions(flags),
   });
   const stopped = new AbortController();
   const stop = () => stopped.abort();

@@ -19,6 +19,7 @@ import {
   objectKey,
 } from "../kube/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import type { ManagerWebhookOptions } from "./manager.ts";
 import { authFilter } from "../server/authn.ts";
 import type { ProbeResult } from "../server/http.ts";
 import { selfSignedCertificate } from "../server/self_signed.ts";
@@ -101,6 +102,8 @@ export interface OperatorOptions {
   shard?: ShardIdentity;
   /** Metrics registry to use (tests); default a new one. */
   metrics?: Metrics;
+  /** The push-notification endpoint (src/webhook); unset: off. */
+  webhook?: ManagerWebhookOptions;
 }
 
 /**
@@ -309,6 +312,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     }),
     logger: log,
     metrics: options.metrics,
+    webhook: options.webhook,
     workers,
     gracePeriodMs: options.gracePeriodMs,
     backoffBaseMs: options.backoffBaseMs,
