@@ -523,3 +523,68 @@ Deno.test("operator end to end: gates and copyReferrers on the harness apiserver
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("portager sync -f --dry-run: gates and copyReferrers in the plan (text and JSON), nothing written", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startReferrersRegistry();
+  const dir = await keyDir();
+  try {
+    const img = await pushImage(src, { repository: "app", tag: "signed" }, { seed: 81 });
+    await pushImage(src, { repository: "app", tag: "unsigned" }, { seed: 82 });
+    await cosignSign(dir, `${src.host}/app@${img.digest}`);
+    await orasAttach(dir, `${src.host}/app@${img.digest}`, SPDX, { spdxVersion: "SPDX-2.3" });
+    const pub = (await Deno.readTextFile(`${dir}/cosign.pub`)).trim().split("\n").map((l) => `        ${l}`)
+      .join("\n");
+    await Deno.writeTextFile(
+      `${dir}/gated.yaml`,
+      `apiVersion: portager.portager.io/v1alpha1
+kind: ImageSync
+metadata:
+  name: gated
+spec:
+  schedule: "@every 1h"
+  source: { registry: "${src.host}" }
+  destination: { registry: "${dst.host}", auth: { method: anonymous } }
+  images: [{ name: app, tags: [signed, unsigned] }]
+  copyReferrers: { enabled: true }
+  validation:
+    cosign:
+      enabled: true
+      publicKey: |
+${pub}
+`,
+    );
+    const mark = (await dst.flushLog()).length;
+    const cli = async (extra: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--quiet", "main.ts", "sync", "-f", `${dir}/gated.yaml`, "--dry-run", ...extra],
+        cwd: new URL("..", import.meta.url).pathname,
+        env: { NO_COLOR: "1", DOCKER_CONFIG: dir },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
+    };
+    const text = await cli([]);
+    assert.notEqual(text.code, 0, "a tag would fail");
+    assert.match(
+      text.stdout,
+      /FAILED .*app:unsigned +ValidationFailed: validation failed: cosign verification failed:/,
+    );
+    assert.match(text.stdout, /would copy .*app:signed/);
+    const json = await cli(["-o", "json"]);
+    const tags = JSON.parse(json.stdout).imageSyncs[0].report.images[0].tags;
+    assert.deepEqual(tags.map((t: Record<string, unknown>) => [t.tag, t.action, t.verified, t.failedGate]), [
+      ["signed", "would-copy", true, undefined],
+      ["unsigned", "failed", false, "cosign"],
+    ]);
+    // the SBOM referrer and the .sig tag would travel with the signed image
+    assert.equal(tags[0].referrers.copied, 2);
+    const writes = (await dst.flushLog()).slice(mark).filter((l) => /^(PUT|POST|PATCH|DELETE) /.test(l));
+    assert.deepEqual(writes, [], "a dry run writes nothing");
+  } finally {
+    await src.stop();
+    await dst.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
