@@ -39,7 +39,14 @@ interface Cell {
   shape: string;
   ms: number[];
   peakRssKiB: number[];
+  /** User + system CPU per run (GNU time's rusage), ms. */
+  cpuMs: number[];
   error?: string;
+}
+
+/** CPU seconds per GiB copied: `cpuMs` spent moving `bytes`. */
+export function cpuPerGiB(cpuMs: number, bytes: number): number {
+  return cpuMs / 1000 / (bytes / (1024 * MiB));
 }
 
 /** Runs B1. */
@@ -79,7 +86,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
         for (const program of order) {
           if (unavailable.has(program)) continue;
           let cell = cells.find((c) => c.program === program && c.shape === shape.name);
-          if (!cell) cells.push(cell = { program, shape: shape.name, ms: [], peakRssKiB: [] });
+          if (!cell) cells.push(cell = { program, shape: shape.name, ms: [], peakRssKiB: [], cpuMs: [] });
           if (cell.error) continue;
           await withRegistry(async (b) => {
             const dst: ImageRef = { host: b.host, repository, tag: "v1" };
@@ -88,11 +95,14 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
             let r: RunResult;
             try {
               if (program === "portager") {
-                r = await runOk(portagerSync(ctx.portager, {
-                  source: a.host,
-                  destination: b.host,
-                  images: [{ name: repository, tags: ["v1"] }],
-                }, { scratch }));
+                r = await runOk(
+                  portagerSync(ctx.portager, {
+                    source: a.host,
+                    destination: b.host,
+                    images: [{ name: repository, tags: ["v1"] }],
+                  }, { scratch }),
+                  { cpu: true },
+                );
               } else if (program === "floor: upload") {
                 r = await runOk({
                   cmd: DENO,
@@ -107,19 +117,20 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
                     manifestFile,
                     ...blobFiles,
                   ],
-                });
+                }, { cpu: true });
               } else if (program === "floor: stream") {
                 r = await runOk({
                   cmd: DENO,
                   args: ["run", "-A", `${ROOT}/bench/floor.ts`, "stream", a.url, b.url, repository, "v1"],
-                });
+                }, { cpu: true });
               } else {
                 if (program === "regctl") regctlConfig([a.host, b.host], { scratch });
-                r = await runOk(peerCopy(peer(ctx, program), src, dst, { scratch }));
+                r = await runOk(peerCopy(peer(ctx, program), src, dst, { scratch }), { cpu: true });
               }
               await expectDigests(b.url, [{ repository, tag: "v1", digest: pushed.digest }]);
               cell!.ms.push(r.ms);
               if (r.peakRssKiB !== undefined) cell!.peakRssKiB.push(r.peakRssKiB);
+              if (r.cpuMs !== undefined) cell!.cpuMs.push(r.cpuMs);
             } catch (e) {
               cell!.error = (e as Error).message.split("\n").slice(0, 3).join(" ");
               ctx.log(`B1 ${program} ${shape.name} failed: ${(e as Error).message}`);
@@ -151,15 +162,32 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
       }),
     ]),
   };
+  const bytesOf = new Map(shapes(ctx.quick).map((s) => [s.name, s.layers.reduce((a, b) => a + b, 0)]));
+  const cpuTable: Table = {
+    columns: ["program", ...shapeNames.flatMap((s) => [`${s}: CPU`, "per copied GiB", "vs Portager"])],
+    rows: programs.map((program) => [
+      program,
+      ...shapeNames.flatMap((shape) => {
+        const cell = cells.find((c) => c.program === program && c.shape === shape);
+        const base = cells.find((c) => c.program === "portager" && c.shape === shape);
+        if (!cell || cell.error || cell.cpuMs.length === 0) return ["—", "—", "—"];
+        const cpu = median(cell.cpuMs);
+        const per = cpuPerGiB(cpu, bytesOf.get(shape)!);
+        const basePer = base && base.cpuMs.length ? cpuPerGiB(median(base.cpuMs), bytesOf.get(shape)!) : NaN;
+        return [seconds(cpu), `${per.toFixed(2)} s/GiB`, ratio(per, basePer)];
+      }),
+    ]),
+  };
   return {
     id: "B1",
-    title: "Cold copy A → fresh B (wall time, median)",
-    tables: [table],
+    title: "Cold copy A → fresh B (wall time, median; CPU beside it)",
+    tables: [table, cpuTable],
     notes: [
       `${ctx.runs} run(s) per cell, median; every run copies into a new, empty registry; program order rotates per run.`,
       "Each program at its default concurrency: Portager 4 blobs, skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
       "floor: upload = the blob files PUT to B all at once from one Deno process; floor: stream = every blob streamed GET A → PUT B at once, no digest checks.",
       "Ratios: time ÷ Portager's time (below 1 = faster than Portager).",
+      "CPU = user + system time of the process and its children from wait4 (each program runs under GNU time, which also gives its exact peak RSS), median over runs; per copied GiB = CPU ÷ the layers' bytes.",
     ],
     data: { shapes: shapes(ctx.quick), cells },
   };

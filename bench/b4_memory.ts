@@ -20,7 +20,7 @@ import {
   withRegistry,
 } from "./context.ts";
 import { median } from "./measure.ts";
-import { type PortagerForm, withV8Flags } from "./tools.ts";
+import { type PortagerForm, shippedFormProblem, withV8Flags } from "./tools.ts";
 
 const MiB = 1024 * 1024;
 
@@ -49,6 +49,19 @@ interface Row {
   error?: string;
 }
 
+/** B4's answer when the Portager being measured is not the shipped form: no figures at all. */
+export function refusedB4(title: string, problem: string): CaseResult {
+  return {
+    id: "B4",
+    title,
+    tables: [{ columns: ["program", "result"], rows: [["portager", `refused: ${problem}`]] }],
+    notes: [
+      "B4 reports memory only for the form `deno task compile` ships (its bundle with its runtime flags); fix the bundle build and run it again.",
+    ],
+    data: { refused: problem },
+  };
+}
+
 /** Runs the copy half of B4. */
 export async function runB4Copy(ctx: BenchContext): Promise<CaseResult> {
   const layerMiB = ctx.quick ? 32 : 128;
@@ -57,9 +70,11 @@ export async function runB4Copy(ctx: BenchContext): Promise<CaseResult> {
   const concurrency = 8;
   const runs = Math.min(ctx.runs, 3);
   const repository = "bench/b4";
+  const problem = shippedFormProblem(ctx.portager);
+  if (problem) return refusedB4(`Memory: peak RSS copying ${totalMiB} MiB with concurrency 8`, problem);
   const forms = [
     ctx.portager,
-    ...(ctx.portager.form === "bundle" ? [ctx.portagerSource] : []),
+    ctx.portagerSource,
     candidateForm(ctx),
   ];
   const rows: Row[] = [
@@ -134,7 +149,6 @@ export async function runB4Copy(ctx: BenchContext): Promise<CaseResult> {
       CANDIDATE_V8_FLAGS.join(" ")
     }" row is a candidate, not what ships today: V8 sizes its heap for memory rather than speed.`,
   ];
-  if (ctx.bundleProblem) notes.push(`The bundle could not be built, so only the source form was measured.`);
   return {
     id: "B4",
     title: `Memory: peak RSS copying ${

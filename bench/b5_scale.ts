@@ -16,7 +16,7 @@ import { freePort } from "../tests/harness/ports.ts";
 import { sleep } from "../tests/harness/process.ts";
 import type { RegistryServer } from "../tests/harness/registry.ts";
 import { pool } from "./b2_unchanged.ts";
-import { candidateForm, TARGET_MIB } from "./b4_memory.ts";
+import { candidateForm, refusedB4, TARGET_MIB } from "./b4_memory.ts";
 import {
   type BenchContext,
   type CaseResult,
@@ -27,12 +27,16 @@ import {
   withRegistry,
 } from "./context.ts";
 import { median, readMemory } from "./measure.ts";
-import { type PortagerForm, ROOT } from "./tools.ts";
+import { type PortagerForm, ROOT, shippedFormProblem } from "./tools.ts";
 
-const SA_NAMESPACE = "portager-system";
-const SA_NAME = "portager";
-const SA_USER = `system:serviceaccount:${SA_NAMESPACE}:${SA_NAME}`;
-const GROUP_PATH = "/apis/portager.portager.io/v1alpha1";
+/** Namespace of the operator's ServiceAccount (deploy/rbac.yaml's). */
+export const SA_NAMESPACE = "portager-system";
+/** The operator's ServiceAccount. */
+export const SA_NAME = "portager";
+/** The ServiceAccount's user name in the audit log. */
+export const SA_USER = `system:serviceaccount:${SA_NAMESPACE}:${SA_NAME}`;
+/** API path of the ImageSync group. */
+export const GROUP_PATH = "/apis/portager.portager.io/v1alpha1";
 
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -77,7 +81,8 @@ export function countAudit(
   return { total: seen.size, byKind };
 }
 
-async function ok(kube: KubeCluster, path: string, init?: RequestInit): Promise<unknown> {
+/** An admin request that must succeed (409 Conflict passes: the object exists); returns the JSON body. */
+export async function ok(kube: KubeCluster, path: string, init?: RequestInit): Promise<unknown> {
   const headers = new Headers(init?.headers);
   if (init?.body) headers.set("content-type", "application/json");
   const res = await kube.adminFetch(path, { ...init, headers });
@@ -93,18 +98,61 @@ function readYamlObjects(file: string): Array<Record<string, unknown>> {
     .filter((o): o is Record<string, unknown> => o !== null && typeof o === "object");
 }
 
+/**
+ * etcd + kube-apiserver with an audit log (`<prefix>audit.log` in the scratch folder), the CRD,
+ * the operator's namespace and deploy/rbac.yaml applied; the ImageSync API served.
+ */
+export async function startAuditedCluster(
+  ctx: BenchContext,
+  prefix: string,
+): Promise<{ kube: KubeCluster; auditLines: () => Promise<string[]> }> {
+  const policy = `${ctx.scratch}/${prefix}audit-policy.yaml`;
+  const auditLog = `${ctx.scratch}/${prefix}audit.log`;
+  await Deno.writeTextFile(policy, AUDIT_POLICY);
+  const kube = await startKube({
+    apiserverArgs: [
+      `--audit-policy-file=${policy}`,
+      `--audit-log-path=${auditLog}`,
+      "--audit-log-format=json",
+      "--audit-log-mode=blocking",
+    ],
+    printTiming: false,
+  });
+  try {
+    for (const o of readYamlObjects("deploy/crd.yaml")) await kube.apply(o);
+    await ok(kube, "/api/v1/namespaces", {
+      method: "POST",
+      body: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: SA_NAMESPACE } }),
+    });
+    for (const o of readYamlObjects("deploy/rbac.yaml")) await kube.apply(o);
+    for (let i = 0;; i++) {
+      const res = await kube.adminFetch(`${GROUP_PATH}/imagesyncs`);
+      await res.body?.cancel();
+      if (res.status === 200) break;
+      if (i > 120) throw new Error(`the ImageSync CRD was not served: HTTP ${res.status}`);
+      await sleep(250);
+    }
+  } catch (e) {
+    await kube.stop();
+    throw e;
+  }
+  const auditLines = async () => (await Deno.readTextFile(auditLog).catch(() => "")).split("\n");
+  return { kube, auditLines };
+}
+
 /** A running operator process with its output drained into memory. */
-interface Operator {
+export interface Operator {
   child: Deno.ChildProcess;
   output: string[];
   drained: Promise<void>;
   metricsPort: number;
 }
 
-function startOperator(
+/** Starts `portager run` in `form` with the bench's flags (plus `opts.args`), output drained. */
+export function startOperator(
   form: PortagerForm,
   kubeconfig: string,
-  opts: { registries: string[]; namespace: string; scratch: string },
+  opts: { registries: string[]; namespace: string; scratch: string; args?: string[] },
 ): Operator {
   const metricsPort = freePort();
   const child = new Deno.Command(form.cmd, {
@@ -118,6 +166,7 @@ function startOperator(
       `--insecure-registry=${opts.registries.join(",")}`,
       `--namespace=${opts.namespace}`,
       "--grace-period=5s",
+      ...opts.args ?? [],
     ],
     env: { ...form.env, HOME: opts.scratch, NO_COLOR: "1" },
     stdin: "null",
@@ -139,7 +188,8 @@ function startOperator(
   };
 }
 
-async function stopOperator(op: Operator): Promise<void> {
+/** SIGTERM, SIGKILL after 15 s; waits for the exit and the output. */
+export async function stopOperator(op: Operator): Promise<void> {
   try {
     op.child.kill("SIGTERM");
   } catch {
@@ -378,36 +428,11 @@ function overTarget(kib: number): string {
 /** Runs B5 and the operator half of B4, for the bundle and (when it differs) the source form. */
 export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
   const count = ctx.quick ? 100 : 1000;
-  const policy = `${ctx.scratch}/audit-policy.yaml`;
-  const auditLog = `${ctx.scratch}/audit.log`;
-  await Deno.writeTextFile(policy, AUDIT_POLICY);
   ctx.log(`B5: starting etcd + kube-apiserver`);
-  const kube = await startKube({
-    apiserverArgs: [
-      `--audit-policy-file=${policy}`,
-      `--audit-log-path=${auditLog}`,
-      "--audit-log-format=json",
-      "--audit-log-mode=blocking",
-    ],
-    printTiming: false,
-  });
-  const auditLines = async () => (await Deno.readTextFile(auditLog).catch(() => "")).split("\n");
+  const { kube, auditLines } = await startAuditedCluster(ctx, "b5-");
   const operators: Operator[] = [];
   try {
     const runs = await withRegistry(async (source) => {
-      for (const o of readYamlObjects("deploy/crd.yaml")) await kube.apply(o);
-      await ok(kube, "/api/v1/namespaces", {
-        method: "POST",
-        body: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: SA_NAMESPACE } }),
-      });
-      for (const o of readYamlObjects("deploy/rbac.yaml")) await kube.apply(o);
-      for (let i = 0;; i++) {
-        const res = await kube.adminFetch(`${GROUP_PATH}/imagesyncs`);
-        await res.body?.cancel();
-        if (res.status === 200) break;
-        if (i > 120) throw new Error(`the ImageSync CRD was not served: HTTP ${res.status}`);
-        await sleep(250);
-      }
       ctx.log(`B5: pushing ${count} small images`);
       const names = Array.from({ length: count }, (_, i) => `app-${String(i).padStart(4, "0")}`);
       const digests = new Map<string, string>();
@@ -486,10 +511,12 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
       ],
     };
     const settle = ctx.quick ? 5 : 20;
+    const b4Title = `Memory: operator RSS syncing and watching ${count} ImageSyncs`;
+    const problem = shippedFormProblem(ctx.portager);
     return [
-      {
+      problem ? refusedB4(b4Title, problem) : {
         id: "B4",
-        title: `Memory: operator RSS syncing and watching ${count} ImageSyncs`,
+        title: b4Title,
         tables: [b4],
         notes: [
           `"no ImageSyncs": VmRSS 3 s after /readyz answered, before any object existed. "watching ${count} synced": after all were Ready and a ${settle} s settle, the median of VmRSS sampled every second for ${

@@ -5,7 +5,11 @@
  *   deno run -A bench/floor.ts upload <dst-url> <repository> <tag> <manifest-file> <blob-file>…
  *     uploads blob files (named by digest) straight to the destination, then the manifest;
  *   deno run -A bench/floor.ts stream <src-url> <dst-url> <repository> <tag>
- *     streams every blob GET source → PUT destination in parallel, then the manifest.
+ *     streams every blob GET source → PUT destination in parallel, then the manifest;
+ *   deno run -A bench/floor.ts heads <src-url> <dst-url> <repository:tag>…
+ *     B2's floor with latency: the upstream operator's unchanged-sync strategy — a /v2/ ping on
+ *     each side, then per tag a HEAD of the source manifest, then of the destination's, one
+ *     pair after the other; exits 1 if any pair differs.
  *
  * Plain HTTP only, no auth: the benchmark registries are local and open.
  * @module
@@ -102,12 +106,39 @@ async function stream(args: string[]): Promise<void> {
   await putManifest(dst, repository, tag, bytes, mediaType);
 }
 
+async function headDigest(url: string): Promise<string | null> {
+  const res = await fetch(url, { method: "HEAD", headers: { accept: MANIFEST_TYPES } });
+  await res.body?.cancel();
+  await check(res, `HEAD ${url}`, [200, 404]);
+  return res.headers.get("docker-content-digest");
+}
+
+async function heads(args: string[]): Promise<void> {
+  const [src, dst, ...refs] = args;
+  for (const base of [src, dst]) {
+    const ping = await fetch(`${base}/v2/`);
+    await ping.body?.cancel();
+  }
+  let differ = 0;
+  for (const ref of refs) {
+    const i = ref.lastIndexOf(":");
+    const [repository, tag] = [ref.slice(0, i), ref.slice(i + 1)];
+    const a = await headDigest(`${src}/v2/${repository}/manifests/${tag}`);
+    const b = await headDigest(`${dst}/v2/${repository}/manifests/${tag}`);
+    if (!a || a !== b) differ++;
+  }
+  if (differ) throw new Error(`${differ} tag(s) differ`);
+}
+
 if (import.meta.main) {
   const [mode, ...rest] = Deno.args;
   if (mode === "upload") await upload(rest);
   else if (mode === "stream") await stream(rest);
+  else if (mode === "heads") await heads(rest);
   else {
-    console.error("usage: floor.ts upload DST REPO TAG MANIFEST BLOB… | stream SRC DST REPO TAG");
+    console.error(
+      "usage: floor.ts upload DST REPO TAG MANIFEST BLOB… | stream SRC DST REPO TAG | heads SRC DST REPO:TAG…",
+    );
     Deno.exit(2);
   }
 }

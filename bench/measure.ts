@@ -21,6 +21,8 @@ export interface RunResult {
   peakRssKiB?: number;
   /** The last sampled current RSS (VmRSS) in KiB. */
   lastRssKiB?: number;
+  /** With `cpu`: user + system CPU time of the process (and its children), in ms, from wait4. */
+  cpuMs?: number;
 }
 
 /** Options for {@linkcode runMeasured}. */
@@ -37,6 +39,25 @@ export interface RunOptions {
   stdin?: string;
   /** Kill the child after this many ms (default 10 minutes); the run then fails. */
   timeoutMs?: number;
+  /**
+   * Measure CPU time: the command runs under GNU time (`/usr/bin/time`), whose wait4 rusage
+   * gives user + system time and the peak RSS exactly (no sampling gap at exit).
+   */
+  cpu?: boolean;
+}
+
+/** GNU time's output format: user s, system s, max RSS KiB. */
+const TIME_FORMAT = "portager-bench-rusage %U %S %M";
+
+/** Parses (and removes) GNU time's line from stderr: CPU ms and peak RSS KiB. */
+export function parseRusage(stderr: string): { cpuMs?: number; maxRssKiB?: number; stderr: string } {
+  const m = stderr.match(/^portager-bench-rusage ([\d.]+) ([\d.]+) (\d+)$/m);
+  if (!m) return { stderr };
+  return {
+    cpuMs: (Number(m[1]) + Number(m[2])) * 1000,
+    maxRssKiB: Number(m[3]),
+    stderr: stderr.replace(m[0], "").replace(/\n+$/, "\n"),
+  };
 }
 
 /** Thrown when a benchmarked command fails; `reason` is always "CommandFailed". */
@@ -96,6 +117,7 @@ export async function runMeasured(cmd: string, args: string[], opts: RunOptions 
     env.PATH ??= Deno.env.get("PATH") ?? "/usr/bin:/bin";
     env.HOME ??= Deno.env.get("HOME") ?? "/root";
   }
+  if (opts.cpu) [cmd, args] = ["/usr/bin/time", ["-q", "-f", TIME_FORMAT, cmd, ...args]];
   const t0 = performance.now();
   const child = new Deno.Command(cmd, {
     args,
@@ -145,6 +167,14 @@ export async function runMeasured(cmd: string, args: string[], opts: RunOptions 
     stdout,
     stderr: timedOut ? `${stderr}\n(killed after ${opts.timeoutMs ?? 600_000} ms)` : stderr,
   };
+  if (opts.cpu) {
+    // the sampled pid is GNU time's: its rusage line has the command's own figures
+    const r = parseRusage(result.stderr);
+    result.stderr = r.stderr;
+    if (r.cpuMs !== undefined) result.cpuMs = r.cpuMs;
+    if (r.maxRssKiB !== undefined) result.peakRssKiB = r.maxRssKiB;
+    return result;
+  }
   if (peak !== undefined) result.peakRssKiB = peak;
   if (last !== undefined) result.lastRssKiB = last;
   return result;

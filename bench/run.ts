@@ -1,7 +1,8 @@
 /**
  * Portager's benchmarks side by side with skopeo, crane, regctl and regsync (issue 8):
- * B1 cold copy, B2 unchanged sync, B3 shared layers, B4 memory, B5 scale. Everything runs on
- * 127.0.0.1 against real registries (and etcd + kube-apiserver for B4's operator and B5).
+ * B1 cold copy, B2 unchanged sync (also with latency), B3 shared layers, B4 memory, B5 scale,
+ * B6 throughput vs shard count. Everything runs on 127.0.0.1 against real registries (and etcd +
+ * kube-apiserver for B4's operator, B5 and B6).
  *
  *   deno run -A bench/run.ts [--quick] [--only B1,B3] [--runs N] [--no-build] [--no-save]
  *
@@ -17,16 +18,18 @@ import { runB2 } from "./b2_unchanged.ts";
 import { runB3 } from "./b3_shared.ts";
 import { runB4Copy } from "./b4_memory.ts";
 import { runB5 } from "./b5_scale.ts";
+import { runB6 } from "./b6_shards.ts";
 import { machineInfo, markdownReport } from "./report.ts";
 import { buildBundleForm, buildVersion, denoDir, denoVersion, findPeers, ROOT, sourceForm } from "./tools.ts";
 import { runMeasured } from "./measure.ts";
 
 const CASES: Record<string, (ctx: BenchContext) => Promise<CaseResult[]>> = {
   B1: async (ctx) => [await runB1(ctx)],
-  B2: async (ctx) => [await runB2(ctx)],
+  B2: async (ctx) => await runB2(ctx),
   B3: async (ctx) => [await runB3(ctx)],
   B4: async (ctx) => [await runB4Copy(ctx)],
   B5: async (ctx) => await runB5(ctx),
+  B6: async (ctx) => [await runB6(ctx)],
 };
 
 const MARK_BEGIN = "<!-- bench:results:begin -->";

@@ -202,6 +202,23 @@ export async function buildBundleForm(dir: string, env: Record<string, string>):
   };
 }
 
+/**
+ * Why `form` is not what `deno task compile` ships — the bundle, run with no config and exactly
+ * the compile task's runtime flags, in order — or undefined when it is. B4 reports memory only
+ * for the shipped form: a figure of another form (the source, a candidate's V8 flags, a
+ * fallback when the bundle did not build) is not what users run.
+ */
+export function shippedFormProblem(form: PortagerForm, flags: string[] = compileFlags()): string | undefined {
+  if (form.form !== "bundle") return `it is the ${form.form} form, not the bundle deno task compile embeds`;
+  const want = ["run", "--no-config", "--no-prompt", ...flags];
+  const got = form.args.slice(0, -1);
+  if (got.join(" ") !== want.join(" ")) {
+    return `its flags (${got.join(" ")}) are not the compile task's (${want.join(" ")})`;
+  }
+  if (!form.args.at(-1)?.endsWith("/portager.js")) return `it does not run the bundle (${form.args.at(-1)})`;
+  return undefined;
+}
+
 /** `deno run main.ts` with the compile task's runtime flags: the unbundled source form. */
 export function sourceForm(env: Record<string, string>): PortagerForm {
   const flags = compileFlags();

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { compileFlags, compileFlagsOf, type PortagerForm, withV8Flags } from "./tools.ts";
+import {
+  compileFlags,
+  compileFlagsOf,
+  type PortagerForm,
+  shippedFormProblem,
+  sourceForm,
+  withV8Flags,
+} from "./tools.ts";
 
 Deno.test("compileFlagsOf keeps every runtime flag of `deno compile`, drops the binary-only ones and the entry point", () => {
   const task = "deno task bundle && deno compile --no-code-cache --v8-flags=--max-semi-space-size=1 " +
@@ -45,4 +52,33 @@ Deno.test("withV8Flags appends to the form's --v8-flags, or adds one", () => {
     "p.js",
   ]);
   assert.deepEqual(form.args[1], "--v8-flags=--max-semi-space-size=1", "the shipped form is left alone");
+});
+
+Deno.test("B4's guard: only the bundle with exactly the compile task's flags counts as shipped", () => {
+  const flags = ["--no-code-cache", "--v8-flags=--max-semi-space-size=1", "--allow-net"];
+  const shipped: PortagerForm = {
+    form: "bundle",
+    cmd: "deno",
+    args: ["run", "--no-config", "--no-prompt", ...flags, "/tmp/x/portager.js"],
+    describe: "d",
+    env: {},
+  };
+  assert.equal(shippedFormProblem(shipped, flags), undefined);
+  assert.match(
+    shippedFormProblem(withV8Flags(shipped, ["--optimize-for-size"]), flags)!,
+    /optimize-for-size form/,
+  );
+  assert.match(
+    shippedFormProblem({ ...withV8Flags(shipped, ["--optimize-for-size"]), form: "bundle" }, flags)!,
+    /not the compile task's/,
+  );
+  assert.match(
+    shippedFormProblem({ ...shipped, args: shipped.args.filter((a) => a !== "--no-code-cache") }, flags)!,
+    /not the compile task's/,
+  );
+  assert.match(shippedFormProblem(sourceForm({}))!, /source form/);
+  assert.match(
+    shippedFormProblem({ ...shipped, args: [...shipped.args.slice(0, -1), "main.ts"] }, flags)!,
+    /bundle/,
+  );
 });
