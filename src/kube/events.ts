@@ -1,8 +1,13 @@
 /**
- * A core/v1 Event recorder with aggregation, so a sync of 1000 tags does not write 1000
- * Events: records with the same object, type and reason within a window update one Event
- * (count bumped, message and lastTimestamp set to the latest) with a PATCH instead of a
- * create, and records that arrive close together are coalesced into a single write.
+ * A core/v1 Event recorder that aggregates as client-go's EventCorrelator does, so a sync of
+ * 1000 tags does not write 1000 Events yet `kubectl describe` shows what happened: a record
+ * identical to an earlier one (object, type, reason, message) within the window bumps that
+ * Event's count (a PATCH, not a create); distinct messages of one object, type and reason are
+ * kept as their own Events until {@linkcode MAX_SIMILAR} of them were seen in the window,
+ * after which the rest go to one Event whose message is `(combined from similar events): `
+ * and the latest message. Records that arrive close together are coalesced into one write.
+ * client-go's spam filter (25 Events per object, then one per 5 minutes, dropped beyond) is
+ * not copied: it would drop the SyncComplete of a large sync.
  * @module
  */
 
@@ -73,6 +78,10 @@ interface Series {
 }
 
 const MAX_MESSAGE = 1024;
+/** Distinct messages of one object, type and reason kept as their own Events (client-go's maxEvents). */
+export const MAX_SIMILAR = 10;
+/** client-go's prefix of an Event that stands for several similar ones. */
+const COMBINED = "(combined from similar events): ";
 /** Writes of one Event tried before its records are dropped. */
 const MAX_ATTEMPTS = 5;
 
@@ -90,6 +99,8 @@ export class EventRecorder {
   #log?: Logger;
   #now: () => Date;
   #series = new Map<string, Series>();
+  /** Per object, type and reason: the distinct messages seen in the window (up to MAX_SIMILAR). */
+  #similar = new Map<string, { messages: Set<string>; lastRecordMs: number }>();
   #timer?: ReturnType<typeof setTimeout>;
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -112,8 +123,18 @@ export class EventRecorder {
     if (this.#closed) return;
     const { type, reason, message } = event;
     const now = this.#now();
-    const key = `${target.namespace}/${target.uid ?? target.name}/${type}/${reason}`;
-    const msg = message.length > MAX_MESSAGE ? message.slice(0, MAX_MESSAGE - 1) + "…" : message;
+    const group = `${target.namespace}/${target.uid ?? target.name}/${type}/${reason}`;
+    let similar = this.#similar.get(group);
+    if (!similar || now.getTime() - similar.lastRecordMs > this.#windowMs) {
+      similar = { messages: new Set(), lastRecordMs: now.getTime() };
+      this.#similar.set(group, similar);
+    }
+    similar.lastRecordMs = now.getTime();
+    if (similar.messages.size < MAX_SIMILAR) similar.messages.add(message);
+    const combined = similar.messages.size >= MAX_SIMILAR;
+    const key = combined ? `${group}/combined` : `${group}/${message}`;
+    const full = combined ? COMBINED + message : message;
+    const msg = full.length > MAX_MESSAGE ? full.slice(0, MAX_MESSAGE - 1) + "…" : full;
     let s = this.#series.get(key);
     if (!s || now.getTime() - s.lastRecordMs > this.#windowMs) {
       s = {
@@ -153,6 +174,9 @@ export class EventRecorder {
 
   async #flushNow(): Promise<void> {
     const nowMs = this.#now().getTime();
+    for (const [group, g] of this.#similar) {
+      if (nowMs - g.lastRecordMs > this.#windowMs) this.#similar.delete(group);
+    }
     for (const [key, s] of this.#series) {
       if (s.pending === 0) {
         if (nowMs - s.lastRecordMs > this.#windowMs) this.#series.delete(key);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { KubeError, type RequestOptions } from "./client.ts";
-import { type EventObject, EventRecorder } from "./events.ts";
+import { type EventObject, EventRecorder, MAX_SIMILAR } from "./events.ts";
 
 /** The Event API in memory: creates and merge-patches, with scripted failures. */
 class FakeEvents {
@@ -115,4 +115,42 @@ Deno.test("events: messages are capped; a refused write is dropped, not retried"
   await rec.close();
   assert.equal(kube.list().filter((e) => e.reason === "Other").length, 0);
   assert.equal(kube.calls.filter((c) => c === "POST").length, 2, "no retry of a 403");
+});
+
+Deno.test("events: distinct messages stay distinct Events (client-go's correlator), then combine", async () => {
+  const kube = new FakeEvents();
+  const rec = recorder(kube);
+  // four tags synced: four Events kubectl describe shows, not one with the last message
+  for (const tag of ["1", "2", "3", "4"]) {
+    rec.record(target, {
+      type: "Normal",
+      reason: "ImageSynced",
+      message: `Synced src/app:${tag} → dst/app:${tag}`,
+    });
+  }
+  await rec.flush();
+  assert.deepEqual(kube.list().map((e) => [e.message, e.count]), [
+    ["Synced src/app:1 → dst/app:1", 1],
+    ["Synced src/app:2 → dst/app:2", 1],
+    ["Synced src/app:3 → dst/app:3", 1],
+    ["Synced src/app:4 → dst/app:4", 1],
+  ]);
+  // a repeat of a known message counts on its own Event
+  rec.record(target, { type: "Normal", reason: "ImageSynced", message: "Synced src/app:1 → dst/app:1" });
+  await rec.flush();
+  assert.equal(kube.list()[0].count, 2);
+  // from the MAX_SIMILAR-th distinct message on, one combined Event
+  for (let i = 5; i <= 30; i++) {
+    rec.record(target, {
+      type: "Normal",
+      reason: "ImageSynced",
+      message: `Synced src/app:${i} → dst/app:${i}`,
+    });
+  }
+  await rec.close();
+  const events = kube.list();
+  assert.equal(events.length, MAX_SIMILAR, "9 individual + 1 combined");
+  const combined = events.find((e) => String(e.message).startsWith("(combined from similar events): "))!;
+  assert.equal(combined.message, "(combined from similar events): Synced src/app:30 → dst/app:30");
+  assert.equal(combined.count, 30 - MAX_SIMILAR + 1);
 });

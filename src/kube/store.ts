@@ -10,6 +10,9 @@ import { EventRecorder } from "./events.ts";
 import { ImageSyncClient } from "./imagesyncs.ts";
 import { getSecret, type Secret } from "./secrets.ts";
 
+/** The component Events are reported by: upstream's controller name, so its users' filters work. */
+export const EVENT_COMPONENT = "imagesync-controller";
+
 /** Options of {@linkcode KubeStore}. */
 export interface KubeStoreOptions {
   /** This instance's identity, recorded as the Events' reporting instance. */
@@ -30,7 +33,11 @@ export class KubeStore {
   constructor(kube: KubeClient, options: KubeStoreOptions) {
     this.#kube = kube;
     this.imagesyncs = new ImageSyncClient(kube);
-    this.recorder = new EventRecorder(kube, { instance: options.identity, logger: options.logger });
+    this.recorder = new EventRecorder(kube, {
+      component: EVENT_COMPONENT,
+      instance: options.identity,
+      logger: options.logger,
+    });
   }
 
   /** The Secret `namespace/name`, undefined when it does not exist; a refusal throws. */
