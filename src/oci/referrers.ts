@@ -57,6 +57,11 @@ export interface ListReferrersOptions extends CallOptions {
   maxPages?: number;
   /** Most referrers accepted (default {@linkcode MAX_REFERRERS}); more is an error. */
   maxReferrers?: number;
+  /**
+   * `false` when the registry is known to lack the referrers API (an earlier listing came from
+   * the fallback tag): the fallback tag is read directly, saving the 404.
+   */
+  api?: boolean;
 }
 
 /** The tag of the referrers tag schema for a digest: `sha256:abc…` → `sha256-abc…`. */
@@ -171,6 +176,7 @@ export async function listReferrers(
   opts: ListReferrersOptions = {},
 ): Promise<ReferrerList> {
   const digest = subjectOf(subject);
+  if (opts.api === false) return await listFallback(client, subject, opts);
   const maxPages = opts.maxPages ?? MAX_REFERRER_PAGES;
   const maxReferrers = opts.maxReferrers ?? MAX_REFERRERS;
   const context = `registry ${subject.registry}: referrers of ${subject.name}@${digest}`;
@@ -306,13 +312,13 @@ export async function findCosignTags(
   opts: CallOptions & { kinds?: readonly CosignTagKind[] } = {},
 ): Promise<CosignTagRef[]> {
   const digest = subjectOf(subject);
-  const found: CosignTagRef[] = [];
-  for (const kind of opts.kinds ?? ["sig", "att", "sbom"] as const) {
+  const kinds = opts.kinds ?? ["sig", "att", "sbom"] as const;
+  const heads = await Promise.all(kinds.map(async (kind) => {
     const tag = cosignTag(digest, kind);
     const head = await client.headManifest(subject.withTag(tag), opts);
-    if (head) found.push({ kind, tag, digest: head.digest, mediaType: head.mediaType, size: head.size });
-  }
-  return found;
+    return head && { kind, tag, digest: head.digest, mediaType: head.mediaType, size: head.size };
+  }));
+  return heads.filter((h): h is CosignTagRef => h !== undefined);
 }
 
 /** What {@linkcode pushReferrer} did. */
@@ -493,6 +499,8 @@ export interface CopyReferrersResult {
   fallbackTags: string[];
   /** Blob bytes moved for referrers (planned in a dry run). */
   bytesMoved: number;
+  /** Whether the source answered through the referrers API (false: the fallback tag). */
+  sourceApi?: boolean;
 }
 
 /** Options for {@linkcode copyReferrers}. */
@@ -505,6 +513,8 @@ export interface CopyReferrersOptions extends CallOptions {
   maxReferrers?: number;
   /** Plan only: read both registries, write nothing. */
   dryRun?: boolean;
+  /** `false` when the source is known to lack the referrers API (see {@linkcode ListReferrersOptions.api}). */
+  sourceApi?: boolean;
 }
 
 /** A manifest copier, as {@linkcode copyReferrers} uses it (the OCI `Copier`). */
@@ -555,7 +565,11 @@ export async function copyReferrers(
   for (let depth = 1; depth <= maxDepth && level.length > 0; depth++) {
     const next: string[] = [];
     for (const parent of level) {
-      const listed = await listReferrers(clients.source, src.withDigest(parent), opts);
+      const listed = await listReferrers(clients.source, src.withDigest(parent), {
+        signal: opts.signal,
+        api: result.sourceApi ?? opts.sourceApi,
+      });
+      result.sourceApi ??= listed.source === "api";
       // The price of carrying referrers for an image without any: this one read.
       if (listed.referrers.length === 0) continue;
       const there = await listOrEmpty(clients.destination, dstRepo.withDigest(parent), opts);

@@ -50,6 +50,9 @@ export function referrerCarrier(
 ): ReferrerCarrier {
   const copier = new Copier(clients, { concurrency: opts.concurrency });
   const artifactTypes = config.artifactTypes?.length ? config.artifactTypes : undefined;
+  // Learned from the first listing: a source without the referrers API is asked for the
+  // fallback tag directly afterwards (one read per tag, not two).
+  let sourceApi: boolean | undefined;
   return async (job, t, signal) => {
     if (t.action === "failed" || !t.sourceDigest) return t;
     const src = job.source.withDigest(t.sourceDigest);
@@ -59,7 +62,9 @@ export function referrerCarrier(
         artifactTypes,
         dryRun: opts.dryRun,
         signal,
+        sourceApi,
       });
+      sourceApi ??= carried.sourceApi;
       const tags = artifactTypes
         ? { tags: [], bytesMoved: 0 }
         : await copyCosignTags({ source: clients.source, copier }, src, dst, { dryRun: opts.dryRun, signal });
