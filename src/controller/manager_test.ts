@@ -83,11 +83,9 @@ function report(ok: boolean, aborted = false): SyncReport {
     destinationRepository: "dst.example/app",
     tags: [],
   };
-  // a failed sync: the image's tags could not be resolved
-  if (!ok) {
-    image.semver = { constraint: "^1", matched: [], error: { reason: "NotFound", message: "no tags" } };
-  }
-  return summarize([image], { dryRun: false, aborted, startedAt: now, finishedAt: now });
+  const r = summarize([image], { dryRun: false, aborted, startedAt: now, finishedAt: now });
+  // a failed sync, as the manager sees it: not ok, one image failed
+  return ok ? r : { ...r, ok: false, failedImages: 1 };
 }
 
 /** A sync the test finishes: each run waits until `release(name)`. */
