@@ -73,6 +73,8 @@ export interface StartRegistryOptions {
   acl?: AclEntry[];
   /** Accept pushes of (signed) schema1 manifests: `compatibility.schema1.enabled`. */
   schema1?: boolean;
+  /** The `notifications` section of the config (endpoints the registry POSTs its events to). */
+  notifications?: Record<string, unknown>;
 }
 
 /** Thrown when the registry does not come up; `reason` is always "RegistryStartFailed". */
@@ -235,6 +237,7 @@ export async function startRegistry(
       health: { storagedriver: { enabled: false } },
     };
     if (opts.schema1) config.compatibility = { schema1: { enabled: true } };
+    if (opts.notifications) config.notifications = opts.notifications;
 
     let caCertPem: string | undefined;
     let caCertFile: string | undefined;

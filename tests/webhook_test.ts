@@ -1,0 +1,264 @@
+/**
+ * Push-triggered syncs end to end: Debian's real `docker-registry` (CNCF distribution) is
+ * configured with a `notifications.endpoints` entry pointing at the operator's webhook
+ * endpoint with a header token; a push of a new digest makes the operator sync the matching
+ * ImageSync at once (its schedule is a day away), through the sync-now path, in `run` mode on
+ * the harness apiserver and in `serve` mode as a child process.
+ */
+import assert from "node:assert/strict";
+import { API_VERSION } from "../src/api/mod.ts";
+import { createLogger, runOperator } from "../src/controller/mod.ts";
+import { createMetrics } from "../src/metrics/mod.ts";
+import { WebhookSecret } from "../src/webhook/mod.ts";
+import { getManifest, pushImage } from "./harness/fixtures.ts";
+import { startKube } from "./harness/kube.ts";
+import { applyCrd, DENO, eventsFor, waitFor, waitForEvent, waitForReady } from "./harness/operator.ts";
+import { type RegistryServer, startRegistry } from "./harness/registry.ts";
+
+const SECRET = "webhook-test-secret-0123456789";
+const REPO = new URL("../", import.meta.url).pathname;
+
+function notifications(url: string): Record<string, unknown> {
+  return {
+    endpoints: [{
+      name: "portager",
+      url,
+      headers: { Authorization: [`Bearer ${SECRET}`] },
+      timeout: "2s",
+      threshold: 3,
+      backoff: "1s",
+    }],
+  };
+}
+
+function spec(src: RegistryServer, dst: RegistryServer, repository: string): Record<string, unknown> {
+  return {
+    schedule: "@every 24h",
+    source: { registry: src.host },
+    destination: { registry: dst.host, auth: { method: "anonymous" } },
+    images: [{ name: repository, tags: ["1.0"] }],
+  };
+}
+
+async function digestAt(reg: RegistryServer, repository: string, tag: string): Promise<string | undefined> {
+  try {
+    return (await getManifest(reg, repository, tag)).digest;
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test("webhook (run): a push notified by the registry syncs the matching ImageSync now", async () => {
+  const kube = await startKube();
+  const dst = await startRegistry("plain");
+  let src: RegistryServer | undefined;
+  const lines: string[] = [];
+  const metrics = createMetrics();
+  const ac = new AbortController();
+  const hookPort = Promise.withResolvers<number>();
+  const metricsPort = Promise.withResolvers<number>();
+  let run: Promise<void> | undefined;
+  try {
+    await applyCrd(kube);
+    await kube.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "hooks" } });
+    run = runOperator({
+      kubeconfig: kube.kubeconfigPath,
+      leaderElection: false,
+      metricsAddr: "127.0.0.1:0",
+      onListening: (a) => metricsPort.resolve(a.port),
+      logger: createLogger({ level: "debug", format: "json", write: (l) => lines.push(l) }),
+      signal: ac.signal,
+      metrics,
+      insecureRegistries: ["127.0.0.1"],
+      namespaces: ["hooks"],
+      webhook: {
+        bindAddress: "127.0.0.1:0",
+        secret: await WebhookSecret.load({ value: SECRET }),
+        coalesceMs: 200,
+        onListening: (a) => hookPort.resolve(a.port),
+      },
+    });
+    const port = await hookPort.promise;
+    src = await startRegistry("plain", {
+      notifications: notifications(`http://127.0.0.1:${port}/webhook/distribution`),
+    });
+    const v1 = await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 1 });
+    await pushImage(src, { repository: "team/other", tag: "1.0" }, { seed: 3 });
+    await kube.apply({
+      apiVersion: API_VERSION,
+      kind: "ImageSync",
+      metadata: { name: "app", namespace: "hooks" },
+      spec: spec(src, dst, "team/app"),
+    });
+    await kube.apply({
+      apiVersion: API_VERSION,
+      kind: "ImageSync",
+      metadata: { name: "other", namespace: "hooks" },
+      spec: spec(src, dst, "team/other"),
+    });
+    const log = () => lines.join("\n");
+    const first = await waitForReady(kube, "hooks", "app", { ok: (c) => c.status === "True", logs: log });
+    const other = await waitForReady(kube, "hooks", "other", { ok: (c) => c.status === "True", logs: log });
+    assert.equal(await digestAt(dst, "team/app", "1.0"), v1.digest);
+
+    // a new digest under the same tag: the registry notifies, the operator syncs now
+    const v2 = await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 2 });
+    assert.notEqual(v2.digest, v1.digest);
+    await waitFor(
+      "the destination at the pushed digest",
+      async () => (await digestAt(dst, "team/app", "1.0")) === v2.digest ? true : undefined,
+      {
+        timeoutMs: 30_000,
+        describe: log,
+      },
+    );
+    const event = await waitForEvent(kube, "hooks", "app", "SyncNowTriggered");
+    assert.equal(
+      event.message,
+      `Immediate sync triggered by a push of ${src.host}/team/app:1.0 (distribution webhook)`,
+    );
+    const after = await waitForReady(kube, "hooks", "app", {
+      ok: (c, o) => c.status === "True" && o.status?.lastSyncTime !== first.status?.lastSyncTime,
+    });
+    // the schedule is untouched by a push-triggered sync beyond its own success
+    assert.ok(after.status?.nextSyncTime);
+    // the other ImageSync's source was not pushed: no sync, no Event
+    const otherNow = await waitForReady(kube, "hooks", "other");
+    assert.equal(otherNow.status?.lastSyncTime, other.status?.lastSyncTime);
+    assert.equal(
+      (await eventsFor(kube, "hooks", "other")).some((e) => e.reason === "SyncNowTriggered"),
+      false,
+    );
+
+    // refused requests change nothing and are counted
+    const hook = `http://127.0.0.1:${port}/webhook/distribution`;
+    const envelope = JSON.stringify({
+      events: [{
+        id: "forged",
+        action: "push",
+        target: { repository: "team/other", tag: "1.0" },
+        request: { host: src.host },
+      }],
+    });
+    const unauth = await fetch(hook, { method: "POST", body: envelope });
+    assert.equal(unauth.status, 401);
+    assert.equal((await unauth.json()).reason, "Unauthenticated");
+    const huge = await fetch(hook, {
+      method: "POST",
+      body: "x".repeat(2 * 1024 * 1024),
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+    assert.equal(huge.status, 413);
+    await huge.body?.cancel();
+    const exposition = await (await fetch(`http://127.0.0.1:${await metricsPort.promise}/metrics`)).text();
+    const count = (result: string) =>
+      Number(
+        exposition.match(
+          new RegExp(`portager_webhook_requests_total\\{source="distribution",result="${result}"\\} (\\d+)`),
+        )?.[1] ?? 0,
+      );
+    assert.ok(count("accepted") >= 1, exposition);
+    assert.equal(count("rejected"), 2);
+    assert.equal(count("received"), count("accepted") + count("rejected"));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(
+      (await waitForReady(kube, "hooks", "other")).status?.lastSyncTime,
+      other.status?.lastSyncTime,
+    );
+  } finally {
+    ac.abort();
+    await run?.catch(() => {});
+    await src?.stop();
+    await dst.stop();
+    await kube.stop();
+  }
+});
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+Deno.test("webhook (serve): file mode takes pushes too", async () => {
+  const dst = await startRegistry("plain");
+  const dir = await Deno.makeTempDir();
+  const port = freePort();
+  const src = await startRegistry("plain", {
+    notifications: notifications(`http://127.0.0.1:${port}/webhook/distribution`),
+  });
+  let child: Deno.ChildProcess | undefined;
+  const out: string[] = [];
+  try {
+    const v1 = await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 11 });
+    await Deno.mkdir(`${dir}/syncs`);
+    await Deno.writeTextFile(
+      `${dir}/syncs/app.json`,
+      JSON.stringify({
+        apiVersion: API_VERSION,
+        kind: "ImageSync",
+        metadata: { name: "app", namespace: "default" },
+        spec: spec(src, dst, "team/app"),
+      }),
+    );
+    child = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        `${REPO}main.ts`,
+        "serve",
+        "-f",
+        `${dir}/syncs`,
+        "--state-file",
+        `${dir}/state.json`,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--insecure-registry",
+        "127.0.0.1",
+        "--webhook-bind-address",
+        `127.0.0.1:${port}`,
+      ],
+      env: { PORTAGER_WEBHOOK_SECRET: SECRET },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s.pipeThrough(new TextDecoderStream())) out.push(chunk);
+    };
+    const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+    await waitFor(
+      "the first sync",
+      async () => (await digestAt(dst, "team/app", "1.0")) === v1.digest || undefined,
+      {
+        timeoutMs: 60_000,
+        describe: () => out.join(""),
+      },
+    );
+    const v2 = await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 12 });
+    await waitFor(
+      "the pushed digest at the destination",
+      async () => (await digestAt(dst, "team/app", "1.0")) === v2.digest || undefined,
+      {
+        timeoutMs: 30_000,
+        describe: () => out.join(""),
+      },
+    );
+    assert.match(
+      out.join(""),
+      /Immediate sync triggered by a push of .*team\/app:1\.0 \(distribution webhook\)/,
+    );
+    child.kill("SIGTERM");
+    await child.status;
+    await pumps;
+    child = undefined;
+  } finally {
+    if (child) {
+      child.kill("SIGKILL");
+      await child.status;
+    }
+    await src.stop();
+    await dst.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
