@@ -93,6 +93,9 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
     await pushImage(src, { repository: "app", tag: "v1" }, { seed: 2 });
     await pushImage(src, { repository: "gated/app", tag: "v1" }, { seed: 5 });
     await pushImage(src, { repository: "denied/app", tag: "v1" }, { seed: 6 });
+    // a destination tag that already points elsewhere, for overwrite: never
+    await pushImage(src, { repository: "conflict/app", tag: "v1" }, { seed: 7 });
+    const kept = await pushImage(dst, { repository: "conflict/app", tag: "v1" }, { seed: 8 });
     await pushSchema1Image(schema1Src, { repository: "legacy/app", tag: "v1" });
     await pushImage(tlsSrc, { repository: "app", tag: "v1" }, { seed: 3 });
     for (const tag of ["12.97.0", "12.98.0", "12.99.0"]) {
@@ -391,6 +394,29 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         event: { reason: "AuthFailed", message: /not an Amazon ECR registry/ },
       },
       {
+        name: "tag-conflict",
+        what: "destination.overwrite never and the destination tag at another digest",
+        spec: {
+          ...good1,
+          destination: { ...anon(dst.host), overwrite: "never" },
+          images: [{ name: "conflict/app", tags: ["v1"] }],
+        },
+        ready: {
+          status: "False",
+          reason: "TagConflict",
+          message:
+            /^1 of 1 image\(s\) failed to sync; first: conflict\/app:v1: destination .*overwrite is never/,
+        },
+        tag: { reason: "TagConflict", error: /left as it is/ },
+        event: {
+          reason: "TagConflict",
+          message: /^Left .*conflict\/app:v1 at sha256:[0-9a-f]{12}: the source /,
+        },
+        check: async () => {
+          assert.equal((await getManifest(dst, "conflict/app", "v1")).digest, kept.digest, "never moved");
+        },
+      },
+      {
         name: "secret-without-secretref",
         what: "method secret without secretRef (upstream's default sample: anonymous)",
         spec: {
@@ -414,18 +440,23 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         event: { reason: "AuthFailed", message: /no-such-secret not found/ },
       },
       {
-        name: "secret-other-namespace-missing",
-        what: "a source authSecretRef into another namespace where it does not exist",
+        name: "secret-other-namespace",
+        what: "a source authSecretRef into another namespace (refused by default, nothing read there)",
         spec: {
           ...withSecret("basic-creds"),
           source: { registry: src.host, authSecretRef: { name: "pull", namespace: "other" } },
         },
         ready: {
           status: "False",
-          reason: "AuthFailed",
-          message: /secret other\/pull not found \(named for the source registry/,
+          reason: "CrossNamespaceRefDenied",
+          message:
+            /^the source secretRef names namespace "other"; this operator only reads Secrets in the ImageSync's own namespace/,
         },
-        event: { reason: "AuthFailed", message: /other\/pull/ },
+        event: { reason: "CrossNamespaceRefDenied", message: /--allow-cross-namespace-refs/ },
+        check: (obj) => {
+          // whether that Secret exists is not told
+          assert.doesNotMatch(condition(obj, "Ready")!.message, /not found|pull/);
+        },
       },
       {
         name: "secret-wrong-type",
@@ -569,15 +600,18 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
       },
       {
         name: "gate-enabled",
-        what: "a validation gate that does not exist yet",
+        what: "a cosign gate with neither a key nor a keyless issuer",
         // (an image nothing else copies: a tag already up to date stays synced, as upstream)
         spec: {
           ...plainSpec(src.host, [{ name: "gated/app", tags: ["v1"] }]),
           validation: { cosign: { enabled: true } },
         },
         ready: { status: "False", reason: "SyncFailed", message: /gated\/app:v1/ },
-        tag: { reason: "ValidationUnavailable", error: /cosign/ },
-        event: { reason: "SyncFailed", message: /cosign/ },
+        tag: { reason: "ValidationFailed", error: /neither publicKey nor keylessIssuer/ },
+        event: {
+          reason: "ValidationFailed",
+          message: /^Validation failed for .*gated\/app:v1: cosign verification failed/,
+        },
       },
       // --- not an error: a huge tag list is paged through and maxTags bounds the copy ---
       {

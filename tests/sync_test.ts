@@ -11,6 +11,7 @@ import type { ImageSyncSpec } from "../src/api/mod.ts";
 import { credentialsForSpec, type SecretLike } from "../src/credentials/mod.ts";
 import {
   eventMessage,
+  readyReason,
   statusFromReport,
   SyncError,
   type SyncEvent,
@@ -518,6 +519,98 @@ Deno.test("tagPatterns / excludeTagPatterns select from the source's tag list: t
       "excluded tags are not copied",
     );
     assert.equal((await getManifest(dst, "app", "1.0.0")).status, 404, "unmatched tags are not copied");
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("images[].platforms: a filtered index is copied, its own digest recorded, and an unchanged one is skipped with HEADs only", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    const img = await pushImage(src, { repository: "multi/app", tag: "v1" }, {
+      seed: 61,
+      platforms: ["linux/amd64", "linux/arm64"],
+    });
+    const [amd64, arm64] = img.children!;
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "multi/app", tags: ["v1"], platforms: ["linux/arm64"] }],
+    };
+    const first = await syncAnonymously(spec);
+    const [tag] = first.images[0].tags;
+    assert.equal(tag.action, "copied");
+    const there = await getManifest(dst, "multi/app", "v1");
+    assert.equal(tag.sourceDigest, img.digest, "status names the source's digest");
+    assert.equal(tag.destinationDigest, there.digest, "and the filtered index's, which differs");
+    assert.notEqual(there.digest, img.digest);
+    const index = JSON.parse(new TextDecoder().decode(there.bytes));
+    assert.deepEqual(index.manifests.map((m: { digest: string }) => m.digest), [arm64.digest]);
+    assert.equal((await getManifest(dst, "multi/app", amd64.digest)).status, 404);
+    const status = statusFromReport(first);
+    assert.equal(status.images[0].tags?.[0].destinationDigest, there.digest);
+
+    const mark = await logMark(src);
+    const ev = events();
+    const second = await syncAnonymously(spec, { previous: status, onEvent: ev.onEvent });
+    assert.equal(second.images[0].tags[0].action, "up-to-date");
+    const reads = (await logSince(src, mark)).filter((l) =>
+      l.includes("/manifests/") || l.includes("/blobs/")
+    );
+    assert.ok(reads.length > 0 && reads.every((l) => l.startsWith("HEAD ")), reads.join("\n"));
+    assert.equal(ev.of("ImageSkipped").length, 1);
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+Deno.test("destination.overwrite never: a destination tag at another digest is left and reported TagConflict; others sync", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  try {
+    const ours = await pushImage(src, { repository: "app", tag: "v1" }, { seed: 71 });
+    await pushImage(src, { repository: "app", tag: "v2" }, { seed: 72 });
+    const theirs = await pushImage(dst, { repository: "app", tag: "v1" }, { seed: 73 });
+    const spec: ImageSyncSpec = {
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" }, overwrite: "never" },
+      images: [{ name: "app", tags: ["v1", "v2"] }],
+    };
+    const plan = await syncAnonymously(spec, { dryRun: true });
+    assert.deepEqual(plan.images[0].tags.map((t) => [t.tag, t.action, t.reason]), [
+      ["v1", "failed", "TagConflict"],
+      ["v2", "would-copy", undefined],
+    ]);
+    const ev = events();
+    const report = await syncAnonymously(spec, { onEvent: ev.onEvent });
+    assert.deepEqual(report.images[0].tags.map((t) => [t.tag, t.action, t.reason]), [
+      ["v1", "failed", "TagConflict"],
+      ["v2", "copied", undefined],
+    ]);
+    assert.equal(
+      (await getManifest(dst, "app", "v1")).digest,
+      theirs.digest,
+      "the destination tag was not moved",
+    );
+    assert.equal(readyReason(report), "TagConflict");
+    const [conflict] = ev.of("TagConflict");
+    assert.equal(
+      eventMessage(conflict),
+      `Left ${dst.host}/app:v1 at ${theirs.digest.slice(0, 19)}: the source ${src.host}/app:v1 is at ` +
+        `${ours.digest.slice(0, 19)} and destination.overwrite is never`,
+    );
+    // the default (always) moves it
+    const always = await syncAnonymously({
+      ...spec,
+      destination: { ...spec.destination, overwrite: "always" },
+    });
+    assert.equal(always.images[0].tags[0].action, "copied");
+    assert.equal((await getManifest(dst, "app", "v1")).digest, ours.digest);
   } finally {
     await src.stop();
     await dst.stop();

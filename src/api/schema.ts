@@ -266,9 +266,15 @@ export const TagStatusSchema = z.object({
   tag: z.string().describe("The tag."),
   synced: z.boolean().describe("Whether the destination has this tag at the source's digest."),
   sourceDigest: z.string().optional().describe("Manifest digest at the source, e.g. sha256:…"),
+  destinationDigest: z.string().optional().describe(
+    "Manifest digest at the destination when it differs from the source's: images[].platforms " +
+      "wrote a smaller index.",
+  ),
   lastSyncTime: timeField("When this tag was last synced.").optional(),
   error: z.string().optional().describe("Why the tag failed, when synced is false."),
-  reason: z.string().optional().describe("Stable failure reason, e.g. NotFound, Unauthorized."),
+  reason: z.string().optional().describe(
+    "Stable failure reason, e.g. NotFound, Unauthorized, TagConflict (destination.overwrite never).",
+  ),
   verified: z.boolean().optional().describe("Whether the validation gates passed."),
   validationError: z.string().optional().describe("Why a validation gate failed."),
 }).describe("Sync result of one tag.");

@@ -223,6 +223,12 @@ export function tagLineOf(
           error: `validation failed: ${e.validationError}`,
         },
       };
+    case "TagConflict":
+      return {
+        source: e.source,
+        destination: e.destination,
+        result: { tag: e.tag, action: "failed", reason: "TagConflict", error: eventMessage(e) },
+      };
     default:
       return undefined;
   }

@@ -27,6 +27,7 @@ import type { Logger } from "../server/log.ts";
 import {
   eventMessage,
   readyMessage,
+  readyReason,
   statusFromReport,
   syncCompleteMessage,
   type SyncEvent,
@@ -384,7 +385,7 @@ export class Reconciler {
       conditions = setCondition(conditions, {
         type: READY,
         status: report.ok ? "True" : "False",
-        reason: report.ok ? "SyncSucceeded" : "SyncFailed",
+        reason: readyReason(report),
         message: summary,
         observedGeneration: generation,
       }, { now });

@@ -83,6 +83,8 @@ export interface ImageSyncedEvent extends TagEventBase {
   /** Manifest digest now at the destination. */
   digest: string;
   /** Blob bytes moved (planned bytes in a dry run). */
+  /** The destination's digest when a platform filter wrote a smaller index. */
+  destinationDigest?: string;
   bytesMoved: number;
   /** Blobs streamed (or to stream). */
   blobsCopied: number;
@@ -150,8 +152,19 @@ export interface ReferrersCopiedEvent extends TagEventBase {
   bytesMoved: number;
 }
 
+/** `destination.overwrite: never` left a destination tag that points to another digest. */
+export interface TagConflictEvent extends TagEventBase {
+  /** Event reason. */
+  type: "TagConflict";
+  /** The source's digest. */
+  sourceDigest: string;
+  /** The digest the destination tag keeps. */
+  destinationDigest: string;
+}
+
 /** Anything a sync reports. */
 export type SyncEvent =
+  | TagConflictEvent
   | ReferrersCopiedEvent
   | ImageVerifiedEvent
   | ValidationFailedEvent
@@ -180,11 +193,23 @@ export function verifiedEvent(
   };
 }
 
-/** The per-tag event for a finished tag: ImageSynced, ImageSkipped, ValidationFailed or SyncFailed. */
+/**
+ * The per-tag event for a finished tag: ImageSynced, ImageSkipped, TagConflict,
+ * ValidationFailed or SyncFailed.
+ */
 export function tagEvent(image: string, t: TagResult, dryRun: boolean): SyncEvent {
   const base = { image, tag: t.tag, source: t.source, destination: t.destination, dryRun };
   switch (t.action) {
     case "failed":
+      if (t.reason === "TagConflict" && t.sourceDigest && t.destinationDigest) {
+        return {
+          type: "TagConflict",
+          warning: true,
+          ...base,
+          sourceDigest: t.sourceDigest,
+          destinationDigest: t.destinationDigest,
+        };
+      }
       if (t.failedGate && t.validationError) {
         return {
           type: "ValidationFailed",
@@ -212,6 +237,7 @@ export function tagEvent(image: string, t: TagResult, dryRun: boolean): SyncEven
         warning: false,
         ...base,
         digest: t.sourceDigest ?? "",
+        ...(t.destinationDigest ? { destinationDigest: t.destinationDigest } : {}),
         bytesMoved: t.bytesMoved,
         blobsCopied: t.blobsCopied,
         blobsMounted: t.blobsMounted,

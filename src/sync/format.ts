@@ -75,7 +75,14 @@ export function eventMessage(e: SyncEvent): string {
         `(${e.created ? "created now" : "it existed"} at ${e.registry})`;
     case "ImageSynced":
       return `${e.dryRun ? "Would copy" : "Synced"} ${e.source} → ${e.destination} ` +
-        `(digest: ${shortDigest(e.digest)}), ${blobPlan(e)}`;
+        `(digest: ${shortDigest(e.digest)}), ` +
+        (e.destinationDigest ? `platforms filtered to ${shortDigest(e.destinationDigest)}, ` : "") +
+        blobPlan(e);
+    case "TagConflict":
+      return `${e.dryRun ? "Would leave" : "Left"} ${e.destination} at ${
+        shortDigest(e.destinationDigest)
+      }: the ` +
+        `source ${e.source} is at ${shortDigest(e.sourceDigest)} and destination.overwrite is never`;
     case "ImageSkipped":
       return `Image ${e.source} already up-to-date (digest: ${shortDigest(e.digest)})`;
     case "ImageVerified":

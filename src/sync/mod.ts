@@ -17,6 +17,7 @@ export {
   type Failure,
   type GateName,
   type ImageResult,
+  readyReason,
   summarize,
   type SyncReport,
   type TagAction,
@@ -36,6 +37,7 @@ export {
   type RepoEnsuredEvent,
   type SyncEvent,
   type SyncFailedEvent,
+  type TagConflictEvent,
   type TagResolutionFailedEvent,
   type TagsResolvedEvent,
 } from "./events.ts";

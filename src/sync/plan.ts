@@ -58,6 +58,7 @@ export async function planSync(spec: ImageSyncSpec, ctx: PlanContext): Promise<S
     };
     plan.images.push(result);
 
+    const previousTags = ctx.previous?.images?.find((i) => i.name === image.name)?.tags;
     const tags = await imageTags(image, repos, result, ctx);
     const refs = (tag: string) => ({
       source: repos.source.withTag(tag).toString(),
@@ -75,6 +76,7 @@ export async function planSync(spec: ImageSyncSpec, ctx: PlanContext): Promise<S
       continue;
     }
     for (const tag of tags) {
+      const previous = previousTags?.find((t) => t.tag === tag);
       plan.jobs.push({
         image: image.name,
         result,
@@ -82,6 +84,12 @@ export async function planSync(spec: ImageSyncSpec, ctx: PlanContext): Promise<S
         tag,
         source: repos.source.withTag(tag),
         destination: repos.destination.withTag(tag),
+        ...(image.platforms?.length ? { platforms: image.platforms } : {}),
+        ...(previous?.sourceDigest
+          ? {
+            previous: { sourceDigest: previous.sourceDigest, destinationDigest: previous.destinationDigest },
+          }
+          : {}),
       });
       result.tags.push(pendingTag(tag, refs(tag)));
     }

@@ -31,6 +31,8 @@ export interface TagResult {
   action: TagAction;
   /** Source manifest digest, when known. */
   sourceDigest?: string;
+  /** Destination manifest digest when it is not the source's (a platform filter's smaller index). */
+  destinationDigest?: string;
   /** The error's text, when it failed (or would fail). */
   error?: string;
   /** Stable failure reason: NotFound, Unauthorized, DigestMismatch, ValidationUnavailable, Aborted, … */
@@ -213,4 +215,22 @@ export function summarize(images: ImageResult[], facts: RunFacts): SyncReport {
     ok: failedImages === 0 && !facts.aborted,
     ...facts,
   };
+}
+
+/**
+ * The Ready condition's reason after a sync: SyncSucceeded; RepoCreationFailed when a
+ * destination repository could not be created (upstream's alert key); TagConflict when every
+ * failure is a tag `destination.overwrite: never` left; else SyncFailed.
+ */
+export function readyReason(
+  report: SyncReport,
+): "SyncSucceeded" | "SyncFailed" | "RepoCreationFailed" | "TagConflict" {
+  if (report.ok) return "SyncSucceeded";
+  if (report.images.some((i) => i.repositoryError?.reason === "RepoCreationFailed")) {
+    return "RepoCreationFailed";
+  }
+  const failed = report.images.flatMap((i) => i.tags.filter((t) => t.action === "failed"));
+  const conflictsOnly = failed.length > 0 && failed.every((t) => t.reason === "TagConflict") &&
+    report.resolutionFailures === 0 && !report.aborted;
+  return conflictsOnly ? "TagConflict" : "SyncFailed";
 }

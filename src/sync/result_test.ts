@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { failedTag, type ImageResult, pendingTag, summarize, type TagResult } from "./result.ts";
+import { failedTag, type ImageResult, pendingTag, readyReason, summarize, type TagResult } from "./result.ts";
 
 const refs = (tag: string) => ({ source: `s/app:${tag}`, destination: `d/app:${tag}` });
 const FACTS = { dryRun: false, aborted: false, startedAt: "t0", finishedAt: "t1" };
@@ -40,4 +40,27 @@ Deno.test("summarize: a failed resolution counts as one failed image (as upstrea
   assert.deepEqual([r.resolutionFailures, r.failedImages, r.totalImages, r.ok], [1, 1, 0, false]);
   assert.equal(summarize([], { ...FACTS, aborted: true }).ok, false);
   assert.equal(summarize([], FACTS).ok, true);
+});
+
+Deno.test("readyReason: RepoCreationFailed and TagConflict name the Ready reason; anything else failing is SyncFailed", () => {
+  const image = (tags: TagResult[], extra: Partial<ImageResult> = {}): ImageResult => ({
+    name: "app",
+    sourceRepository: "s/app",
+    destinationRepository: "d/app",
+    tags,
+    ...extra,
+  });
+  const conflict = failedTag("a", refs("a"), { reason: "TagConflict", message: "left" });
+  const missing = failedTag("b", refs("b"), { reason: "NotFound", message: "gone" });
+  assert.equal(
+    readyReason(summarize([image([done("a", { action: "copied", synced: true })])], FACTS)),
+    "SyncSucceeded",
+  );
+  assert.equal(readyReason(summarize([image([conflict])], FACTS)), "TagConflict");
+  assert.equal(readyReason(summarize([image([conflict, missing])], FACTS)), "SyncFailed");
+  const repo = { reason: "RepoCreationFailed", message: "denied" };
+  assert.equal(
+    readyReason(summarize([image([failedTag("c", refs("c"), repo)], { repositoryError: repo })], FACTS)),
+    "RepoCreationFailed",
+  );
 });

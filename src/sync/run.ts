@@ -33,6 +33,10 @@ export interface TagJob {
   source: Reference;
   /** Destination reference with the tag. */
   destination: Reference;
+  /** `images[].platforms`: copy only these platforms (the destination gets a smaller index). */
+  platforms?: string[];
+  /** What the previous sync recorded for this tag (digests at both ends). */
+  previous?: { sourceDigest: string; destinationDigest?: string };
 }
 
 /** A registry as the run step uses it (a `RegistryClient`, or a fake in tests). */
@@ -43,8 +47,10 @@ export interface DigestReader {
 
 /** What the run step needs. */
 export interface RunContext {
-  /** The batch copier (a `Copier`, or a fake in tests). */
-  copier: Pick<Copier, "copy">;
+  /** The batch copier for a job (a `Copier` per platform filter, or a fake in tests). */
+  copierFor: (job: TagJob) => Pick<Copier, "copy">;
+  /** `destination.overwrite`: with never, a destination tag at another digest is left (TagConflict). */
+  overwrite?: "always" | "never";
   /** The source registry (digests, for gated tags). */
   source: DigestReader;
   /** The destination registry (digests, for gated tags). */
@@ -101,23 +107,55 @@ export async function runTags(jobs: readonly TagJob[], ctx: RunContext): Promise
   return { aborted };
 }
 
-/** One tag: compare digests, gate, copy. */
+/**
+ * One tag: compare digests (HEADs) when a gate, a platform filter or `overwrite: never` needs
+ * them first, gate, copy.
+ */
 async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
   const base = job.result.tags[job.slot];
   const signal = ctx.cancelInFlight;
+  const copier = ctx.copierFor(job);
+  const upToDate = (sourceDigest: string, destinationDigest?: string): TagResult => ({
+    ...base,
+    synced: true,
+    action: "up-to-date",
+    sourceDigest,
+    ...(destinationDigest && destinationDigest !== sourceDigest ? { destinationDigest } : {}),
+  });
   try {
     let verified: boolean | undefined;
-    if (ctx.gates.length > 0) {
+    let sourceDigest: string | undefined;
+    if (ctx.gates.length > 0 || job.platforms || ctx.overwrite === "never") {
       const digests = await compareDigests(job, ctx);
       if ("failure" in digests) {
         return { ...failedTag(job.tag, base, digests.failure), failedStep: "source-digest" };
       }
-      if (digests.upToDate) {
-        return { ...base, synced: true, action: "up-to-date", sourceDigest: digests.source };
+      sourceDigest = digests.source;
+      if (digests.destination === digests.source) return upToDate(digests.source);
+      // a filtered index has its own digest: unchanged at both ends since the last sync is
+      // up to date without reading the source's index (HEADs only)
+      const prev = job.previous;
+      if (
+        job.platforms && digests.destination && prev?.sourceDigest === digests.source &&
+        prev.destinationDigest === digests.destination
+      ) {
+        return upToDate(digests.source, digests.destination);
       }
+      if (ctx.overwrite === "never" && digests.destination) {
+        const conflict = await tagConflict(job, { copier, digests, signal });
+        if (conflict === "up-to-date") return upToDate(digests.source, digests.destination);
+        return {
+          ...failedTag(job.tag, base, conflict),
+          failedStep: "copy",
+          sourceDigest: digests.source,
+          destinationDigest: digests.destination,
+        };
+      }
+    }
+    if (ctx.gates.length > 0 && sourceDigest) {
       const verdict = await (ctx.checkGates ?? unavailableGates)({
         source: job.source,
-        digest: digests.source,
+        digest: sourceDigest,
         gates: ctx.gates,
         signal,
       });
@@ -129,7 +167,7 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
           }),
           ...(verdict.cves ? { cves: verdict.cves } : {}),
           failedStep: "gate",
-          sourceDigest: digests.source,
+          sourceDigest: sourceDigest,
           verified: false,
           gates: ctx.gates,
           failedGate: verdict.gate,
@@ -137,18 +175,23 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
         };
       }
       verified = true;
-      ctx.emit(verifiedEvent(job.image, { ...base, sourceDigest: digests.source }, ctx.dryRun));
+      ctx.emit(verifiedEvent(job.image, { ...base, sourceDigest }, ctx.dryRun));
     }
     ctx.onCopy?.(job, true);
-    const r = await ctx.copier.copy(job.source, job.destination, { dryRun: ctx.dryRun, signal });
+    const r = await copier.copy(job.source, job.destination, { dryRun: ctx.dryRun, signal });
     const gated = verified === undefined ? {} : { verified, gates: ctx.gates };
-    if (r.upToDate) return { ...base, ...gated, synced: true, action: "up-to-date", sourceDigest: r.digest };
+    // with a platform filter the copier's digest is the filtered index's; the source's is the HEAD's
+    const digests = {
+      sourceDigest: sourceDigest ?? r.digest,
+      ...(sourceDigest && r.digest !== sourceDigest ? { destinationDigest: r.digest } : {}),
+    };
+    if (r.upToDate) return { ...base, ...gated, synced: true, action: "up-to-date", ...digests };
     return {
       ...base,
       ...gated,
       synced: !ctx.dryRun,
       action: ctx.dryRun ? "would-copy" : "copied",
-      sourceDigest: r.digest,
+      ...digests,
       bytesMoved: r.bytesMoved,
       blobsCopied: r.blobsCopied,
       blobsMounted: r.blobsMounted,
@@ -169,14 +212,40 @@ function readsSourceDigest(e: unknown, job: TagJob): boolean {
   return (e as { reference?: unknown })?.reference === job.source.toString();
 }
 
-/** Source and destination digests of a tag (HEADs only), before a gate decides. */
+/** Source and destination digests of a tag (HEADs only; destination undefined when absent). */
 async function compareDigests(
   job: TagJob,
   ctx: RunContext,
-): Promise<{ source: string; upToDate: boolean } | { failure: Failure }> {
+): Promise<{ source: string; destination?: string } | { failure: Failure }> {
   const signal = ctx.cancelInFlight;
   const head = await ctx.source.headManifest(job.source, { signal });
   if (!head) return { failure: { reason: "NotFound", message: `source ${job.source} not found` } };
   const there = await ctx.destination.headManifest(job.destination, { signal });
-  return { source: head.digest, upToDate: there?.digest === head.digest };
+  return there ? { source: head.digest, destination: there.digest } : { source: head.digest };
+}
+
+/**
+ * `overwrite: never` and the destination tag exists at another digest than the source's:
+ * the TagConflict to report, or "up-to-date" when a platform filter's index is what is there
+ * (known from a dry-run copy, which writes nothing).
+ */
+async function tagConflict(
+  job: TagJob,
+  opts: {
+    copier: Pick<Copier, "copy">;
+    digests: { source: string; destination?: string };
+    signal?: AbortSignal;
+  },
+): Promise<Failure | "up-to-date"> {
+  let wanted = opts.digests.source;
+  if (job.platforms) {
+    const plan = await opts.copier.copy(job.source, job.destination, { dryRun: true, signal: opts.signal });
+    if (plan.upToDate) return "up-to-date";
+    wanted = plan.digest;
+  }
+  return {
+    reason: "TagConflict",
+    message: `destination ${job.destination} is at ${opts.digests.destination}, not ${wanted}; ` +
+      `destination.overwrite is never, so it is left as it is`,
+  };
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type CopyOptions, type CopyResult, parseReference, type Reference } from "../oci/mod.ts";
 import type { SyncEvent } from "./events.ts";
 import type { GateCheck } from "./gates.ts";
-import { type ImageResult, pendingTag } from "./result.ts";
+import { type ImageResult, pendingTag, readyReason, summarize } from "./result.ts";
 import { type RunContext, runTags, type TagJob } from "./run.ts";
 
 const NOW = new Date("2026-01-01T00:00:00Z");
@@ -61,7 +61,7 @@ function context(fields: Partial<RunContext>): RunContext & { events: SyncEvent[
   return {
     events,
     copies,
-    copier: {
+    copierFor: () => ({
       copy: (src: Reference, _dst: Reference, opts?: CopyOptions) => {
         copies.push(src.tag!);
         if (src.tag === "missing") {
@@ -74,7 +74,7 @@ function context(fields: Partial<RunContext>): RunContext & { events: SyncEvent[
           copyResult({ bytesMoved: 100, blobsCopied: 2, dryRun: opts?.dryRun ?? false }),
         );
       },
-    },
+    }),
     source: registry({}),
     destination: registry({}),
     gates: [],
@@ -134,14 +134,14 @@ Deno.test("runTags: at most tagConcurrency tags at once", async () => {
   let peak = 0;
   const ctx = context({
     tagConcurrency: 2,
-    copier: {
+    copierFor: () => ({
       copy: async () => {
         peak = Math.max(peak, ++active);
         await new Promise((r) => setTimeout(r, 5));
         active--;
         return copyResult({});
       },
-    },
+    }),
   });
   await runTags(js, ctx);
   assert.equal(peak, 2);
@@ -209,4 +209,85 @@ Deno.test("runTags: without a gate implementation an enabled gate is ValidationU
   assert.equal(image.tags[0].reason, "ValidationUnavailable");
   assert.equal(image.tags[0].failedGate, "vulnerability");
   assert.match(image.tags[0].error!, /vulnerabilityGate enabled but not available/);
+});
+
+Deno.test("runTags: a platform-filtered tag unchanged at both ends since the last sync is up to date from HEADs alone", async () => {
+  const { image, jobs: js } = jobs(["v1", "v2"]);
+  const FILTERED = `sha256:${"f".repeat(64)}`;
+  js[0].platforms = ["linux/arm64"];
+  js[0].previous = { sourceDigest: D2, destinationDigest: FILTERED };
+  js[1].platforms = ["linux/arm64"];
+  js[1].previous = { sourceDigest: D1, destinationDigest: FILTERED }; // the source moved since
+  const copied: string[] = [];
+  const ctx = context({
+    source: registry({ v1: D2, v2: D2 }),
+    destination: registry({ v1: FILTERED, v2: FILTERED }),
+    copierFor: (job) => ({
+      copy: (src: Reference) => {
+        copied.push(`${src.tag}:${job.platforms}`);
+        return Promise.resolve(copyResult({ digest: `sha256:${"e".repeat(64)}`, bytesMoved: 5 }));
+      },
+    }),
+  });
+  await runTags(js, ctx);
+  assert.deepEqual(copied, ["v2:linux/arm64"], "only the tag whose source moved is read and copied");
+  assert.deepEqual([image.tags[0].action, image.tags[0].sourceDigest, image.tags[0].destinationDigest], [
+    "up-to-date",
+    D2,
+    FILTERED,
+  ]);
+  assert.deepEqual([image.tags[1].action, image.tags[1].sourceDigest, image.tags[1].destinationDigest], [
+    "copied",
+    D2,
+    `sha256:${"e".repeat(64)}`,
+  ]);
+});
+
+Deno.test("runTags: overwrite never leaves a destination tag at another digest (TagConflict) and copies the rest", async () => {
+  const { image, jobs: js } = jobs(["moved", "new", "same"]);
+  const ctx = context({
+    overwrite: "never",
+    source: registry({ moved: D2, new: D2, same: D1 }),
+    destination: registry({ moved: D1, same: D1 }),
+  });
+  await runTags(js, ctx);
+  assert.deepEqual(ctx.copies, ["new"]);
+  assert.deepEqual(image.tags.map((t) => [t.tag, t.action, t.reason ?? ""]), [
+    ["moved", "failed", "TagConflict"],
+    ["new", "copied", ""],
+    ["same", "up-to-date", ""],
+  ]);
+  assert.deepEqual([image.tags[0].sourceDigest, image.tags[0].destinationDigest], [D2, D1]);
+  assert.match(image.tags[0].error!, /destination\.overwrite is never, so it is left as it is/);
+  const conflict = ctx.events.find((e) => e.type === "TagConflict");
+  assert.ok(conflict && conflict.type === "TagConflict");
+  assert.deepEqual([conflict.sourceDigest, conflict.destinationDigest], [D2, D1]);
+  const report = summarize([image], { dryRun: false, aborted: false, startedAt: "", finishedAt: "" });
+  assert.equal(readyReason(report), "TagConflict");
+});
+
+Deno.test("runTags: overwrite never with a platform filter asks the copier (dry run) what it would write", async () => {
+  const { image, jobs: js } = jobs(["same", "moved"]);
+  for (const j of js) j.platforms = ["linux/amd64"];
+  const dryRuns: string[] = [];
+  const ctx = context({
+    overwrite: "never",
+    source: registry({ same: D2, moved: D2 }),
+    destination: registry({ same: D1, moved: D1 }),
+    copierFor: () => ({
+      copy: (src: Reference, _dst: Reference, opts?: CopyOptions) => {
+        if (!opts?.dryRun) throw new Error("nothing may be written");
+        dryRuns.push(src.tag!);
+        return Promise.resolve(
+          copyResult({ digest: src.tag === "same" ? D1 : D2, upToDate: src.tag === "same" }),
+        );
+      },
+    }),
+  });
+  await runTags(js, ctx);
+  assert.deepEqual(dryRuns, ["same", "moved"]);
+  assert.deepEqual(image.tags.map((t) => [t.tag, t.action, t.reason ?? ""]), [
+    ["same", "up-to-date", ""],
+    ["moved", "failed", "TagConflict"],
+  ]);
 });

@@ -19,6 +19,7 @@ export function statusFromReport(report: SyncReport): SyncStatusFields {
     tags: image.tags.map((t) => {
       const tag: TagStatus = { tag: t.tag, synced: t.synced };
       if (t.sourceDigest) tag.sourceDigest = t.sourceDigest;
+      if (t.destinationDigest) tag.destinationDigest = t.destinationDigest;
       if (t.lastSyncTime) tag.lastSyncTime = t.lastSyncTime;
       if (t.error) tag.error = t.error;
       if (t.reason) tag.reason = t.reason;

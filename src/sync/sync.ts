@@ -20,6 +20,7 @@ import type { ImageSyncSpec, ImageSyncStatus } from "../api/mod.ts";
 import { splitRegistry } from "../api/mod.ts";
 import {
   Copier,
+  type CopyProgress,
   type CredentialResolver,
   normalizeRegistryHost,
   RegistryClient,
@@ -149,11 +150,10 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
   // copier progress is per destination reference; the run step says which tag it is
   const copying = new Map<string, TagJob>();
   const onProgress = opts.onProgress;
-  const copier = new Copier({ source, destination }, {
+  const copierOptions = {
     concurrency: opts.concurrency,
-    platforms: opts.platforms,
     onProgress: onProgress &&
-      ((p) => {
+      ((p: CopyProgress) => {
         const job = copying.get(p.ref);
         if (job) {
           onProgress({
@@ -165,7 +165,19 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
           });
         }
       }),
-  });
+  };
+  // one Copier per platform filter, so a blob shared by tags under one filter moves once
+  const copiers = new Map<string, Copier>();
+  const copierFor = (job: TagJob) => {
+    const platforms = job.platforms ?? opts.platforms ?? [];
+    const key = [...platforms].sort().join(",");
+    let copier = copiers.get(key);
+    if (!copier) {
+      copier = new Copier({ source, destination }, { ...copierOptions, platforms });
+      copiers.set(key, copier);
+    }
+    return copier;
+  };
   try {
     const plan = await planSync(spec, {
       listTags: (repository) => source.listTags(repository, { signal: opts.cancelInFlight }),
@@ -176,7 +188,8 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
       emit,
     });
     const { aborted } = await runTags(plan.jobs, {
-      copier,
+      copierFor,
+      overwrite: spec.destination.overwrite,
       source,
       destination,
       gates: enabledGates(spec),
