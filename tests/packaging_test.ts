@@ -26,6 +26,7 @@ import {
 import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
 import { startRegistry } from "./harness/registry.ts";
+import { freePorts } from "./harness/ports.ts";
 import { RESULT_MARK as ECR_RESULT_MARK } from "./harness/ecr_child.ts";
 import { MOTO_ACCOUNT, startMoto } from "./harness/moto.ts";
 
@@ -139,6 +140,7 @@ const CA_SECRET_APPEND = {
 
 /** CA from an existing ConfigMap, a ServiceAccount the chart does not create, PDB by maxUnavailable. */
 const CA_CONFIGMAP_OWN_SA = {
+  runtimeFlags: "legacy",
   caBundle: { enabled: true, existingConfigMap: "trust-bundle", mode: "append" },
   serviceAccount: { create: false, name: "portager-own" },
   podDisruptionBudget: { enabled: true, maxUnavailable: 1 },
@@ -201,7 +203,13 @@ function assertHardened(deployment: RenderedObject): void {
   assert.equal(c.securityContext.seccompProfile.type, "RuntimeDefault");
   assert.equal(c.livenessProbe.httpGet.path, "/healthz");
   assert.equal(c.readinessProbe.httpGet.path, "/readyz");
-  assert.equal(c.livenessProbe.httpGet.port, c.ports[0].name);
+  // the probes use a port the container declares (its own "health" port with upstream's flags)
+  const portNames = (c.ports as Array<{ name: string }>).map((p) => p.name);
+  assert.ok(
+    portNames.includes(c.livenessProbe.httpGet.port),
+    `${c.livenessProbe.httpGet.port} in ${portNames}`,
+  );
+  assert.equal(c.readinessProbe.httpGet.port, c.livenessProbe.httpGet.port);
   assert.deepEqual(c.resources, {
     requests: { cpu: "10m", memory: "64Mi" },
     limits: { cpu: "500m", memory: "128Mi" },
@@ -359,7 +367,9 @@ Deno.test("deploy/: kustomization lists every manifest; the Deployment is harden
   assertHardened(deployment);
   const args = container(deployment).args as string[];
   assert.ok(args.includes("--leader-elect"));
-  assert.ok(args.includes("--metrics-addr=:8443"));
+  assert.ok(
+    args.includes("--metrics-bind-address=:8443") && args.includes("--health-probe-bind-address=:8081"),
+  );
   assert.equal(container(deployment).name, "manager");
   assert.equal(deployment.metadata.namespace, "portager-system");
   assert.equal(deployment.spec.template.spec.serviceAccountName, "portager");
@@ -414,6 +424,8 @@ Deno.test("helm template: defaults render the operator as upstream names it, lea
   assert.deepEqual(kinds(objects), [
     "ClusterRole",
     "ClusterRole",
+    "ClusterRole",
+    "ClusterRoleBinding",
     "ClusterRoleBinding",
     "Deployment",
     "Role",
@@ -433,11 +445,13 @@ Deno.test("helm template: defaults render the operator as upstream names it, lea
   const c = container(deployment);
   assert.equal(c.name, "manager");
   assert.equal(c.image, `ghcr.io/portager/portager:${VERSION}`);
-  // runtimeFlags=legacy (default until the binary has controller-runtime's flags)
+  // upstream's flags (runtimeFlags=upstream), then ours
   assert.deepEqual(c.args, [
     "--leader-elect",
-    "--lease-name=c8073f84.portager.io",
-    "--metrics-addr=:8443",
+    "--leader-election-id=c8073f84.portager.io",
+    "--health-probe-bind-address=:8081",
+    "--metrics-bind-address=:8443",
+    "--metrics-secure=true",
     "--log-format=json",
     "--log-level=info",
     "--max-concurrent-syncs=2",
@@ -479,19 +493,28 @@ Deno.test("helm template: defaults render the operator as upstream names it, lea
     for (const rule of o.rules ?? []) assert.ok(!rule.verbs.includes("delete") && !rule.verbs.includes("*"));
   }
   const service = named(objects, "Service", "portager-metrics-service");
-  assert.deepEqual(service.spec.ports, [{
-    name: "http-metrics",
-    port: 8443,
-    targetPort: 8443,
-    protocol: "TCP",
-  }]);
+  assert.deepEqual(service.spec.ports, [{ name: "https", port: 8443, targetPort: 8443, protocol: "TCP" }]);
   assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+
+  // runtimeFlags=legacy: the flags of binaries before upstream's, one plain-HTTP port
+  const legacy = await helmTemplate(CHART, { values: [{ runtimeFlags: "legacy" }] });
+  const lc = container(only(legacy, "Deployment"));
+  assert.deepEqual(lc.args.slice(0, 3), [
+    "--leader-elect",
+    "--lease-name=c8073f84.portager.io",
+    "--metrics-addr=:8443",
+  ]);
+  assert.deepEqual(lc.ports, [{ name: "http-metrics", containerPort: 8443, protocol: "TCP" }]);
+  assert.equal(lc.readinessProbe.httpGet.port, "http-metrics");
+  assert.deepEqual(only(legacy, "Service").spec.ports[0].name, "http-metrics");
+  assert.ok(
+    !legacy.some((o) => o.metadata.name === "portager-metrics-auth-role"),
+    "no TokenReview without TLS",
+  );
 });
 
 Deno.test("helm template: runtimeFlags=upstream passes upstream's flags; probes on 8081, metrics on https/8443 with authn/authz RBAC", async () => {
-  const objects = await helmTemplate(CHART, {
-    values: [{ runtimeFlags: "upstream", metrics: { serviceMonitor: { enabled: true } } }],
-  });
+  const objects = await helmTemplate(CHART, { values: [{ metrics: { serviceMonitor: { enabled: true } } }] });
   const deployment = named(objects, "Deployment", "portager-controller-manager");
   const c = container(deployment);
   assert.deepEqual(c.args.slice(0, 5), [
@@ -529,9 +552,7 @@ Deno.test("helm template: runtimeFlags=upstream passes upstream's flags; probes 
     auth.metadata.name,
   );
   // metrics off: no metrics port, Service or ClusterRoles for it; probes keep their port
-  const off = await helmTemplate(CHART, {
-    values: [{ runtimeFlags: "upstream", metrics: { enabled: false } }],
-  });
+  const off = await helmTemplate(CHART, { values: [{ metrics: { enabled: false } }] });
   const offContainer = container(only(off, "Deployment"));
   assert.ok(offContainer.args.includes("--metrics-bind-address=0"));
   assert.deepEqual(offContainer.ports.map((p: { name: string }) => p.name), ["health"]);
@@ -595,6 +616,8 @@ Deno.test("helm template: all features on", async () => {
   assert.deepEqual(kinds(objects), [
     "ClusterRole",
     "ClusterRole",
+    "ClusterRole",
+    "ClusterRoleBinding",
     "ClusterRoleBinding",
     "ClusterRoleBinding",
     "ConfigMap",
@@ -619,8 +642,10 @@ Deno.test("helm template: all features on", async () => {
   assert.equal(c.image, `ghcr.io/portager/portager@sha256:${"ab".repeat(32)}`);
   assert.deepEqual(c.args, [
     "--leader-elect",
-    "--lease-name=portager-test-leader",
-    "--metrics-addr=:9090",
+    "--leader-election-id=portager-test-leader",
+    "--health-probe-bind-address=:8081",
+    "--metrics-bind-address=:9090",
+    "--metrics-secure=true",
     "--log-format=text",
     "--log-level=debug",
     "--max-concurrent-syncs=4",
@@ -681,7 +706,7 @@ Deno.test("helm template: all features on", async () => {
   // ServiceMonitor scrapes the metrics Service by its port name
   const sm = only(objects, "ServiceMonitor");
   const svc = only(objects, "Service");
-  assert.equal(sm.spec.endpoints[0].scheme, "http", "runtimeFlags=legacy serves plain HTTP");
+  assert.equal(sm.spec.endpoints[0].scheme, "https");
   assert.equal(sm.metadata.labels.release, "kps");
   assert.equal(sm.spec.endpoints[0].port, svc.spec.ports[0].name);
   for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) assert.equal(svc.metadata.labels[k], v);
@@ -714,7 +739,7 @@ Deno.test("helm template: caBundle from a Secret appends; aws.credentials become
   const deployment = only(objects, "Deployment");
   const c = container(deployment);
   assert.ok(c.args.includes("--ca-file=/etc/portager/ca/bundle.pem"));
-  assert.ok(c.args.includes("--no-leader-elect"));
+  assert.ok(c.args.includes("--leader-elect=false"));
   assert.equal(envValue(deployment, "SSL_CERT_FILE"), undefined, "append keeps the public roots");
   const caVolume = deployment.spec.template.spec.volumes.find((v: { name: string }) =>
     v.name === "ca-bundle"
@@ -1022,6 +1047,9 @@ function permissionTable(
     // Secrets of a namespace not granted (the chart grants per namespace; deploy/ cluster-wide)
     [{ verb: "get", resource: "secrets", namespace: "default", name: "registry-creds" }, secretsEverywhere],
     [{ verb: "list", group: SYNC_GROUP, resource: "imagesyncs" }, true],
+    // the authenticated /metrics endpoint
+    [{ verb: "create", group: "authentication.k8s.io", resource: "tokenreviews" }, true],
+    [{ verb: "create", group: "authorization.k8s.io", resource: "subjectaccessreviews" }, true],
     [{ verb: "watch", group: SYNC_GROUP, resource: "imagesyncs" }, true],
     [{ verb: "get", group: SYNC_GROUP, resource: "imagesyncs", namespace: workNs }, true],
     [{ verb: "patch", group: SYNC_GROUP, resource: "imagesyncs", namespace: workNs }, true],
@@ -1390,16 +1418,20 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
       values: [{
         tenancy: { secretNamespaces: [WORK_NS] },
         insecureRegistries: [source.host, destination.host],
+        metrics: { readerServiceAccounts: [{ name: "prometheus", namespace: ns }] },
       }],
     });
     for (const o of chartObjects) await createOk(kube, o);
+    for (const name of ["prometheus", "someone-else"]) {
+      await createOk(kube, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: ns } });
+    }
     // The Deployment's own args, with the listen addresses moved to free loopback ports.
+    const [metricsPort, healthPort] = freePorts(2);
     const chartArgs = (container(only(chartObjects, "Deployment")).args as string[]).map((a) =>
-      a.replace(
-        /^(--metrics-addr|--metrics-bind-address|--health-probe-bind-address)=:\d+$/,
-        "$1=127.0.0.1:0",
-      )
+      a.replace(/^--metrics-bind-address=:\d+$/, `--metrics-bind-address=127.0.0.1:${metricsPort}`)
+        .replace(/^--health-probe-bind-address=:\d+$/, `--health-probe-bind-address=127.0.0.1:${healthPort}`)
     );
+    assert.ok(chartArgs.includes(`--metrics-bind-address=127.0.0.1:${metricsPort}`), chartArgs.join(" "));
 
     // Source image; destination credentials in a dockerconfigjson Secret the operator may only `get`.
     const pushed = await pushImage(source, { repository: "library/app", tag: "1.0" }, { seed: 7 });
@@ -1479,6 +1511,38 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
     const copied = await getManifest(destination, "library/app", "1.0");
     assert.equal(copied.status, 200);
     assert.equal(copied.digest, pushed.digest);
+
+    // Probes on their own plain-HTTP port; /metrics over HTTPS, for tokens the chart's
+    // metrics-reader binding lets in (TokenReview + SubjectAccessReview with the chart's RBAC).
+    assert.equal(
+      await fetch(`http://127.0.0.1:${healthPort}/readyz`).then(async (r) => {
+        await r.body?.cancel();
+        return r.status;
+      }),
+      200,
+    );
+    const scrape = async (token?: string) => {
+      const out = await new Deno.Command("curl", {
+        args: [
+          "-sk",
+          "-o",
+          `${dir}/scrape.txt`,
+          "-w",
+          "%{http_code}",
+          ...(token ? ["-H", `Authorization: Bearer ${token}`] : []),
+          `https://127.0.0.1:${metricsPort}/metrics`,
+        ],
+      }).output();
+      return {
+        status: new TextDecoder().decode(out.stdout),
+        body: await Deno.readTextFile(`${dir}/scrape.txt`),
+      };
+    };
+    assert.equal((await scrape()).status, "401");
+    assert.equal((await scrape(await kube.tokenFor(ns, "someone-else"))).status, "403");
+    const scraped = await scrape(await kube.tokenFor(ns, "prometheus"));
+    assert.equal(scraped.status, "200");
+    assert.match(scraped.body, /^portage_sync_total\{.*name="mirror-app".*\} 1$/m);
 
     // The Lease was taken with the token (create/get/update on its name only).
     const lease =
