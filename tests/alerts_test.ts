@@ -54,6 +54,8 @@ async function exportedSeries(): Promise<Map<string, Set<string>>> {
   metrics.observeRetry("team-a", "mirror", { kind: "registry" });
   metrics.queueDepth.set(1);
   metrics.isLeader.set(1);
+  metrics.watchRateLimits(() => [{ registry: "registry-1.docker.io", remaining: 3 }]);
+  metrics.webhookRequests.inc({ source: "distribution", result: "accepted" });
   const series = new Map<string, Set<string>>();
   for (const line of (await metrics.expose()).split("\n")) {
     const m = line.match(/^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? /);
@@ -153,6 +155,7 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
     "PortagerSyncStale",
     "PortagerValidationFailing",
     "PortagerDown",
+    "PortagerRateLimitExhausted",
     "PortagerRegistryThrottling",
   ]);
   for (const r of rules) assertReadsExportedSeries(r.expr, exported);
@@ -214,6 +217,15 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
       series: scraped("portage_retries_total", { ...ns, name: "healthy", kind: "reconcile" }),
       values: "0+6x600",
     },
+    // Docker Hub's budget runs out at 5m and stays out; another registry keeps some
+    {
+      series: scraped("portager_registry_ratelimit_remaining", { registry: "registry-1.docker.io" }),
+      values: "100 50 10 5 1 0x30",
+    },
+    {
+      series: scraped("portager_registry_ratelimit_remaining", { registry: "ghcr.io" }),
+      values: "500x35",
+    },
     // the operator answers scrapes for 10 minutes, then not
     {
       series: 'up{job="portager-metrics-service",namespace="portager-system",instance="10.0.0.7:8443"}',
@@ -235,6 +247,11 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
     alertname: "PortagerDown",
     severity: "critical",
     namespace: "portager-system",
+  };
+  const exhausted = {
+    alertname: "PortagerRateLimitExhausted",
+    severity: "warning",
+    registry: "registry-1.docker.io",
   };
   const throttled = {
     alertname: "PortagerRegistryThrottling",
@@ -285,6 +302,16 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
           eval_time: "20m",
           alertname: "PortagerDown",
           exp_alerts: [{ exp_labels: down, exp_annotations: annotations("PortagerDown", strip(down)) }],
+        },
+        // out of budget since 5m: pending for 5m
+        { eval_time: "8m", alertname: "PortagerRateLimitExhausted", exp_alerts: [] },
+        {
+          eval_time: "12m",
+          alertname: "PortagerRateLimitExhausted",
+          exp_alerts: [{
+            exp_labels: exhausted,
+            exp_annotations: annotations("PortagerRateLimitExhausted", strip(exhausted), "0"),
+          }],
         },
         {
           eval_time: "40m",
