@@ -16,7 +16,7 @@
 
 import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { type CallOptions, OciError, type Reference, type RegistryClient } from "../oci/mod.ts";
-import { cosignTag, listReferrers } from "../oci/referrers.ts";
+import { cosignTag, listReferrers, type Referrer } from "../oci/referrers.ts";
 import {
   GateError,
   getArtifactManifest,
@@ -104,7 +104,7 @@ function message(e: unknown): string {
 export async function collectSignatures(
   client: RegistryClient,
   subject: Reference,
-  opts: CallOptions = {},
+  opts: CallOptions & { referrers?: () => Promise<Referrer[]> } = {},
 ): Promise<CollectedSignatures> {
   const digest = subject.digest!;
   const out: CollectedSignatures = { candidates: [], problems: [] };
@@ -139,7 +139,11 @@ export async function collectSignatures(
     if (!(e instanceof OciError && e.reason === "NotFound")) out.problems.push(`tag ${tag}: ${message(e)}`);
   }
   try {
-    const listed = await listReferrers(client, subject, opts);
+    const listed = {
+      referrers: opts.referrers
+        ? await opts.referrers()
+        : (await listReferrers(client, subject, opts)).referrers,
+    };
     // go-containerregistry (so cosign) writes the config's media type (the empty one) as the
     // artifactType of fallback-index entries: such entries are read to learn their real type.
     const bundles = listed.referrers.filter((r) =>
@@ -395,7 +399,7 @@ export function verdict(
 export async function verifyWithKey(
   client: RegistryClient,
   subject: Reference,
-  opts: CallOptions & { publicKey: string },
+  opts: CallOptions & { publicKey: string; referrers?: () => Promise<Referrer[]> },
 ): Promise<string> {
   const key = parsePublicKey(opts.publicKey);
   const collected = await collectSignatures(client, subject, opts);

@@ -21,6 +21,7 @@ import { TrustedRoot } from "@sigstore/protobuf-specs";
 import { toSignedEntity, toTrustMaterial, type TrustMaterial, Verifier } from "@sigstore/verify";
 import seeds from "@sigstore/tuf/seeds.json" with { type: "json" };
 import type { CallOptions, Reference, RegistryClient } from "../oci/mod.ts";
+import type { Referrer } from "../oci/referrers.ts";
 import { GateError } from "./artifacts.ts";
 import {
   checkSimpleSigningPayload,
@@ -229,6 +230,8 @@ export interface KeylessOptions extends CallOptions {
   trustedRoot?: unknown;
   /** A `trusted_root.json` file to read when `trustedRoot` is absent (private Sigstore). */
   trustedRootPath?: string;
+  /** The subject's referrers, when the caller lists them anyway (shared with other gates). */
+  referrers?: () => Promise<Referrer[]>;
 }
 
 /** Keyless cosign check of `subject` (pinned by digest); returns what passed. */

@@ -94,11 +94,15 @@ export function formatGateFailure(result: GateResult): string {
 async function cosignGate(
   client: RegistryClient,
   subject: Reference,
-  opts: RunGatesOptions,
+  opts: RunGatesOptions & { referrers: () => Promise<Referrer[]> },
 ): Promise<string> {
   const cfg = opts.config.cosign!;
   if (cfg.publicKey) {
-    return await verifyWithKey(client, subject, { publicKey: cfg.publicKey, signal: opts.signal });
+    return await verifyWithKey(client, subject, {
+      publicKey: cfg.publicKey,
+      referrers: opts.referrers,
+      signal: opts.signal,
+    });
   }
   if (cfg.keylessIssuer) {
     const { verifyKeyless } = await import("./keyless.ts");
@@ -106,6 +110,7 @@ async function cosignGate(
       issuer: cfg.keylessIssuer,
       trustedRoot: opts.trustedRoot,
       trustedRootPath: opts.trustedRootPath,
+      referrers: opts.referrers,
       signal: opts.signal,
     });
   }
@@ -150,7 +155,7 @@ export async function runGates(
     return referrers;
   };
   const steps: [GateName, boolean, () => Promise<string>][] = [
-    ["cosign", !!config.cosign?.enabled, () => cosignGate(client, subject, opts)],
+    ["cosign", !!config.cosign?.enabled, () => cosignGate(client, subject, { ...opts, referrers: listed })],
     [
       "vulnerability",
       !!config.vulnerabilityGate?.enabled,
