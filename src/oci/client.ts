@@ -7,14 +7,20 @@
 import { repositoryScope } from "./auth.ts";
 import { digestLike, pieces, sha256Digest, verifyingStream } from "./blobs.ts";
 import { OciError } from "./errors.ts";
-import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, type ParsedManifest, parseManifest } from "./manifest.ts";
+import {
+  contentDigestProblem,
+  MANIFEST_ACCEPT,
+  MAX_MANIFEST_BYTES,
+  type ParsedManifest,
+  parseManifest,
+} from "./manifest.ts";
 import type { Reference } from "./reference.ts";
 import { nextLinkTarget } from "./tags.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { Transport, type TransportOptions } from "./transport.ts";
 
 /** Options for {@linkcode RegistryClient}. */
-export interface RegistryClientOptions extends TransportOptions {
+export interface RegistryClientOptions extends TransportOptions, ListTagsOptions {
   /**
    * How blobs are uploaded: one streamed PUT ("monolithic", default) or PATCH pieces of
    * `chunkSize` bytes ("chunked", for registries that require it).
@@ -55,6 +61,21 @@ export interface BlobStream {
   /** Size from the descriptor or Content-Length, when known. */
   size?: number;
 }
+
+/** Bounds of a tag listing, per client or per call. */
+export interface ListTagsOptions {
+  /** Most tags a listing may return (default {@linkcode DEFAULT_MAX_TAGS}). */
+  maxTags?: number;
+  /** Most bytes a listing may read over all its pages (default {@linkcode DEFAULT_MAX_TAG_LIST_BYTES}). */
+  maxTagListBytes?: number;
+}
+
+/** Most tags one listing returns (100 000). */
+export const DEFAULT_MAX_TAGS = 100_000;
+/** Most bytes one tag listing reads over all its pages (16 MiB; 100 000 tags take about 3 MiB). */
+export const DEFAULT_MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
+/** Most pages one tag listing follows. */
+export const MAX_TAG_PAGES = 10_000;
 
 /** Result of a cross-repository mount attempt. */
 export type MountResult = { mounted: true } | { mounted: false; location: string };
@@ -122,6 +143,17 @@ export class RegistryClient {
     await res.discard();
     if (res.status === 404) return undefined;
     const digest = res.headers.get("docker-content-digest") ?? ref.digest;
+    const problem = digest ? contentDigestProblem(digest) : undefined;
+    if (problem) {
+      throw new OciError(
+        "Protocol",
+        `registry ${ref.registry}: manifest ${ref}: Docker-Content-Digest ${problem}`,
+        {
+          registry: ref.registry,
+          reference: ref.toString(),
+        },
+      );
+    }
     const mediaType = (res.headers.get("content-type") ?? "").split(";")[0].trim();
     const size = Number(res.headers.get("content-length") ?? "NaN");
     if (!digest || !Number.isFinite(size)) {
@@ -135,7 +167,7 @@ export class RegistryClient {
    * GETs a manifest, keeping its bytes exactly. The content is hashed and checked against the
    * reference's digest (or Docker-Content-Digest); schema 1 is refused.
    */
-  async getManifest(ref: Reference, opts: CallOptions = {}): Promise<FetchedManifest> {
+  async getManifest(ref: Reference, opts: CallOptions & { size?: number } = {}): Promise<FetchedManifest> {
     const res = await this.transport.request(ref.registry, {
       method: "GET",
       path: `/v2/${ref.repository}/manifests/${ref.identifier}`,
@@ -146,18 +178,31 @@ export class RegistryClient {
       signal: opts.signal,
     });
     const context = `registry ${ref.registry}: manifest ${ref}`;
+    const where = { registry: ref.registry, reference: ref.toString() };
+    // A descriptor's size bounds the read: a registry cannot make a small child a large one.
+    const sized = opts.size !== undefined && opts.size <= MAX_MANIFEST_BYTES;
+    const limit = sized ? opts.size! : MAX_MANIFEST_BYTES;
     const tooLarge = () =>
-      new OciError(
-        "ManifestTooLarge",
-        `${context} is larger than ${MAX_MANIFEST_BYTES} bytes`,
-        { registry: ref.registry, reference: ref.toString() },
-      );
+      sized
+        ? new OciError(
+          "DigestMismatch",
+          `${context} is larger than the ${limit} bytes its descriptor declares`,
+          where,
+        )
+        : new OciError("ManifestTooLarge", `${context} is larger than ${MAX_MANIFEST_BYTES} bytes`, where);
     const declared = Number(res.headers.get("content-length") ?? "0");
-    if (declared > MAX_MANIFEST_BYTES) {
+    if (declared > limit) {
       await res.discard();
       throw tooLarge();
     }
-    const bytes = await res.bytes(MAX_MANIFEST_BYTES, tooLarge);
+    const bytes = await res.bytes(limit, tooLarge);
+    if (sized && bytes.byteLength !== limit) {
+      throw new OciError(
+        "DigestMismatch",
+        `${context} is ${bytes.byteLength} bytes, its descriptor declares ${limit}`,
+        where,
+      );
+    }
     // Refuse schema 1 / unknown types first: a signed schema 1 digest is not sha256(bytes).
     let manifest: ParsedManifest | undefined;
     let invalid: unknown;
@@ -216,7 +261,7 @@ export class RegistryClient {
   ): Promise<{ size: number } | undefined> {
     const res = await this.transport.request(repo.registry, {
       method: "HEAD",
-      path: `/v2/${repo.repository}/blobs/${digest}`,
+      path: blobPath(repo, digest),
       scopes: pull(repo),
       accept: [404],
       reference: `${repo.name}@${digest}`,
@@ -240,11 +285,12 @@ export class RegistryClient {
     const reference = `${repo.name}@${digest}`;
     const res = await this.transport.request(repo.registry, {
       method: "GET",
-      path: `/v2/${repo.repository}/blobs/${digest}`,
+      path: blobPath(repo, digest),
       scopes: pull(repo),
       reference,
       action: "pull blob",
       signal: opts.signal,
+      bulk: true,
     });
     const length = res.headers.get("content-length");
     const size = opts.size ?? (length !== null ? Number(length) : undefined);
@@ -273,6 +319,7 @@ export class RegistryClient {
     digest: string,
     opts: CallOptions & { fromRepository: string },
   ): Promise<MountResult> {
+    blobPath(dst, digest);
     const params = new URLSearchParams({ mount: digest, from: opts.fromRepository });
     const res = await this.transport.request(dst.registry, {
       method: "POST",
@@ -333,6 +380,7 @@ export class RegistryClient {
           reference,
           action: "upload blob",
           signal: opts.signal,
+          bulk: true,
         });
         await res.discard();
         return;
@@ -352,6 +400,7 @@ export class RegistryClient {
           reference,
           action: "upload blob chunk",
           signal: opts.signal,
+          bulk: true,
           // The registry may have taken the piece before failing: restart the blob instead.
           idempotent: false,
         });
@@ -406,21 +455,38 @@ export class RegistryClient {
 
   /**
    * Lists a repository's tags, following `Link: <…>; rel="next"` pagination. `pageSize`
-   * sets `n` on the first request.
+   * sets `n` on the first request. A registry cannot make the listing endless or huge: it is
+   * bounded in tags, bytes and pages (TagListTooLarge), and a page that repeats an earlier
+   * URL or only tags already listed is a loop (Protocol). Tags come back once each, in order.
    */
-  async listTags(repo: Reference, opts: CallOptions & { pageSize?: number } = {}): Promise<string[]> {
-    const tags: string[] = [];
+  async listTags(
+    repo: Reference,
+    opts: CallOptions & ListTagsOptions & { pageSize?: number } = {},
+  ): Promise<string[]> {
+    const maxTags = opts.maxTags ?? this.#opts.maxTags ?? DEFAULT_MAX_TAGS;
+    const maxBytes = opts.maxTagListBytes ?? this.#opts.maxTagListBytes ?? DEFAULT_MAX_TAG_LIST_BYTES;
+    const where = { registry: repo.registry, reference: repo.name };
+    const tooLarge = (what: string) =>
+      new OciError(
+        "TagListTooLarge",
+        `registry ${repo.registry}: the tag list of ${repo.name} has ${what}; ` +
+          "list fewer tags (a narrower tag filter does not help: the registry sends them all)",
+        where,
+      );
+    const loops = () =>
+      new OciError(
+        "Protocol",
+        `registry ${repo.registry}: tag list pagination for ${repo.name} loops`,
+        where,
+      );
+    const tags = new Set<string>();
+    let bytesRead = 0;
     let path: string | undefined = `/v2/${repo.repository}/tags/list` +
       (opts.pageSize ? `?n=${opts.pageSize}` : "");
     const seen = new Set<string>();
     while (path) {
-      if (seen.has(path) || seen.size > 10_000) {
-        throw new OciError(
-          "Protocol",
-          `registry ${repo.registry}: tag list pagination for ${repo.name} loops`,
-          { registry: repo.registry, reference: repo.name },
-        );
-      }
+      if (seen.has(path)) throw loops();
+      if (seen.size >= MAX_TAG_PAGES) throw tooLarge(`more than ${MAX_TAG_PAGES} pages`);
       seen.add(path);
       const res = await this.transport.request(repo.registry, {
         method: "GET",
@@ -431,28 +497,45 @@ export class RegistryClient {
         action: "list tags of",
         signal: opts.signal,
       });
-      const text = new TextDecoder().decode(
-        await res.bytes(
-          64 * 1024 * 1024,
-          () => new OciError("Protocol", `registry ${repo.registry}: tag list page too large`),
-        ),
-      );
+      const page = await res.bytes(maxBytes - bytesRead, () => tooLarge(`more than ${maxBytes} bytes`));
+      bytesRead += page.byteLength;
       let body: { tags?: unknown };
       try {
-        body = JSON.parse(text);
+        body = JSON.parse(new TextDecoder().decode(page));
       } catch {
         throw new OciError(
           "Protocol",
           `registry ${repo.registry}: the tag list of ${repo.name} is not JSON`,
-          { registry: repo.registry, reference: repo.name },
+          where,
         );
       }
-      if (Array.isArray(body.tags)) { for (const t of body.tags) tags.push(String(t)); }
+      const before = tags.size;
+      const listed = Array.isArray(body.tags) ? body.tags : [];
+      for (const t of listed) tags.add(String(t));
+      if (tags.size > maxTags) throw tooLarge(`more than ${maxTags} tags`);
       const next = nextLinkTarget(res.headers.get("link"));
-      path = next ? new URL(next, res.url).href : undefined;
+      // An empty page ends the listing; a page of only known tags is a loop with fresh URLs.
+      if (!next || listed.length === 0) break;
+      if (tags.size === before) throw loops();
+      path = new URL(next, res.url).href;
     }
-    return tags;
+    return [...tags];
   }
+}
+
+/**
+ * `/v2/<repository>/blobs/<digest>`, refusing a digest that is not one (it goes into the URL:
+ * `../../` in its place would reach another path with this registry's credentials).
+ */
+function blobPath(repo: Reference, digest: string): string {
+  const problem = contentDigestProblem(digest);
+  if (problem) {
+    throw new OciError("InvalidReference", `invalid blob digest for ${repo.name}: ${problem}`, {
+      registry: repo.registry,
+      reference: repo.name,
+    });
+  }
+  return `/v2/${repo.repository}/blobs/${digest}`;
 }
 
 /** Adds `digest=` to an upload Location, keeping its other query parameters. */

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { withDigest } from "./client.ts";
+import { serve } from "./_test_utils.ts";
+import { sha256Digest } from "./blobs.ts";
+import { RegistryClient, withDigest } from "./client.ts";
+import { OciError } from "./errors.ts";
+import { OCI_INDEX } from "./manifest.ts";
+import { parseReference } from "./reference.ts";
 
 Deno.test("withDigest adds digest= to relative and absolute upload locations", () => {
   const d = "sha256:" + "a".repeat(64);
@@ -11,4 +16,120 @@ Deno.test("withDigest adds digest= to relative and absolute upload locations", (
     withDigest("https://up.example/u/1", d),
     `https://up.example/u/1?digest=sha256%3A${"a".repeat(64)}`,
   );
+});
+
+/** A registry whose tag list is written by `page(url, origin)`; counts the pages it served. */
+function tagRegistry(page: (url: URL, origin: string) => { tags: unknown[]; next?: string; pad?: number }) {
+  let pages = 0;
+  const srv = serve((_req, url, self) => {
+    if (url.pathname === "/v2/") return new Response("{}");
+    pages++;
+    const p = page(url, self.origin);
+    const body = JSON.stringify({ name: "a", tags: p.tags }) + " ".repeat(p.pad ?? 0);
+    return new Response(body, { headers: p.next ? { link: `<${p.next}>; rel="next"` } : {} });
+  });
+  return { srv, pages: () => pages, repo: parseReference(`${srv.host}/a`, { defaultTag: false }) };
+}
+
+Deno.test("listTags: pages followed, duplicates dropped, an empty page ends the listing", async () => {
+  const t = tagRegistry((url) => {
+    const n = Number(url.searchParams.get("p") ?? "0");
+    if (n === 0) return { tags: ["1", "2"], next: "/v2/a/tags/list?p=1" };
+    if (n === 1) return { tags: ["2", "3"], next: "/v2/a/tags/list?p=2" };
+    return { tags: [], next: "/v2/a/tags/list?p=3" };
+  });
+  try {
+    assert.deepEqual(await new RegistryClient().listTags(t.repo), ["1", "2", "3"]);
+    assert.equal(t.pages(), 3);
+  } finally {
+    await t.srv.stop();
+  }
+});
+
+Deno.test("listTags: a page loop with ever new URLs but no new tags is detected", async () => {
+  const t = tagRegistry((url) => ({
+    tags: ["same"],
+    next: `/v2/a/tags/list?p=${Number(url.searchParams.get("p") ?? 0) + 1}`,
+  }));
+  try {
+    const err = await new RegistryClient().listTags(t.repo).catch((e) => e);
+    assert(err instanceof OciError && err.reason === "Protocol", String(err));
+    assert.match(err.message, /pagination for .* loops/);
+    assert.equal(t.pages(), 2);
+  } finally {
+    await t.srv.stop();
+  }
+});
+
+Deno.test("listTags: bounded in total tags and total bytes over all pages", async () => {
+  const endless = tagRegistry((url) => {
+    const n = Number(url.searchParams.get("p") ?? 0);
+    return { tags: [`t${n}a`, `t${n}b`], next: `/v2/a/tags/list?p=${n + 1}`, pad: 1000 };
+  });
+  try {
+    const byTags = await new RegistryClient({ maxTags: 50 }).listTags(endless.repo).catch((e) => e);
+    assert(byTags instanceof OciError && byTags.reason === "TagListTooLarge", String(byTags));
+    assert.match(byTags.message, /more than 50 tags/);
+    assert.equal(endless.pages(), 26);
+    const byBytes = await new RegistryClient().listTags(endless.repo, { maxTagListBytes: 10_000 }).catch((
+      e,
+    ) => e);
+    assert.equal(byBytes.reason, "TagListTooLarge");
+    assert.match(byBytes.message, /more than 10000 bytes/);
+  } finally {
+    await endless.srv.stop();
+  }
+  const huge = tagRegistry(() => ({ tags: ["x"], pad: 200_000 }));
+  try {
+    const err = await new RegistryClient({ maxTagListBytes: 100_000 }).listTags(huge.repo).catch((e) => e);
+    assert.equal(err.reason, "TagListTooLarge");
+  } finally {
+    await huge.srv.stop();
+  }
+});
+
+Deno.test("blob operations refuse a digest that is not one before any request", async () => {
+  const seen: string[] = [];
+  const srv = serve((_req, url) => {
+    seen.push(url.pathname);
+    return new Response("{}");
+  });
+  try {
+    const client = new RegistryClient();
+    const repo = parseReference(`${srv.host}/a`, { defaultTag: false });
+    for (
+      const digest of ["../../../../v2/victim/manifests/prod", "sha256:abc", `sha256:${"a".repeat(64)}/../x`]
+    ) {
+      await assert.rejects(
+        client.headBlob(repo, digest),
+        (e) => e instanceof OciError && e.reason === "InvalidReference",
+      );
+      await assert.rejects(client.getBlob(repo, digest), /invalid blob digest/);
+      await assert.rejects(client.mountBlob(repo, digest, { fromRepository: "b" }), /invalid blob digest/);
+    }
+    assert(!seen.some((p) => p.includes("victim")), seen.join());
+  } finally {
+    await srv.stop();
+  }
+});
+
+Deno.test("getManifest with a descriptor size reads no more than that size", async () => {
+  const big = new TextEncoder().encode(
+    JSON.stringify({ schemaVersion: 2, manifests: [], pad: "x".repeat(100_000) }),
+  );
+  const srv = serve((_req, url) =>
+    url.pathname === "/v2/"
+      ? new Response("{}")
+      : new Response(big, { headers: { "content-type": OCI_INDEX } })
+  );
+  try {
+    const ref = parseReference(`${srv.host}/a@${sha256Digest(big)}`);
+    const err = await new RegistryClient().getManifest(ref, { size: 100 }).catch((e) => e);
+    assert(err instanceof OciError && err.reason === "DigestMismatch", String(err));
+    assert.match(err.message, /larger than the 100 bytes its descriptor declares/);
+    const got = await new RegistryClient().getManifest(ref, { size: big.byteLength });
+    assert.equal(got.size, big.byteLength);
+  } finally {
+    await srv.stop();
+  }
 });

@@ -22,6 +22,17 @@ import { sleep } from "./sleep.ts";
 export const DEFAULT_CONCURRENCY = 4;
 /** How deep indexes may nest inside an index. */
 export const MAX_INDEX_DEPTH = 8;
+/**
+ * Manifests one copy may read (the tagged one and every child, 1000): real multi-arch images
+ * with attestations have a few dozen.
+ */
+export const DEFAULT_MAX_MANIFESTS = 1000;
+/**
+ * Manifest bytes one copy may hold in memory (16 MiB, by the sizes their descriptors declare):
+ * real image trees take kilobytes; a crafted index of large children must not take the
+ * operator's memory (the chart's limit is 128 MiB).
+ */
+export const DEFAULT_MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 /** A progress report: bytes moved so far for one copy. */
 export interface CopyProgress {
@@ -41,6 +52,10 @@ export interface CopierOptions {
   concurrency?: number;
   /** How blob transfers are restarted after a retryable failure (default: the destination client's policy). */
   retry?: RetryPolicy;
+  /** Manifests one copy may read, the tagged one included (default {@linkcode DEFAULT_MAX_MANIFESTS}). */
+  maxManifests?: number;
+  /** Manifest bytes one copy may hold (default {@linkcode DEFAULT_MAX_MANIFEST_BYTES}). */
+  maxManifestBytes?: number;
   /** Copy only these platforms of an index ("linux/amd64", "linux/arm64/v8"); see the module doc. */
   platforms?: string[];
   /** Called as blob bytes move. */
@@ -325,6 +340,7 @@ export class Copier {
       await this.#source.getManifest(src.withDigest(target.digest), { signal: scope.signal });
     const tree: Tree = { root, pushBytes: target.pushBytes ?? root.bytes, levels: [], blobs: new Map() };
     for (const b of root.manifest.blobs) tree.blobs.set(b.digest, b);
+    const budget = { manifests: 1, bytes: root.size + (target.pushBytes?.byteLength ?? 0) };
     let children = target.children ?? root.manifest.manifests;
     for (let depth = 0; children.length > 0; depth++) {
       if (depth > MAX_INDEX_DEPTH) {
@@ -338,10 +354,11 @@ export class Copier {
         );
       }
       const unique = [...new Map(children.map((c) => [c.digest, c])).values()];
+      this.#spend(src, budget, unique);
       const fetched = await settleAll(
         unique.map((c) =>
           this.#limiter.run(() =>
-            this.#source.getManifest(src.withDigest(c.digest), { signal: scope.signal })
+            this.#source.getManifest(src.withDigest(c.digest), { signal: scope.signal, size: c.size })
           )
         ),
         scope.inner,
@@ -354,6 +371,28 @@ export class Copier {
       }
     }
     return tree;
+  }
+
+  /**
+   * Counts a level of children against the copy's caps before any is read (by declared size;
+   * the read is bounded by it), failing the copy with ManifestTreeTooLarge when over.
+   */
+  #spend(src: Reference, budget: { manifests: number; bytes: number }, children: Descriptor[]): void {
+    const maxManifests = this.#opts.maxManifests ?? DEFAULT_MAX_MANIFESTS;
+    const maxBytes = this.#opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
+    budget.manifests += children.length;
+    budget.bytes += children.reduce((n, c) => n + c.size, 0);
+    const over = budget.manifests > maxManifests
+      ? `more than ${maxManifests} manifests (the maxManifests limit)`
+      : budget.bytes > maxBytes
+      ? `${budget.bytes} bytes of manifests, more than the ${maxBytes} allowed (the maxManifestBytes limit)`
+      : undefined;
+    if (over) {
+      throw new OciError("ManifestTreeTooLarge", `source ${src}: the image's manifest tree has ${over}`, {
+        registry: src.registry,
+        reference: src.toString(),
+      });
+    }
   }
 
   /** Step 4: decides what to do with every blob, reading only. */

@@ -238,3 +238,31 @@ Deno.test("copy: a destination pinned to another digest is refused before anythi
   );
   assert.deepEqual(to.ops, []);
 });
+
+Deno.test("copy: a manifest tree over the count or byte cap fails before any child is read", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  const children = Object.fromEntries(["amd64", "arm64", "s390x"].map((a) => [a, from.image([a])]));
+  const index = from.multiArch(children, "1");
+  const indexSize = from.manifests.get(index.digest)!.bytes.byteLength;
+  const childBytes = Object.values(children).reduce((n, c) => n + c.size, 0);
+  for (
+    const [opts, message] of [
+      [{ maxManifests: 3 }, /more than 3 manifests \(the maxManifests limit\)/],
+      [{ maxManifestBytes: indexSize + childBytes - 1 }, /bytes of manifests, more than the \d+ allowed/],
+    ] as const
+  ) {
+    from.ops.length = 0;
+    const copier = new Copier({ source: from.client, destination: to.client }, opts);
+    const err = await copier.copy(src("1"), dst("1"), { dryRun: true }).catch((e) => e);
+    assert(err instanceof OciError, String(err));
+    assert.equal(err.reason, "ManifestTreeTooLarge");
+    assert.match(err.message, message);
+    assert.deepEqual(from.ops.filter((o) => o.startsWith("getManifest")), [`getManifest ${index.digest}`]);
+  }
+  const fits = new Copier({ source: from.client, destination: to.client }, {
+    maxManifests: 4,
+    maxManifestBytes: indexSize + childBytes,
+  });
+  assert.equal((await fits.copy(src("1"), dst("1"), { dryRun: true })).blobsCopied, 6);
+});

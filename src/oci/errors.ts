@@ -23,7 +23,10 @@ export type OciErrorReason =
   | "ServerError"
   | "TooManyRedirects"
   | "Protocol"
-  | "Aborted";
+  | "Aborted"
+  | "ForeignChallenge"
+  | "ManifestTreeTooLarge"
+  | "TagListTooLarge";
 
 /** Options for {@linkcode OciError}. */
 export interface OciErrorOptions {
@@ -52,9 +55,13 @@ export class OciError extends Error {
   /** Whether retrying the operation may help. */
   readonly retryable: boolean;
 
-  /** Creates an error with a reason and a message a user can act on. */
+  /**
+   * Creates an error with a reason and a message a user can act on. Query strings and user
+   * info of URLs in the message (and in the cause's) are removed: a token request's
+   * `account=` or a pre-signed storage URL never reaches status, Events or logs.
+   */
   constructor(reason: OciErrorReason, message: string, opts: OciErrorOptions = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    super(redactUrls(message), opts.cause === undefined ? undefined : { cause: redactedCause(opts.cause) });
     this.name = "OciError";
     this.reason = reason;
     this.registry = opts.registry;
@@ -62,6 +69,35 @@ export class OciError extends Error {
     this.status = opts.status;
     this.retryable = opts.retryable ?? false;
   }
+}
+
+/** The messages of an error and its causes, joined (Deno's fetch hides the reason in `cause`). */
+export function describeCause(e: unknown): string {
+  const parts: string[] = [];
+  let cur: unknown = e;
+  for (let i = 0; i < 4 && cur; i++) {
+    const msg = cur instanceof Error ? cur.message : String(cur);
+    if (msg && !parts.includes(msg)) parts.push(msg);
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return parts.join(": ");
+}
+
+const URL_QUERY = /\b([a-z][a-z0-9+.-]*:\/\/)(?:[^\s/?#@"'<>()]*@)?([^\s?#"'<>()]*)(?:\?[^\s#"'<>()]*[^\s#"'<>():,.;])?/gi;
+
+/**
+ * Removes the query string and any `user:password@` from every URL in a text, keeping scheme,
+ * host and path: `https://auth/token?account=alice` → `https://auth/token`.
+ */
+export function redactUrls(text: string): string {
+  return text.replace(URL_QUERY, "$1$2");
+}
+
+/** The cause itself, or a plain Error with redacted messages when its messages carry URL secrets. */
+function redactedCause(cause: unknown): unknown {
+  const text = describeCause(cause);
+  const clean = redactUrls(text);
+  return clean === text ? cause : new Error(clean);
 }
 
 /** Registry API error codes (distribution spec) mapped to our reasons. */
@@ -146,6 +182,9 @@ const REASON_WORDS: Record<OciErrorReason, string> = {
   TooManyRedirects: "too many redirects",
   Protocol: "unexpected response",
   Aborted: "aborted",
+  ForeignChallenge: "credentials asked for by another host",
+  ManifestTreeTooLarge: "image too large",
+  TagListTooLarge: "tag list too large",
 };
 
 /** Builds an {@linkcode OciError} from a failed response's status and (already read) body text. */
@@ -169,5 +208,25 @@ export function errorFromResponse(
       status,
       retryable: reason === "ServerError" || reason === "RateLimited",
     },
+  );
+}
+
+/**
+ * The error for a 401 from a host other than the registry's (a redirect target, an absolute
+ * upload Location, a Link): credentials are bound to the registry's origin, so such a
+ * challenge is never answered (containerd keys challenges by the responding host too).
+ */
+export function foreignChallenge(
+  state: { registry: string; base: URL },
+  from: URL,
+  spec: { action: string; reference?: string },
+): OciError {
+  const what = spec.reference ? `${spec.action} ${spec.reference}` : spec.action;
+  return new OciError(
+    "ForeignChallenge",
+    `registry ${state.registry}: ${from.host} asked for credentials (HTTP 401) while trying to ${what}, ` +
+      `but it is not the registry (${state.base.host}); credentials are only sent to the registry ` +
+      "and to the token realm the registry itself names",
+    { registry: state.registry, reference: spec.reference, status: 401 },
   );
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { errorFromResponse, parseRegistryErrors, reasonForStatus } from "./errors.ts";
+import { errorFromResponse, OciError, parseRegistryErrors, reasonForStatus, redactUrls } from "./errors.ts";
 
 Deno.test("reasonForStatus maps statuses and registry error codes to stable reasons", () => {
   assert.equal(reasonForStatus(401), "Unauthorized");
@@ -32,4 +32,27 @@ Deno.test("errorFromResponse names the registry and reference and quotes the reg
   assert.equal(errorFromResponse(502, "<html>", { registry: "r", action: "x" }).retryable, true);
   assert.deepEqual(parseRegistryErrors("not json"), []);
   assert.deepEqual(parseRegistryErrors('{"errors":[{"code":"X"}]}'), [{ code: "X", message: "" }]);
+});
+
+Deno.test("redactUrls drops query strings and user info, keeping scheme, host and path", () => {
+  assert.equal(
+    redactUrls("error sending request for url (https://auth.example/token?account=alice&scope=x): refused"),
+    "error sending request for url (https://auth.example/token): refused",
+  );
+  assert.equal(
+    redactUrls("see http://bob:pw@reg.example:5000/v2/?x=1 now"),
+    "see http://reg.example:5000/v2/ now",
+  );
+  assert.equal(redactUrls("no url here ?a=b"), "no url here ?a=b");
+});
+
+Deno.test("OciError never carries a URL query in its message or its cause", () => {
+  const cause = new TypeError("fetch failed", {
+    cause: new Error("error sending request for url (http://127.0.0.1:1/token?account=alice)"),
+  });
+  const e = new OciError("Network", "cannot reach https://auth.example/token?account=alice: x", { cause });
+  assert.equal(e.message, "cannot reach https://auth.example/token: x");
+  assert(!String((e.cause as Error).message).includes("alice"));
+  const plain = new Error("nothing secret");
+  assert.equal(new OciError("Network", "m", { cause: plain }).cause, plain, "a clean cause is kept as is");
 });

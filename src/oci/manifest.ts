@@ -6,6 +6,7 @@
  */
 
 import { OciError } from "./errors.ts";
+import { digestProblem } from "./reference.ts";
 
 /** OCI image manifest. */
 export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
@@ -95,6 +96,14 @@ function asDescriptor(v: unknown, where: string, context: string): Descriptor {
       `${context}: ${where} lacks a digest or size`,
     );
   }
+  const problem = contentDigestProblem(o.digest);
+  if (problem) {
+    // The digest goes into URLs (`/blobs/<digest>`): a path in its place must never get that far.
+    throw new OciError("ManifestInvalid", `${context}: ${where} has an invalid digest: ${problem}`);
+  }
+  if (!Number.isSafeInteger(o.size) || o.size < 0) {
+    throw new OciError("ManifestInvalid", `${context}: ${where} has an invalid size ${o.size}`);
+  }
   const d: Descriptor = {
     mediaType: typeof o.mediaType === "string" ? o.mediaType : "",
     digest: o.digest,
@@ -113,6 +122,20 @@ function asDescriptor(v: unknown, where: string, context: string): Descriptor {
     d.annotations = o.annotations as Record<string, string>;
   }
   return d;
+}
+
+/**
+ * Why a digest from a manifest cannot be used, or undefined when it can: it must be sha256
+ * (64 hex) or sha512 (128 hex) — the algorithms we can verify — with nothing else in it.
+ */
+export function contentDigestProblem(digest: string): string | undefined {
+  const problem = digestProblem(digest);
+  if (problem) return problem;
+  const algorithm = digest.slice(0, digest.indexOf(":"));
+  if (algorithm !== "sha256" && algorithm !== "sha512") {
+    return `"${digest}" uses the algorithm "${algorithm}"; only sha256 and sha512 are supported`;
+  }
+  return undefined;
 }
 
 /** Options for {@linkcode parseManifest}. */

@@ -136,3 +136,41 @@ Deno.test("platform filter selects children and writes a smaller index keeping o
   assert.deepEqual(parsePlatform("linux/arm/v7"), { os: "linux", architecture: "arm", variant: "v7" });
   assert.equal(ociThrows(() => parsePlatform("linux")).reason, "InvalidReference");
 });
+
+Deno.test("parseManifest validates every digest and size before anything uses them in a URL", () => {
+  const image = (layer: Record<string, unknown>) =>
+    enc({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: d(1), size: 2 },
+      layers: [layer],
+    });
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ digest: "../../../../v2/victim/manifests/prod", size: 1 }, /layers\[0\] has an invalid digest/],
+    [{ digest: "sha256:abc", size: 1 }, /64 lowercase hex/],
+    [{ digest: `sha256:${"A".repeat(64)}`, size: 1 }, /64 lowercase hex/],
+    [{ digest: `sha512:${"a".repeat(64)}`, size: 1 }, /128 lowercase hex/],
+    [{ digest: `md5:${"a".repeat(32)}`, size: 1 }, /only sha256 and sha512/],
+    [{ digest: `sha256:${"a".repeat(64)}?x=1`, size: 1 }, /invalid digest/],
+    [{ digest: d(2), size: -1 }, /invalid size/],
+    [{ digest: d(2), size: 1.5 }, /invalid size/],
+  ];
+  for (const [layer, message] of bad) {
+    assert.throws(
+      () =>
+        parseManifest(image({ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }), {
+          context: "m",
+        }),
+      (e) => e instanceof OciError && e.reason === "ManifestInvalid" && message.test(e.message),
+      JSON.stringify(layer),
+    );
+  }
+  const index = enc({
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: [{ digest: "sha256:../x", size: 1 }],
+  });
+  assert.throws(() => parseManifest(index, { context: "m" }), /manifests\[0\] has an invalid digest/);
+  const ok = parseManifest(image({ digest: `sha512:${"b".repeat(128)}`, size: 3 }), { context: "m" });
+  assert.equal(ok.blobs.length, 2);
+});

@@ -41,8 +41,10 @@ export {
   type CopyProgress,
   type CopyResult,
   DEFAULT_CONCURRENCY,
+  DEFAULT_MAX_MANIFEST_BYTES,
+  DEFAULT_MAX_MANIFESTS,
 } from "./copy.ts";
-export { OciError, type OciErrorOptions, type OciErrorReason } from "./errors.ts";
+export { OciError, type OciErrorOptions, type OciErrorReason, redactUrls } from "./errors.ts";
 export {
   type Descriptor,
   DOCKER_MANIFEST,
@@ -78,6 +80,24 @@ export {
   type RetryPolicyOptions,
   type RetryReason,
 } from "./retry.ts";
-export { DEFAULT_TIMEOUT_MS } from "./send.ts";
+export {
+  DEFAULT_MIN_BYTES_PER_SECOND,
+  DEFAULT_RATE_WINDOW_MS,
+  DEFAULT_REQUEST_DEADLINE_MS,
+  DEFAULT_TIMEOUT_MS,
+  type HttpSenderOptions,
+} from "./send.ts";
 export { sleep } from "./sleep.ts";
+export {
+  countsAgainstLimit,
+  DEFAULT_RATE_LIMIT_MAX_WAIT_MS,
+  DEFAULT_RATE_LIMIT_RESERVE,
+  parseRateLimitHeaders,
+  RateLimitBudgets,
+  type RateLimitBudgetsOptions,
+  type RateLimitInfo,
+  RateLimitSender,
+  type RateLimitSenderOptions,
+  registryBudgets,
+} from "./rate_limit.ts";
 export { type TransportOptions } from "./transport.ts";

@@ -6,7 +6,7 @@
  */
 
 import { type Challenge, chooseChallenge, parseChallenges } from "./auth.ts";
-import { errorFromResponse, OciError } from "./errors.ts";
+import { errorFromResponse, foreignChallenge, OciError } from "./errors.ts";
 import { allowsPlainHttp, registryApiHost } from "./reference.ts";
 import type { RegistryResponse } from "./response.ts";
 import { type Sender, SendFailure, sendFailureError } from "./send.ts";
@@ -68,6 +68,12 @@ export async function ping(registry: string, opts: PingOptions): Promise<PingRes
       if (e instanceof SendFailure && e.kind === "Tls") tls = { failure: e, url };
       if (e instanceof SendFailure && e.kind === "Aborted") break;
       continue;
+    }
+    if (res.status === 401 && new URL(res.url).origin !== base.origin) {
+      await res.discard();
+      throw foreignChallenge({ registry, base }, new URL(res.url), {
+        action: `reach the registry API at ${url.href}`,
+      });
     }
     if (res.status === 401) {
       const challenge = chooseChallenge(parseChallenges(res.headers.get("www-authenticate") ?? ""));

@@ -7,11 +7,24 @@
  * @module
  */
 
-import { OciError, type OciErrorReason } from "./errors.ts";
+import { describeCause, OciError, type OciErrorReason } from "./errors.ts";
 import { RegistryResponse } from "./response.ts";
 
 /** Idle timeout per request: no response headers or no body bytes for this long (60 s). */
 export const DEFAULT_TIMEOUT_MS = 60_000;
+/**
+ * Total time a request that is not a blob transfer may take, answer and body included (2 min):
+ * manifests, tokens, tag list pages, pings and error bodies are small, so a registry sending
+ * one a byte at a time is cut off instead of holding a sync worker for ever.
+ */
+export const DEFAULT_REQUEST_DEADLINE_MS = 120_000;
+/**
+ * Slowest blob transfer we wait for (1 KiB/s), measured over the time spent waiting on the
+ * other side (not on our own back-pressure) in windows of {@linkcode DEFAULT_RATE_WINDOW_MS}.
+ */
+export const DEFAULT_MIN_BYTES_PER_SECOND = 1024;
+/** The window the minimum transfer rate is measured over (30 s). */
+export const DEFAULT_RATE_WINDOW_MS = 30_000;
 /** Redirects followed per request. */
 export const MAX_REDIRECTS = 10;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -34,6 +47,11 @@ export interface SendRequest {
   signal?: AbortSignal;
   /** Idle timeout for this exchange, overriding the sender's. */
   timeoutMs?: number;
+  /**
+   * A blob transfer: bounded by the minimum transfer rate instead of the total request
+   * deadline, since a large blob legitimately takes long.
+   */
+  bulk?: boolean;
   /** Whether the exchange may be repeated (default: unless the body is a stream). */
   idempotent?: boolean;
 }
@@ -60,18 +78,6 @@ export class SendFailure extends Error {
   }
 }
 
-/** The messages of an error and its causes, joined (Deno's fetch hides the reason in `cause`). */
-export function describeCause(e: unknown): string {
-  const parts: string[] = [];
-  let cur: unknown = e;
-  for (let i = 0; i < 4 && cur; i++) {
-    const msg = cur instanceof Error ? cur.message : String(cur);
-    if (msg && !parts.includes(msg)) parts.push(msg);
-    cur = cur instanceof Error ? cur.cause : undefined;
-  }
-  return parts.join(": ");
-}
-
 /** What a failed exchange was for, to say so in the error. */
 export interface FailureContext {
   /** Registry host as in references. */
@@ -84,10 +90,31 @@ export interface FailureContext {
   timeoutMs: number;
 }
 
+/** A limit of ours that ended an exchange: its message says which one. */
+export class LimitExceeded extends Error {
+  /** Describes the limit, e.g. "the 120000 ms request deadline passed". */
+  constructor(message: string) {
+    super(message);
+    this.name = "LimitExceeded";
+  }
+}
+
+/** Whether an abort reason is a deadline (`AbortSignal.timeout`, or a TimeoutError given by a caller). */
+export function isDeadline(reason: unknown): boolean {
+  return reason instanceof DOMException && reason.name === "TimeoutError";
+}
+
 /** Turns a failure of an exchange into an {@linkcode OciError} naming what was being done. */
 export function sendFailureError(e: unknown, ctx: FailureContext): OciError {
   const { registry, reference } = ctx;
   const what = reference ? `${ctx.action} ${reference}` : ctx.action;
+  if (e instanceof SendFailure && e.kind === "Aborted" && isDeadline(e.error)) {
+    return new OciError("Timeout", `registry ${registry}: cannot ${what}: the deadline passed`, {
+      registry,
+      reference,
+      cause: e.error,
+    });
+  }
   if (e instanceof SendFailure) {
     const reasons: Record<SendFailure["kind"], OciErrorReason> = {
       Network: "Network",
@@ -96,7 +123,7 @@ export function sendFailureError(e: unknown, ctx: FailureContext): OciError {
       Aborted: "Aborted",
     };
     const detail = e.kind === "Timeout"
-      ? `no response for ${ctx.timeoutMs} ms`
+      ? (e.error instanceof LimitExceeded ? e.error.message : `no response for ${ctx.timeoutMs} ms`)
       : e.kind === "Tls"
       ? `TLS verification failed (${describeCause(e.error)}); give the registry's CA with caCerts`
       : e.kind === "Aborted"
@@ -124,6 +151,12 @@ export interface HttpSenderOptions {
   timeoutMs?: number;
   /** User-Agent header, unless the request sets one. */
   userAgent?: string;
+  /** Total time of a request that is not a blob transfer (default {@linkcode DEFAULT_REQUEST_DEADLINE_MS}). */
+  requestDeadlineMs?: number;
+  /** Slowest blob transfer accepted (default {@linkcode DEFAULT_MIN_BYTES_PER_SECOND}); 0 turns the check off. */
+  minBytesPerSecond?: number;
+  /** Window of the transfer-rate check (default {@linkcode DEFAULT_RATE_WINDOW_MS}). */
+  rateWindowMs?: number;
 }
 
 /** Sends one exchange with fetch: manual redirects, idle timeouts, custom CAs. */
@@ -155,7 +188,12 @@ export class HttpSender implements Sender {
    * (never to a redirect target on another host). Guarded by an idle timeout.
    */
   async send(req: SendRequest): Promise<RegistryResponse> {
-    const dog = new Watchdog(req.timeoutMs ?? this.timeoutMs);
+    const dog = new Watchdog({
+      idleMs: req.timeoutMs ?? this.timeoutMs,
+      deadlineMs: req.bulk ? undefined : this.#opts.requestDeadlineMs ?? DEFAULT_REQUEST_DEADLINE_MS,
+      minBytesPerSecond: req.bulk ? this.#opts.minBytesPerSecond ?? DEFAULT_MIN_BYTES_PER_SECOND : 0,
+      rateWindowMs: this.#opts.rateWindowMs ?? DEFAULT_RATE_WINDOW_MS,
+    });
     const signal = req.signal ? AbortSignal.any([req.signal, dog.controller.signal]) : dog.controller.signal;
     let method = req.method;
     let body = req.body;
@@ -181,14 +219,16 @@ export class HttpSender implements Sender {
         if (this.#client) init.client = this.#client;
         res = await fetch(current, init);
       } catch (e) {
-        dog.disarm();
+        dog.finish();
         throw classify(e, { signal: req.signal, dog, upload });
       }
       dog.disarm();
+      dog.uploaded();
       const location = res.headers.get("location");
       if (REDIRECT_STATUSES.has(res.status) && location) {
         await res.body?.cancel().catch(() => {});
         if (body instanceof ReadableStream && res.status !== 303) {
+          dog.finish();
           throw new OciError(
             "Protocol",
             `registry redirected a streamed ${method} ${current.pathname} to ${
@@ -203,9 +243,11 @@ export class HttpSender implements Sender {
         }
         continue;
       }
-      const wrapped = res.body ? guardedBody(res.body, dog, current) : null;
+      if (!res.body) dog.finish();
+      const wrapped = res.body ? guardedBody(res.body, dog, current, req.signal) : null;
       return new RegistryResponse(res.status, res.headers, current.href, wrapped);
     }
+    dog.finish();
     throw new OciError(
       "TooManyRedirects",
       `more than ${MAX_REDIRECTS} redirects starting at ${req.url.origin}${req.url.pathname}`,
@@ -219,7 +261,7 @@ function classify(
   ctx: { signal?: AbortSignal; dog: Watchdog; upload: { error?: unknown } },
 ): Error {
   if (ctx.signal?.aborted) return new SendFailure("Aborted", ctx.signal.reason);
-  if (ctx.dog.timedOut) return new SendFailure("Timeout", e);
+  if (ctx.dog.expired) return new SendFailure("Timeout", ctx.dog.expired);
   // The body stream failed (digest mismatch, source broke): that is the real error.
   if (ctx.upload.error instanceof OciError) return ctx.upload.error;
   if (ctx.upload.error !== undefined) return new SendFailure("Network", ctx.upload.error);
@@ -230,29 +272,109 @@ function classify(
   return new SendFailure("Network", e);
 }
 
-/** Arms a timer while a request or a body read is pending, aborting its signal on expiry. */
+/** The limits of one exchange. */
+interface Limits {
+  /** No progress for this long fails the exchange. */
+  idleMs: number;
+  /** The whole exchange, body included, must end within this (unset for blob transfers). */
+  deadlineMs?: number;
+  /** Slowest accepted transfer while waiting on the other side (0 = unchecked). */
+  minBytesPerSecond: number;
+  /** Window of the rate check. */
+  rateWindowMs: number;
+}
+
+/**
+ * Watches one exchange: an idle timer armed while we wait on the other side, a total deadline
+ * for small requests, and a minimum rate for blob bodies. Any of them aborts its signal.
+ */
 class Watchdog {
   readonly controller = new AbortController();
-  timedOut = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  readonly #ms: number;
+  /** The limit that ended the exchange, once one did. */
+  expired?: LimitExceeded;
+  #idle: ReturnType<typeof setTimeout> | undefined;
+  #deadline: ReturnType<typeof setTimeout> | undefined;
+  readonly #limits: Limits;
+  #waitedMs = 0;
+  #bytes = 0;
+  #uploadSince?: number;
 
-  constructor(ms: number) {
-    this.#ms = ms;
+  constructor(limits: Limits) {
+    this.#limits = limits;
+    if (limits.deadlineMs !== undefined && limits.deadlineMs > 0) {
+      this.#deadline = setTimeout(
+        () => this.#expire(`the ${limits.deadlineMs} ms request deadline passed`),
+        limits.deadlineMs,
+      );
+    }
+  }
+
+  #expire(message: string): void {
+    if (this.expired) return;
+    this.expired = new LimitExceeded(message);
+    this.disarm();
+    this.controller.abort(new DOMException(message, "TimeoutError"));
   }
 
   arm(): void {
     this.disarm();
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.timedOut = true;
-      this.controller.abort(new DOMException("idle timeout", "TimeoutError"));
-    }, this.#ms);
+    this.#idle = setTimeout(() => {
+      this.#idle = undefined;
+      this.#expire(`no data for ${this.#limits.idleMs} ms (idle timeout)`);
+    }, this.#limits.idleMs);
   }
 
   disarm(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#idle !== undefined) clearTimeout(this.#idle);
+    this.#idle = undefined;
+  }
+
+  /** The exchange is over (body read, cancelled or failed): no more limits. */
+  finish(): void {
+    this.disarm();
+    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
+    this.#deadline = undefined;
+  }
+
+  /**
+   * Counts `bytes` that took `waitedMs` of waiting on the other side; fails the exchange when
+   * a full window of waiting moved fewer bytes than the minimum rate asks.
+   */
+  progress(bytes: number, waitedMs: number): void {
+    const min = this.#limits.minBytesPerSecond;
+    if (min <= 0) return;
+    this.#bytes += bytes;
+    this.#waitedMs += waitedMs;
+    if (this.#waitedMs < this.#limits.rateWindowMs) return;
+    const rate = this.#bytes * 1000 / this.#waitedMs;
+    if (rate < min) {
+      this.#expire(
+        `the transfer ran at ${Math.round(rate)} bytes/s over ${Math.round(this.#waitedMs / 1000)} s, ` +
+          `below the minimum of ${min} bytes/s`,
+      );
+      return;
+    }
+    this.#bytes = 0;
+    this.#waitedMs = 0;
+  }
+
+  /** An upload chunk was handed to fetch; the time until fetch asks again is the server's. */
+  handedOver(): void {
+    this.#uploadSince = performance.now();
+  }
+
+  /** fetch asks for the next upload chunk: the server took what we handed over. */
+  uploadPulled(bytes: number): void {
+    if (this.#uploadSince === undefined) return;
+    this.progress(bytes, performance.now() - this.#uploadSince);
+    this.#uploadSince = undefined;
+  }
+
+  /** The upload body is done (answer headers arrived): the rate check is for the download now. */
+  uploaded(): void {
+    this.#uploadSince = undefined;
+    this.#bytes = 0;
+    this.#waitedMs = 0;
   }
 }
 
@@ -266,13 +388,23 @@ function watchedUpload(
   failure: { error?: unknown },
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
+  let last = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
+      dog.uploadPulled(last);
+      if (dog.expired) {
+        controller.error(dog.expired);
+        return;
+      }
       try {
         const { done, value } = await reader.read();
         dog.arm();
         if (done) controller.close();
-        else controller.enqueue(value);
+        else {
+          last = value.byteLength;
+          controller.enqueue(value);
+          dog.handedOver();
+        }
       } catch (e) {
         failure.error = e;
         controller.error(e);
@@ -284,37 +416,58 @@ function watchedUpload(
   }, { highWaterMark: 0 });
 }
 
-/** Wraps a response body so a read that stalls longer than the idle timeout fails. */
+/**
+ * Wraps a response body so that a read stalling past the idle timeout, a body outliving the
+ * request deadline or a blob arriving slower than the minimum rate fails with a Timeout
+ * {@linkcode OciError}; a caller's deadline signal fails it the same way.
+ */
 function guardedBody(
   body: ReadableStream<Uint8Array>,
   dog: Watchdog,
   url: URL,
+  signal?: AbortSignal,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       dog.arm();
+      const started = performance.now();
       try {
         const { done, value } = await reader.read();
         dog.disarm();
-        if (done) controller.close();
-        else controller.enqueue(value);
+        if (done) {
+          dog.finish();
+          controller.close();
+          return;
+        }
+        dog.progress(value.byteLength, performance.now() - started);
+        if (dog.expired) throw dog.expired;
+        controller.enqueue(value);
       } catch (e) {
-        dog.disarm();
-        controller.error(
-          dog.timedOut
-            ? new OciError(
-              "Timeout",
-              `${url.host}: no data received for ${url.pathname} within the idle timeout`,
-              { registry: url.host, retryable: true },
-            )
-            : e,
-        );
+        dog.finish();
+        controller.error(bodyError(e, { dog, url, signal }));
       }
     },
     cancel(reason) {
-      dog.disarm();
+      dog.finish();
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
+}
+
+/** The error a failed body read ends in: which limit, the caller's deadline, or the network's error. */
+function bodyError(e: unknown, ctx: { dog: Watchdog; url: URL; signal?: AbortSignal }): unknown {
+  const { dog, url } = ctx;
+  if (dog.expired) {
+    return new OciError("Timeout", `${url.host}: reading ${url.pathname} failed: ${dog.expired.message}`, {
+      registry: url.host,
+      retryable: true,
+    });
+  }
+  if (ctx.signal?.aborted && isDeadline(ctx.signal.reason)) {
+    return new OciError("Timeout", `${url.host}: reading ${url.pathname} stopped: the deadline passed`, {
+      registry: url.host,
+    });
+  }
+  return e;
 }

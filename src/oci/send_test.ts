@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { serve } from "./_test_utils.ts";
+import { drip, serve } from "./_test_utils.ts";
 import { OciError } from "./errors.ts";
 import { HttpSender, MAX_REDIRECTS, SendFailure, sendFailureError, type SendRequest } from "./send.ts";
 
@@ -124,4 +124,72 @@ Deno.test("sendFailureError names the registry, the action and the reference", (
   assert.match(tls.message, /TLS verification failed \(UnknownIssuer\); give the registry's CA with caCerts/);
   const same = new OciError("DigestMismatch", "bad bytes");
   assert.equal(sendFailureError(same, ctx), same);
+});
+
+Deno.test("HttpSender: a small body dripped a byte per 200 ms is cut off at the request deadline", async () => {
+  const srv = serve(() => new Response(drip(200), { headers: { "content-type": "application/json" } }));
+  try {
+    const sender = new HttpSender({ timeoutMs: 60_000, requestDeadlineMs: 800 });
+    const started = performance.now();
+    const res = await sender.send(request(`${srv.origin}/v2/x/manifests/1`));
+    const err = await res.bytes(4 << 20, () => new Error("too big")).catch((e) => e);
+    assert(err instanceof OciError, String(err));
+    assert.equal(err.reason, "Timeout");
+    assert.match(err.message, /the 800 ms request deadline passed/);
+    assert(performance.now() - started < 5000);
+  } finally {
+    await srv.stop();
+  }
+});
+
+Deno.test("HttpSender: a blob below the minimum rate fails; a fast one outlives the request deadline", async () => {
+  const srv = serve((_req, url) => {
+    if (url.pathname === "/slow") return new Response(drip(200));
+    let n = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        await new Promise((r) => setTimeout(r, 50));
+        if (n++ === 20) c.close();
+        else c.enqueue(new Uint8Array(64 * 1024));
+      },
+    });
+    return new Response(body);
+  });
+  try {
+    const sender = new HttpSender({ requestDeadlineMs: 300, minBytesPerSecond: 1024, rateWindowMs: 600 });
+    const slow = await sender.send(request(`${srv.origin}/slow`, { bulk: true }));
+    const err = await slow.bytes(1 << 20, () => new Error("too big")).catch((e) => e);
+    assert(err instanceof OciError && err.reason === "Timeout", String(err));
+    assert.match(err.message, /below the minimum of 1024 bytes\/s/);
+    const fast = await sender.send(request(`${srv.origin}/fast`, { bulk: true }));
+    const bytes = await fast.bytes(8 << 20, () => new Error("too big"));
+    assert.equal(bytes.byteLength, 20 * 64 * 1024, "a 1 s blob is not cut by the 300 ms request deadline");
+  } finally {
+    await srv.stop();
+  }
+});
+
+Deno.test("HttpSender: a caller's deadline signal ends a body read as a Timeout, not a silent abort", async () => {
+  const srv = serve(() => new Response(drip(200)));
+  try {
+    const sender = new HttpSender();
+    const res = await sender.send(
+      request(`${srv.origin}/b`, { bulk: true, signal: AbortSignal.timeout(500) }),
+    );
+    const err = await res.bytes(1 << 20, () => new Error("too big")).catch((e) => e);
+    assert(err instanceof OciError && err.reason === "Timeout", String(err));
+    assert.match(err.message, /the deadline passed/);
+    const silent = serve((_req, _url, self) => self.hold());
+    try {
+      const failure = await sender.send(request(`${silent.origin}/`, { signal: AbortSignal.timeout(200) }))
+        .catch((e) => e);
+      const mapped = sendFailureError(failure, { registry: "r", action: "pull manifest", timeoutMs: 1 });
+      assert.equal(mapped.reason, "Timeout");
+      assert.match(mapped.message, /cannot pull manifest: the deadline passed/);
+    } finally {
+      await silent.stop();
+    }
+  } finally {
+    await srv.stop();
+  }
 });

@@ -17,24 +17,25 @@ import {
 } from "./auth.ts";
 import { basicAuthorization } from "./basic.ts";
 import { type Authorization, BearerAuthenticator } from "./bearer.ts";
-import { errorFromResponse, OciError } from "./errors.ts";
+import { errorFromResponse, foreignChallenge, OciError } from "./errors.ts";
 import { ping } from "./ping.ts";
 import type { RegistryResponse } from "./response.ts";
+import { RateLimitSender, type RateLimitSenderOptions } from "./rate_limit.ts";
 import { RetryPolicy, type RetryPolicyOptions, RetrySender } from "./retry.ts";
-import { HttpSender, type Sender, sendFailureError } from "./send.ts";
+import { HttpSender, type HttpSenderOptions, type Sender, sendFailureError } from "./send.ts";
 
-/** Options shared by {@linkcode Transport} and the registry client. */
-export interface TransportOptions extends RetryPolicyOptions {
+/**
+ * Options shared by {@linkcode Transport} and the registry client: retries
+ * ({@linkcode RetryPolicyOptions}), limits of each exchange ({@linkcode HttpSenderOptions}:
+ * idle timeout, request deadline, minimum blob rate, CAs, User-Agent) and credentials.
+ */
+export interface TransportOptions extends RetryPolicyOptions, HttpSenderOptions {
   /** Credentials per registry host; anonymous when absent or when it returns undefined. */
   credentials?: CredentialResolver;
   /** Extra registries (host or host:port) that may be spoken to over plain HTTP. */
   insecureRegistries?: string[];
-  /** PEM CA certificates trusted in addition to the system roots. */
-  caCerts?: string[];
-  /** Idle timeout per request: no response headers or no body bytes for this long (default 60 s). */
-  timeoutMs?: number;
-  /** User-Agent header. */
-  userAgent?: string;
+  /** Rate-limit budgets per registry and the longest wait for one (default: the process-wide budgets, 30 s). */
+  rateLimit?: RateLimitSenderOptions;
 }
 
 /** What a caller asks of {@linkcode Transport.request}. */
@@ -61,6 +62,8 @@ export interface RequestSpec {
   signal?: AbortSignal;
   /** Whether the request may be repeated safely (default: true unless `stream` is set). */
   idempotent?: boolean;
+  /** A blob transfer: bounded by the minimum transfer rate, not by the request deadline. */
+  bulk?: boolean;
 }
 
 /** Per-registry state: where it lives, how it authenticates. */
@@ -89,7 +92,8 @@ export class Transport {
     this.#opts = opts;
     this.retry = new RetryPolicy(opts);
     this.#http = new HttpSender(opts);
-    this.#sender = new RetrySender(this.#http, this.retry);
+    // each attempt asks the registry's rate-limit budget and feeds it the response's headers
+    this.#sender = new RetrySender(new RateLimitSender(this.#http, opts.rateLimit), this.retry);
     this.#bearer = new BearerAuthenticator(this.#sender, {
       insecureRegistries: opts.insecureRegistries,
       timeoutMs: this.#http.timeoutMs,
@@ -126,9 +130,14 @@ export class Transport {
           authOrigin: state.base.origin,
           signal: spec.signal,
           idempotent: spec.idempotent ?? !spec.stream,
+          bulk: spec.bulk,
         });
       } catch (e) {
         throw sendFailureError(e, { ...context, timeoutMs: this.#http.timeoutMs });
+      }
+      if (res.status === 401 && new URL(res.url).origin !== state.base.origin) {
+        await res.discard();
+        throw foreignChallenge(state, new URL(res.url), spec);
       }
       if (res.status === 401) {
         const challenges = parseChallenges(res.headers.get("www-authenticate") ?? "");

@@ -108,3 +108,128 @@ Deno.test("transport: statuses the caller accepts come back; others are errors w
     await srv.stop();
   }
 });
+
+/**
+ * A hostile pair: the registry (Basic, credentials u:p) sends requests on to `attacker` — by
+ * redirect, absolute Location or Link — and the attacker answers 401 with a Bearer realm of its
+ * own, hoping to be sent the registry's credentials.
+ */
+function hostilePair(route: (url: URL, attacker: string) => Response | undefined) {
+  const attackerSeen: Array<{ path: string; authorization: string | null }> = [];
+  const attacker = serve((req, url, self) => {
+    attackerSeen.push({ path: url.pathname + url.search, authorization: req.headers.get("authorization") });
+    if (url.pathname === "/token") return Response.json({ token: "stolen" });
+    return new Response(null, {
+      status: 401,
+      headers: { "www-authenticate": `Bearer realm="${self.origin}/token",service="evil"` },
+    });
+  }, "localhost");
+  const registry = serve((req, url) => {
+    if (req.headers.get("authorization") !== `Basic ${btoa("u:p")}`) {
+      return new Response(null, { status: 401, headers: { "www-authenticate": 'Basic realm="r"' } });
+    }
+    return route(url, attacker.origin) ?? new Response("{}");
+  });
+  return {
+    registry,
+    attacker,
+    attackerSeen,
+    transport: new Transport({
+      credentials: staticCredentials({ [registry.host]: { username: "u", password: "p" } }),
+    }),
+    async stop() {
+      await attacker.stop();
+      await registry.stop();
+    },
+  };
+}
+
+for (
+  const [what, path, route] of [
+    [
+      "a blob redirect target",
+      "/v2/a/blobs/sha256:" + "1".repeat(64),
+      (url: URL, evil: string) =>
+        url.pathname.includes("/blobs/")
+          ? new Response(null, { status: 307, headers: { location: `${evil}/storage/blob` } })
+          : undefined,
+    ],
+    ["an absolute upload Location", "ABSOLUTE", () => undefined],
+  ] as const
+) {
+  Deno.test(`transport: a 401 from ${what} on another host is ForeignChallenge; nothing reaches its realm`, async () => {
+    const pair = hostilePair(route);
+    try {
+      const target = path === "ABSOLUTE" ? `${pair.attacker.origin}/upload/1?_state=x` : path;
+      const err = await pair.transport.request(pair.registry.host, { ...spec, method: "GET", path: target })
+        .catch((e) => e);
+      assert(err instanceof OciError, String(err));
+      assert.equal(err.reason, "ForeignChallenge");
+      assert.match(err.message, new RegExp(`${pair.attacker.host} asked for credentials`));
+      assert(pair.attackerSeen.length >= 1, "the attacker was reached (the test exercises the path)");
+      assert(
+        !pair.attackerSeen.some((s) => s.path.startsWith("/token")),
+        "no token request to the foreign realm",
+      );
+      assert(
+        pair.attackerSeen.every((s) => s.authorization === null),
+        "no Authorization to the foreign host",
+      );
+    } finally {
+      await pair.stop();
+    }
+  });
+}
+
+Deno.test("transport: a /v2/ ping redirected to a host that answers 401 is ForeignChallenge", async () => {
+  const attacker = serve(
+    (_req, _url, self) =>
+      new Response(null, {
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="${self.origin}/token"` },
+      }),
+    "localhost",
+  );
+  const registry = serve(() =>
+    new Response(null, { status: 302, headers: { location: `${attacker.origin}/v2/` } })
+  );
+  try {
+    const t = new Transport({
+      credentials: staticCredentials({ [registry.host]: { username: "u", password: "p" } }),
+    });
+    const err = await t.request(registry.host, spec).catch((e) => e);
+    assert.equal(err.reason, "ForeignChallenge", String(err));
+  } finally {
+    await attacker.stop();
+    await registry.stop();
+  }
+});
+
+Deno.test("transport: an unreachable token realm's error names no account and no query", async () => {
+  const gone = serve(() => new Response(null));
+  const deadRealm = `${gone.origin}/token`;
+  await gone.stop();
+  const srv = serve(() =>
+    new Response(null, {
+      status: 401,
+      headers: { "www-authenticate": `Bearer realm="${deadRealm}",service="s"` },
+    })
+  );
+  try {
+    const t = new Transport({
+      maxAttempts: 1,
+      credentials: staticCredentials({ [srv.host]: { username: "alice-the-user", password: "pw" } }),
+    });
+    const err = await t.request(srv.host, spec).catch((e) => e);
+    assert(err instanceof OciError, String(err));
+    assert.equal(err.reason, "Network");
+    for (const text of [err.message, String((err.cause as Error)?.message ?? "")]) {
+      assert(!text.includes("alice-the-user"), text);
+      assert(!text.includes("account="), text);
+      assert(!text.includes("scope="), text);
+    }
+    assert.match(err.message, /get a token from http:\/\/127\.0\.0\.1:\d+\/token/);
+  } finally {
+    await srv.stop();
+  }
+});
