@@ -309,7 +309,7 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
           reason: "TagResolutionFailed",
           message: /^Failed to resolve tags for app matching ">=> 1\.2": /,
         },
-        check: (obj) => {
+        check: async (obj) => {
           // as upstream counts: the image whose tags cannot be resolved is one failure; its
           // explicit tag and the other image still sync
           assert.deepEqual([obj.status?.totalImages, obj.status?.syncedImages, obj.status?.failedImages], [
@@ -320,6 +320,16 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
           assert.deepEqual(
             obj.status?.images?.map((i) => [i.name, i.tags?.map((t) => [t.tag, t.synced])]),
             [["app", [["v1", true]]], ["good/app", [["v1", true]]]],
+          );
+          // … and portage_images_failed_total counts it, as upstream's does
+          const text = await op!.metrics.expose();
+          const failed = new RegExp(
+            `^portage_images_failed_total\\{name="bad-semver",namespace="${NS}"\\} (\\d+)$`,
+            "m",
+          ).exec(text);
+          assert.ok(
+            failed && Number(failed[1]) >= 1,
+            text.split("\n").filter((l) => l.includes("failed_total")).join("\n"),
           );
         },
       },
