@@ -20,6 +20,7 @@ import type { SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
 import { abortableSleep } from "../kube/mod.ts";
 import { createMetrics, type Metrics } from "../metrics/mod.ts";
+import { registryBudgets } from "../oci/mod.ts";
 import { startWebhookServer, type WebhookOptions, type WebhookServer } from "../webhook/mod.ts";
 import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
 import type { Logger } from "../server/log.ts";
@@ -173,6 +174,7 @@ export class Manager {
     this.#o = options;
     this.#log = options.logger;
     this.metrics = options.metrics ?? createMetrics();
+    this.metrics.watchRateLimits(() => registryBudgets.snapshot());
     this.#workers = Math.max(1, options.workers ?? DEFAULT_WORKERS);
     const store = options.store;
     this.#reconciler = new Reconciler({

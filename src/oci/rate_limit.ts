@@ -1,0 +1,298 @@
+/**
+ * Rate-limit awareness: a budget per registry, kept across clients and syncs, learnt from the
+ * registry's own headers — Docker Hub's `ratelimit-limit: 100;w=21600` /
+ * `ratelimit-remaining: 76;w=21600` (also the `x-ratelimit-*` spellings and a `ratelimit-reset`
+ * in seconds) — and from `Retry-After` on any 429 or 503. The {@linkcode RateLimitSender} asks
+ * the budget before each exchange:
+ *
+ * - after a `Retry-After`, every request to that registry waits until then;
+ * - a request the registry counts (a manifest GET: Docker Hub counts those, not HEADs and not
+ *   blobs) is held back once the remaining budget is down to the reserve (a tenth of the limit,
+ *   at least 1, left for the cluster's own image pulls): *before* the limit is hit. It goes
+ *   again when the sliding window should have given one back (window ÷ limit per request, or
+ *   the reset the registry announced), or as soon as any response (a free HEAD) shows budget.
+ *
+ * A wait up to `maxWaitMs` is slept; a longer one fails the request at once with an
+ * {@linkcode OciError} `RateLimited` that says until when the registry is paused and why, so a
+ * sync's status tells it, and the next attempt costs nothing.
+ * @module
+ */
+
+import { OciError } from "./errors.ts";
+import type { RegistryResponse } from "./response.ts";
+import { parseRetryAfter } from "./retry.ts";
+import { type Sender, SendFailure, type SendRequest } from "./send.ts";
+import { sleep } from "./sleep.ts";
+
+/** Share of a registry's announced limit kept in reserve (10 %, at least one request). */
+export const DEFAULT_RATE_LIMIT_RESERVE = 0.1;
+/** Longest wait for a registry's budget before a request fails as RateLimited (30 s). */
+export const DEFAULT_RATE_LIMIT_MAX_WAIT_MS = 30_000;
+/** Longest pause honoured from a `Retry-After` or a window (1 day): a larger value is clamped. */
+export const MAX_RATE_LIMIT_PAUSE_MS = 24 * 3600_000;
+/** Registries whose budgets are kept at most (oldest forgotten first). */
+export const MAX_TRACKED_REGISTRIES = 256;
+
+/** What one response says about a registry's rate limit. */
+export interface RateLimitInfo {
+  /** Requests allowed per window. */
+  limit?: number;
+  /** Requests left in the current window. */
+  remaining?: number;
+  /** Window length in milliseconds (`w=` of Docker Hub's headers). */
+  windowMs?: number;
+  /** Milliseconds until the window resets, when the registry says so. */
+  resetMs?: number;
+}
+
+function header(headers: Headers, name: string): string | null {
+  return headers.get(`ratelimit-${name}`) ?? headers.get(`x-ratelimit-${name}`);
+}
+
+/** Reads `100;w=21600` as a count and a window; undefined parts when absent or malformed. */
+function quota(value: string | null): { count?: number; windowMs?: number } {
+  if (value === null) return {};
+  const [first, ...params] = value.split(";").map((s) => s.trim());
+  const count = /^\d{1,12}$/.test(first) ? Number(first) : undefined;
+  let windowMs: number | undefined;
+  for (const p of params) {
+    const m = /^w=(\d{1,9})$/i.exec(p);
+    if (m) windowMs = Math.min(Number(m[1]) * 1000, MAX_RATE_LIMIT_PAUSE_MS);
+  }
+  return { count, windowMs };
+}
+
+/** Reads the rate-limit headers of a response; undefined when it has none. */
+export function parseRateLimitHeaders(headers: Headers, now: number = Date.now()): RateLimitInfo | undefined {
+  const limit = quota(header(headers, "limit"));
+  const remaining = quota(header(headers, "remaining"));
+  const resetText = header(headers, "reset");
+  let resetMs: number | undefined;
+  if (resetText !== null && /^\d{1,12}$/.test(resetText.trim())) {
+    const n = Number(resetText.trim());
+    // GitHub style is an epoch second; the IETF draft's is seconds from now
+    resetMs = n > 1e9 ? Math.max(0, n * 1000 - now) : n * 1000;
+    resetMs = Math.min(resetMs, MAX_RATE_LIMIT_PAUSE_MS);
+  }
+  if (limit.count === undefined && remaining.count === undefined) return undefined;
+  return {
+    limit: limit.count,
+    remaining: remaining.count,
+    windowMs: remaining.windowMs ?? limit.windowMs,
+    resetMs,
+  };
+}
+
+/** Whether the registry counts this request against its limit: a manifest GET (as Docker Hub does). */
+export function countsAgainstLimit(method: string, url: URL): boolean {
+  return method === "GET" && /\/manifests\/[^/]+$/.test(url.pathname);
+}
+
+interface Budget {
+  limit?: number;
+  remaining?: number;
+  windowMs?: number;
+  observedAt: number;
+  resetAt?: number;
+  /** Counted requests sent since `remaining` was observed. */
+  spent: number;
+  /** No request before this (Retry-After). */
+  pausedUntil?: number;
+}
+
+/** Why a request must wait, and until when. */
+export interface RateLimitWait {
+  /** Milliseconds to wait; 0: go now. */
+  waitMs: number;
+  /** Why: "retry-after" (the registry asked), "budget" (the reserve is reached). */
+  cause?: "retry-after" | "budget";
+  /** For "budget": remaining, limit, reserve and window as last seen. */
+  remaining?: number;
+  /** Limit per window. */
+  limit?: number;
+  /** Requests kept in reserve. */
+  reserve?: number;
+  /** Window length. */
+  windowMs?: number;
+}
+
+/** Options of {@linkcode RateLimitBudgets}. */
+export interface RateLimitBudgetsOptions {
+  /** Share of the limit kept in reserve; default {@linkcode DEFAULT_RATE_LIMIT_RESERVE}. */
+  reserve?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** The budgets of every registry seen; see the module doc. One per process by default. */
+export class RateLimitBudgets {
+  readonly #budgets = new Map<string, Budget>();
+  readonly #reserve: number;
+  readonly #now: () => number;
+
+  /** Creates an empty set of budgets. */
+  constructor(options: RateLimitBudgetsOptions = {}) {
+    this.#reserve = Math.min(0.9, Math.max(0, options.reserve ?? DEFAULT_RATE_LIMIT_RESERVE));
+    this.#now = options.now ?? Date.now;
+  }
+
+  #budget(registry: string): Budget {
+    let b = this.#budgets.get(registry);
+    if (!b) {
+      b = { observedAt: this.#now(), spent: 0 };
+      this.#budgets.set(registry, b);
+      while (this.#budgets.size > MAX_TRACKED_REGISTRIES) {
+        this.#budgets.delete(this.#budgets.keys().next().value!);
+      }
+    }
+    return b;
+  }
+
+  /** Requests kept in reserve for a limit. */
+  reserveFor(limit: number): number {
+    return Math.max(1, Math.ceil(limit * this.#reserve));
+  }
+
+  /** Learns from a response: its rate-limit headers, and `Retry-After` on a 429 or 503. */
+  observe(registry: string, res: { status: number; headers: Headers }): void {
+    const now = this.#now();
+    const info = parseRateLimitHeaders(res.headers, now);
+    const after = res.status === 429 || res.status === 503
+      ? parseRetryAfter(res.headers.get("retry-after"), now)
+      : undefined;
+    if (!info && after === undefined) return;
+    const b = this.#budget(registry);
+    if (info) {
+      if (info.limit !== undefined) b.limit = info.limit;
+      if (info.windowMs !== undefined) b.windowMs = info.windowMs;
+      if (info.remaining !== undefined) {
+        b.remaining = info.remaining;
+        b.spent = 0;
+        b.observedAt = now;
+      }
+      b.resetAt = info.resetMs !== undefined ? now + info.resetMs : undefined;
+    }
+    if (after !== undefined) b.pausedUntil = now + Math.min(after, MAX_RATE_LIMIT_PAUSE_MS);
+  }
+
+  /**
+   * Whether a request may go now; when it may and `counted`, it is taken from the budget.
+   * Otherwise how long to wait and why.
+   */
+  acquire(registry: string, counted: boolean): RateLimitWait {
+    const b = this.#budgets.get(registry);
+    if (!b) return { waitMs: 0 };
+    const now = this.#now();
+    if (b.pausedUntil !== undefined) {
+      if (b.pausedUntil > now) return { waitMs: b.pausedUntil - now, cause: "retry-after" };
+      b.pausedUntil = undefined;
+    }
+    if (!counted || b.remaining === undefined) return { waitMs: 0 };
+    const left = b.remaining - b.spent;
+    const limit = b.limit ?? b.remaining;
+    const reserve = this.reserveFor(limit);
+    if (left > reserve) {
+      b.spent++;
+      return { waitMs: 0 };
+    }
+    // a sliding window gives one request back every window/limit on average
+    const per = b.windowMs && limit > 0 ? b.windowMs / limit : 60_000;
+    const at = b.resetAt ?? b.observedAt + Math.min((reserve - left + 1) * per, MAX_RATE_LIMIT_PAUSE_MS);
+    if (at <= now) {
+      // time should have given budget back: let this one through as the probe, then wait again
+      b.remaining = reserve + 1;
+      b.spent = 1;
+      b.observedAt = now;
+      b.resetAt = undefined;
+      return { waitMs: 0 };
+    }
+    return {
+      waitMs: at - now,
+      cause: "budget",
+      remaining: Math.max(0, left),
+      limit,
+      reserve,
+      windowMs: b.windowMs,
+    };
+  }
+
+  /** Each registry's remaining budget as last seen (minus what was spent since), for the metric. */
+  snapshot(): Array<{ registry: string; remaining: number }> {
+    const out: Array<{ registry: string; remaining: number }> = [];
+    for (const [registry, b] of this.#budgets) {
+      if (b.remaining !== undefined) out.push({ registry, remaining: Math.max(0, b.remaining - b.spent) });
+    }
+    return out;
+  }
+
+  /** Forgets every budget (tests). */
+  clear(): void {
+    this.#budgets.clear();
+  }
+}
+
+/** The process-wide budgets every transport uses unless given its own. */
+export const registryBudgets: RateLimitBudgets = new RateLimitBudgets();
+
+function formatWindow(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s % 3600 === 0) return `${s / 3600}h`;
+  if (s % 60 === 0) return `${s / 60}m`;
+  return `${s}s`;
+}
+
+/** The error of a request the budget holds back for longer than the sender waits. */
+export function rateLimitError(registry: string, wait: RateLimitWait, now: number = Date.now()): OciError {
+  const until = new Date(now + wait.waitMs).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const message = wait.cause === "retry-after"
+    ? `registry ${registry}: paused until ${until}: the registry answered 429/503 with Retry-After`
+    : `registry ${registry}: paused until ${until} to stay within its rate limit: ` +
+      `${wait.remaining} of ${wait.limit} manifest pulls left` +
+      `${wait.windowMs ? ` per ${formatWindow(wait.windowMs)}` : ""}, ${wait.reserve} kept in reserve ` +
+      "(unchanged images are still checked with HEAD requests, which do not count)";
+  return new OciError("RateLimited", message, { registry, status: 429, retryable: false });
+}
+
+/** Options of {@linkcode RateLimitSender}. */
+export interface RateLimitSenderOptions {
+  /** The budgets; default the process-wide {@linkcode registryBudgets}. */
+  budgets?: RateLimitBudgets;
+  /** Longest wait before failing as RateLimited; default {@linkcode DEFAULT_RATE_LIMIT_MAX_WAIT_MS}. */
+  maxWaitMs?: number;
+}
+
+/** Wraps a sender: waits for (or refuses on) the registry's budget, and learns from each response. */
+export class RateLimitSender implements Sender {
+  readonly #inner: Sender;
+  readonly #budgets: RateLimitBudgets;
+  readonly #maxWaitMs: number;
+
+  /** Gates what `inner` sends by the budgets. */
+  constructor(inner: Sender, options: RateLimitSenderOptions = {}) {
+    this.#inner = inner;
+    this.#budgets = options.budgets ?? registryBudgets;
+    this.#maxWaitMs = options.maxWaitMs ?? DEFAULT_RATE_LIMIT_MAX_WAIT_MS;
+  }
+
+  /** Sends once the budget allows; fails with OciError RateLimited when the wait is too long. */
+  async send(req: SendRequest): Promise<RegistryResponse> {
+    const counted = countsAgainstLimit(req.method, req.url);
+    let wait: RateLimitWait = { waitMs: 0 };
+    for (let i = 0; i < 3; i++) {
+      wait = this.#budgets.acquire(req.registry, counted);
+      if (wait.waitMs === 0) {
+        const res = await this.#inner.send(req);
+        this.#budgets.observe(req.registry, res);
+        return res;
+      }
+      if (wait.waitMs > this.#maxWaitMs) throw rateLimitError(req.registry, wait);
+      try {
+        await sleep(wait.waitMs, req.signal);
+      } catch (e) {
+        throw new SendFailure("Aborted", e);
+      }
+    }
+    // another request took the budget each time we woke: give up rather than spin
+    throw rateLimitError(req.registry, wait);
+  }
+}

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { OciError } from "./errors.ts";
+import {
+  countsAgainstLimit,
+  parseRateLimitHeaders,
+  RateLimitBudgets,
+  RateLimitSender,
+} from "./rate_limit.ts";
+import { RegistryResponse } from "./response.ts";
+import type { Sender, SendRequest } from "./send.ts";
+
+const HUB = { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "76;w=21600" };
+
+Deno.test("parseRateLimitHeaders: Docker Hub's count;w=window, the x- spellings, a reset", () => {
+  assert.deepStrictEqual(parseRateLimitHeaders(new Headers(HUB)), {
+    limit: 100,
+    remaining: 76,
+    windowMs: 21_600_000,
+    resetMs: undefined,
+  });
+  assert.deepStrictEqual(
+    parseRateLimitHeaders(
+      new Headers({
+        "x-ratelimit-limit": "60",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": "1700000060",
+      }),
+      1_700_000_000_000,
+    ),
+    { limit: 60, remaining: 0, windowMs: undefined, resetMs: 60_000 },
+  );
+  assert.equal(parseRateLimitHeaders(new Headers({ "ratelimit-remaining": "lots" })), undefined);
+  assert.equal(parseRateLimitHeaders(new Headers()), undefined);
+});
+
+Deno.test("countsAgainstLimit: manifest GETs count; HEADs and blobs do not", () => {
+  const u = (p: string) => new URL(`https://r${p}`);
+  assert.equal(countsAgainstLimit("GET", u("/v2/library/nginx/manifests/1.27")), true);
+  assert.equal(countsAgainstLimit("HEAD", u("/v2/library/nginx/manifests/1.27")), false);
+  assert.equal(countsAgainstLimit("GET", u("/v2/library/nginx/blobs/sha256:" + "a".repeat(64))), false);
+});
+
+function res(status: number, headers: Record<string, string> = {}): { status: number; headers: Headers } {
+  return { status, headers: new Headers(headers) };
+}
+
+Deno.test("budgets: counted requests stop at the reserve, before the limit; HEADs still go; fresh headers resume", () => {
+  let now = 0;
+  const b = new RateLimitBudgets({ now: () => now });
+  // unknown registry: go
+  assert.equal(b.acquire("docker.io", true).waitMs, 0);
+  b.observe("docker.io", res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "12;w=21600" }));
+  assert.equal(b.acquire("docker.io", true).waitMs, 0); // 11 left
+  assert.equal(b.acquire("docker.io", true).waitMs, 0); // 10 left = the reserve
+  const wait = b.acquire("docker.io", true);
+  assert.equal(wait.cause, "budget");
+  assert.deepStrictEqual([wait.remaining, wait.limit, wait.reserve], [10, 100, 10]);
+  // one request back per window/limit = 216 s
+  assert.equal(wait.waitMs, 216_000);
+  assert.deepStrictEqual(b.snapshot(), [{ registry: "docker.io", remaining: 10 }]);
+  assert.equal(b.acquire("docker.io", false).waitMs, 0, "a HEAD does not count");
+  assert.equal(b.acquire("ghcr.io", true).waitMs, 0, "other registries are not affected");
+  // a HEAD's answer shows budget again (the window slid): counted requests go
+  b.observe("docker.io", res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "40;w=21600" }));
+  assert.equal(b.acquire("docker.io", true).waitMs, 0);
+  // or time passes: one request goes as the probe
+  b.observe("docker.io", res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "3;w=21600" }));
+  assert.ok(b.acquire("docker.io", true).waitMs > 0);
+  now += 24 * 3600_000;
+  assert.equal(b.acquire("docker.io", true).waitMs, 0);
+});
+
+Deno.test("budgets: Retry-After on a 429 or 503 pauses every request to that registry", () => {
+  let now = 1_000;
+  const b = new RateLimitBudgets({ now: () => now });
+  b.observe("r", res(429, { "retry-after": "120" }));
+  assert.deepStrictEqual(b.acquire("r", false), { waitMs: 120_000, cause: "retry-after" });
+  now += 120_000;
+  assert.equal(b.acquire("r", false).waitMs, 0);
+  b.observe("r", res(500, { "retry-after": "120" }));
+  assert.equal(b.acquire("r", false).waitMs, 0, "Retry-After counts on 429 and 503 only");
+});
+
+function fakeSender(headers: () => Record<string, string>, status = 200): Sender & { sent: string[] } {
+  const sent: string[] = [];
+  return {
+    sent,
+    send(req: SendRequest) {
+      sent.push(`${req.method} ${req.url.pathname}`);
+      return Promise.resolve(
+        new RegistryResponse(status, new Headers(headers()), req.url.toString(), null),
+      );
+    },
+  };
+}
+
+function request(method: string, path: string): SendRequest {
+  return {
+    registry: "docker.io",
+    url: new URL(`https://registry-1.docker.io${path}`),
+    method,
+    headers: {},
+    authOrigin: "x",
+  };
+}
+
+Deno.test("RateLimitSender: learns from responses, refuses at the reserve with a message that says why and until when", async () => {
+  let remaining = 12;
+  const inner = fakeSender(() => ({
+    "ratelimit-limit": "100;w=21600",
+    "ratelimit-remaining": `${remaining--};w=21600`,
+  }));
+  const sender = new RateLimitSender(inner, { budgets: new RateLimitBudgets() });
+  const manifest = "/v2/library/nginx/manifests/1.27";
+  await sender.send(request("GET", manifest)); // learns 12
+  await sender.send(request("GET", manifest)); // 11 → learns 11
+  await sender.send(request("GET", manifest)); // learns 10: the reserve
+  const err = await sender.send(request("GET", manifest)).then(() => undefined, (e) => e);
+  assert.ok(err instanceof OciError);
+  assert.equal(err.reason, "RateLimited");
+  assert.equal(err.retryable, false);
+  assert.match(
+    err.message,
+    /^registry docker\.io: paused until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ to stay within its rate limit: 10 of 100 manifest pulls left per 6h, 10 kept in reserve/,
+  );
+  assert.equal(inner.sent.length, 3, "the refused request never reached the registry");
+  await sender.send(request("HEAD", manifest));
+  assert.equal(inner.sent.length, 4, "HEADs still go");
+});
+
+Deno.test("RateLimitSender: a short Retry-After is slept, a long one refused at once", async () => {
+  const budgets = new RateLimitBudgets();
+  const inner = fakeSender(() => ({}));
+  const sender = new RateLimitSender(inner, { budgets, maxWaitMs: 1_000 });
+  budgets.observe("docker.io", res(429, { "retry-after": "1" }));
+  const t0 = Date.now();
+  await sender.send(request("HEAD", "/v2/a/manifests/1"));
+  assert.ok(Date.now() - t0 >= 900);
+  budgets.observe("docker.io", res(503, { "retry-after": "3600" }));
+  await assert.rejects(sender.send(request("HEAD", "/v2/a/manifests/1")), {
+    name: "OciError",
+    reason: "RateLimited",
+    message: /Retry-After/,
+  });
+  assert.equal(inner.sent.length, 1);
+});
