@@ -297,6 +297,8 @@ export interface OperatorChildOptions {
   retryPeriodMs: number;
   insecureRegistries?: string[];
   gracePeriodMs?: number;
+  /** Run as shard `index` of `shards` (src/controller/shard.ts). */
+  shard?: { shards: number; index: number };
 }
 
 /** A child operator process whose output goes to `logFile`. */
@@ -413,6 +415,7 @@ if (import.meta.main) {
     metricsAddr: "127.0.0.1:0",
     insecureRegistries: o.insecureRegistries,
     gracePeriodMs: o.gracePeriodMs ?? 2_000,
+    shard: o.shard,
     backoffBaseMs: 500,
     backoffMaxMs: 5_000,
     logger: createLogger({ level: "debug", format: "json" }),
