@@ -70,6 +70,11 @@ const ALL_FEATURES = {
   },
   prometheusRule: { enabled: true, labels: { release: "kps" } },
   dashboard: { enabled: true },
+  webhook: {
+    enabled: true,
+    existingSecret: "portager-webhook",
+    from: [{ ipBlock: { cidr: "10.30.0.0/16" } }],
+  },
   serviceAccount: {
     annotations: { "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/portager-ecr" },
   },
@@ -409,6 +414,12 @@ Deno.test("helm refuses values that cannot work, naming the value", async (t) =>
       /not both/,
     ],
     ["aws.credentials without keys", { aws: { credentials: { enabled: true } } }, /accessKeyId/],
+    ["webhook without its Secret", { webhook: { enabled: true } }, /webhook\.existingSecret/],
+    [
+      "caBundle mounted where the binary may not read",
+      { caBundle: { enabled: true, existingSecret: "ca", mountPath: "/certs" } },
+      /mountPath must be \/etc\/portager/,
+    ],
   ];
   for (const [name, values, message] of cases) {
     await t.step(name, async () => {
@@ -631,6 +642,7 @@ Deno.test("helm template: all features on", async () => {
     "RoleBinding",
     "RoleBinding",
     "Service",
+    "Service",
     "ServiceAccount",
     "ServiceMonitor",
   ]);
@@ -653,6 +665,8 @@ Deno.test("helm template: all features on", async () => {
     "--namespace=team-a,team-b",
     "--allow-cross-namespace-refs",
     "--cloud-identity-namespaces=team-a",
+    "--webhook-bind-address=:8082",
+    "--webhook-secret-file=/etc/portager/webhook/secret",
     "--insecure-registry=registry.local:5000",
     "--max-concurrent-syncs=5",
   ]);
@@ -717,6 +731,29 @@ Deno.test("helm template: all features on", async () => {
   const np = only(objects, "NetworkPolicy");
   assert.deepEqual(np.spec.podSelector.matchLabels, deployment.spec.selector.matchLabels);
   assert.deepEqual(np.spec.ingress[0].ports, [{ port: 9090, protocol: "TCP" }]);
+  // the webhook: its own port, Service and ingress rule, the secret mounted where the binary may read
+  assert.deepEqual(np.spec.ingress[1], {
+    ports: [{ port: 8082, protocol: "TCP" }],
+    from: [{ ipBlock: { cidr: "10.30.0.0/16" } }],
+  });
+  const hook = named(objects, "Service", "portager-webhook");
+  assert.deepEqual(hook.spec.ports, [{
+    name: "webhook",
+    port: 8082,
+    targetPort: "webhook",
+    protocol: "TCP",
+  }]);
+  assert.deepEqual(hook.spec.selector, deployment.spec.selector.matchLabels);
+  assert.ok(
+    c.ports.some((p: { name: string; containerPort: number }) =>
+      p.name === "webhook" && p.containerPort === 8082
+    ),
+  );
+  assert.deepEqual(pod.volumes.find((v: { name: string }) => v.name === "webhook-secret").secret, {
+    secretName: "portager-webhook",
+    defaultMode: 0o400,
+    items: [{ key: "secret", path: "secret" }],
+  });
   assert.deepEqual(np.spec.ingress[0].from[0].podSelector.matchLabels, {
     "app.kubernetes.io/name": "prometheus",
   });

@@ -134,6 +134,12 @@ x509 error at the first sync, or two replicas syncing the same ImageSyncs at onc
 {{- if not (has (toString .Values.runtimeFlags) (list "legacy" "upstream")) }}
 {{- fail (printf "runtimeFlags must be \"legacy\" or \"upstream\", not %q" (toString .Values.runtimeFlags)) }}
 {{- end }}
+{{- if and .Values.webhook.enabled (not .Values.webhook.existingSecret) }}
+{{- fail "webhook.enabled needs webhook.existingSecret: a Secret with the shared secret senders authenticate with (key webhook.secretKey)." }}
+{{- end }}
+{{- if and .Values.webhook.enabled (eq (int .Values.webhook.port) (int .Values.metrics.port)) }}
+{{- fail "webhook.port must differ from metrics.port." }}
+{{- end }}
 {{- if and .Values.prometheusRule.enabled (not .Values.metrics.enabled) }}
 {{- fail "prometheusRule.enabled needs metrics.enabled=true: the alerts read the operator's metrics." }}
 {{- end }}
