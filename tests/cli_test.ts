@@ -366,6 +366,58 @@ Deno.test("portager sync -f: validation, dry-run plan, copy, exit codes, credent
         assert.match(badSecret.stderr, /--secret dst-creds: cannot read .*none\.yaml/);
       },
     );
+
+    await t.step(
+      "ours, in a file: tagPatterns, excludeTagPatterns, platforms and overwrite never",
+      async () => {
+        const multi = await pushImage(src, { repository: "lib/extra", tag: "1.0.0" }, {
+          seed: 11,
+          platforms: ["linux/amd64", "linux/arm64"],
+        });
+        await pushImage(src, { repository: "lib/extra", tag: "1.1.0" }, { seed: 12 });
+        await pushImage(src, { repository: "lib/extra", tag: "1.2.0-rc" }, { seed: 13 });
+        await pushImage(src, { repository: "lib/extra", tag: "stable" }, { seed: 14 });
+        const kept = await pushImage(dst, { repository: "mirror/extra", tag: "stable" }, { seed: 15 });
+        await Deno.writeTextFile(
+          `${dir}/extras.yaml`,
+          imageSync("extras", {
+            src: `${src.host}/lib`,
+            dst: dst.host,
+            auth: "{method: secret, secretRef: {name: dst-creds}}\n    overwrite: never",
+            images: `    - name: extra\n      tags: [stable]\n      tagPatterns: ['1\\.\\d+\\.\\d+']\n` +
+              `      excludeTagPatterns: ['1\\.1\\..*']\n      platforms: [linux/arm64]\n`,
+          }),
+        );
+        const args = ["sync", "-f", `${dir}/extras.yaml`, "--secret", `dst-creds=${dir}/dst-secret.yaml`];
+        const mark = (await dst.flushLog()).length;
+        const plan = await portager([...args, "--dry-run"], docker);
+        assert.equal(plan.code, 1, "a plan with a conflict would fail: " + plan.stderr + plan.stdout);
+        assert.match(plan.stdout, /^would copy {2}extras {2}\S+\/mirror\/extra:1\.0\.0 {2}sha256:/m);
+        assert.match(
+          plan.stdout,
+          /^FAILED {6}extras {2}\S+\/mirror\/extra:stable {2}TagConflict: Would leave \S+\/mirror\/extra:stable at sha256:[0-9a-f]{12}: /m,
+        );
+        assert.doesNotMatch(
+          plan.stdout,
+          /extra:1\.1\.0|extra:1\.2\.0-rc/,
+          "excluded and unmatched tags are not planned",
+        );
+        assert.deepEqual(await writesSince(dst, mark), [], "a dry run writes nothing");
+
+        const run = await portager([...args, "-o", "json"], docker);
+        assert.equal(run.code, 1, run.stderr);
+        const tags = tagsOf(JSON.parse(run.stdout) as JsonOut);
+        assert.deepEqual(Object.keys(tags).sort(), ["extras/extra:1.0.0", "extras/extra:stable"]);
+        assert.equal(tags["extras/extra:stable"].reason, "TagConflict");
+        assert.equal((await getManifest(dst, "mirror/extra", "stable")).digest, kept.digest, "left as it is");
+        const filtered = await getManifest(dst, "mirror/extra", "1.0.0");
+        const index = JSON.parse(new TextDecoder().decode(filtered.bytes));
+        assert.deepEqual(index.manifests.map((m: { digest: string }) => m.digest), [
+          multi.children![1].digest,
+        ]);
+        assert.equal(tags["extras/extra:1.0.0"].sourceDigest, multi.digest);
+      },
+    );
   } finally {
     await src.stop();
     await dst.stop();
