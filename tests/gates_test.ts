@@ -588,3 +588,90 @@ ${pub}
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("keyless cosign gate through both registries: .sig layout and bundle referrer from a test Sigstore", async () => {
+  const { testSigstore, ISSUER, simpleSigningPayload } = await import("./harness/sigstore.ts");
+  const { CERTIFICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, REKOR_BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION } =
+    await import("../src/gates/cosign.ts");
+  const { pushReferrer } = await import("../src/oci/referrers.ts");
+  const sigstore = await testSigstore();
+  const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+  for (const [label, start] of REGISTRIES) {
+    const reg = await start();
+    try {
+      using client = new RegistryClient();
+      const keyless = (issuer = ISSUER, trustedRoot: unknown = sigstore.trustedRoot) => ({
+        config: { cosign: { enabled: true, keylessIssuer: issuer } },
+        trustedRoot,
+      });
+      // The .sig layout, as cosign writes it for a keyless signature.
+      const a = await pushImage(reg, { repository: "keyless/app", tag: "a" }, { seed: 91 });
+      const sig = await sigstore.sign(simpleSigningPayload(a.digest));
+      const payload = await pushBlob(reg, "keyless/app", sig.payload);
+      const config = await pushBlob(reg, "keyless/app", enc({ architecture: "", os: "" }));
+      const sigManifest = {
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+        layers: [{
+          mediaType: "application/vnd.dev.cosign.simplesigning.v1+json",
+          ...payload,
+          annotations: {
+            [SIGNATURE_ANNOTATION]: btoa(String.fromCharCode(...sig.signature)),
+            [CERTIFICATE_ANNOTATION]: sig.certificate!,
+            [REKOR_BUNDLE_ANNOTATION]: sig.rekorBundle!,
+          },
+        }],
+      };
+      await pushRawManifest(
+        reg,
+        "keyless/app",
+        `${a.digest.replace(":", "-")}.sig`,
+        enc(sigManifest),
+        sigManifest.mediaType,
+      );
+      const subjectA = parseReference(`${reg.host}/keyless/app@${a.digest}`);
+      const ok = await runGates(client, subjectA, keyless());
+      assert.equal(ok.verified, true, `${label}: ${JSON.stringify(ok)}`);
+      assert.match(ok.results[0].detail, /keyless signature by dev@example.com from issuer/);
+      const wrongIssuer = await runGates(client, subjectA, keyless("https://accounts.google.com"));
+      assert.equal(wrongIssuer.failed?.reason, "SignatureInvalid", label);
+      // The shipped public-good root does not trust the test CA.
+      const publicGood = await runGates(client, subjectA, { config: keyless().config });
+      assert.equal(publicGood.verified, false, label);
+      assert.match(publicGood.failed!.detail, /certificate|chain/i);
+
+      // The Sigstore bundle referrer (DSSE statement naming B).
+      const b = await pushImage(reg, { repository: "keyless/app", tag: "b" }, { seed: 92 });
+      const bundle = await sigstore.signDsse({
+        _type: "https://in-toto.io/Statement/v1",
+        subject: [{ name: "app", digest: { sha256: b.digest.slice(7) } }],
+        predicateType: COSIGN_SIGN_PREDICATE,
+        predicate: {},
+      });
+      const bundleBlob = await pushBlob(reg, "keyless/app", enc((bundle as { bundle: unknown }).bundle));
+      const empty = await pushBlob(reg, "keyless/app", new TextEncoder().encode("{}"));
+      const BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json";
+      await pushReferrer(client, parseReference(`${reg.host}/keyless/app`, { defaultTag: false }), {
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        bytes: enc({
+          schemaVersion: 2,
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          artifactType: BUNDLE,
+          config: { mediaType: "application/vnd.oci.empty.v1+json", ...empty },
+          layers: [{ mediaType: BUNDLE, ...bundleBlob }],
+          subject: { mediaType: b.mediaType, digest: b.digest, size: b.manifestBytes.byteLength },
+        }),
+      });
+      const viaBundle = await runGates(
+        client,
+        parseReference(`${reg.host}/keyless/app@${b.digest}`),
+        keyless(),
+      );
+      assert.equal(viaBundle.verified, true, `${label}: ${JSON.stringify(viaBundle)}`);
+      assert.match(viaBundle.results[0].detail, /\(referrer sha256:/);
+    } finally {
+      await reg.stop();
+    }
+  }
+});
