@@ -96,6 +96,11 @@ export interface SyncOptions {
   checkGates?: GateCheck;
   /** A parsed Sigstore `trusted_root.json` for keyless checks (default: the public-good root). */
   trustedRoot?: unknown;
+  /**
+   * A Sigstore `trusted_root.json` file for keyless checks (a flag's value); default: the file
+   * named by PORTAGER_SIGSTORE_TRUSTED_ROOT, else the public-good root.
+   */
+  trustedRootPath?: string;
   /** Use these clients instead of creating them (they are not closed). */
   clients?: { source: RegistryClient; destination: RegistryClient };
 }
@@ -194,7 +199,10 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
       destination,
       gates: enabledGates(spec),
       checkGates: opts.checkGates ??
-        validationCheck(source, spec.validation ?? {}, { trustedRoot: opts.trustedRoot }),
+        validationCheck(source, spec.validation ?? {}, {
+          trustedRoot: opts.trustedRoot,
+          trustedRootPath: opts.trustedRootPath,
+        }),
       carryReferrers: spec.copyReferrers?.enabled
         ? referrerCarrier({ source, destination }, spec.copyReferrers, {
           dryRun,
