@@ -416,7 +416,7 @@ export class Manager {
               this.#log.info(`serving ${what}`, {
                 address: `${a.hostname}:${a.port}`,
                 scheme,
-                authorization: http.metricsAuthorize ? "TokenReview+SubjectAccessReview" : "none",
+                access: http.metricsAuthorize ? "TokenReview+SubjectAccessReview" : "anyone",
               });
               http.onListening?.(a);
             },
