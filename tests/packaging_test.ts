@@ -719,7 +719,7 @@ Deno.test("helm template: all features on", async () => {
   assert.equal(JSON.parse(dashboard.data["portager.json"]).uid, "portager-overview");
   // ServiceMonitor scrapes the metrics Service by its port name
   const sm = only(objects, "ServiceMonitor");
-  const svc = only(objects, "Service");
+  const svc = named(objects, "Service", "portager-metrics-service");
   assert.equal(sm.spec.endpoints[0].scheme, "https");
   assert.equal(sm.metadata.labels.release, "kps");
   assert.equal(sm.spec.endpoints[0].port, svc.spec.ports[0].name);
