@@ -7,13 +7,8 @@
  * @module
  */
 
-import {
-  abortableSleep as sleep,
-  isKubeReason,
-  type Lease,
-  type LeaseClient,
-  microTime,
-} from "../kube/mod.ts";
+import { isKubeReason, type Lease, type LeaseClient, microTime } from "../kube/mod.ts";
+import { sleep } from "../oci/mod.ts";
 import type { Logger } from "../server/log.ts";
 
 /** The Lease operations the elector needs (src/kube's LeaseClient; a fake in tests). */
@@ -196,7 +191,7 @@ export class LeaderElector {
           });
           this.#call(this.#onStart);
         }
-        await sleep(period, signal);
+        await sleep(period, signal).catch(() => {}); // aborted: the loop ends
         continue;
       }
       if (this.#leader && this.#now() - this.#lastRenew > this.#o.renewDeadlineMs) {
@@ -207,7 +202,7 @@ export class LeaderElector {
         this.#call(this.#onStop);
       }
       // client-go jitters acquire retries by up to 20 %
-      await sleep(this.#leader ? period : period * (1 + Math.random() * 0.2), signal);
+      await sleep(this.#leader ? period : period * (1 + Math.random() * 0.2), signal).catch(() => {});
     }
     await this.release();
   }

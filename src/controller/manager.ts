@@ -18,9 +18,8 @@
 import type { ImageSync } from "../api/mod.ts";
 import type { SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
-import { abortableSleep } from "../kube/mod.ts";
 import { createMetrics, type Metrics } from "../metrics/mod.ts";
-import { registryBudgets } from "../oci/mod.ts";
+import { registryBudgets, sleep } from "../oci/mod.ts";
 import { startWebhookServer, type WebhookOptions, type WebhookServer } from "../webhook/mod.ts";
 import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
 import type { Logger } from "../server/log.ts";
@@ -329,7 +328,7 @@ export class Manager {
     const timer = new AbortController();
     const finished = await Promise.race([
       loops.then(() => true),
-      abortableSleep(graceMs, timer.signal).then(() => false),
+      sleep(graceMs, timer.signal).then(() => false, () => false),
     ]);
     timer.abort();
     if (!finished) {
@@ -383,7 +382,7 @@ export class Manager {
       this.#wakeGate = () => wake.abort();
       const stop = () => wake.abort();
       signal.addEventListener("abort", stop, { once: true });
-      await abortableSleep(periodMs, wake.signal);
+      await sleep(periodMs, wake.signal).catch(() => {}); // woken early
       signal.removeEventListener("abort", stop);
       this.#wakeGate = undefined;
     }

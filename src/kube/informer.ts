@@ -10,7 +10,7 @@
 
 import type { Logger } from "../server/log.ts";
 import { isKubeReason, KubeError, type KubeStatus, type WatchEvent } from "./client.ts";
-import { abortableSleep as sleep } from "./sleep.ts";
+import { sleep } from "../oci/mod.ts";
 
 /** The metadata the informer relies on. */
 export interface InformerObject {
@@ -204,7 +204,7 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
       const ms = Math.min(this.#max, this.#base * 2 ** Math.min(failures, 20));
       failures++;
       // jitter: ±20 %
-      await sleep(ms * (0.8 + Math.random() * 0.4), signal);
+      await sleep(ms * (0.8 + Math.random() * 0.4), signal).catch(() => {}); // aborted: the loop ends
     };
     while (!signal.aborted) {
       if (needList) {

@@ -14,4 +14,3 @@ export * from "./events.ts";
 export * from "./lease.ts";
 export * from "./store.ts";
 export * from "./reviews.ts";
-export { abortableSleep } from "./sleep.ts";
