@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { API_VERSION } from "../src/api/mod.ts";
 import { createLogger, runOperator } from "../src/controller/mod.ts";
 import { createMetrics } from "../src/metrics/mod.ts";
-import { WebhookSecret } from "../src/webhook/mod.ts";
+import { githubSignature, WebhookSecret } from "../src/webhook/mod.ts";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { startKube } from "./harness/kube.ts";
 import { applyCrd, DENO, eventsFor, waitFor, waitForEvent, waitForReady } from "./harness/operator.ts";
@@ -52,6 +52,7 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
   const kube = await startKube();
   const dst = await startRegistry("plain");
   let src: RegistryServer | undefined;
+  let quiet: RegistryServer | undefined;
   const lines: string[] = [];
   const metrics = createMetrics();
   const ac = new AbortController();
@@ -165,10 +166,85 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
       (await waitForReady(kube, "hooks", "other")).status?.lastSyncTime,
       other.status?.lastSyncTime,
     );
+
+    // the other formats over real HTTP, for a registry that sends no notifications itself
+    quiet = await startRegistry("plain");
+    const q = quiet;
+    type Sent = { body: string; headers: Record<string, string>; query?: string };
+    const senders: Array<[string, (repo: string) => Sent]> = [
+      ["harbor", (repo) => ({
+        body: JSON.stringify({
+          type: "PUSH_ARTIFACT",
+          occur_at: Math.floor(Date.now() / 1000),
+          event_data: {
+            resources: [{ tag: "1.0", resource_url: `${q.host}/${repo}:1.0` }],
+            repository: { repo_full_name: repo },
+          },
+        }),
+        headers: { authorization: SECRET },
+      })],
+      ["github", (repo) => {
+        const body = JSON.stringify({
+          action: "published",
+          package: {
+            name: repo.split("/")[1],
+            package_type: "container",
+            owner: { login: "team" },
+            package_version: {
+              container_metadata: { tag: { name: "1.0" } },
+              package_url: `${q.host}/${repo}:1.0`,
+            },
+          },
+        });
+        return {
+          body,
+          headers: {
+            "x-github-event": "package",
+            "x-github-delivery": crypto.randomUUID(),
+            "x-hub-signature-256": githubSignature(SECRET, new TextEncoder().encode(body)),
+          },
+        };
+      }],
+      ["quay", (repo) => ({
+        body: JSON.stringify({ repository: repo, docker_url: `${q.host}/${repo}`, updated_tags: ["1.0"] }),
+        headers: {},
+        query: `?token=${SECRET}`,
+      })],
+    ];
+    for (const [source, make] of senders) {
+      const repo = `team/${source}`;
+      await pushImage(q, { repository: repo, tag: "1.0" }, { seed: 50 });
+      await kube.apply({
+        apiVersion: API_VERSION,
+        kind: "ImageSync",
+        metadata: { name: source, namespace: "hooks" },
+        spec: spec(q, dst, repo),
+      });
+      await waitForReady(kube, "hooks", source, { ok: (c) => c.status === "True", logs: log });
+      const next = await pushImage(q, { repository: repo, tag: "1.0" }, { seed: 51 });
+      const { body, headers, query } = make(repo);
+      const res = await fetch(`http://127.0.0.1:${port}/webhook/${source}${query ?? ""}`, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json", ...headers },
+      });
+      assert.equal(res.status, 202, `${source}: ${await res.text()}`);
+      await waitFor(
+        `${source}: the pushed digest at the destination`,
+        async () => (await digestAt(dst, repo, "1.0")) === next.digest || undefined,
+        { timeoutMs: 30_000, describe: log },
+      );
+      const ev = await waitForEvent(kube, "hooks", source, "SyncNowTriggered");
+      assert.equal(
+        ev.message,
+        `Immediate sync triggered by a push of ${q.host}/${repo}:1.0 (${source} webhook)`,
+      );
+    }
   } finally {
     ac.abort();
     await run?.catch(() => {});
     await src?.stop();
+    await quiet?.stop();
     await dst.stop();
     await kube.stop();
   }
