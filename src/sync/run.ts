@@ -109,94 +109,19 @@ export async function runTags(jobs: readonly TagJob[], ctx: RunContext): Promise
 
 /**
  * One tag: compare digests (HEADs) when a gate, a platform filter or `overwrite: never` needs
- * them first, gate, copy.
+ * them first, then the gates, then the copy.
  */
 async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
   const base = job.result.tags[job.slot];
-  const signal = ctx.cancelInFlight;
   const copier = ctx.copierFor(job);
-  const upToDate = (sourceDigest: string, destinationDigest?: string): TagResult => ({
-    ...base,
-    synced: true,
-    action: "up-to-date",
-    sourceDigest,
-    ...(destinationDigest && destinationDigest !== sourceDigest ? { destinationDigest } : {}),
-  });
   try {
-    let verified: boolean | undefined;
-    let sourceDigest: string | undefined;
-    if (ctx.gates.length > 0 || job.platforms || ctx.overwrite === "never") {
-      const digests = await compareDigests(job, ctx);
-      if ("failure" in digests) {
-        return { ...failedTag(job.tag, base, digests.failure), failedStep: "source-digest" };
-      }
-      sourceDigest = digests.source;
-      if (digests.destination === digests.source) return upToDate(digests.source);
-      // a filtered index has its own digest: unchanged at both ends since the last sync is
-      // up to date without reading the source's index (HEADs only)
-      const prev = job.previous;
-      if (
-        job.platforms && digests.destination && prev?.sourceDigest === digests.source &&
-        prev.destinationDigest === digests.destination
-      ) {
-        return upToDate(digests.source, digests.destination);
-      }
-      if (ctx.overwrite === "never" && digests.destination) {
-        const conflict = await tagConflict(job, { copier, digests, signal });
-        if (conflict === "up-to-date") return upToDate(digests.source, digests.destination);
-        return {
-          ...failedTag(job.tag, base, conflict),
-          failedStep: "copy",
-          sourceDigest: digests.source,
-          destinationDigest: digests.destination,
-        };
-      }
-    }
-    if (ctx.gates.length > 0 && sourceDigest) {
-      const verdict = await (ctx.checkGates ?? unavailableGates)({
-        source: job.source,
-        digest: sourceDigest,
-        gates: ctx.gates,
-        signal,
-      });
-      if (verdict) {
-        return {
-          ...failedTag(job.tag, base, {
-            reason: verdict.reason,
-            message: `validation failed: ${verdict.message}`,
-          }),
-          ...(verdict.cves ? { cves: verdict.cves } : {}),
-          failedStep: "gate",
-          sourceDigest: sourceDigest,
-          verified: false,
-          gates: ctx.gates,
-          failedGate: verdict.gate,
-          validationError: verdict.message,
-        };
-      }
-      verified = true;
-      ctx.emit(verifiedEvent(job.image, { ...base, sourceDigest }, ctx.dryRun));
-    }
-    ctx.onCopy?.(job, true);
-    const r = await copier.copy(job.source, job.destination, { dryRun: ctx.dryRun, signal });
-    const gated = verified === undefined ? {} : { verified, gates: ctx.gates };
-    // with a platform filter the copier's digest is the filtered index's; the source's is the HEAD's
-    const digests = {
-      sourceDigest: sourceDigest ?? r.digest,
-      ...(sourceDigest && r.digest !== sourceDigest ? { destinationDigest: r.digest } : {}),
-    };
-    if (r.upToDate) return { ...base, ...gated, synced: true, action: "up-to-date", ...digests };
-    return {
-      ...base,
-      ...gated,
-      synced: !ctx.dryRun,
-      action: ctx.dryRun ? "would-copy" : "copied",
-      ...digests,
-      bytesMoved: r.bytesMoved,
-      blobsCopied: r.blobsCopied,
-      blobsMounted: r.blobsMounted,
-      blobsSkipped: r.blobsSkipped,
-    };
+    const pre = await precheck(job, ctx, copier);
+    if ("action" in pre) return pre;
+    const gated = pre.sourceDigest && ctx.gates.length > 0
+      ? await runGates(job, ctx, pre.sourceDigest)
+      : undefined;
+    if (gated && "action" in gated) return gated;
+    return await copy(job, ctx, { copier, sourceDigest: pre.sourceDigest, verified: gated?.verified });
   } catch (e) {
     return {
       ...failedTag(job.tag, base, failureOf(e)),
@@ -205,6 +130,118 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
   } finally {
     ctx.onCopy?.(job, false);
   }
+}
+
+/** The tag's result as up to date at `sourceDigest` (and the destination's, when it differs). */
+function upToDate(base: TagResult, sourceDigest: string, destinationDigest?: string): TagResult {
+  return {
+    ...base,
+    synced: true,
+    action: "up-to-date",
+    sourceDigest,
+    ...(destinationDigest && destinationDigest !== sourceDigest ? { destinationDigest } : {}),
+  };
+}
+
+/**
+ * Digests at both ends (HEADs) when something must be decided before the copy: the tag's
+ * final result when it is decided here (up to date, source missing, TagConflict), else the
+ * source's digest (undefined when nothing needed a look).
+ */
+async function precheck(
+  job: TagJob,
+  ctx: RunContext,
+  copier: Pick<Copier, "copy">,
+): Promise<TagResult | { sourceDigest?: string }> {
+  const base = job.result.tags[job.slot];
+  if (ctx.gates.length === 0 && !job.platforms && ctx.overwrite !== "never") return {};
+  const digests = await compareDigests(job, ctx);
+  if ("failure" in digests) {
+    return { ...failedTag(job.tag, base, digests.failure), failedStep: "source-digest" };
+  }
+  if (digests.destination === digests.source) return upToDate(base, digests.source);
+  // a filtered index has its own digest: unchanged at both ends since the last sync is up to
+  // date without reading the source's index (HEADs only)
+  const prev = job.previous;
+  if (
+    job.platforms && digests.destination && prev?.sourceDigest === digests.source &&
+    prev.destinationDigest === digests.destination
+  ) {
+    return upToDate(base, digests.source, digests.destination);
+  }
+  if (ctx.overwrite === "never" && digests.destination) {
+    const conflict = await tagConflict(job, { copier, digests, signal: ctx.cancelInFlight });
+    if (conflict === "up-to-date") return upToDate(base, digests.source, digests.destination);
+    return {
+      ...failedTag(job.tag, base, conflict),
+      failedStep: "copy",
+      sourceDigest: digests.source,
+      destinationDigest: digests.destination,
+    };
+  }
+  return { sourceDigest: digests.source };
+}
+
+/** The validation gates on the source digest, before any blob moves: the failed result, or verified. */
+async function runGates(
+  job: TagJob,
+  ctx: RunContext,
+  sourceDigest: string,
+): Promise<TagResult | { verified: true }> {
+  const base = job.result.tags[job.slot];
+  const verdict = await (ctx.checkGates ?? unavailableGates)({
+    source: job.source,
+    digest: sourceDigest,
+    gates: ctx.gates,
+    signal: ctx.cancelInFlight,
+  });
+  if (verdict) {
+    return {
+      ...failedTag(job.tag, base, {
+        reason: verdict.reason,
+        message: `validation failed: ${verdict.message}`,
+      }),
+      ...(verdict.cves ? { cves: verdict.cves } : {}),
+      failedStep: "gate",
+      sourceDigest,
+      verified: false,
+      gates: ctx.gates,
+      failedGate: verdict.gate,
+      validationError: verdict.message,
+    };
+  }
+  ctx.emit(verifiedEvent(job.image, { ...base, sourceDigest }, ctx.dryRun));
+  return { verified: true };
+}
+
+/** The copy (or its plan, in a dry run). */
+async function copy(
+  job: TagJob,
+  ctx: RunContext,
+  opts: { copier: Pick<Copier, "copy">; sourceDigest?: string; verified?: boolean },
+): Promise<TagResult> {
+  const base = job.result.tags[job.slot];
+  ctx.onCopy?.(job, true);
+  const r = await opts.copier.copy(job.source, job.destination, {
+    dryRun: ctx.dryRun,
+    signal: ctx.cancelInFlight,
+  });
+  const gated = opts.verified === undefined ? {} : { verified: opts.verified, gates: ctx.gates };
+  // with a platform filter the copier's digest is the filtered index's; the source's is the HEAD's
+  const source = opts.sourceDigest ?? r.digest;
+  if (r.upToDate) return { ...upToDate(base, source, r.digest), ...gated };
+  return {
+    ...base,
+    ...gated,
+    synced: !ctx.dryRun,
+    action: ctx.dryRun ? "would-copy" : "copied",
+    sourceDigest: source,
+    ...(r.digest !== source ? { destinationDigest: r.digest } : {}),
+    bytesMoved: r.bytesMoved,
+    blobsCopied: r.blobsCopied,
+    blobsMounted: r.blobsMounted,
+    blobsSkipped: r.blobsSkipped,
+  };
 }
 
 /** Whether `e` is about the source tag itself (its manifest digest), not a blob or the destination. */
