@@ -1,16 +1,16 @@
 /**
  * Which ImageSyncs a push concerns. The source repository is named as src/sync names it
  * (`source.registry` + `images[].name`, Docker Hub normalized), so `docker.io` + `nginx`
- * matches a push of `library/nginx` to Docker Hub. The tag must be one the image would sync:
- * listed in `tags`, or satisfying its `semver` constraint; an image with tag filters this
- * module does not evaluate matches on the repository alone (a sync too many costs HEADs, a
- * sync too few a stale mirror). A push by digest alone names no tag and matches nothing.
+ * matches a push of `library/nginx` to Docker Hub. The tag must be one the image would sync,
+ * decided by src/sync's tag rule: listed in `tags`, or selected by `semver` and
+ * `tagPatterns`/`excludeTagPatterns` (`maxTags` is left to the sync: a push of an older
+ * version costs one sync of HEADs). A push by digest alone names no tag and matches nothing.
  * @module
  */
 
-import { type ImageSpec, type ImageSync, SemverConstraint } from "../api/mod.ts";
+import type { ImageSpec, ImageSync } from "../api/mod.ts";
 import { normalizeRegistryHost } from "../oci/mod.ts";
-import { imageRepositories } from "../sync/mod.ts";
+import { imageRepositories, resolveImageTags } from "../sync/mod.ts";
 import type { PushEvent } from "./event.ts";
 
 /** An ImageSync to sync now, and the first push that asked for it. */
@@ -27,18 +27,14 @@ function normalizedRepository(push: PushEvent): string {
   return `${host}/${host === "docker.io" && !repo.includes("/") ? `library/${repo}` : repo}`;
 }
 
+/** Whether the image would sync `tag`, by src/sync's own rule (explicit tags, semver, tag patterns). */
 function tagWanted(image: ImageSpec, tag: string): boolean {
-  if (image.tags?.includes(tag)) return true;
-  const extra = image as ImageSpec & { tagPatterns?: unknown[] };
-  if (Array.isArray(extra.tagPatterns) && extra.tagPatterns.length > 0) return true;
-  if (image.semver && image.semver.trim() !== "") {
-    try {
-      return SemverConstraint.parse(image.semver).matches(tag);
-    } catch {
-      return false;
-    }
+  try {
+    return resolveImageTags(image, [tag]).tags.includes(tag);
+  } catch {
+    // an invalid constraint or pattern is reported by the sync; it matches no push
+    return false;
   }
-  return false;
 }
 
 /** The source repositories (`host/path`) of an ImageSync's images, with the image; invalid names skipped. */

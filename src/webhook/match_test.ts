@@ -55,3 +55,18 @@ Deno.test("match: each ImageSync once however many pushes name it", () => {
   const many = Array.from({ length: 20 }, () => push("127.0.0.1:5000", "team/app", "latest"));
   assert.deepStrictEqual(keys(many), ["ns/tags"]);
 });
+
+Deno.test("match: tag patterns and exclusions decide as the sync does", () => {
+  const patterned = [
+    sync("patterns", "127.0.0.1:5000", [{
+      name: "team/app",
+      tagPatterns: ["v[0-9]+\\.[0-9]+"],
+      excludeTagPatterns: ["v0\\..*"],
+    }]),
+  ];
+  const k = (tag: string) =>
+    matchPushes([push("127.0.0.1:5000", "team/app", tag)], patterned).map((m) => m.key);
+  assert.deepStrictEqual(k("v1.2"), ["ns/patterns"]);
+  assert.deepStrictEqual(k("v0.9"), []);
+  assert.deepStrictEqual(k("latest"), []);
+});
