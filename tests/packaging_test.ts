@@ -1778,7 +1778,11 @@ Deno.test("compile permissions: no write, env and reads scoped, exactly as docs/
   const env = flags.find((f) => f.startsWith("--allow-env="));
   const read = flags.find((f) => f.startsWith("--allow-read="));
   assert.ok(env && read, `scoped env and read: ${flags.join(" ")}`);
-  assert.deepEqual(read.slice("--allow-read=".length).split(","), ["/var/run/secrets", "/etc/portager"]);
+  assert.deepEqual(read.slice("--allow-read=".length).split(","), [
+    "/var/run/secrets",
+    "/etc/portager",
+    "/home/nonroot/.config/gcloud",
+  ]);
   assert.deepEqual(documentedPermissions(), flags);
 });
 
@@ -1795,6 +1799,8 @@ Deno.test("compile permissions: every environment variable src/ reads is allowed
         const text = await Deno.readTextFile(new URL(e.name, dir));
         // flag specs' env fallbacks, Deno.env.get("X"), and env("X") lookups
         for (const m of text.matchAll(/\benv(?::\s*|\.get\(|\()"([A-Za-z_][A-Za-z0-9_]*)"/g)) read.add(m[1]);
+        // and names kept in constants, e.g. `const WEBHOOK_SECRET_ENV = "PORTAGER_WEBHOOK_SECRET"`
+        for (const m of text.matchAll(/\b[A-Z_]*ENV[A-Z_]*\s*=\s*"([A-Z_][A-Z0-9_]*)"/g)) read.add(m[1]);
       }
     }
   };
@@ -1867,5 +1873,51 @@ Deno.test("compile permissions: ECR credentials through IRSA (AWS SDK) resolve w
   } finally {
     await moto.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("compile permissions: Google credentials from the metadata server (Workload Identity) resolve with only the image's permissions", async () => {
+  const requests: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    requests.push(`${req.headers.get("metadata-flavor")} ${new URL(req.url).pathname}`);
+    return Response.json({ access_token: "ya29.workload-identity", expires_in: 3599, token_type: "Bearer" });
+  });
+  try {
+    const out = await new Deno.Command(DENO, {
+      args: [
+        "run",
+        "--no-prompt",
+        "--quiet",
+        ...compilePermissions(),
+        new URL("tests/fixtures/gar_child.ts", ROOT).pathname,
+        "us-docker.pkg.dev",
+      ],
+      cwd: ROOT.pathname,
+      clearEnv: true,
+      // A pod's environment on GKE: the image user's HOME, the metadata server.
+      env: {
+        ...Object.fromEntries(
+          Object.entries(Deno.env.toObject()).filter(([k]) =>
+            /^(PATH|XDG_CACHE_HOME|DENO_\w+|NPM_CONFIG_\w+|NODE_EXTRA_CA_CERTS|SSL_CERT_\w+|https?_proxy|no_proxy)$/i
+              .test(k)
+          ),
+        ),
+        HOME: "/home/nonroot",
+        NO_COLOR: "1",
+        GCE_METADATA_HOST: `127.0.0.1:${server.addr.port}`,
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const result = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    assert.deepEqual(result, {
+      credential: { username: "oauth2accesstoken", password: "ya29.workload-identity" },
+    });
+    assert.deepEqual(requests, ["Google /computeMetadata/v1/instance/service-accounts/default/token"]);
+  } finally {
+    await server.shutdown();
   }
 });
