@@ -15,6 +15,7 @@ import {
   pushImage,
   pushSchema1Image,
 } from "./harness/fixtures.ts";
+import { seenRequest } from "./harness/hostile_registry.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 import {
   Copier,
@@ -110,11 +111,7 @@ function startProxy(
   const seen: Proxy["seen"] = [];
   const server = Deno.serve({ hostname, port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
-    seen.push({
-      method: req.method,
-      path: url.pathname + url.search,
-      authorization: req.headers.get("authorization"),
-    });
+    seen.push(seenRequest(req, url));
     const own = await intercept(req, url);
     if (own) return own;
     return await forward(upstream, req, url);

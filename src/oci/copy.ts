@@ -28,11 +28,13 @@ export const MAX_INDEX_DEPTH = 8;
  */
 export const DEFAULT_MAX_MANIFESTS = 1000;
 /**
- * Manifest bytes one copy may hold in memory (16 MiB, by the sizes their descriptors declare):
- * real image trees take kilobytes; a crafted index of large children must not take the
- * operator's memory (the chart's limit is 128 MiB).
+ * Manifest bytes one {@linkcode Copier} (one sync) may hold in memory at once, over the copies
+ * it runs side by side (8 MiB, by the sizes their descriptors declare; twice the largest
+ * manifest accepted). Real image trees take kilobytes; a crafted index of large children must
+ * not take the operator's memory (the chart's limit is 128 MiB; parsing costs about four
+ * times the bytes).
  */
-export const DEFAULT_MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 
 /** A progress report: bytes moved so far for one copy. */
 export interface CopyProgress {
@@ -54,7 +56,7 @@ export interface CopierOptions {
   retry?: RetryPolicy;
   /** Manifests one copy may read, the tagged one included (default {@linkcode DEFAULT_MAX_MANIFESTS}). */
   maxManifests?: number;
-  /** Manifest bytes one copy may hold (default {@linkcode DEFAULT_MAX_MANIFEST_BYTES}). */
+  /** Manifest bytes this copier may hold at once over its copies (default {@linkcode DEFAULT_MAX_MANIFEST_BYTES}). */
   maxManifestBytes?: number;
   /** Copy only these platforms of an index ("linux/amd64", "linux/arm64/v8"); see the module doc. */
   platforms?: string[];
@@ -174,10 +176,12 @@ interface Tree {
   blobs: Map<string, Descriptor>;
 }
 
-/** The cancellation shared by the steps of one copy: the caller's signal plus a sibling abort. */
+/** What the steps of one copy share: the caller's signal plus a sibling abort, and what it holds. */
 interface Scope {
   signal: AbortSignal;
   inner: AbortController;
+  /** Manifests read and manifest bytes held by this copy (released when it ends). */
+  budget: { manifests: number; bytes: number };
 }
 
 /**
@@ -197,6 +201,8 @@ export class Copier {
   readonly #present = new Map<string, Set<string>>();
   /** Dry-run bookkeeping: blobs an earlier dry-run copy of this batch would already move. */
   readonly #planned = new Set<string>();
+  /** Manifest bytes the copies of this batch hold right now. */
+  #heldBytes = 0;
 
   /** Creates a copier for one batch. */
   constructor(
@@ -237,6 +243,7 @@ export class Copier {
     const scope = {
       signal: opts.signal ? AbortSignal.any([opts.signal, inner.signal]) : inner.signal,
       inner,
+      budget: { manifests: 0, bytes: 0 },
     };
     try {
       const tree = await this.#readTree(src, target, scope);
@@ -273,6 +280,7 @@ export class Copier {
       return result;
     } finally {
       inner.abort();
+      this.#heldBytes -= scope.budget.bytes;
     }
   }
 
@@ -340,7 +348,7 @@ export class Copier {
       await this.#source.getManifest(src.withDigest(target.digest), { signal: scope.signal });
     const tree: Tree = { root, pushBytes: target.pushBytes ?? root.bytes, levels: [], blobs: new Map() };
     for (const b of root.manifest.blobs) tree.blobs.set(b.digest, b);
-    const budget = { manifests: 1, bytes: root.size + (target.pushBytes?.byteLength ?? 0) };
+    this.#spend(src, scope.budget, { manifests: 1, bytes: root.size + (target.pushBytes?.byteLength ?? 0) });
     let children = target.children ?? root.manifest.manifests;
     for (let depth = 0; children.length > 0; depth++) {
       if (depth > MAX_INDEX_DEPTH) {
@@ -354,7 +362,10 @@ export class Copier {
         );
       }
       const unique = [...new Map(children.map((c) => [c.digest, c])).values()];
-      this.#spend(src, budget, unique);
+      this.#spend(src, scope.budget, {
+        manifests: unique.length,
+        bytes: unique.reduce((n, c) => n + c.size, 0),
+      });
       const fetched = await settleAll(
         unique.map((c) =>
           this.#limiter.run(() =>
@@ -374,25 +385,31 @@ export class Copier {
   }
 
   /**
-   * Counts a level of children against the copy's caps before any is read (by declared size;
-   * the read is bounded by it), failing the copy with ManifestTreeTooLarge when over.
+   * Counts manifests against the caps before they are read (by declared size; the read is
+   * bounded by it): per copy in number, per copier in bytes held at once. Over a cap the copy
+   * fails with ManifestTreeTooLarge.
    */
-  #spend(src: Reference, budget: { manifests: number; bytes: number }, children: Descriptor[]): void {
+  #spend(src: Reference, budget: Scope["budget"], add: { manifests: number; bytes: number }): void {
     const maxManifests = this.#opts.maxManifests ?? DEFAULT_MAX_MANIFESTS;
     const maxBytes = this.#opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
-    budget.manifests += children.length;
-    budget.bytes += children.reduce((n, c) => n + c.size, 0);
-    const over = budget.manifests > maxManifests
-      ? `more than ${maxManifests} manifests (the maxManifests limit)`
-      : budget.bytes > maxBytes
-      ? `${budget.bytes} bytes of manifests, more than the ${maxBytes} allowed (the maxManifestBytes limit)`
-      : undefined;
+    budget.manifests += add.manifests;
+    const held = this.#heldBytes + add.bytes;
+    let over: string | undefined;
+    if (budget.manifests > maxManifests) {
+      over = `more than ${maxManifests} manifests (the maxManifests limit)`;
+    } else if (held > maxBytes) {
+      const beside = held > budget.bytes + add.bytes ? " with the copies beside it" : "";
+      over = `${held} bytes of manifests to hold${beside}, more than the ${maxBytes} allowed ` +
+        "(the maxManifestBytes limit)";
+    }
     if (over) {
       throw new OciError("ManifestTreeTooLarge", `source ${src}: the image's manifest tree has ${over}`, {
         registry: src.registry,
         reference: src.toString(),
       });
     }
+    this.#heldBytes = held;
+    budget.bytes += add.bytes;
   }
 
   /** Step 4: decides what to do with every blob, reading only. */

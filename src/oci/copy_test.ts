@@ -18,6 +18,8 @@ class FakeRegistry {
   readonly retry: RetryPolicy;
   /** Blob GETs that fail once with a retryable error. */
   readonly flaky = new Set<string>();
+  /** Delay of every manifest GET (ms), to make copies overlap. */
+  delayMs = 0;
 
   constructor(retry = new RetryPolicy({ retryBaseMs: 1 })) {
     this.retry = retry;
@@ -79,19 +81,14 @@ class FakeRegistry {
     return Promise.resolve(m && { digest: digest!, mediaType: m.mediaType, size: m.bytes.byteLength });
   }
 
-  getManifest(ref: Reference): Promise<FetchedManifest> {
+  async getManifest(ref: Reference): Promise<FetchedManifest> {
     this.ops.push(`getManifest ${ref.digest ?? ref.tag}`);
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     const digest = this.#resolve(ref);
     const m = digest ? this.manifests.get(digest) : undefined;
-    if (!m) return Promise.reject(new OciError("NotFound", `${ref} not found`));
+    if (!m) throw new OciError("NotFound", `${ref} not found`);
     const manifest = parseManifest(m.bytes, { contentType: m.mediaType, context: "test" });
-    return Promise.resolve({
-      digest: digest!,
-      mediaType: m.mediaType,
-      size: m.bytes.byteLength,
-      bytes: m.bytes,
-      manifest,
-    });
+    return { digest: digest!, mediaType: m.mediaType, size: m.bytes.byteLength, bytes: m.bytes, manifest };
   }
 
   putManifest(ref: Reference, m: { bytes: Uint8Array; mediaType: string }): Promise<string> {
@@ -249,7 +246,7 @@ Deno.test("copy: a manifest tree over the count or byte cap fails before any chi
   for (
     const [opts, message] of [
       [{ maxManifests: 3 }, /more than 3 manifests \(the maxManifests limit\)/],
-      [{ maxManifestBytes: indexSize + childBytes - 1 }, /bytes of manifests, more than the \d+ allowed/],
+      [{ maxManifestBytes: indexSize + childBytes - 1 }, /bytes of manifests to hold, more than the \d+ allowed/],
     ] as const
   ) {
     from.ops.length = 0;
@@ -265,4 +262,34 @@ Deno.test("copy: a manifest tree over the count or byte cap fails before any chi
     maxManifestBytes: indexSize + childBytes,
   });
   assert.equal((await fits.copy(src("1"), dst("1"), { dryRun: true })).blobsCopied, 6);
+});
+
+Deno.test("copy: the manifest byte cap covers the copies a copier runs at once, released as each ends", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  from.delayMs = 20;
+  const sizeOf = (tag: string) => {
+    const index = from.multiArch(
+      { amd64: from.image([`${tag}-amd`]), arm64: from.image([`${tag}-arm`]) },
+      tag,
+    );
+    const children = parseManifest(from.manifests.get(index.digest)!.bytes, { context: "t" }).manifests;
+    return index.size + children.reduce((n, c) => n + c.size, 0);
+  };
+  const one = sizeOf("1");
+  const two = sizeOf("2");
+  const copier = new Copier({ source: from.client, destination: to.client }, {
+    maxManifestBytes: Math.max(one, two) + 10,
+  });
+  await copier.copy(src("1"), dst("1"), { dryRun: true });
+  await copier.copy(src("2"), dst("2"), { dryRun: true });
+  const both = await Promise.allSettled([
+    copier.copy(src("1"), dst("3"), { dryRun: true }),
+    copier.copy(src("2"), dst("4"), { dryRun: true }),
+  ]);
+  const failed = both.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
+  assert.equal(failed.length, 1, "one of two overlapping copies is over the shared cap");
+  assert.equal(failed[0].reason.reason, "ManifestTreeTooLarge");
+  assert.match(failed[0].reason.message, /with the copies beside it/);
+  await copier.copy(src("1"), dst("5"), { dryRun: true });
 });
