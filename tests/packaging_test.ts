@@ -1815,6 +1815,18 @@ Deno.test("compile permissions: every environment variable src/ reads is allowed
   assert.ok(allowed("AWS_WEB_IDENTITY_TOKEN_FILE") && allowed("_X_AMZN_TRACE_ID"));
 });
 
+/**
+ * A child's environment as in the image's pod (HOME of its user), plus only what Deno needs to find
+ * its caches and this machine's CA: nothing else of this process leaks in.
+ */
+function podEnv(): Record<string, string> {
+  const deno = Object.entries(Deno.env.toObject()).filter(([k]) =>
+    /^(PATH|XDG_CACHE_HOME|DENO_\w+|NPM_CONFIG_\w+|NODE_EXTRA_CA_CERTS|SSL_CERT_\w+|https?_proxy|no_proxy)$/i
+      .test(k)
+  );
+  return { ...Object.fromEntries(deno), HOME: "/home/nonroot", NO_COLOR: "1" };
+}
+
 Deno.test("compile permissions: ECR credentials through IRSA (AWS SDK) resolve with only the image's permissions (moto)", async () => {
   const moto = await startMoto();
   const dir = await Deno.makeTempDir({ prefix: "portager-ecr-perms-" });
@@ -1839,14 +1851,7 @@ Deno.test("compile permissions: ECR credentials through IRSA (AWS SDK) resolve w
       clearEnv: true,
       // What EKS sets for IRSA, the pod's HOME, and what Deno needs to find its caches.
       env: {
-        ...Object.fromEntries(
-          Object.entries(Deno.env.toObject()).filter(([k]) =>
-            /^(PATH|XDG_CACHE_HOME|DENO_\w+|NPM_CONFIG_\w+|NODE_EXTRA_CA_CERTS|SSL_CERT_\w+|https?_proxy|no_proxy)$/i
-              .test(k)
-          ),
-        ),
-        HOME: "/home/nonroot",
-        NO_COLOR: "1",
+        ...podEnv(),
         AWS_ROLE_ARN: roleArn,
         AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile,
         AWS_ROLE_SESSION_NAME: "portager",
@@ -1896,14 +1901,7 @@ Deno.test("compile permissions: Google credentials from the metadata server (Wor
       clearEnv: true,
       // A pod's environment on GKE: the image user's HOME, the metadata server.
       env: {
-        ...Object.fromEntries(
-          Object.entries(Deno.env.toObject()).filter(([k]) =>
-            /^(PATH|XDG_CACHE_HOME|DENO_\w+|NPM_CONFIG_\w+|NODE_EXTRA_CA_CERTS|SSL_CERT_\w+|https?_proxy|no_proxy)$/i
-              .test(k)
-          ),
-        ),
-        HOME: "/home/nonroot",
-        NO_COLOR: "1",
+        ...podEnv(),
         GCE_METADATA_HOST: `127.0.0.1:${server.addr.port}`,
       },
       stdin: "null",
