@@ -675,3 +675,45 @@ Deno.test("keyless cosign gate through both registries: .sig layout and bundle r
     }
   }
 });
+
+Deno.test("cosign key gate with keys imported into the real cosign: P-384, P-521, RSA and Ed25519 (cosign signs Ed25519ph), tag and bundle forms", async () => {
+  const { generateKeyPairSync } = await import("node:crypto");
+  const reg = await startRegistry("plain");
+  let seed = 100;
+  try {
+    for (const kind of ["P-384", "P-521", "RSA", "Ed25519"] as const) {
+      const dir = await Deno.makeTempDir({ prefix: "portager-gates-test-" });
+      try {
+        const pair = kind === "RSA"
+          ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+          : kind === "Ed25519"
+          ? generateKeyPairSync("ed25519")
+          : generateKeyPairSync("ec", { namedCurve: kind === "P-384" ? "secp384r1" : "secp521r1" });
+        await Deno.writeTextFile(
+          `${dir}/priv.pem`,
+          pair.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+        );
+        await cosign(["import-key-pair", "--key", "priv.pem", "--output-key-prefix", "imported"], {
+          cwd: dir,
+          env: ENV,
+          check: true,
+        });
+        const pub = await Deno.readTextFile(`${dir}/imported.pub`);
+        for (const bundle of [false, true]) {
+          const img = await pushImage(reg, { repository: "keys/app", tag: `${kind}-${bundle}` }, {
+            seed: seed++,
+          });
+          await cosignSign(dir, `${reg.host}/keys/app@${img.digest}`, { key: "imported.key", bundle });
+          const out = await gates(reg.host, "keys/app", img.digest, {
+            cosign: { enabled: true, publicKey: pub },
+          });
+          assert.equal(out.verified, true, `${kind} bundle=${bundle}: ${JSON.stringify(out)}`);
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  } finally {
+    await reg.stop();
+  }
+});

@@ -196,6 +196,11 @@ export interface VerificationKey {
   hashes: (string | null)[];
   /** Human description, e.g. "ECDSA P-256". */
   description: string;
+  /**
+   * Ed25519 keys: a verifier of HashEdDSA (Ed25519ph) signatures, which cosign makes with
+   * Ed25519 keys; set by {@linkcode loadPublicKey}.
+   */
+  prehashed?: (signature: Uint8Array, data: Uint8Array) => boolean;
 }
 
 /**
@@ -257,7 +262,28 @@ export function verifySignature(key: VerificationKey, data: Uint8Array, signatur
       // A malformed signature (bad DER) simply does not verify.
     }
   }
-  return false;
+  try {
+    return key.prehashed?.(signature, data) ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Parses a PEM public key like {@linkcode parsePublicKey}; for Ed25519 also loads (lazily, only
+ * then) a verifier of the prehashed variant cosign signs with (`@noble/curves`' ed25519ph:
+ * `node:crypto` verifies pure Ed25519 only).
+ */
+export async function loadPublicKey(pem: string): Promise<VerificationKey> {
+  const key = parsePublicKey(pem);
+  if (key.key.asymmetricKeyType !== "ed25519") return key;
+  const { ed25519ph } = await import("@noble/curves/ed25519.js");
+  const x = key.key.export({ format: "jwk" }).x;
+  if (typeof x !== "string") {
+    throw new GateError("KeyInvalid", "failed to parse public key: no Ed25519 point");
+  }
+  const raw = Uint8Array.from(atob(x.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+  return { ...key, prehashed: (signature, data) => ed25519ph.verify(signature, data, raw) };
 }
 
 /**
@@ -401,7 +427,7 @@ export async function verifyWithKey(
   subject: Reference,
   opts: CallOptions & { publicKey: string; referrers?: () => Promise<Referrer[]> },
 ): Promise<string> {
-  const key = parsePublicKey(opts.publicKey);
+  const key = await loadPublicKey(opts.publicKey);
   const collected = await collectSignatures(client, subject, opts);
   return verdict(subject, collected, (c) => {
     verifyCandidateWithKey(key, c, subject.digest!);

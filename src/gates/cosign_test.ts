@@ -5,6 +5,7 @@ import { GateError } from "./artifacts.ts";
 import {
   COSIGN_SIGN_PREDICATE,
   dssePae,
+  loadPublicKey,
   parsePublicKey,
   type SignatureCandidate,
   verdict,
@@ -209,5 +210,59 @@ Deno.test("verdict: one valid signature passes; none is SignatureMissing; only b
     () => verdict(subject, { candidates: [cand("bad")], problems: ["tag x: unreadable"] }, ok),
     "SignatureInvalid",
     /no valid signatures found for .*: tag x: unreadable; bad: nope/,
+  );
+});
+
+Deno.test("cosign key (Ed25519): cosign's prehashed signatures (Ed25519ph) verify too, another key's do not", async () => {
+  const { ed25519ph } = await import("@noble/curves/ed25519.js");
+  const raw = (s: string) =>
+    Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+  const pair = generateKeyPairSync("ed25519");
+  const seed = raw(pair.privateKey.export({ format: "jwk" }).d!);
+  const key = await loadPublicKey(pair.publicKey.export({ type: "spki", format: "pem" }) as string);
+  assert.equal(key.description, "Ed25519");
+  const p = payload(DIGEST);
+  verifyCandidateWithKey(key, {
+    kind: "simple-signing",
+    where: "w",
+    payload: p,
+    signature: ed25519ph.sign(p, seed),
+  }, DIGEST);
+  const body = enc(JSON.stringify(statement(DIGEST)));
+  const type = "application/vnd.in-toto+json";
+  const bundle: SignatureCandidate = {
+    kind: "bundle",
+    where: "r",
+    bundle: {
+      dsseEnvelope: {
+        payload: b64(body),
+        payloadType: type,
+        signatures: [{ sig: b64(ed25519ph.sign(dssePae(type, body), seed)) }],
+      },
+    },
+  };
+  verifyCandidateWithKey(key, bundle, DIGEST);
+  const otherSeed = raw(generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" }).d!);
+  rejectsWith(
+    () =>
+      verifyCandidateWithKey(
+        key,
+        { kind: "simple-signing", where: "w", payload: p, signature: ed25519ph.sign(p, otherSeed) },
+        DIGEST,
+      ),
+    "SignatureInvalid",
+    /does not verify/,
+  );
+  // Without the prehash verifier (parsePublicKey alone) the same signature does not verify: the
+  // variant is really different from pure Ed25519.
+  rejectsWith(
+    () =>
+      verifyCandidateWithKey(
+        parsePublicKey(pair.publicKey.export({ type: "spki", format: "pem" }) as string),
+        { kind: "simple-signing", where: "w", payload: p, signature: ed25519ph.sign(p, seed) },
+        DIGEST,
+      ),
+    "SignatureInvalid",
+    /does not verify/,
   );
 });
