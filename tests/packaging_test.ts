@@ -416,6 +416,11 @@ Deno.test("helm refuses values that cannot work, naming the value", async (t) =>
     ["aws.credentials without keys", { aws: { credentials: { enabled: true } } }, /accessKeyId/],
     ["webhook without its Secret", { webhook: { enabled: true } }, /webhook\.existingSecret/],
     [
+      "upstream's image kept from upstream's values",
+      { image: { repository: "ghcr.io/jarodr47/portager" } },
+      /image\.repository is upstream's image/,
+    ],
+    [
       "caBundle mounted where the binary may not read",
       { caBundle: { enabled: true, existingSecret: "ca", mountPath: "/certs" } },
       /mountPath must be \/etc\/portager/,
@@ -506,6 +511,16 @@ Deno.test("helm template: defaults render the operator as upstream names it, lea
   const service = named(objects, "Service", "portager-metrics-service");
   assert.deepEqual(service.spec.ports, [{ name: "https", port: 8443, targetPort: 8443, protocol: "TCP" }]);
   assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+
+  // namespace.create=true: the release Namespace, never deleted by Helm
+  const withNs = await helmTemplate(CHART, {
+    values: [{ namespace: { create: true, labels: { "pod-security.kubernetes.io/enforce": "restricted" } } }],
+  });
+  const nsObject = only(withNs, "Namespace");
+  assert.equal(nsObject.metadata.name, "portager-system");
+  assert.equal(nsObject.metadata.annotations["helm.sh/resource-policy"], "keep");
+  assert.equal(nsObject.metadata.labels["pod-security.kubernetes.io/enforce"], "restricted");
+  assert.ok(!objects.some((o) => o.kind === "Namespace"), "not by default: helm install could not create it");
 
   // runtimeFlags=legacy: the flags of binaries before upstream's, one plain-HTTP port
   const legacy = await helmTemplate(CHART, { values: [{ runtimeFlags: "legacy" }] });

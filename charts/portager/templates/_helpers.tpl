@@ -134,6 +134,9 @@ x509 error at the first sync, or two replicas syncing the same ImageSyncs at onc
 {{- if not (has (toString .Values.runtimeFlags) (list "legacy" "upstream")) }}
 {{- fail (printf "runtimeFlags must be \"legacy\" or \"upstream\", not %q" (toString .Values.runtimeFlags)) }}
 {{- end }}
+{{- if hasSuffix "jarodr47/portager" .Values.image.repository }}
+{{- fail (printf "image.repository is upstream's image (%s), whose binary does not take this chart's flags: drop image.repository from your values (default ghcr.io/portager/portager) or set this project's image." .Values.image.repository) }}
+{{- end }}
 {{- if and .Values.webhook.enabled (not .Values.webhook.existingSecret) }}
 {{- fail "webhook.enabled needs webhook.existingSecret: a Secret with the shared secret senders authenticate with (key webhook.secretKey)." }}
 {{- end }}
