@@ -123,12 +123,25 @@ export async function findPeers(opts: { build?: boolean; log?: (s: string) => vo
 const COMPILE_ONLY = ["--output", "-o", "--target", "--include", "--exclude", "--icon", "--no-terminal"];
 
 /**
+ * Splits a task's command line into words as the shell does for the quoting tasks use: blanks
+ * separate words, and single or double quotes group (and are removed), e.g.
+ * `'--allow-env=AWS_*,HOME'` is one word without its quotes.
+ */
+export function shellWords(line: string): string[] {
+  const words: string[] = [];
+  for (const m of line.matchAll(/(?:[^\s'"]+|'[^']*'|"[^"]*")+/g)) {
+    words.push(m[0].replace(/'([^']*)'|"([^"]*)"/g, (_, a, b) => a ?? b));
+  }
+  return words;
+}
+
+/**
  * The runtime flags `deno compile …` in `task` bakes into the binary — permissions, V8 flags,
  * `--no-code-cache` — in the task's order, without the binary-only options and the entry point.
  */
 export function compileFlagsOf(task: string): string[] {
   const compile = task.split("&&").map((s) => s.trim()).find((s) => s.startsWith("deno compile")) ?? "";
-  const words = compile.split(/\s+/).slice(2);
+  const words = shellWords(compile).slice(2);
   const flags: string[] = [];
   for (let i = 0; i < words.length; i++) {
     const w = words[i];

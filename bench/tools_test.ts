@@ -3,6 +3,7 @@ import {
   compileFlags,
   compileFlagsOf,
   type PortagerForm,
+  shellWords,
   shippedFormProblem,
   sourceForm,
   withV8Flags,
@@ -10,11 +11,12 @@ import {
 
 Deno.test("compileFlagsOf keeps every runtime flag of `deno compile`, drops the binary-only ones and the entry point", () => {
   const task = "deno task bundle && deno compile --no-code-cache --v8-flags=--max-semi-space-size=1 " +
-    "--allow-net --allow-sys=hostname,uid --output=dist/portager dist/portager.js";
+    "--allow-net '--allow-env=AWS_*,HOME' --allow-sys=hostname,uid --output=dist/portager dist/portager.js";
   assert.deepEqual(compileFlagsOf(task), [
     "--no-code-cache",
     "--v8-flags=--max-semi-space-size=1",
     "--allow-net",
+    "--allow-env=AWS_*,HOME",
     "--allow-sys=hostname,uid",
   ]);
   assert.deepEqual(
@@ -27,8 +29,9 @@ Deno.test("the bench runs the bundle with exactly the flags deno.json's compile 
   const task: string =
     JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks.compile;
   const flags = compileFlags();
-  for (const f of flags) assert.ok(task.includes(` ${f} `), `${f} is not in the compile task`);
-  const compileWords = task.split(/\s+/).filter((w) => w.startsWith("--") && !w.startsWith("--output"));
+  for (const f of flags) assert.ok(shellWords(task).includes(f), `${f} is not in the compile task`);
+  const compileWords = shellWords(task).filter((w) => w.startsWith("--") && !w.startsWith("--output"));
+  assert.ok(flags.some((f) => f.startsWith("--allow-env=")), "the compile task's quoted --allow-env is kept");
   assert.deepEqual(flags, compileWords);
 });
 
