@@ -221,3 +221,40 @@ for (const [srcKind, startSrc] of KINDS) {
     });
   }
 }
+
+Deno.test("referrers behind Bearer auth: listed and pushed with the pull/push token scopes; without credentials the gate fails, never passes", async () => {
+  const { pushBlob } = await import("./harness/fixtures.ts");
+  const { staticCredentials } = await import("../src/oci/mod.ts");
+  const reg = await startRegistry("bearer");
+  try {
+    const img = await pushImage(reg, { repository: "sec/app", tag: "v1" }, { seed: 61 });
+    using client = new RegistryClient({
+      credentials: staticCredentials({ [reg.host]: { username: reg.username!, password: reg.password! } }),
+    });
+    const subject = parseReference(`${reg.host}/sec/app@${img.digest}`);
+    assert.deepEqual(await listReferrers(client, subject), { referrers: [], source: "tag" });
+    const empty = await pushBlob(reg, "sec/app", new TextEncoder().encode("{}"));
+    const bytes = new TextEncoder().encode(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      artifactType: SPDX,
+      config: { mediaType: "application/vnd.oci.empty.v1+json", ...empty },
+      layers: [{ mediaType: "application/vnd.oci.empty.v1+json", ...empty }],
+      subject: { mediaType: img.mediaType, digest: img.digest, size: img.manifestBytes.byteLength },
+    }));
+    const pushed = await pushReferrer(client, parseReference(`${reg.host}/sec/app`, { defaultTag: false }), {
+      bytes,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+    });
+    assert.equal(pushed.fallbackTag, referrersTag(img.digest));
+    const sbom = await runGates(client, subject, { config: { sbomGate: { enabled: true } } });
+    assert.equal(sbom.verified, true, JSON.stringify(sbom));
+    using anonymous = new RegistryClient();
+    const denied = await runGates(anonymous, subject, { config: { sbomGate: { enabled: true } } });
+    assert.equal(denied.failed?.reason, "ReferrersUnavailable");
+    assert.match(denied.failed!.detail, /unauthorized \(HTTP 401\)/);
+    assert.ok(!denied.failed!.detail.includes(reg.password!), "no credential in the message");
+  } finally {
+    await reg.stop();
+  }
+});
