@@ -887,7 +887,7 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
         await env.dockerSecret("team-rbac", "push-creds", env.basic);
         const sa = await env.startOperator(kubeconfig, {
           leaderElection: true,
-          leaseName: "portager-leader",
+          // the default Lease (upstream's c8073f84.portager.io), under deploy/rbac.yaml's Role
           leaseNamespace: "portager-system",
           identity: "sa-operator",
         });
