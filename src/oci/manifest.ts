@@ -157,11 +157,9 @@ export function parseManifest(bytes: Uint8Array, opts: ParseManifestOptions): Pa
     const v = JSON.parse(new TextDecoder().decode(bytes));
     if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
     json = v as Record<string, unknown>;
-  } catch (e) {
-    throw new OciError(
-      "ManifestInvalid",
-      `${context}: the manifest is not a JSON object (${(e as Error).message})`,
-    );
+  } catch {
+    // Not the parser's message: it quotes the input, which may be anything a redirect reached.
+    throw new OciError("ManifestInvalid", `${context}: the manifest is not a JSON object`);
   }
   const header = (contentType ?? "").split(";")[0].trim();
   const declared = typeof json.mediaType === "string" ? json.mediaType : "";

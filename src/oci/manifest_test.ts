@@ -174,3 +174,10 @@ Deno.test("parseManifest validates every digest and size before anything uses th
   const ok = parseManifest(image({ digest: `sha512:${"b".repeat(128)}`, size: 3 }), { context: "m" });
   assert.equal(ok.blobs.length, 2);
 });
+
+Deno.test("parseManifest does not quote what it could not parse", () => {
+  assert.throws(
+    () => parseManifest(new TextEncoder().encode("AKIAIOSFODNN7EXAMPLE secret"), { context: "m" }),
+    (e) => e instanceof OciError && e.message === "m: the manifest is not a JSON object",
+  );
+});

@@ -54,6 +54,8 @@ export interface SendRequest {
   bulk?: boolean;
   /** Whether the exchange may be repeated (default: unless the body is a stream). */
   idempotent?: boolean;
+  /** The rate-limit budget it spends: the registry, and the account when one is used (default `registry`). */
+  budget?: string;
 }
 
 /** Anything that performs an exchange: the HTTP sender and the layers wrapping it. */
@@ -201,6 +203,16 @@ export class HttpSender implements Sender {
     if (body instanceof ReadableStream) body = watchedUpload(body, dog, upload);
     let current = req.url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      if (current.protocol !== "https:" && current.protocol !== "http:") {
+        // fetch would read file: and data: URLs: a registry must not make us read local files.
+        dog.finish();
+        throw new OciError(
+          "Protocol",
+          `refusing to follow the registry to a ${current.protocol} URL` +
+            (hop > 0 ? ` (redirected from ${req.url.host}${req.url.pathname})` : "") +
+            "; only http and https are spoken",
+        );
+      }
       const headers = new Headers(req.headers);
       if (!headers.has("user-agent")) headers.set("user-agent", this.#opts.userAgent ?? "portager-oci");
       headers.set("accept-encoding", "identity");

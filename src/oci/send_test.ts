@@ -193,3 +193,29 @@ Deno.test("HttpSender: a caller's deadline signal ends a body read as a Timeout,
     await srv.stop();
   }
 });
+
+Deno.test("HttpSender refuses to be led to file: or data: URLs (fetch would read them)", async () => {
+  const srv = serve((_req, url) =>
+    new Response(null, {
+      status: 302,
+      headers: { location: url.pathname === "/file" ? "file:///etc/hostname" : "data:text/plain,hello" },
+    })
+  );
+  try {
+    const sender = new HttpSender();
+    for (const path of ["/file", "/data"]) {
+      await assert.rejects(
+        sender.send(request(`${srv.origin}${path}`)),
+        (e) =>
+          e instanceof OciError && e.reason === "Protocol" &&
+          /refusing to follow the registry to a (file|data): URL/.test(e.message),
+      );
+    }
+    await assert.rejects(
+      sender.send(request("file:///etc/hostname")),
+      /refusing to follow the registry to a file: URL/,
+    );
+  } finally {
+    await srv.stop();
+  }
+});
