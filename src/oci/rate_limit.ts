@@ -18,6 +18,8 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
+import type { Credential } from "./auth.ts";
 import { OciError } from "./errors.ts";
 import type { RegistryResponse } from "./response.ts";
 import { parseRetryAfter } from "./retry.ts";
@@ -81,6 +83,21 @@ export function parseRateLimitHeaders(headers: Headers, now: number = Date.now()
     windowMs: remaining.windowMs ?? limit.windowMs,
     resetMs,
   };
+}
+
+/**
+ * The budget a request spends: Docker Hub limits an account (or, anonymously, an address), so
+ * two accounts on one registry have two budgets. `registry` when anonymous, else
+ * `registry (account <8 hex>)` — a hash, so no user name or token reaches a metric label.
+ */
+export function budgetKey(registry: string, credential: Credential | undefined): string {
+  if (!credential) return registry;
+  const who = "username" in credential
+    ? `user:${credential.username}`
+    : "identityToken" in credential
+    ? `identity:${credential.identityToken}`
+    : `token:${credential.registryToken}`;
+  return `${registry} (account ${createHash("sha256").update(who).digest("hex").slice(0, 8)})`;
 }
 
 /** Whether the registry counts this request against its limit: a manifest GET (as Docker Hub does). */
@@ -241,16 +258,27 @@ function formatWindow(ms: number): string {
   return `${s}s`;
 }
 
-/** The error of a request the budget holds back for longer than the sender waits. */
-export function rateLimitError(registry: string, wait: RateLimitWait, now: number = Date.now()): OciError {
-  const until = new Date(now + wait.waitMs).toISOString().replace(/\.\d{3}Z$/, "Z");
+/**
+ * The error of a request the budget (`budget`: the registry, with the account when one is
+ * used) holds back for longer than the sender waits.
+ */
+export function rateLimitError(
+  budget: string,
+  wait: RateLimitWait,
+  options: { registry?: string; now?: number } = {},
+): OciError {
+  const until = new Date((options.now ?? Date.now()) + wait.waitMs).toISOString().replace(/\.\d{3}Z$/, "Z");
   const message = wait.cause === "retry-after"
-    ? `registry ${registry}: paused until ${until}: the registry answered 429/503 with Retry-After`
-    : `registry ${registry}: paused until ${until} to stay within its rate limit: ` +
+    ? `registry ${budget}: paused until ${until}: the registry answered 429/503 with Retry-After`
+    : `registry ${budget}: paused until ${until} to stay within its rate limit: ` +
       `${wait.remaining} of ${wait.limit} manifest pulls left` +
       `${wait.windowMs ? ` per ${formatWindow(wait.windowMs)}` : ""}, ${wait.reserve} kept in reserve ` +
       "(unchanged images are still checked with HEAD requests, which do not count)";
-  return new OciError("RateLimited", message, { registry, status: 429, retryable: false });
+  return new OciError("RateLimited", message, {
+    registry: options.registry ?? budget,
+    status: 429,
+    retryable: false,
+  });
 }
 
 /** Options of {@linkcode RateLimitSender}. */
@@ -277,15 +305,16 @@ export class RateLimitSender implements Sender {
   /** Sends once the budget allows; fails with OciError RateLimited when the wait is too long. */
   async send(req: SendRequest): Promise<RegistryResponse> {
     const counted = countsAgainstLimit(req.method, req.url);
+    const key = req.budget ?? req.registry;
     let wait: RateLimitWait = { waitMs: 0 };
     for (let i = 0; i < 3; i++) {
-      wait = this.#budgets.acquire(req.registry, counted);
+      wait = this.#budgets.acquire(key, counted);
       if (wait.waitMs === 0) {
         const res = await this.#inner.send(req);
-        this.#budgets.observe(req.registry, res);
+        this.#budgets.observe(key, res);
         return res;
       }
-      if (wait.waitMs > this.#maxWaitMs) throw rateLimitError(req.registry, wait);
+      if (wait.waitMs > this.#maxWaitMs) throw rateLimitError(key, wait, { registry: req.registry });
       try {
         await sleep(wait.waitMs, req.signal);
       } catch (e) {
@@ -293,6 +322,6 @@ export class RateLimitSender implements Sender {
       }
     }
     // another request took the budget each time we woke: give up rather than spin
-    throw rateLimitError(req.registry, wait);
+    throw rateLimitError(key, wait, { registry: req.registry });
   }
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { OciError } from "./errors.ts";
 import {
+  budgetKey,
   countsAgainstLimit,
   parseRateLimitHeaders,
   RateLimitBudgets,
@@ -143,4 +144,29 @@ Deno.test("RateLimitSender: a short Retry-After is slept, a long one refused at 
     message: /Retry-After/,
   });
   assert.equal(inner.sent.length, 1);
+});
+
+Deno.test("budgetKey: one budget per account on a registry; no name or token in the key", () => {
+  assert.equal(budgetKey("docker.io", undefined), "docker.io");
+  const alice = budgetKey("docker.io", { username: "alice", password: "p1" });
+  assert.match(alice, /^docker\.io \(account [0-9a-f]{8}\)$/);
+  assert.equal(budgetKey("docker.io", { username: "alice", password: "rotated" }), alice);
+  assert.notEqual(budgetKey("docker.io", { username: "bob", password: "p1" }), alice);
+  const token = budgetKey("ghcr.io", { registryToken: "ghp_secret" });
+  assert.equal(token.includes("ghp_secret"), false);
+});
+
+Deno.test("RateLimitSender: two accounts on one registry do not share a budget", async () => {
+  const budgets = new RateLimitBudgets();
+  const inner = fakeSender(() => ({ "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "10;w=21600" }));
+  const sender = new RateLimitSender(inner, { budgets });
+  const manifest = "/v2/library/nginx/manifests/1.27";
+  await sender.send({ ...request("GET", manifest), budget: "docker.io (account aaaaaaaa)" });
+  await assert.rejects(sender.send({ ...request("GET", manifest), budget: "docker.io (account aaaaaaaa)" }), {
+    reason: "RateLimited",
+    registry: "docker.io",
+    message: /^registry docker\.io \(account aaaaaaaa\): paused until/,
+  });
+  await sender.send({ ...request("GET", manifest), budget: "docker.io (account bbbbbbbb)" });
+  assert.equal(inner.sent.length, 2);
 });

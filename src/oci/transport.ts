@@ -20,7 +20,7 @@ import { type Authorization, BearerAuthenticator } from "./bearer.ts";
 import { errorFromResponse, foreignChallenge, OciError } from "./errors.ts";
 import { ping } from "./ping.ts";
 import type { RegistryResponse } from "./response.ts";
-import { RateLimitSender, type RateLimitSenderOptions } from "./rate_limit.ts";
+import { budgetKey, RateLimitSender, type RateLimitSenderOptions } from "./rate_limit.ts";
 import { RetryPolicy, type RetryPolicyOptions, RetrySender } from "./retry.ts";
 import { HttpSender, type HttpSenderOptions, type Sender, sendFailureError } from "./send.ts";
 
@@ -131,6 +131,7 @@ export class Transport {
           signal: spec.signal,
           idempotent: spec.idempotent ?? !spec.stream,
           bulk: spec.bulk,
+          budget: budgetKey(registry, await state.credential),
         });
       } catch (e) {
         throw sendFailureError(e, { ...context, timeoutMs: this.#http.timeoutMs });
