@@ -16,6 +16,7 @@ import { OciError } from "./errors.ts";
 import { type Descriptor, filteredIndexBytes, formatPlatform, selectChildren } from "./manifest.ts";
 import type { Reference } from "./reference.ts";
 import type { RetryPolicy } from "./retry.ts";
+import { isDeadline } from "./send.ts";
 import { sleep } from "./sleep.ts";
 
 /** Blob and manifest transfers in flight at once per batch, unless {@linkcode CopierOptions.concurrency} says otherwise. */
@@ -278,6 +279,8 @@ export class Copier {
       await this.#pushTag(pushRef, tree, scope.signal);
       result.manifestsPushed++;
       return result;
+    } catch (e) {
+      throw cancelled(e, { src, dst, signal: opts.signal });
     } finally {
       inner.abort();
       this.#heldBytes -= scope.budget.bytes;
@@ -620,6 +623,21 @@ export class Copier {
       }
     }
   }
+}
+
+/**
+ * The error a copy ends in when its caller's signal stopped it mid-way (a wait, not a request,
+ * was interrupted): Timeout for a deadline (`AbortSignal.timeout`), Aborted otherwise. Other
+ * errors pass unchanged.
+ */
+function cancelled(e: unknown, ctx: { src: Reference; dst: Reference; signal?: AbortSignal }): unknown {
+  if (e instanceof OciError || !ctx.signal?.aborted || e !== ctx.signal.reason) return e;
+  const deadline = isDeadline(e);
+  return new OciError(
+    deadline ? "Timeout" : "Aborted",
+    `copy of ${ctx.src} to ${ctx.dst} ${deadline ? "stopped: the deadline passed" : "was cancelled"}`,
+    { registry: ctx.src.registry, reference: ctx.src.toString(), cause: e },
+  );
 }
 
 /**

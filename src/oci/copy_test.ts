@@ -246,7 +246,10 @@ Deno.test("copy: a manifest tree over the count or byte cap fails before any chi
   for (
     const [opts, message] of [
       [{ maxManifests: 3 }, /more than 3 manifests \(the maxManifests limit\)/],
-      [{ maxManifestBytes: indexSize + childBytes - 1 }, /bytes of manifests to hold, more than the \d+ allowed/],
+      [
+        { maxManifestBytes: indexSize + childBytes - 1 },
+        /bytes of manifests to hold, more than the \d+ allowed/,
+      ],
     ] as const
   ) {
     from.ops.length = 0;
@@ -292,4 +295,22 @@ Deno.test("copy: the manifest byte cap covers the copies a copier runs at once, 
   assert.equal(failed[0].reason.reason, "ManifestTreeTooLarge");
   assert.match(failed[0].reason.message, /with the copies beside it/);
   await copier.copy(src("1"), dst("5"), { dryRun: true });
+});
+
+Deno.test("copy: a deadline signal that ends a wait between attempts is a Timeout OciError", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  const img = from.image(["layer"], "1");
+  from.flaky.add(parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs[1].digest);
+  const retry = new RetryPolicy({ retryBaseMs: 60_000, retryMaxDelayMs: 60_000 });
+  const copier = new Copier({ source: from.client, destination: to.client }, { retry });
+  const err = await copier.copy(src("1"), dst("1"), { signal: AbortSignal.timeout(100) }).catch((e) => e);
+  assert(err instanceof OciError, String(err));
+  assert.equal(err.reason, "Timeout");
+  assert.match(err.message, /stopped: the deadline passed/);
+  const ac = new AbortController();
+  from.flaky.add(parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs[1].digest);
+  setTimeout(() => ac.abort(new Error("shutting down")), 50);
+  const stopped = await copier.copy(src("1"), dst("2"), { signal: ac.signal }).catch((e) => e);
+  assert.equal(stopped.reason, "Aborted");
 });
