@@ -20,8 +20,8 @@
  */
 
 import { type CallOptions, OciError, type Reference, type RegistryClient } from "../oci/mod.ts";
-import { listReferrers, type Referrer } from "../oci/referrers.ts";
-import { GateError, type GateName, type GateResult, isAbort } from "./artifacts.ts";
+import { listReferrers, type Referrer, resolveArtifactTypes } from "../oci/referrers.ts";
+import { GateError, type GateName, type GateResult, isAbort, MAX_ARTIFACTS_READ } from "./artifacts.ts";
 import { verifyWithKey } from "./cosign.ts";
 import { checkVulnerabilities, type VulnerabilityGateConfig } from "./sarif.ts";
 import { checkSbom } from "./sbom.ts";
@@ -141,7 +141,12 @@ export async function runGates(
   let referrers: Referrer[] | undefined;
   const listed = async () => {
     try {
-      referrers ??= (await listReferrers(client, subject, { signal: opts.signal })).referrers;
+      referrers ??= await resolveArtifactTypes(
+        client,
+        subject,
+        (await listReferrers(client, subject, { signal: opts.signal })).referrers,
+        { signal: opts.signal, max: MAX_ARTIFACTS_READ },
+      );
     } catch (e) {
       if (isAbort(e, opts.signal)) throw e;
       throw new GateError(

@@ -690,3 +690,38 @@ export async function copyCosignTags(
   }
   return { tags: out, bytesMoved };
 }
+
+/** The empty config media type go-containerregistry writes as fallback-index artifactType. */
+export const EMPTY_CONFIG_MEDIA_TYPE = "application/vnd.oci.empty.v1+json";
+
+/**
+ * Fills in the real artifact type of referrers whose listed type is missing or the empty
+ * config's (go-containerregistry, hence cosign and crane, writes the config's media type into
+ * fallback indexes), by reading at most `max` of their manifests. Others are returned as is.
+ */
+export async function resolveArtifactTypes(
+  client: RegistryClient,
+  subject: Reference,
+  referrers: readonly Referrer[],
+  opts: CallOptions & { max?: number } = {},
+): Promise<Referrer[]> {
+  let budget = opts.max ?? 20;
+  const out: Referrer[] = [];
+  for (const r of referrers) {
+    if ((r.artifactType && r.artifactType !== EMPTY_CONFIG_MEDIA_TYPE) || budget <= 0) {
+      out.push(r);
+      continue;
+    }
+    budget--;
+    const got = await client.getManifest(subject.withDigest(r.digest), opts);
+    const json = got.manifest.json;
+    const config = json.config as { mediaType?: unknown } | undefined;
+    const artifactType = typeof json.artifactType === "string"
+      ? json.artifactType
+      : typeof config?.mediaType === "string"
+      ? config.mediaType
+      : r.artifactType;
+    out.push(artifactType ? { ...r, artifactType } : r);
+  }
+  return out;
+}

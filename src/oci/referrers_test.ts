@@ -7,11 +7,13 @@ import { parseReference } from "./reference.ts";
 import {
   addToFallbackIndex,
   cosignTag,
+  EMPTY_CONFIG_MEDIA_TYPE,
   findCosignTags,
   listReferrers,
   parseReferrersIndex,
   pushReferrer,
   referrersTag,
+  resolveArtifactTypes,
 } from "./referrers.ts";
 
 const SUBJECT = "sha256:" + "1".repeat(64);
@@ -278,4 +280,28 @@ Deno.test("findCosignTags finds cosign's .sig/.att/.sbom tags by the subject dig
     cosignTag(SUBJECT, "sig"),
     sha256Digest(sig),
   ]]);
+});
+
+Deno.test("resolveArtifactTypes reads the real type of entries listed with the empty config type (go-containerregistry's fallback index)", async () => {
+  await using reg = fakeRegistry({ api: false });
+  const sbom = artifact("application/spdx+json");
+  await reg.client.putManifest(reg.repo().withDigest(sha256Digest(sbom.bytes)), sbom);
+  const listed = [
+    {
+      mediaType: OCI_MANIFEST,
+      digest: sha256Digest(sbom.bytes),
+      size: sbom.bytes.byteLength,
+      artifactType: EMPTY_CONFIG_MEDIA_TYPE,
+    },
+    desc(3, "application/sarif+json"),
+  ];
+  const resolved = await resolveArtifactTypes(reg.client, reg.repo().withDigest(SUBJECT), listed);
+  assert.deepEqual(resolved.map((r) => r.artifactType), ["application/spdx+json", "application/sarif+json"]);
+  // Only the unknown one was read.
+  assert.equal(reg.requests.filter((r) => r.startsWith("GET") && r.includes("/manifests/")).length, 1);
+  // Bounded: with no budget nothing is read and the entries stay as listed.
+  assert.deepEqual(
+    await resolveArtifactTypes(reg.client, reg.repo().withDigest(SUBJECT), listed, { max: 0 }),
+    listed,
+  );
 });
