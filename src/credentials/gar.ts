@@ -210,7 +210,9 @@ export class GarCredentialResolver implements CredentialResolver {
       try {
         return { text: await Deno.readTextFile(wellKnown), source };
       } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) {
+        // Not there, or outside what this binary may read (the image's --allow-read): fall through
+        // to the metadata server, as ADC does when the well-known file is absent.
+        if (!(e instanceof Deno.errors.NotFound) && !(e instanceof Deno.errors.NotCapable)) {
           throw fail(`cannot read ${source}: ${(e as Error).message}`, source, e);
         }
       }
