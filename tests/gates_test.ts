@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { getBlob, getManifest, pushBlob, pushImage, pushRawManifest } from "./harness/fixtures.ts";
 import { startRegistry } from "./harness/registry.ts";
 import { startReferrersRegistry } from "./harness/referrers_registry.ts";
-import { cosign, oras } from "./harness/oci_cli.ts";
+import { cosign } from "./harness/oci_cli.ts";
+import { orasAttach as attach, promtoolCheckMetrics } from "./harness/supply_chain.ts";
 import { parseReference, RegistryClient } from "../src/oci/mod.ts";
 import { formatGateFailure, type GatesConfig, runGates, type ValidationOutcome } from "../src/gates/mod.ts";
 
@@ -52,15 +53,7 @@ async function cosignSign(dir: string, ref: string, opts: { key?: string; bundle
 }
 
 async function orasAttach(dir: string, subject: string, artifactType: string, content: unknown) {
-  const file = `${crypto.randomUUID()}.json`;
-  await Deno.writeTextFile(`${dir}/${file}`, typeof content === "string" ? content : JSON.stringify(content));
-  await oras(
-    ["attach", "--plain-http", "--artifact-type", artifactType, subject, `${file}:${artifactType}`],
-    {
-      cwd: dir,
-      check: true,
-    },
-  );
+  await attach(dir, subject, { artifactType, content });
 }
 
 async function gates(
@@ -504,17 +497,8 @@ Deno.test("operator end to end: gates and copyReferrers on the harness apiserver
       text,
       /portage_image_info\{name="gated",namespace="supply",synced="1",failed="1",total="2"\} 1/,
     );
-    const child = new Deno.Command("/usr/bin/promtool", {
-      args: ["check", "metrics"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(text));
-    await w.close();
-    const out = await child.output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout));
+    const checked = await promtoolCheckMetrics(text);
+    assert.equal(checked.code, 0, checked.output);
   } finally {
     await operator?.stop();
     await src.stop();

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { startRegistry } from "./harness/registry.ts";
 import { startReferrersRegistry } from "./harness/referrers_registry.ts";
-import { cosign, oras } from "./harness/oci_cli.ts";
+import { cosign } from "./harness/oci_cli.ts";
+import { orasAttach } from "./harness/supply_chain.ts";
 import { Copier, parseReference, RegistryClient } from "../src/oci/mod.ts";
 import {
   copyCosignTags,
@@ -38,20 +39,8 @@ const KINDS: [string, () => Promise<Reg>][] = [
   ["api", () => startReferrersRegistry()],
 ];
 
-async function attach(dir: string, subject: string, artifactType: string, content: unknown): Promise<string> {
-  const file = `${crypto.randomUUID()}.json`;
-  await Deno.writeTextFile(`${dir}/${file}`, JSON.stringify(content));
-  const { stdout } = await oras([
-    "attach",
-    "--plain-http",
-    "--artifact-type",
-    artifactType,
-    "--format",
-    "json",
-    subject,
-    `${file}:${artifactType}`,
-  ], { cwd: dir, check: true });
-  return (JSON.parse(stdout) as { digest: string }).digest;
+function attach(dir: string, subject: string, artifactType: string, content: unknown): Promise<string> {
+  return orasAttach(dir, subject, { artifactType, content });
 }
 
 Deno.test("listReferrers reads oras's referrers through the API and through the fallback tag", async () => {
