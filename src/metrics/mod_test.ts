@@ -1,23 +1,9 @@
 import assert from "node:assert/strict";
+import { promtoolCheckMetrics } from "../../tests/harness/supply_chain.ts";
 import { createMetrics, type SyncObservation } from "./mod.ts";
 
 function includes(text: string, part: string): void {
   assert.ok(text.includes(part), `expected to find ${part} in:\n${text}`);
-}
-
-async function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
-  const child = new Deno.Command("/usr/bin/promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, output: dec.decode(out.stdout) + dec.decode(out.stderr) };
 }
 
 const base: SyncObservation = {
@@ -60,7 +46,7 @@ Deno.test("metrics exposition has upstream's names and labels and passes promtoo
   includes(text, 'portage_blobs_skipped_total{name="mirror",namespace="team-a"} 3');
   includes(text, "portage_queue_depth 3");
   includes(text, 'portage_retries_total{namespace="team-a",name="mirror",kind="reconcile"} 1');
-  const res = await promtoolCheck(text);
+  const res = await promtoolCheckMetrics(text);
   assert.equal(res.code, 0, res.output);
   assert.equal(res.output.trim(), "", "promtool reported lint problems");
 });
