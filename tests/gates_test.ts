@@ -701,3 +701,33 @@ Deno.test("cosign key gate with keys imported into the real cosign: P-384, P-521
     await reg.stop();
   }
 });
+
+Deno.test("vulnerability gate: a report over the size cap fails (ReportInvalid) before a byte of it is read", async () => {
+  const { MAX_REPORT_BYTES } = await import("../src/gates/mod.ts");
+  const reg = await startRegistry("plain");
+  const dir = await Deno.makeTempDir({ prefix: "portager-gates-test-" });
+  try {
+    const img = await pushImage(reg, { repository: "big/app", tag: "v1" }, { seed: 95 });
+    const padding = "x".repeat(MAX_REPORT_BYTES);
+    await orasAttach(dir, `${reg.host}/big/app@${img.digest}`, SARIF, {
+      version: "2.1.0",
+      runs: [],
+      padding,
+    });
+    const mark = (await reg.flushLog()).length;
+    const out = await gates(reg.host, "big/app", img.digest, { vulnerabilityGate: { enabled: true } });
+    assertFailed(
+      out,
+      "vulnerability",
+      "ReportInvalid",
+      new RegExp(`more than the ${MAX_REPORT_BYTES} bytes read`),
+    );
+    const blobReads = (await reg.flushLog()).slice(mark).filter((l) =>
+      /^GET \/v2\/big\/app\/blobs\//.test(l)
+    );
+    assert.deepEqual(blobReads, [], "the oversized report was not downloaded");
+  } finally {
+    await reg.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

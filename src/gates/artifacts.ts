@@ -84,8 +84,11 @@ export class GateError extends Error {
 /** Largest signature payload, Sigstore bundle or SBOM descriptor read (1 MiB). */
 export const MAX_SMALL_ARTIFACT_BYTES = 1024 * 1024;
 
-/** Largest vulnerability report read (32 MiB: trivy's SARIF for a large image is a few MiB). */
-export const MAX_REPORT_BYTES = 32 * 1024 * 1024;
+/**
+ * Largest vulnerability report read: 8 MiB (trivy's SARIF for a large image is 1–3 MiB).
+ * Parsing costs about three times the size in heap, and the operator lives in 128 MiB.
+ */
+export const MAX_REPORT_BYTES = 8 * 1024 * 1024;
 
 /** Most referrers of one kind (bundles, reports) a gate reads for one image. */
 export const MAX_ARTIFACTS_READ = 20;
