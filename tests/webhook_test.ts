@@ -75,7 +75,7 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
       webhook: {
         bindAddress: "127.0.0.1:0",
         secret: await WebhookSecret.load({ value: SECRET }),
-        coalesceMs: 200,
+        coalesceMs: 1000,
         onListening: (a) => hookPort.resolve(a.port),
       },
     });
@@ -166,6 +166,45 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
       (await waitForReady(kube, "hooks", "other")).status?.lastSyncTime,
       other.status?.lastSyncTime,
     );
+
+    // a flood: 60 notifications at once — the bucket lets a burst through (429 beyond it), and
+    // the burst becomes one sync of the ImageSync it names
+    const syncs = () =>
+      metrics.syncTotal.get().then((m) =>
+        m.values.find((v) => v.labels.name === "other" && v.labels.status === "success")?.value ?? 0
+      );
+    const syncsBefore = await syncs();
+    const flood = await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+      const res = await fetch(hook, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRET}` },
+        body: JSON.stringify({
+          events: [{
+            id: `flood-${i}`,
+            timestamp: new Date().toISOString(),
+            action: "push",
+            target: {
+              mediaType: "application/vnd.oci.image.manifest.v1+json",
+              repository: "team/other",
+              tag: "1.0",
+            },
+            request: { host: src!.host },
+          }],
+        }),
+      });
+      await res.body?.cancel();
+      return res.status;
+    }));
+    assert.ok(flood.filter((s) => s === 202).length >= 50, JSON.stringify(flood));
+    assert.ok(flood.filter((s) => s === 429).length >= 5, JSON.stringify(flood));
+    assert.equal(flood.filter((s) => s !== 202 && s !== 429).length, 0);
+    const floodEvent = await waitForEvent(kube, "hooks", "other", "SyncNowTriggered");
+    await waitFor("the flood's sync", async () => (await syncs()) > syncsBefore || undefined, {
+      describe: log,
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(await syncs(), syncsBefore + 1, "one sync for the whole burst");
+    assert.equal(floodEvent.count ?? 1, 1);
 
     // the other formats over real HTTP, for a registry that sends no notifications itself
     quiet = await startRegistry("plain");
