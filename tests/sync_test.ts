@@ -223,6 +223,8 @@ Deno.test("a missing tag fails only that tag, with NotFound, and nothing throws"
     assert.ok(failed[0].warning);
     const status = statusFromReport(report);
     assert.equal(status.images[0].tags?.[1].reason, "NotFound");
+    // status says it as upstream does: the source tag could not be read
+    assert.match(status.images[0].tags?.[1].error ?? "", /^failed to get source digest: .*9\.9-missing/);
   } finally {
     await src.stop();
     await dst.stop();

@@ -8,7 +8,7 @@
  * @module
  */
 import type { SyncEvent } from "./events.ts";
-import type { SyncReport } from "./result.ts";
+import type { SyncReport, TagResult } from "./result.ts";
 
 /** Tags named in a message before it says "…". */
 const PREVIEW_TAGS = 10;
@@ -105,6 +105,18 @@ export function eventMessage(e: SyncEvent): string {
         e.dryRun ? "Would fail to copy" : "Failed to copy"
       } ${e.source} to ${e.destination}: ${e.error}`;
   }
+}
+
+/**
+ * A tag's `error` in status, begun as upstream's: `failed to get source digest: …` when the
+ * source tag could not be read, `copy failed: …` when the copy failed (a gate's failure already
+ * reads `validation failed: …`; a TagConflict or a tag never attempted has no upstream form).
+ */
+export function tagStatusError(t: Pick<TagResult, "error" | "failedStep" | "reason">): string | undefined {
+  if (!t.error) return undefined;
+  if (t.failedStep === "source-digest") return `failed to get source digest: ${t.error}`;
+  if (t.failedStep === "copy" && t.reason !== "TagConflict") return `copy failed: ${t.error}`;
+  return t.error;
 }
 
 /** A one-line summary for the Ready condition message, as upstream words it. */

@@ -8,6 +8,7 @@ import {
   shortDigest,
   summaryMessage,
   syncCompleteMessage,
+  tagStatusError,
 } from "./format.ts";
 
 function report(fields: Partial<SyncReport>): SyncReport {
@@ -153,6 +154,18 @@ Deno.test("eventMessage: skipped, failed, resolved, resolution failed, repositor
     }),
     'ECR repository "mirror/app" exists or was created (created now at 1.dkr.ecr.us-east-1.amazonaws.com)',
   );
+});
+
+Deno.test("tagStatusError: status errors begin as upstream's", () => {
+  const t = { error: "manifest unknown", reason: "NotFound" };
+  assert.equal(
+    tagStatusError({ ...t, failedStep: "source-digest" }),
+    "failed to get source digest: manifest unknown",
+  );
+  assert.equal(tagStatusError({ ...t, failedStep: "copy" }), "copy failed: manifest unknown");
+  assert.equal(tagStatusError({ error: "validation failed: x", failedStep: "gate" }), "validation failed: x");
+  assert.equal(tagStatusError({ error: "left", reason: "TagConflict", failedStep: "copy" }), "left");
+  assert.equal(tagStatusError({}), undefined);
 });
 
 Deno.test("readyMessage: the summary, and the first failure when something failed", () => {

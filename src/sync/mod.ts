@@ -48,6 +48,7 @@ export {
   shortDigest,
   summaryMessage,
   syncCompleteMessage,
+  tagStatusError,
 } from "./format.ts";
 export { type ImageRepositories, imageRepositories } from "./naming.ts";
 export {

@@ -5,6 +5,7 @@
  * @module
  */
 import type { ImageStatus, ImageSyncStatus, TagStatus } from "../api/mod.ts";
+import { tagStatusError } from "./format.ts";
 import type { SyncReport } from "./result.ts";
 
 /** Status fields that come from a sync report. */
@@ -21,7 +22,8 @@ export function statusFromReport(report: SyncReport): SyncStatusFields {
       if (t.sourceDigest) tag.sourceDigest = t.sourceDigest;
       if (t.destinationDigest) tag.destinationDigest = t.destinationDigest;
       if (t.lastSyncTime) tag.lastSyncTime = t.lastSyncTime;
-      if (t.error) tag.error = t.error;
+      const error = tagStatusError(t);
+      if (error) tag.error = error;
       if (t.reason) tag.reason = t.reason;
       if (t.verified !== undefined) tag.verified = t.verified;
       if (t.validationError) tag.validationError = t.validationError;
