@@ -1,9 +1,15 @@
 /**
  * The transport every registry operation goes through, composed of small senders the way
  * go-containerregistry composes round trippers: {@linkcode HttpSender} (one exchange: manual
- * redirects, idle timeouts, custom CAs) wrapped by {@linkcode RetrySender} (backoff,
- * `Retry-After`), with the `/v2/` {@linkcode ping} once per registry and Basic or
- * {@linkcode BearerAuthenticator} auth on top, re-authenticating once on a 401.
+ * redirects, idle timeout, request deadline, minimum blob rate, custom CAs) wrapped by
+ * {@linkcode RetrySender} (backoff, `Retry-After`), with the `/v2/` {@linkcode ping} once per
+ * registry and Basic or {@linkcode BearerAuthenticator} auth on top, re-authenticating once on
+ * a 401.
+ *
+ * Credentials are bound to the registry's origin: `Authorization` never follows a redirect,
+ * an absolute upload `Location` or a `Link` to another origin, and a 401 challenge is honoured
+ * only from the registry's own origin — from any other host it is a ForeignChallenge error
+ * naming that host, so its realm never receives the registry's credentials.
  * @module
  */
 
