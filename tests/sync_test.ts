@@ -451,10 +451,10 @@ Deno.test("a bad semver fails only its image's tag resolution (counted as upstre
       );
     starts(`Resolved 2 tags for app matching "^1.0.0"`);
     starts(`Failed to resolve tags for tool matching ">=> 1": `);
-    // upstream's Event text names the digest by its first 12 hex digits
+    // upstream's Event text names the digest by its first 8 hex digits (upstream's truncateDigest)
     starts(
       `Synced ${src.host}/app:1.1.0 → ${dst.host}/app:1.1.0 (digest: ${
-        v110.digest.slice(0, "sha256:".length + 12)
+        v110.digest.slice(0, "sha256:".length + 8)
       })`,
     );
     starts(`Failed to get source digest for ${src.host}/tool:missing: `);
@@ -463,7 +463,7 @@ Deno.test("a bad semver fails only its image's tag resolution (counted as upstre
     await syncAnonymously(spec, { onEvent: again.onEvent });
     assert.ok(
       again.list.map(eventMessage).includes(
-        `Image ${src.host}/app:1.0.0 already up-to-date (digest: ${v100.digest.slice(0, 19)})`,
+        `Image ${src.host}/app:1.0.0 already up-to-date (digest: ${v100.digest.slice(0, 15)})`,
       ),
     );
   } finally {
@@ -603,8 +603,8 @@ Deno.test("destination.overwrite never: a destination tag at another digest is l
     const [conflict] = ev.of("TagConflict");
     assert.equal(
       eventMessage(conflict),
-      `Left ${dst.host}/app:v1 at ${theirs.digest.slice(0, 19)}: the source ${src.host}/app:v1 is at ` +
-        `${ours.digest.slice(0, 19)} and destination.overwrite is never`,
+      `Left ${dst.host}/app:v1 at ${theirs.digest.slice(0, 15)}: the source ${src.host}/app:v1 is at ` +
+        `${ours.digest.slice(0, 15)} and destination.overwrite is never`,
     );
     // the default (always) moves it
     const always = await syncAnonymously({

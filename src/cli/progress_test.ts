@@ -50,7 +50,7 @@ Deno.test("tag lines say what happened, with no control characters", () => {
   });
   assert.equal(
     copied,
-    "copied      mirror  127.0.0.1:5000/mirror/nginx:1.27  sha256:abababababab  2.0 KiB (2 blobs copied, 1 mounted)",
+    "copied      mirror  127.0.0.1:5000/mirror/nginx:1.27  sha256:abababab  2.0 KiB (2 blobs copied, 1 mounted)",
   );
   const would = formatTagLine("mirror", IMG, {
     tag: "1",

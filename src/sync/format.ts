@@ -26,11 +26,14 @@ export function formatBytes(n: number): string {
   return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
 }
 
-/** Shortens `sha256:abcdef…` to its first 12 hex digits, as upstream's Events do ("" for none). */
+/** Hex digits of a shortened digest: upstream v0.5's truncateDigest keeps 8. */
+export const SHORT_DIGEST_HEX = 8;
+
+/** Shortens `sha256:abcdef…` to its first 8 hex digits, as upstream's Events do (truncateDigest) ("" for none). */
 export function shortDigest(digest: string | undefined): string {
   if (!digest) return "";
   const [alg, hex] = digest.split(":", 2);
-  return hex ? `${alg}:${hex.slice(0, 12)}` : digest;
+  return hex ? `${alg}:${hex.slice(0, SHORT_DIGEST_HEX)}` : digest;
 }
 
 function preview(tags: readonly string[]): string {

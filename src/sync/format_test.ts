@@ -59,11 +59,11 @@ Deno.test("summaryMessage: a failed tag resolution counts as a failure, as upstr
 
 const DIGEST = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-Deno.test("formatBytes and shortDigest: one pair for every message (binary units, 12 hex digits)", () => {
+Deno.test("formatBytes and shortDigest: one pair for every message (binary units, 8 hex digits as upstream)", () => {
   assert.equal(formatBytes(0), "0 B");
   assert.equal(formatBytes(1536), "1.5 KiB");
   assert.equal(formatBytes(3 * 1024 * 1024), "3.0 MiB");
-  assert.equal(shortDigest(DIGEST), "sha256:0123456789ab");
+  assert.equal(shortDigest(DIGEST), "sha256:01234567");
   assert.equal(shortDigest(undefined), "");
 });
 
@@ -88,7 +88,7 @@ Deno.test("eventMessage: a copied tag reads as upstream's ImageSynced Event, det
   };
   assert.equal(
     eventMessage(e),
-    "Synced src.example.com/app:v1 → dst.example.com/mirror/app:v1 (digest: sha256:0123456789ab), " +
+    "Synced src.example.com/app:v1 → dst.example.com/mirror/app:v1 (digest: sha256:01234567), " +
       "1.5 KiB in 2 blob(s), 1 mounted, 0 already there",
   );
   assert.match(eventMessage({ ...e, dryRun: true }), /^Would copy src\.example\.com\/app:v1 → /);
@@ -97,7 +97,7 @@ Deno.test("eventMessage: a copied tag reads as upstream's ImageSynced Event, det
 Deno.test("eventMessage: skipped, failed, resolved, resolution failed, repository ensured", () => {
   assert.equal(
     eventMessage({ type: "ImageSkipped", warning: false, ...tag, digest: DIGEST }),
-    "Image src.example.com/app:v1 already up-to-date (digest: sha256:0123456789ab)",
+    "Image src.example.com/app:v1 already up-to-date (digest: sha256:01234567)",
   );
   assert.equal(
     eventMessage({ type: "SyncFailed", warning: true, ...tag, reason: "NotFound", error: "no such tag" }),
