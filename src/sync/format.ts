@@ -1,7 +1,7 @@
 /**
  * The words of a sync, made once: Event messages, the Ready condition's message, log and CLI
  * text all come from the data of `result.ts` and `events.ts` through these functions, so a
- * digest or a byte count reads the same everywhere (12 hex digits, binary units).
+ * digest or a byte count reads the same everywhere (8 hex digits as upstream, binary units).
  *
  * Event messages begin with upstream Portager v0.5's wording (scripts and alerts match on it);
  * our extra detail follows it.
