@@ -14,7 +14,7 @@ import {
   type ParsedManifest,
   parseManifest,
 } from "./manifest.ts";
-import type { Reference } from "./reference.ts";
+import { isValidTag, type Reference } from "./reference.ts";
 import { nextLinkTarget } from "./tags.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { Transport, type TransportOptions } from "./transport.ts";
@@ -511,7 +511,8 @@ export class RegistryClient {
       }
       const before = tags.size;
       const listed = Array.isArray(body.tags) ? body.tags : [];
-      for (const t of listed) tags.add(String(t));
+      // Only valid tags: a tag goes into a manifest URL, so `../x` from a registry is dropped.
+      for (const t of listed) if (typeof t === "string" && isValidTag(t)) tags.add(t);
       if (tags.size > maxTags) throw tooLarge(`more than ${maxTags} tags`);
       const next = nextLinkTarget(res.headers.get("link"));
       // An empty page ends the listing; a page of only known tags is a loop with fresh URLs.

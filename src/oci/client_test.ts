@@ -31,10 +31,12 @@ function tagRegistry(page: (url: URL, origin: string) => { tags: unknown[]; next
   return { srv, pages: () => pages, repo: parseReference(`${srv.host}/a`, { defaultTag: false }) };
 }
 
-Deno.test("listTags: pages followed, duplicates dropped, an empty page ends the listing", async () => {
+Deno.test("listTags: pages followed, duplicates and invalid tags dropped, an empty page ends the listing", async () => {
   const t = tagRegistry((url) => {
     const n = Number(url.searchParams.get("p") ?? "0");
-    if (n === 0) return { tags: ["1", "2"], next: "/v2/a/tags/list?p=1" };
+    if (n === 0) {
+      return { tags: ["1", "../../victim/manifests/prod", 7, null, "2"], next: "/v2/a/tags/list?p=1" };
+    }
     if (n === 1) return { tags: ["2", "3"], next: "/v2/a/tags/list?p=2" };
     return { tags: [], next: "/v2/a/tags/list?p=3" };
   });

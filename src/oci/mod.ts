@@ -64,6 +64,7 @@ export {
   DOCKER_HUB_API,
   DOCKER_HUB_HOSTS,
   isDockerHub,
+  isValidTag,
   normalizeRegistryHost,
   parseReference,
   type ParseReferenceOptions,

@@ -120,6 +120,11 @@ export interface ParseReferenceOptions {
   defaultTag?: string | false;
 }
 
+/** Whether a string is a valid tag (what may follow `:` in a reference, and go into a manifest URL). */
+export function isValidTag(tag: string): boolean {
+  return TAG.test(tag);
+}
+
 const TAG_RULE = "a tag is 1 to 128 letters, digits, '_', '.' or '-' and must not start with '.' or '-'";
 
 /** Returns why a digest string is invalid, or undefined if it is fine. */
