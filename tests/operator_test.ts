@@ -601,6 +601,30 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
           text,
           /portage_image_info\{name="mirror",namespace="team-a",synced="3",failed="0",total="3"\} 1/,
         );
+        // controller-runtime's series, with its label names and values (issue 15 item 10)
+        for (
+          const series of [
+            /^controller_runtime_reconcile_total\{controller="imagesync",result="success"\} [1-9]/m,
+            /^controller_runtime_reconcile_total\{controller="imagesync",result="requeue_after"\} [1-9]/m,
+            /^controller_runtime_reconcile_errors_total\{controller="imagesync"\} \d+/m,
+            /^controller_runtime_reconcile_time_seconds_count\{controller="imagesync"\} [1-9]/m,
+            /^controller_runtime_active_workers\{controller="imagesync"\} \d+/m,
+            /^controller_runtime_max_concurrent_reconciles\{controller="imagesync"\} 2$/m, // the default workers
+            /^workqueue_depth\{name="imagesync",controller="imagesync"\} \d+/m,
+            /^workqueue_adds_total\{name="imagesync",controller="imagesync"\} [1-9]/m,
+            /^workqueue_queue_duration_seconds_bucket\{le="1e-8",name="imagesync",controller="imagesync"\} \d+/m,
+            /^workqueue_work_duration_seconds_count\{name="imagesync",controller="imagesync"\} [1-9]/m,
+            /^workqueue_retries_total\{name="imagesync",controller="imagesync"\} \d+/m,
+            /^workqueue_unfinished_work_seconds\{name="imagesync",controller="imagesync"\} [\d.e-]+$/m,
+            /^workqueue_longest_running_processor_seconds\{name="imagesync",controller="imagesync"\} [\d.e-]+$/m,
+            /^rest_client_requests_total\{code="200",host="127\.0\.0\.1:\d+",method="GET"\} [1-9]/m,
+            /^rest_client_requests_total\{code="\d+",host="127\.0\.0\.1:\d+",method="PATCH"\} [1-9]/m,
+            /^process_cpu_seconds_total [\d.e-]+$/m,
+            /^process_resident_memory_bytes [1-9]\d+$/m,
+            /^process_start_time_seconds 1\d{9}$/m,
+            /^process_open_fds [1-9]\d*$/m,
+          ]
+        ) assert.match(text, series);
         const child = new Deno.Command("/usr/bin/promtool", {
           args: ["check", "metrics"],
           stdin: "piped",

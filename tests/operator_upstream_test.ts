@@ -153,6 +153,7 @@ Deno.test("upstream's command line: probes on their own port, /metrics over HTTP
     assert.equal(allowed.status, 200, allowed.text);
     assert.equal(allowed.version, "1.1", "HTTP/2 is off unless --enable-http2");
     assert.match(allowed.text, /^portage_leader 1$/m);
+    assert.match(allowed.text, /^leader_election_master_status\{name="c8073f84\.portager\.io"\} 1$/m);
 
     // leader election on upstream's Lease, in the pod's namespace
     const lease = await waitFor("the Lease", async () => {

@@ -18,7 +18,7 @@
 import type { ImageSync } from "../api/mod.ts";
 import type { SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
-import { createMetrics, type Metrics } from "../metrics/mod.ts";
+import { createMetrics, type Metrics, type RuntimeMetrics, runtimeMetrics } from "../metrics/mod.ts";
 import { registryBudgets, sleep } from "../oci/mod.ts";
 import { startWebhookServer, type WebhookOptions, type WebhookServer } from "../webhook/mod.ts";
 import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
@@ -168,6 +168,9 @@ export class Manager {
   /** Sharding: the term the closed gate is draining (the Lease stays held until it ends). */
   #draining?: Promise<void>;
 
+  /** controller-runtime's series (reconciles, work queue, leader status, process). */
+  readonly runtime: RuntimeMetrics;
+
   /** Creates a manager; `run` starts it. */
   constructor(options: ManagerOptions) {
     this.#o = options;
@@ -175,6 +178,9 @@ export class Manager {
     this.metrics = options.metrics ?? createMetrics();
     this.metrics.watchRateLimits(() => registryBudgets.snapshot());
     this.#workers = Math.max(1, options.workers ?? DEFAULT_WORKERS);
+    this.runtime = runtimeMetrics(this.metrics.registry);
+    this.runtime.setMaxConcurrent(this.#workers);
+    this.runtime.watchInFlight(() => this.#term?.queue.inFlightSeconds() ?? []);
     const store = options.store;
     this.#reconciler = new Reconciler({
       imagesyncs: store.imagesyncs,
@@ -261,6 +267,7 @@ export class Manager {
       try {
         let res;
         let thrown = false;
+        const ended = this.runtime.reconcileStarted();
         const requestedBy = this.#requested.get(key);
         this.#requested.delete(key);
         try {
@@ -274,6 +281,7 @@ export class Manager {
           res = { error: err as Error, requeueAfterMs: undefined };
           thrown = true;
         }
+        ended(res.error ? "error" : res.requeueAfterMs !== undefined ? "requeue_after" : "success");
         if (res.error) {
           if (!q.shuttingDown) {
             const delay = q.addRateLimited(key);
@@ -302,7 +310,11 @@ export class Manager {
     if (this.#term || this.#stopping) return;
     const queue = new WorkQueue({
       backoff: new ExponentialBackoff({ baseMs: this.#o.backoffBaseMs, maxMs: this.#o.backoffMaxMs }),
-      onDepth: (d) => this.metrics.queueDepth.set(d),
+      onDepth: (d) => {
+        this.metrics.queueDepth.set(d);
+        this.runtime.setDepth(d);
+      },
+      metrics: this.runtime.queueHooks(),
     });
     const term: Term = {
       queue,
@@ -479,12 +491,20 @@ export class Manager {
     let electing: Promise<void> = Promise.resolve();
     const le = this.#o.leaderElection;
     if (le) {
+      this.runtime.setLeader(le.name, false);
       this.#elector = new LeaderElector({
         ...le,
         logger: this.#log,
-        onStartedLeading: () => this.#o.shard ? this.#wakeGate?.() : this.#startWorking(),
+        onStartedLeading: () => {
+          this.runtime.setLeader(le.name, true);
+          if (this.#o.shard) this.#wakeGate?.();
+          else this.#startWorking();
+        },
         // leadership lost: another instance may take over, so stop syncing at once
-        onStoppedLeading: () => void this.#stopWorking(0),
+        onStoppedLeading: () => {
+          this.runtime.setLeader(le.name, false);
+          void this.#stopWorking(0);
+        },
       });
       electing = this.#elector.run(electorStop.signal);
       if (this.#o.shard) {

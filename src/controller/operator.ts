@@ -18,7 +18,7 @@ import {
   loadKubeConfig,
   objectKey,
 } from "../kube/mod.ts";
-import type { Metrics } from "../metrics/mod.ts";
+import { createMetrics, type Metrics, runtimeMetrics } from "../metrics/mod.ts";
 import type { ManagerWebhookOptions } from "./manager.ts";
 import { authFilter } from "../server/authn.ts";
 import type { ProbeResult } from "../server/http.ts";
@@ -267,7 +267,13 @@ async function metricsCertificate(options: OperatorOptions): Promise<{ cert: str
 export async function runOperator(options: OperatorOptions): Promise<void> {
   const log = options.logger;
   const conn = loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context });
-  const kube = new KubeClient(conn, { userAgent: "portager-operator" });
+  const metrics = options.metrics ?? createMetrics();
+  const runtime = runtimeMetrics(metrics.registry);
+  const apiHost = new URL(conn.server).host;
+  const kube = new KubeClient(conn, {
+    userAgent: "portager-operator",
+    onResponse: (method, code) => runtime.restRequest(apiHost, method, code),
+  });
   const identity = options.identity ?? `${safeHostname()}-${crypto.randomUUID().slice(0, 8)}`;
   const workers = Math.max(1, options.maxConcurrentSyncs ?? DEFAULT_WORKERS);
   log.info("starting operator", {
@@ -311,7 +317,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
       owns: sharded?.owns,
     }),
     logger: log,
-    metrics: options.metrics,
+    metrics,
     webhook: options.webhook,
     workers,
     gracePeriodMs: options.gracePeriodMs,

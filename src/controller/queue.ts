@@ -38,12 +38,31 @@ export class ExponentialBackoff {
   }
 }
 
+/**
+ * What the queue reports, as client-go's workqueue metrics provider: keys added, retries,
+ * how long a key waited in the queue, how long it was worked on.
+ */
+export interface QueueMetrics {
+  /** A key was added (not already waiting). */
+  added(): void;
+  /** A key was re-queued by `addRateLimited`. */
+  retried(): void;
+  /** A key was handed to a worker after waiting `seconds` since it was added. */
+  waited(seconds: number): void;
+  /** A worker finished a key after `seconds`. */
+  worked(seconds: number): void;
+}
+
 /** Options for {@linkcode WorkQueue}. */
 export interface WorkQueueOptions {
   /** Backoff for `addRateLimited`; default 5 s doubling to 5 min. */
   backoff?: ExponentialBackoff;
   /** Called whenever the number of waiting keys changes (for the queue depth metric). */
   onDepth?: (depth: number) => void;
+  /** Receives adds, retries and the wait and work durations. */
+  metrics?: QueueMetrics;
+  /** Monotonic clock in ms, for tests; default `performance.now`. */
+  now?: () => number;
 }
 
 /** The work queue. Keys are strings such as `namespace/name`. */
@@ -59,11 +78,25 @@ export class WorkQueue {
   #waiters: Array<(key: string | undefined) => void> = [];
   #shuttingDown = false;
   #onDepth?: (depth: number) => void;
+  #metrics?: QueueMetrics;
+  #now: () => number;
+  /** When each dirty key was added (for the wait duration). */
+  #addedAt = new Map<string, number>();
+  /** When each in-flight key was handed out (for the work duration). */
+  #startedAt = new Map<string, number>();
 
   /** Creates an empty queue. */
   constructor(options: WorkQueueOptions = {}) {
     this.backoff = options.backoff ?? new ExponentialBackoff();
     this.#onDepth = options.onDepth;
+    this.#metrics = options.metrics;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  /** Seconds each in-flight key has been worked on so far (unfinished work, longest processor). */
+  inFlightSeconds(): number[] {
+    const now = this.#now();
+    return [...this.#startedAt.values()].map((t) => (now - t) / 1000);
   }
 
   /** Keys waiting to be handed out (not counting in-flight or delayed ones). */
@@ -88,17 +121,34 @@ export class WorkQueue {
   /** Queues `key` now, unless it is already waiting; if it is in flight it runs again after. */
   add(key: string): void {
     if (this.#shuttingDown || this.#dirty.has(key)) return;
+    this.#metrics?.added();
+    this.#addedAt.set(key, this.#now());
     this.#dirty.add(key);
     if (this.#processing.has(key)) return;
+    this.#push(key);
+  }
+
+  /** A dirty key that is not in flight: to a waiting worker, else to the back of the queue. */
+  #push(key: string): void {
     const waiter = this.#waiters.shift();
     if (waiter) {
-      this.#dirty.delete(key);
-      this.#processing.add(key);
+      this.#start(key);
       waiter(key);
       return;
     }
     this.#queue.push(key);
     this.#depth();
+  }
+
+  /** `key` leaves the queue for a worker. */
+  #start(key: string): void {
+    this.#dirty.delete(key);
+    this.#processing.add(key);
+    const now = this.#now();
+    const added = this.#addedAt.get(key);
+    this.#addedAt.delete(key);
+    if (added !== undefined) this.#metrics?.waited((now - added) / 1000);
+    this.#startedAt.set(key, now);
   }
 
   /**
@@ -143,6 +193,7 @@ export class WorkQueue {
   /** Queues `key` after its next backoff delay; returns the delay chosen. */
   addRateLimited(key: string): number {
     const delay = this.backoff.next(key);
+    this.#metrics?.retried();
     this.addAfter(key, delay);
     return delay;
   }
@@ -165,8 +216,7 @@ export class WorkQueue {
   get(): Promise<string | undefined> {
     if (this.#queue.length > 0) {
       const key = this.#queue.shift()!;
-      this.#dirty.delete(key);
-      this.#processing.add(key);
+      this.#start(key);
       this.#depth();
       return Promise.resolve(key);
     }
@@ -176,11 +226,11 @@ export class WorkQueue {
 
   /** Marks `key` as finished; if it was added meanwhile it is queued again. */
   done(key: string): void {
-    this.#processing.delete(key);
-    if (this.#dirty.has(key)) {
-      this.#dirty.delete(key);
-      this.add(key);
-    }
+    if (!this.#processing.delete(key)) return;
+    const started = this.#startedAt.get(key);
+    this.#startedAt.delete(key);
+    if (started !== undefined) this.#metrics?.worked((this.#now() - started) / 1000);
+    if (this.#dirty.has(key) && !this.#shuttingDown) this.#push(key);
   }
 
   /** Stops handing out keys: waiting `get` calls resolve undefined, timers are cleared. */
@@ -192,6 +242,7 @@ export class WorkQueue {
     for (const w of this.#waiters.splice(0)) w(undefined);
     this.#queue = [];
     this.#dirty.clear();
+    this.#addedAt.clear();
     this.#depth();
   }
 }

@@ -109,3 +109,37 @@ Deno.test("addRateLimited waits the backoff delay", async () => {
   assert.equal(q.backoff.failures("k"), 0);
   q.shutDown();
 });
+
+Deno.test("queue metrics: adds (not duplicates), retries, wait and work durations, in-flight ages", async () => {
+  let t = 0;
+  const seen = { added: 0, retried: 0, waited: [] as number[], worked: [] as number[] };
+  const q = new WorkQueue({
+    now: () => t,
+    backoff: new ExponentialBackoff({ baseMs: 1, maxMs: 1 }),
+    metrics: {
+      added: () => seen.added++,
+      retried: () => seen.retried++,
+      waited: (s) => seen.waited.push(s),
+      worked: (s) => seen.worked.push(s),
+    },
+  });
+  q.add("a");
+  q.add("a"); // already waiting: not an add
+  t += 2_000;
+  assert.equal(await q.get(), "a");
+  t += 500;
+  assert.deepEqual(q.inFlightSeconds(), [0.5]);
+  q.add("a"); // in flight: counted, runs again after
+  t += 1_000;
+  q.done("a");
+  assert.equal(await q.get(), "a");
+  t += 250;
+  q.done("a");
+  assert.deepEqual(seen.waited, [2, 1]);
+  assert.deepEqual(seen.worked, [1.5, 0.25]);
+  assert.equal(seen.added, 2);
+  q.addRateLimited("a");
+  assert.equal(seen.retried, 1);
+  assert.deepEqual(q.inFlightSeconds(), []);
+  q.shutDown();
+});

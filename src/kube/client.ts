@@ -6,6 +6,7 @@
  */
 
 import type { AuthSource, ClusterConnection, ExecConfig } from "./config.ts";
+import { sleep } from "../oci/mod.ts";
 
 /** A failed Kubernetes API call. `reason` is stable; `status` is the HTTP status (0: no response). */
 export class KubeError extends Error {
@@ -239,6 +240,8 @@ export interface KubeClientOptions {
   timeoutMs?: number;
   /** Runs exec credential plugins; default Deno.Command (needs --allow-run). */
   runCommand?: CommandRunner;
+  /** Called after each request with its method and HTTP status, or "<error>" without an answer. */
+  onResponse?: (method: string, code: number | "<error>") => void;
 }
 
 function queryString(q: Query | undefined): string {
@@ -268,6 +271,7 @@ export class KubeClient {
   #userAgent: string;
   #timeoutMs: number;
   #closed = false;
+  #onResponse?: (method: string, code: number | "<error>") => void;
 
   /** Creates a client for `connection`. */
   constructor(connection: ClusterConnection, options: KubeClientOptions = {}) {
@@ -275,6 +279,7 @@ export class KubeClient {
     this.#creds = new CredentialSource(connection.auth, options.runCommand ?? runCommand);
     this.#userAgent = options.userAgent ?? "portager";
     this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#onResponse = options.onResponse;
   }
 
   /** The namespace of the kubeconfig context or the pod, if any. */
@@ -336,6 +341,7 @@ export class KubeClient {
         });
       } catch (err) {
         cleanup();
+        this.#onResponse?.(method, "<error>");
         const aborted = options.signal?.aborted;
         const timedOut = !aborted && ac.signal.aborted;
         throw new KubeError(
@@ -347,6 +353,7 @@ export class KubeClient {
           { reason: aborted ? "Aborted" : timedOut ? "Timeout" : "Network", status: 0, cause: err },
         );
       }
+      this.#onResponse?.(method, res.status);
       if (res.status === 401 && attempt === 0 && this.connection.auth.kind !== "none") {
         await res.body?.cancel();
         cleanup();
@@ -356,7 +363,11 @@ export class KubeClient {
         const after = Math.min(10, Number(res.headers.get("retry-after")) || 1);
         await res.body?.cancel();
         cleanup();
-        await new Promise((r) => setTimeout(r, after * 1000));
+        try {
+          await sleep(after * 1000, options.signal);
+        } catch {
+          throw new KubeError(`${what}: aborted`, { reason: "Aborted", status: 0 });
+        }
         continue;
       }
       if (!res.ok) {

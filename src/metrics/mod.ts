@@ -307,3 +307,4 @@ export class Metrics {
 export function createMetrics(): Metrics {
   return new Metrics();
 }
+export { type ReconcileOutcome, RuntimeMetrics, runtimeMetrics } from "./runtime.ts";

@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { createMetrics } from "./mod.ts";
+import { runtimeMetrics } from "./runtime.ts";
+
+Deno.test("runtime metrics: controller-runtime's names, labels and results; one set per registry", async () => {
+  const m = createMetrics();
+  const r = runtimeMetrics(m.registry);
+  assert.equal(runtimeMetrics(m.registry), r, "a second manager on the registry shares the series");
+  r.setMaxConcurrent(2);
+  r.setLeader("c8073f84.portager.io", true);
+  r.restRequest("10.0.0.1:443", "patch", 409);
+  r.restRequest("10.0.0.1:443", "GET", "<error>");
+  r.reconcileStarted()("requeue_after");
+  r.reconcileStarted()("error");
+  const q = r.queueHooks();
+  q.added();
+  q.retried();
+  q.waited(0.002);
+  q.worked(1.5);
+  r.watchInFlight(() => [3, 4]);
+  const text = await m.expose();
+  for (
+    const line of [
+      'controller_runtime_reconcile_total{controller="imagesync",result="success"} 0',
+      'controller_runtime_reconcile_total{controller="imagesync",result="requeue_after"} 1',
+      'controller_runtime_reconcile_total{controller="imagesync",result="error"} 1',
+      'controller_runtime_reconcile_errors_total{controller="imagesync"} 1',
+      'controller_runtime_reconcile_time_seconds_count{controller="imagesync"} 2',
+      'controller_runtime_active_workers{controller="imagesync"} 0',
+      'controller_runtime_max_concurrent_reconciles{controller="imagesync"} 2',
+      'workqueue_adds_total{name="imagesync",controller="imagesync"} 1',
+      'workqueue_retries_total{name="imagesync",controller="imagesync"} 1',
+      'workqueue_queue_duration_seconds_bucket{le="0.01",name="imagesync",controller="imagesync"} 1',
+      'workqueue_work_duration_seconds_bucket{le="1",name="imagesync",controller="imagesync"} 0',
+      'workqueue_unfinished_work_seconds{name="imagesync",controller="imagesync"} 7',
+      'workqueue_longest_running_processor_seconds{name="imagesync",controller="imagesync"} 4',
+      'rest_client_requests_total{code="409",host="10.0.0.1:443",method="PATCH"} 1',
+      'rest_client_requests_total{code="<error>",host="10.0.0.1:443",method="GET"} 1',
+      'leader_election_master_status{name="c8073f84.portager.io"} 1',
+    ]
+  ) assert.ok(text.includes(`\n${line}\n`), line);
+  assert.match(text, /^process_resident_memory_bytes [1-9]\d+$/m);
+  assert.match(text, /^process_cpu_seconds_total [\d.e-]+$/m);
+  assert.match(text, /^process_start_time_seconds 1\d{9}$/m);
+});
