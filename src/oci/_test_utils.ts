@@ -4,6 +4,20 @@
  * @module
  */
 
+import assert from "node:assert/strict";
+import { OciError } from "./errors.ts";
+
+/** Runs `fn`, which must throw an {@linkcode OciError}; returns it for further checks. */
+export function ociThrows(fn: () => unknown): OciError {
+  try {
+    fn();
+  } catch (e) {
+    assert(e instanceof OciError, `expected OciError, got ${e}`);
+    return e;
+  }
+  throw new assert.AssertionError({ message: "expected an OciError, nothing was thrown" });
+}
+
 /** A loopback server for one test. */
 export interface TestServer {
   /** `http://host:port`. */

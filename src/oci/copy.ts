@@ -177,6 +177,18 @@ interface Tree {
   blobs: Map<string, Descriptor>;
 }
 
+/** One blob of one copy, as its transfer sees it. */
+interface BlobJob {
+  src: Reference;
+  dst: Reference;
+  p: PlannedBlob;
+  signal: AbortSignal;
+  /** Reports bytes moved (negative when a restarted transfer gives them back). */
+  progress: (digest: string, n: number) => void;
+  /** Called once when a planned mount fell back to a copy (its bytes join the total). */
+  onFallbackCopy: () => void;
+}
+
 /** What the steps of one copy share: the caller's signal plus a sibling abort, and what it holds. */
 interface Scope {
   signal: AbortSignal;
@@ -448,7 +460,16 @@ export class Copier {
       }
     };
     const outcomes = await settleAll(
-      plans.map((p) => this.#execute(src, dst, p, scope.signal, progress, () => totalBytes += p.size)),
+      plans.map((p) =>
+        this.#execute({
+          src,
+          dst,
+          p,
+          signal: scope.signal,
+          progress,
+          onFallbackCopy: () => totalBytes += p.size,
+        })
+      ),
       scope.inner,
     );
     outcomes.forEach((o, i) => {
@@ -527,14 +548,8 @@ export class Copier {
   }
 
   /** Carries out a plan entry; returns "skip" when nothing was moved by this copy. */
-  async #execute(
-    src: Reference,
-    dst: Reference,
-    p: PlannedBlob,
-    signal: AbortSignal,
-    progress: (digest: string, n: number) => void,
-    onFallbackCopy: () => void,
-  ): Promise<Outcome | "skip"> {
+  async #execute(job: BlobJob): Promise<Outcome | "skip"> {
+    const { dst, p } = job;
     const key = `${dst.registry}/${dst.repository}@${p.digest}`;
     if (p.action === "skip" && !p.shared) return "skip";
     const existing = this.#tasks.get(key);
@@ -552,7 +567,7 @@ export class Copier {
       await again;
       return "skip";
     }
-    const task = this.#limiter.run(() => this.#transfer(src, dst, p, signal, progress, onFallbackCopy));
+    const task = this.#limiter.run(() => this.#transfer(job));
     this.#tasks.set(key, task);
     try {
       const outcome = await task;
@@ -568,14 +583,8 @@ export class Copier {
   }
 
   /** Mounts or streams one blob, restarting the whole transfer (fresh GET) on retryable failures. */
-  async #transfer(
-    src: Reference,
-    dst: Reference,
-    p: PlannedBlob,
-    signal: AbortSignal,
-    progress: (digest: string, n: number) => void,
-    onFallbackCopy: () => void,
-  ): Promise<Outcome> {
+  async #transfer(job: BlobJob): Promise<Outcome> {
+    const { src, dst, p, signal, progress } = job;
     const max = this.#retry.maxAttempts;
     let countedFallback = false;
     for (let attempt = 1;; attempt++) {
@@ -589,7 +598,7 @@ export class Copier {
           location = r.location;
           if (!countedFallback) {
             countedFallback = true;
-            onFallbackCopy();
+            job.onFallbackCopy();
           }
         }
         const blob = await this.#source.getBlob(src, p.digest, {

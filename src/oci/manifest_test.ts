@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ociThrows } from "./_test_utils.ts";
 import { OciError } from "./errors.ts";
 import {
   DOCKER_MANIFEST,
@@ -13,16 +14,6 @@ import {
 
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const d = (n: number) => "sha256:" + String(n).repeat(64).slice(0, 64);
-
-function ociThrows(fn: () => unknown): OciError {
-  try {
-    fn();
-  } catch (e) {
-    assert(e instanceof OciError, `expected OciError, got ${e}`);
-    return e;
-  }
-  throw new assert.AssertionError({ message: "expected an OciError" });
-}
 
 const image = {
   schemaVersion: 2,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { OciError } from "./errors.ts";
+import { ociThrows } from "./_test_utils.ts";
 import {
   allowsPlainHttp,
   DOCKER_HUB_HOSTS,
@@ -9,16 +9,6 @@ import {
   parseReference,
   registryApiHost,
 } from "./reference.ts";
-
-function ociThrows(fn: () => unknown): OciError {
-  try {
-    fn();
-  } catch (e) {
-    assert(e instanceof OciError, `expected OciError, got ${e}`);
-    return e;
-  }
-  throw new assert.AssertionError({ message: "expected an OciError, nothing was thrown" });
-}
 
 const D = "sha256:" + "a".repeat(64);
 
