@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { crdObject } from "../src/api/mod.ts";
 import { runOperator } from "../src/controller/mod.ts";
 import { createLogger } from "../src/server/log.ts";
+import { selfSignedCertificate } from "../src/server/self_signed.ts";
 import { pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
 import { startLeaderPeer, UPSTREAM_LEASE_NAME } from "./harness/leader_peer.ts";
@@ -379,5 +380,60 @@ Deno.test("tenancy: another namespace's Secret is refused without saying anythin
     await src.stop();
     await dst.stop();
     await kube.stop();
+  }
+});
+
+Deno.test("--metrics-cert-path: the given certificate is served, and a rotated one without a restart", async () => {
+  const kube = await startKube();
+  const dir = await Deno.makeTempDir({ prefix: "portager-metrics-cert-" });
+  const ac = new AbortController();
+  let done: Promise<void> | undefined;
+  try {
+    const first = await selfSignedCertificate(["localhost"], { commonName: "first" });
+    const second = await selfSignedCertificate(["localhost"], { commonName: "second" });
+    await Deno.writeTextFile(`${dir}/tls.crt`, first.cert);
+    await Deno.writeTextFile(`${dir}/tls.key`, first.key);
+    const listening = Promise.withResolvers<number>();
+    done = runOperator({
+      kubeconfig: kube.kubeconfigPath,
+      leaderElection: false,
+      metricsBindAddress: "127.0.0.1:0",
+      healthProbeBindAddress: "0",
+      metricsCertPath: dir,
+      onListening: (a) => listening.resolve(a.port),
+      logger: createLogger({ level: "warn", format: "json", write: () => {} }),
+      signal: ac.signal,
+    });
+    const port = await listening.promise;
+    /** The status of an unauthenticated scrape trusting only `ca`, or "untrusted". */
+    const scrape = async (ca: string) => {
+      const client = Deno.createHttpClient({ caCerts: [ca] });
+      try {
+        const res = await fetch(`https://localhost:${port}/metrics`, { client });
+        await res.body?.cancel();
+        return res.status;
+      } catch {
+        return "untrusted";
+      } finally {
+        client.close();
+      }
+    };
+    assert.equal(await scrape(first.cert), 401, "our certificate, and no token: 401");
+    assert.equal(await scrape(second.cert), "untrusted");
+    // the Secret is rotated in place, as a kubelet updates a mounted Secret
+    await Deno.writeTextFile(`${dir}/tls.key.new`, second.key);
+    await Deno.writeTextFile(`${dir}/tls.crt.new`, second.cert);
+    await Deno.rename(`${dir}/tls.key.new`, `${dir}/tls.key`);
+    await Deno.rename(`${dir}/tls.crt.new`, `${dir}/tls.crt`);
+    await waitFor("the rotated certificate", async () => (await scrape(second.cert)) === 401 || undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+    });
+    assert.equal(await scrape(first.cert), "untrusted", "the old one is no longer served");
+  } finally {
+    ac.abort();
+    await done;
+    await kube.stop();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -89,6 +89,11 @@ export interface HttpOptions {
   http2?: boolean;
   /** Checks /metrics requests (authentication and authorization); undefined lets one through. */
   metricsAuthorize?: (req: Request) => Promise<Response | undefined>;
+  /**
+   * Re-reads the metrics certificate every `intervalMs` (default 10 s) and serves a changed one
+   * to new connections, as controller-runtime's certwatcher does for a rotated Secret.
+   */
+  metricsTlsReload?: { load(): Promise<{ cert: string; key: string }>; intervalMs?: number };
 }
 
 /** Options of {@linkcode Manager}. */
@@ -165,6 +170,8 @@ export class Manager {
   /** Keys a push asked to sync now, with what was pushed (taken when their reconcile starts). */
   readonly #requested = new Map<string, string>();
   #wakeGate?: () => void;
+  /** Aborted when the HTTP servers stop (ends the certificate watch). */
+  readonly #httpStop = new AbortController();
   /** Sharding: the term the closed gate is draining (the Lease stays held until it ends). */
   #draining?: Promise<void>;
 
@@ -414,25 +421,27 @@ export class Manager {
       if (http.metricsAddr) {
         const what = separate ? "/metrics" : "/metrics /healthz /readyz";
         const scheme = http.metricsTls ? "https" : "http";
-        servers.push(
-          await startServer(http.metricsAddr, {
-            metrics,
-            ready: separate ? undefined : ready,
-            probes: !separate,
-            tls: http.metricsTls,
-            http2: http.http2,
-            authorize: http.metricsAuthorize,
-            logger: this.#log,
-            onListening: (a) => {
-              this.#log.info(`serving ${what}`, {
-                address: `${a.hostname}:${a.port}`,
-                scheme,
-                access: http.metricsAuthorize ? "TokenReview+SubjectAccessReview" : "anyone",
-              });
-              http.onListening?.(a);
-            },
-          }),
-        );
+        const server = await startServer(http.metricsAddr, {
+          metrics,
+          ready: separate ? undefined : ready,
+          probes: !separate,
+          tls: http.metricsTls,
+          http2: http.http2,
+          authorize: http.metricsAuthorize,
+          logger: this.#log,
+          onListening: (a) => {
+            this.#log.info(`serving ${what}`, {
+              address: `${a.hostname}:${a.port}`,
+              scheme,
+              access: http.metricsAuthorize ? "TokenReview+SubjectAccessReview" : "anyone",
+            });
+            http.onListening?.(a);
+          },
+        });
+        servers.push(server);
+        if (http.metricsTls && http.metricsTlsReload) {
+          void this.#watchCertificate(server, http.metricsTls, http.metricsTlsReload);
+        }
       }
       if (http.healthProbeAddr) {
         servers.push(
@@ -447,10 +456,43 @@ export class Manager {
         );
       }
     } catch (err) {
+      this.#httpStop.abort();
       await Promise.all(servers.map((s) => s.shutdown()));
       throw err;
     }
     return servers;
+  }
+
+  /** Serves a rotated metrics certificate to new connections; stops with the HTTP servers. */
+  async #watchCertificate(
+    server: MetricsServer,
+    current: { cert: string; key: string },
+    reload: NonNullable<HttpOptions["metricsTlsReload"]>,
+  ): Promise<void> {
+    if (!server.reloadTls) {
+      this.#log.warn(
+        "the metrics certificate is not reloaded with --enable-http2; a rotated one needs a restart",
+      );
+      return;
+    }
+    let failed = "";
+    while (!this.#httpStop.signal.aborted) {
+      await sleep(reload.intervalMs ?? 10_000, this.#httpStop.signal).catch(() => {});
+      if (this.#httpStop.signal.aborted) return;
+      try {
+        const next = await reload.load();
+        failed = "";
+        if (next.cert === current.cert && next.key === current.key) continue;
+        server.reloadTls(next);
+        current = next;
+        this.#log.info("serving a rotated metrics certificate");
+      } catch (err) {
+        // say it once per distinct failure; the certificate in use stays
+        const message = (err as Error).message;
+        if (message !== failed) this.#log.warn("cannot reload the metrics certificate", { error: message });
+        failed = message;
+      }
+    }
   }
 
   /**
@@ -479,6 +521,7 @@ export class Manager {
           }),
         );
       } catch (err) {
+        this.#httpStop.abort();
         await Promise.all(servers.map((s) => s.shutdown()));
         throw err;
       }
@@ -533,6 +576,7 @@ export class Manager {
     electorStop.abort();
     await electing;
     this.#log.debug("stopping the HTTP servers");
+    this.#httpStop.abort();
     await Promise.all(servers.map((s) => s.shutdown()));
   }
 }

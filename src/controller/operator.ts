@@ -241,6 +241,8 @@ async function httpOptions(options: OperatorOptions, kube: KubeClient): Promise<
   http.metricsAddr = options.metricsBindAddress;
   if (options.metricsSecure ?? true) {
     http.metricsTls = await metricsCertificate(options);
+    // a mounted Secret is rotated in place (cert-manager): serve the new one when it changes
+    if (options.metricsCertPath) http.metricsTlsReload = { load: () => metricsCertificate(options) };
     http.http2 = options.enableHttp2 ?? false;
     http.metricsAuthorize = authFilter(new AccessReviewer(kube), { logger: options.logger });
   }

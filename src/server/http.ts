@@ -48,6 +48,11 @@ export interface MetricsServer {
   port: number;
   /** Stops accepting connections and waits for in-flight requests. */
   shutdown(): Promise<void>;
+  /**
+   * Serves new connections with another certificate and key (a rotated Secret); present on
+   * the HTTP/1.1 HTTPS server only (Deno.serve cannot swap its certificate).
+   */
+  reloadTls?(tls: { cert: string; key: string }): void;
 }
 
 /**
@@ -180,6 +185,7 @@ async function startNodeHttps(
   return {
     hostname: a.address,
     port: a.port,
+    reloadTls: (next) => server.setSecureContext({ cert: next.cert, key: next.key }),
     shutdown: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -108,3 +108,30 @@ Deno.test("the filter guards /metrics only; a metrics-only server answers no pro
     await srv.shutdown();
   }
 });
+
+Deno.test("HTTPS over HTTP/1.1 takes a rotated certificate for new connections", async () => {
+  const first = await selfSignedCertificate(["localhost"], { commonName: "first" });
+  const second = await selfSignedCertificate(["localhost"], { commonName: "second" });
+  const srv = await startServer("127.0.0.1:0", { tls: first });
+  const get = async (ca: string) => {
+    const client = Deno.createHttpClient({ caCerts: [ca] });
+    try {
+      const res = await fetch(`https://localhost:${srv.port}/healthz`, { client });
+      await res.body?.cancel();
+      return res.status;
+    } catch {
+      return "refused";
+    } finally {
+      client.close();
+    }
+  };
+  try {
+    assert.equal(await get(first.cert), 200);
+    assert.ok(srv.reloadTls, "the HTTP/1.1 server can reload");
+    srv.reloadTls(second);
+    assert.equal(await get(second.cert), 200);
+    assert.equal(await get(first.cert), "refused", "the old certificate is no longer served");
+  } finally {
+    await srv.shutdown();
+  }
+});
