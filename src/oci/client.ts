@@ -415,6 +415,8 @@ export class RegistryClient {
         reference,
         action: "finish blob upload",
         signal: opts.signal,
+        // The registry may move a large blob into place before answering: a blob step.
+        bulk: true,
       });
       await res.discard();
     } catch (e) {
