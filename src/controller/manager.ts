@@ -288,7 +288,16 @@ export class Manager {
           res = { error: err as Error, requeueAfterMs: undefined };
           thrown = true;
         }
-        ended(res.error ? "error" : res.requeueAfterMs !== undefined ? "requeue_after" : "success");
+        // controller-runtime's results: a zero delay re-queues at once ("requeue")
+        ended(
+          res.error
+            ? "error"
+            : res.requeueAfterMs === undefined
+            ? "success"
+            : res.requeueAfterMs > 0
+            ? "requeue_after"
+            : "requeue",
+        );
         if (res.error) {
           if (!q.shuttingDown) {
             const delay = q.addRateLimited(key);

@@ -45,7 +45,7 @@ export class ExponentialBackoff {
 export interface QueueMetrics {
   /** A key was added (not already waiting). */
   added(): void;
-  /** A key was re-queued by `addRateLimited`. */
+  /** A key was queued with a delay (`addAfter` > 0 ms, `addRateLimited`), as controller-runtime counts retries. */
   retried(): void;
   /** A key was handed to a worker after waiting `seconds` since it was added. */
   waited(seconds: number): void;
@@ -162,6 +162,8 @@ export class WorkQueue {
       this.add(key);
       return;
     }
+    // controller-runtime's priority queue counts every add with a delay as a retry
+    this.#metrics?.retried();
     const at = Date.now() + delayMs;
     const existing = this.#delayed.get(key);
     if (existing !== undefined && existing <= at) return;
@@ -193,7 +195,6 @@ export class WorkQueue {
   /** Queues `key` after its next backoff delay; returns the delay chosen. */
   addRateLimited(key: string): number {
     const delay = this.backoff.next(key);
-    this.#metrics?.retried();
     this.addAfter(key, delay);
     return delay;
   }

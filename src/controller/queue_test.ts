@@ -140,6 +140,11 @@ Deno.test("queue metrics: adds (not duplicates), retries, wait and work duration
   assert.equal(seen.added, 2);
   q.addRateLimited("a");
   assert.equal(seen.retried, 1);
+  q.addAfter("b", 60_000); // a RequeueAfter: controller-runtime counts it as a retry too
+  assert.equal(seen.retried, 2);
+  q.addAfter("c", 0); // no delay: an add, not a retry
+  assert.equal(seen.retried, 2);
+  assert.equal(seen.added, 3);
   assert.deepEqual(q.inFlightSeconds(), []);
   q.shutDown();
 });

@@ -6,12 +6,17 @@
  * `controller_runtime_active_workers`, `controller_runtime_max_concurrent_reconciles`, client-go's
  * `workqueue_*` family, `rest_client_requests_total{code,host,method}`,
  * `leader_election_master_status{name}`, and the Prometheus process collector's `process_*`
- * (CPU, resident memory, open and max file descriptors, start time). Buckets as upstream.
+ * (CPU, resident and virtual memory, open and max file descriptors, start time). Help texts,
+ * buckets and semantics are controller-runtime v0.24's (upstream Portager v0.5's): its default
+ * priority queue labels `workqueue_depth` with `priority` (ours: "0", its normal priority) and
+ * counts every add with a delay, a RequeueAfter included, in `workqueue_retries_total`.
+ * Histograms are {@linkcode CompactHistogram}s (one small array each).
  * @module
  */
 
 import process from "node:process";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { CompactHistogram } from "./histogram.ts";
 
 /** controller-runtime's reconcile results. */
 export type ReconcileOutcome = "success" | "error" | "requeue" | "requeue_after";
@@ -59,8 +64,12 @@ const RECONCILE_BUCKETS = [
   50,
   60,
 ];
-/** client-go's workqueue duration buckets: ExponentialBuckets(10e-9, 10, 12). */
-const QUEUE_BUCKETS = Array.from({ length: 12 }, (_, i) => 1e-8 * 10 ** i);
+/**
+ * client-go's workqueue duration buckets, `prometheus.ExponentialBuckets(10e-9, 10, 12)`, computed
+ * as Go does (each bound the previous times 10) so every bound is the same float64 as upstream's.
+ */
+const QUEUE_BUCKETS: number[] = [];
+for (let b = 10e-9; QUEUE_BUCKETS.length < 12; b *= 10) QUEUE_BUCKETS.push(b);
 
 /** Reads a /proc file; undefined where there is none or no permission (the series is then left out). */
 function readProc(path: string): string | undefined {
@@ -87,14 +96,14 @@ export class RuntimeMetrics {
   readonly controller: string;
   readonly #reconcileTotal: Counter<"controller" | "result">;
   readonly #reconcileErrors: Counter<"controller">;
-  readonly #reconcileTime: Histogram<"controller">;
+  readonly #reconcileTime: CompactHistogram<"controller">;
   readonly #activeWorkers: Gauge<"controller">;
   readonly #maxConcurrent: Gauge<"controller">;
   readonly #adds: Counter<"name" | "controller">;
   readonly #retries: Counter<"name" | "controller">;
-  readonly #depth: Gauge<"name" | "controller">;
-  readonly #queueDuration: Histogram<"name" | "controller">;
-  readonly #workDuration: Histogram<"name" | "controller">;
+  readonly #depth: Gauge<"name" | "controller" | "priority">;
+  readonly #queueDuration: CompactHistogram<"name" | "controller">;
+  readonly #workDuration: CompactHistogram<"name" | "controller">;
   readonly #restRequests: Counter<"code" | "host" | "method">;
   readonly #leader: Gauge<"name">;
   #inFlight: () => number[] = () => [];
@@ -119,7 +128,7 @@ export class RuntimeMetrics {
       registers,
     });
     this.#reconcileErrors.inc({ controller }, 0);
-    this.#reconcileTime = new Histogram({
+    this.#reconcileTime = new CompactHistogram({
       name: "controller_runtime_reconcile_time_seconds",
       help: "Length of time per reconciliation per controller",
       labelNames: ["controller"],
@@ -141,13 +150,15 @@ export class RuntimeMetrics {
     });
     const q = { name: controller, controller };
     const labelNames = ["name", "controller"] as const;
+    // controller-runtime's default priority queue labels the depth by priority; ours has one
+    // priority, controller-runtime's default 0
     this.#depth = new Gauge({
       name: "workqueue_depth",
-      help: "Current depth of workqueue",
-      labelNames,
+      help: "Current depth of workqueue by workqueue and priority",
+      labelNames: [...labelNames, "priority"],
       registers,
     });
-    this.#depth.set(q, 0);
+    this.#depth.set({ ...q, priority: "0" }, 0);
     this.#adds = new Counter({
       name: "workqueue_adds_total",
       help: "Total number of adds handled by workqueue",
@@ -157,21 +168,22 @@ export class RuntimeMetrics {
     this.#adds.inc(q, 0);
     this.#retries = new Counter({
       name: "workqueue_retries_total",
-      help: "Total number of retries handled by workqueue",
+      help: "Total number of items added to the workqueue with a non-zero delay (rate-limited requeues, " +
+        "explicit RequeueAfter or AddAfter calls)",
       labelNames,
       registers,
     });
     this.#retries.inc(q, 0);
-    this.#queueDuration = new Histogram({
+    this.#queueDuration = new CompactHistogram({
       name: "workqueue_queue_duration_seconds",
       help: "How long in seconds an item stays in workqueue before being requested",
       labelNames,
       buckets: QUEUE_BUCKETS,
       registers,
     });
-    this.#workDuration = new Histogram({
+    this.#workDuration = new CompactHistogram({
       name: "workqueue_work_duration_seconds",
-      help: "How long in seconds processing an item from workqueue takes",
+      help: "How long in seconds processing an item from workqueue takes.",
       labelNames,
       buckets: QUEUE_BUCKETS,
       registers,
@@ -231,7 +243,7 @@ export class RuntimeMetrics {
 
   /** The queue's depth changed. */
   setDepth(depth: number): void {
-    this.#depth.set({ name: this.controller, controller: this.controller }, depth);
+    this.#depth.set({ name: this.controller, controller: this.controller, priority: "0" }, depth);
   }
 
   /** Where unfinished work and the longest running processor are read from at each scrape. */
@@ -248,9 +260,9 @@ export class RuntimeMetrics {
   reconcileStarted(): (outcome: ReconcileOutcome) => void {
     const controller = this.controller;
     this.#activeWorkers.inc({ controller });
-    const end = this.#reconcileTime.startTimer({ controller });
+    const start = performance.now();
     return (outcome) => {
-      end();
+      this.#reconcileTime.observe({ controller }, (performance.now() - start) / 1000);
       this.#activeWorkers.dec({ controller });
       this.#reconcileTotal.inc({ controller, result: outcome });
       if (outcome === "error") this.#reconcileErrors.inc({ controller });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createMetrics } from "./mod.ts";
 import { runtimeMetrics } from "./runtime.ts";
+import { promtoolCheckMetrics } from "../../tests/harness/supply_chain.ts";
 
 Deno.test("runtime metrics: controller-runtime's names, labels and results; one set per registry", async () => {
   const m = createMetrics();
@@ -18,6 +19,7 @@ Deno.test("runtime metrics: controller-runtime's names, labels and results; one 
   q.waited(0.002);
   q.worked(1.5);
   r.watchInFlight(() => [3, 4]);
+  r.setDepth(3);
   const text = await m.expose();
   for (
     const line of [
@@ -28,6 +30,7 @@ Deno.test("runtime metrics: controller-runtime's names, labels and results; one 
       'controller_runtime_reconcile_time_seconds_count{controller="imagesync"} 2',
       'controller_runtime_active_workers{controller="imagesync"} 0',
       'controller_runtime_max_concurrent_reconciles{controller="imagesync"} 2',
+      'workqueue_depth{name="imagesync",controller="imagesync",priority="0"} 3',
       'workqueue_adds_total{name="imagesync",controller="imagesync"} 1',
       'workqueue_retries_total{name="imagesync",controller="imagesync"} 1',
       'workqueue_queue_duration_seconds_bucket{le="0.01",name="imagesync",controller="imagesync"} 1',
@@ -42,4 +45,16 @@ Deno.test("runtime metrics: controller-runtime's names, labels and results; one 
   assert.match(text, /^process_resident_memory_bytes [1-9]\d+$/m);
   assert.match(text, /^process_cpu_seconds_total [\d.e-]+$/m);
   assert.match(text, /^process_start_time_seconds 1\d{9}$/m);
+  // the bucket bounds are the float64s Go's ExponentialBuckets(10e-9, 10, 12) yields (as Go prints them)
+  const les = [...text.matchAll(/^workqueue_queue_duration_seconds_bucket\{le="([^"]+)"/gm)].map((m) => m[1]);
+  const goBounds =
+    "1e-08 1e-07 1e-06 9.999999999999999e-06 9.999999999999999e-05 0.001 0.01 0.1 1 10 100 1000";
+  assert.deepEqual(les, [...goBounds.split(" "), "+Inf"].map((b) => b === "+Inf" ? b : String(Number(b))));
+  assert.match(
+    text,
+    /^controller_runtime_reconcile_time_seconds_bucket\{le="60",controller="imagesync"\} 2$/m,
+  );
+  const check = await promtoolCheckMetrics(text);
+  assert.equal(check.code, 0, check.output);
+  assert.equal(check.output.trim(), "", "promtool reported lint problems");
 });
