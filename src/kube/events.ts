@@ -4,8 +4,9 @@
  * identical to an earlier one (object, type, reason, message) within the window bumps that
  * Event's count (a PATCH, not a create); distinct messages of one object, type and reason are
  * kept as their own Events until {@linkcode MAX_SIMILAR} of them were seen in the window,
- * after which the rest go to one Event whose message is `(combined from similar events): `
- * and the latest message. Records that arrive close together are coalesced into one write.
+ * after which further distinct messages go to one Event whose message is
+ * `(combined from similar events): ` and the latest one (repeats of the messages kept are still
+ * counted on their own Events). The window restarts after 10 minutes without a similar record. Records that arrive close together are coalesced into one write.
  * client-go's spam filter (25 Events per object, then one per 5 minutes, dropped beyond) is
  * not copied: it would drop the SyncComplete of a large sync.
  * @module
@@ -130,8 +131,13 @@ export class EventRecorder {
       this.#similar.set(group, similar);
     }
     similar.lastRecordMs = now.getTime();
-    if (similar.messages.size < MAX_SIMILAR) similar.messages.add(message);
-    const combined = similar.messages.size >= MAX_SIMILAR;
+    // client-go keeps MAX_SIMILAR - 1 messages of a group as their own Events; a further distinct
+    // one goes to the combined Event (client-go then forgets an arbitrary kept message; this one
+    // forgets the newcomer, so a kept message's repeats are counted on its own Event)
+    if (!similar.messages.has(message) && similar.messages.size < MAX_SIMILAR - 1) {
+      similar.messages.add(message);
+    }
+    const combined = !similar.messages.has(message);
     const key = combined ? `${group}/combined` : `${group}/${message}`;
     const full = combined ? COMBINED + message : message;
     const msg = full.length > MAX_MESSAGE ? full.slice(0, MAX_MESSAGE - 1) + "…" : full;

@@ -147,10 +147,42 @@ Deno.test("events: distinct messages stay distinct Events (client-go's correlato
       message: `Synced src/app:${i} → dst/app:${i}`,
     });
   }
-  await rec.close();
+  await rec.flush();
   const events = kube.list();
   assert.equal(events.length, MAX_SIMILAR, "9 individual + 1 combined");
   const combined = events.find((e) => String(e.message).startsWith("(combined from similar events): "))!;
   assert.equal(combined.message, "(combined from similar events): Synced src/app:30 → dst/app:30");
   assert.equal(combined.count, 30 - MAX_SIMILAR + 1);
+  // the next sync of the same tags: the nine kept messages count on their own Events, the
+  // others on the combined one; no new Event
+  for (let i = 1; i <= 30; i++) {
+    rec.record(target, {
+      type: "Normal",
+      reason: "ImageSynced",
+      message: `Synced src/app:${i} → dst/app:${i}`,
+    });
+  }
+  await rec.close();
+  assert.equal(kube.list().length, MAX_SIMILAR);
+  assert.deepEqual(kube.list().map((e) => e.count), [3, 2, 2, 2, 2, 2, 2, 2, 2, 2 * (30 - MAX_SIMILAR + 1)]);
+  assert.equal(kube.calls.filter((c) => c === "POST").length, MAX_SIMILAR, "writes per flush are bounded");
+});
+
+Deno.test("events: the similar-message window restarts 10 minutes after the last similar record", async () => {
+  const kube = new FakeEvents();
+  let t = Date.parse("2026-01-01T00:00:00Z");
+  const rec = recorder(kube, () => new Date(t));
+  const synced = (i: number) => ({ type: "Normal" as const, reason: "ImageSynced", message: `Synced :${i}` });
+  for (let i = 1; i <= 12; i++) rec.record(target, synced(i));
+  await rec.flush();
+  assert.equal(kube.list().length, MAX_SIMILAR);
+  t += 9 * 60_000; // within the window of the last record: still combined
+  rec.record(target, synced(13));
+  await rec.flush();
+  assert.equal(kube.list().length, MAX_SIMILAR);
+  t += 11 * 60_000; // a quiet 11 minutes: a distinct message is its own Event again
+  rec.record(target, synced(14));
+  await rec.close();
+  assert.equal(kube.list().length, MAX_SIMILAR + 1);
+  assert.equal(kube.list().at(-1)!.message, "Synced :14");
 });
