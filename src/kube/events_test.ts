@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { KubeError, type RequestOptions } from "./client.ts";
-import { type EventObject, EventRecorder, MAX_SIMILAR } from "./events.ts";
+import { type EventObject, type EventRecord, EventRecorder, MAX_SIMILAR } from "./events.ts";
 
 /** The Event API in memory: creates and merge-patches, with scripted failures. */
 class FakeEvents {
@@ -117,17 +117,16 @@ Deno.test("events: messages are capped; a refused write is dropped, not retried"
   assert.equal(kube.calls.filter((c) => c === "POST").length, 2, "no retry of a 403");
 });
 
+/** An ImageSynced record of tag `i`. */
+function synced(i: number): EventRecord {
+  return { type: "Normal", reason: "ImageSynced", message: `Synced src/app:${i} → dst/app:${i}` };
+}
+
 Deno.test("events: distinct messages stay distinct Events (client-go's correlator), then combine", async () => {
   const kube = new FakeEvents();
   const rec = recorder(kube);
   // four tags synced: four Events kubectl describe shows, not one with the last message
-  for (const tag of ["1", "2", "3", "4"]) {
-    rec.record(target, {
-      type: "Normal",
-      reason: "ImageSynced",
-      message: `Synced src/app:${tag} → dst/app:${tag}`,
-    });
-  }
+  for (let i = 1; i <= 4; i++) rec.record(target, synced(i));
   await rec.flush();
   assert.deepEqual(kube.list().map((e) => [e.message, e.count]), [
     ["Synced src/app:1 → dst/app:1", 1],
@@ -136,17 +135,11 @@ Deno.test("events: distinct messages stay distinct Events (client-go's correlato
     ["Synced src/app:4 → dst/app:4", 1],
   ]);
   // a repeat of a known message counts on its own Event
-  rec.record(target, { type: "Normal", reason: "ImageSynced", message: "Synced src/app:1 → dst/app:1" });
+  rec.record(target, synced(1));
   await rec.flush();
   assert.equal(kube.list()[0].count, 2);
   // from the MAX_SIMILAR-th distinct message on, one combined Event
-  for (let i = 5; i <= 30; i++) {
-    rec.record(target, {
-      type: "Normal",
-      reason: "ImageSynced",
-      message: `Synced src/app:${i} → dst/app:${i}`,
-    });
-  }
+  for (let i = 5; i <= 30; i++) rec.record(target, synced(i));
   await rec.flush();
   const events = kube.list();
   assert.equal(events.length, MAX_SIMILAR, "9 individual + 1 combined");
@@ -155,13 +148,7 @@ Deno.test("events: distinct messages stay distinct Events (client-go's correlato
   assert.equal(combined.count, 30 - MAX_SIMILAR + 1);
   // the next sync of the same tags: the nine kept messages count on their own Events, the
   // others on the combined one; no new Event
-  for (let i = 1; i <= 30; i++) {
-    rec.record(target, {
-      type: "Normal",
-      reason: "ImageSynced",
-      message: `Synced src/app:${i} → dst/app:${i}`,
-    });
-  }
+  for (let i = 1; i <= 30; i++) rec.record(target, synced(i));
   await rec.close();
   assert.equal(kube.list().length, MAX_SIMILAR);
   assert.deepEqual(kube.list().map((e) => e.count), [3, 2, 2, 2, 2, 2, 2, 2, 2, 2 * (30 - MAX_SIMILAR + 1)]);
@@ -172,7 +159,6 @@ Deno.test("events: the similar-message window restarts 10 minutes after the last
   const kube = new FakeEvents();
   let t = Date.parse("2026-01-01T00:00:00Z");
   const rec = recorder(kube, () => new Date(t));
-  const synced = (i: number) => ({ type: "Normal" as const, reason: "ImageSynced", message: `Synced :${i}` });
   for (let i = 1; i <= 12; i++) rec.record(target, synced(i));
   await rec.flush();
   assert.equal(kube.list().length, MAX_SIMILAR);
@@ -184,5 +170,5 @@ Deno.test("events: the similar-message window restarts 10 minutes after the last
   rec.record(target, synced(14));
   await rec.close();
   assert.equal(kube.list().length, MAX_SIMILAR + 1);
-  assert.equal(kube.list().at(-1)!.message, "Synced :14");
+  assert.equal(kube.list().at(-1)!.message, "Synced src/app:14 → dst/app:14");
 });
