@@ -75,11 +75,29 @@ export function imageSyncYaml(job: SyncJob, name = "bench"): string {
   });
 }
 
-/** `portager sync -f <spec>` for a job. */
+/**
+ * The form's arguments with `dir` added to a scoped `--allow-read=…`: the binary of the image
+ * may read only /var/run/secrets and /etc/portager, while `sync -f` reads the spec file and
+ * `$HOME/.docker/config.json` from the bench's scratch folder. Nothing else changes.
+ */
+export function withReadAccess(args: string[], dir: string): string[] {
+  return args.map((a) => a.startsWith("--allow-read=") ? `${a},${dir}` : a);
+}
+
+/** `portager sync -f <spec>` for a job (the spec and HOME in `opts.scratch`, readable). */
 export function portagerSync(form: PortagerForm, job: SyncJob, opts: CommandOptions): Invocation {
   const file = `${opts.scratch}/imagesync-${crypto.randomUUID().slice(0, 8)}.yaml`;
   Deno.writeTextFileSync(file, imageSyncYaml(job));
-  const args = [...form.args, "sync", "-f", file, "--output", "json", "--log-level", "error"];
+  const args = [
+    ...withReadAccess(form.args, opts.scratch),
+    "sync",
+    "-f",
+    file,
+    "--output",
+    "json",
+    "--log-level",
+    "error",
+  ];
   if (opts.concurrency !== undefined) args.push("--concurrency", String(opts.concurrency));
   return { cmd: form.cmd, args, env: { ...form.env, HOME: opts.scratch, NO_COLOR: "1" } };
 }
