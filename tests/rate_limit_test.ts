@@ -5,10 +5,10 @@
  * destination; the operator on the harness apiserver for the status of a paused sync.
  */
 import assert from "node:assert/strict";
-import type { ImageSyncSpec } from "../src/api/mod.ts";
+import type { ImageSyncSpec, ImageSyncStatus } from "../src/api/mod.ts";
 import { createMetrics } from "../src/metrics/mod.ts";
 import { registryBudgets } from "../src/oci/mod.ts";
-import { readyMessage, syncImageSync } from "../src/sync/mod.ts";
+import { readyMessage, statusFromReport, syncImageSync } from "../src/sync/mod.ts";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { startKube } from "./harness/kube.ts";
 import { applyCrd, imageSync, startOperator, waitForReady } from "./harness/operator.ts";
@@ -130,7 +130,7 @@ Deno.test("rate limit: the operator pauses a registry's manifest pulls at the re
         `^2 of 4 image\\(s\\) failed to sync; first: team/app:2\\.\\d: registry ${
           front.host.replace(/\./g, "\\.")
         }: ` +
-          "paused until \\S+Z to stay within its rate limit: 10 of 100 manifest pulls left per 6h, 10 kept in reserve",
+          "paused until \\S+Z to stay within its rate limit: \\d+ of 100 manifest pulls left per 6h, 10 kept in reserve",
       ),
     );
     // stopped before the limit: the registry's own budget never reached 0
@@ -151,5 +151,33 @@ Deno.test("rate limit: the operator pauses a registry's manifest pulls at the re
     await src.stop();
     await dst.stop();
     await kube.stop();
+  }
+});
+
+Deno.test("rate limit: an unchanged platform-filtered index, synced again with its last status, costs no manifest GET", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("plain");
+  const front = await startFront(src, 100);
+  try {
+    await pushImage(src, { repository: "team/multi", tag: "1.0" }, {
+      platforms: ["linux/amd64", "linux/arm64", "linux/s390x"],
+    });
+    const s = {
+      ...spec(front.host, dst.host, ["1.0"]),
+      images: [{ name: "team/multi", tags: ["1.0"], platforms: ["linux/amd64", "linux/arm64"] }],
+    } as unknown as ImageSyncSpec;
+    const opts = { sourceCredentials: ANONYMOUS, destinationCredentials: ANONYMOUS };
+    const first = await syncImageSync(s, opts);
+    assert.equal(first.failedImages, 0, readyMessage(first));
+    front.seen.length = 0;
+    const left = front.remaining;
+    const second = await syncImageSync(s, { ...opts, previous: statusFromReport(first) as ImageSyncStatus });
+    assert.equal(second.syncedImages, 1, readyMessage(second));
+    assert.deepStrictEqual(front.seen.filter((l) => l.startsWith("GET ") && l.includes("/manifests/")), []);
+    assert.equal(front.remaining, left);
+  } finally {
+    await front.stop();
+    await src.stop();
+    await dst.stop();
   }
 });

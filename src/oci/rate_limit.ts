@@ -12,7 +12,8 @@
  *   again when the sliding window should have given one back (window ÷ limit per request, or
  *   the reset the registry announced), or as soon as any response (a free HEAD) shows budget.
  *
- * A wait up to `maxWaitMs` is slept; a longer one fails the request at once with an
+ * Pulls in flight are taken from the budget until their answers arrive, so concurrent pulls
+ * never overspend what the last answer said. A wait up to `maxWaitMs` is slept; a longer one fails the request at once with an
  * {@linkcode OciError} `RateLimited` that says until when the registry is paused and why, so a
  * sync's status tells it, and the next attempt costs nothing.
  * @module
@@ -111,8 +112,10 @@ interface Budget {
   windowMs?: number;
   observedAt: number;
   resetAt?: number;
-  /** Counted requests sent since `remaining` was observed. */
-  spent: number;
+  /** Counted requests sent and not answered yet: not in `remaining` as far as we know. */
+  inflight: number;
+  /** Counted requests answered without rate-limit headers since `remaining` was observed. */
+  unreported: number;
   /** No request before this (Retry-After). */
   pausedUntil?: number;
 }
@@ -156,7 +159,7 @@ export class RateLimitBudgets {
   #budget(registry: string): Budget {
     let b = this.#budgets.get(registry);
     if (!b) {
-      b = { observedAt: this.#now(), spent: 0 };
+      b = { observedAt: this.#now(), inflight: 0, unreported: 0 };
       this.#budgets.set(registry, b);
       while (this.#budgets.size > MAX_TRACKED_REGISTRIES) {
         this.#budgets.delete(this.#budgets.keys().next().value!);
@@ -170,13 +173,21 @@ export class RateLimitBudgets {
     return Math.max(1, Math.ceil(limit * this.#reserve));
   }
 
-  /** Learns from a response: its rate-limit headers, and `Retry-After` on a 429 or 503. */
-  observe(registry: string, res: { status: number; headers: Headers }): void {
+  /**
+   * Learns from a response: its rate-limit headers, and `Retry-After` on a 429 or 503.
+   * `counted`: the response answers a request that spends the budget (see {@linkcode release}).
+   */
+  observe(registry: string, res: { status: number; headers: Headers }, counted = false): void {
     const now = this.#now();
     const info = parseRateLimitHeaders(res.headers, now);
     const after = res.status === 429 || res.status === 503
       ? parseRetryAfter(res.headers.get("retry-after"), now)
       : undefined;
+    if (counted && info?.remaining === undefined) {
+      // spent, but the answer does not say how much is left: count it ourselves
+      const known = this.#budgets.get(registry);
+      if (known) known.unreported++;
+    }
     if (!info && after === undefined) return;
     const b = this.#budget(registry);
     if (info) {
@@ -184,7 +195,7 @@ export class RateLimitBudgets {
       if (info.windowMs !== undefined) b.windowMs = info.windowMs;
       if (info.remaining !== undefined) {
         b.remaining = info.remaining;
-        b.spent = 0;
+        b.unreported = 0;
         b.observedAt = now;
       }
       b.resetAt = info.resetMs !== undefined ? now + info.resetMs : undefined;
@@ -193,32 +204,38 @@ export class RateLimitBudgets {
   }
 
   /**
-   * Whether a request may go now; when it may and `counted`, it is taken from the budget.
+   * Whether a request may go now; when it may and `counted`, it is taken from the budget until
+   * {@linkcode release} (call it once the exchange ended, before observing its answer).
    * Otherwise how long to wait and why.
    */
   acquire(registry: string, counted: boolean): RateLimitWait {
-    const b = this.#budgets.get(registry);
+    const b = counted ? this.#budget(registry) : this.#budgets.get(registry);
     if (!b) return { waitMs: 0 };
     const now = this.#now();
     if (b.pausedUntil !== undefined) {
       if (b.pausedUntil > now) return { waitMs: b.pausedUntil - now, cause: "retry-after" };
       b.pausedUntil = undefined;
     }
-    if (!counted || b.remaining === undefined) return { waitMs: 0 };
-    const left = b.remaining - b.spent;
+    if (!counted) return { waitMs: 0 };
+    if (b.remaining === undefined) {
+      b.inflight++;
+      return { waitMs: 0 };
+    }
+    // requests still in flight are assumed not counted in `remaining` yet: never overspend
+    const left = b.remaining - b.inflight - b.unreported;
     const limit = b.limit ?? b.remaining;
     const reserve = this.reserveFor(limit);
     if (left > reserve) {
-      b.spent++;
+      b.inflight++;
       return { waitMs: 0 };
     }
     // a sliding window gives one request back every window/limit on average
     const per = b.windowMs && limit > 0 ? b.windowMs / limit : 60_000;
     const at = b.resetAt ?? b.observedAt + Math.min((reserve - left + 1) * per, MAX_RATE_LIMIT_PAUSE_MS);
     if (at <= now) {
-      // time should have given budget back: let this one through as the probe, then wait again
-      b.remaining = reserve + 1;
-      b.spent = 1;
+      // time should have given budget back: let this one through as the probe; its answer
+      // says where we stand, and without one the next waits a full interval from now
+      b.inflight++;
       b.observedAt = now;
       b.resetAt = undefined;
       return { waitMs: 0 };
@@ -226,6 +243,7 @@ export class RateLimitBudgets {
     return {
       waitMs: at - now,
       cause: "budget",
+      // what is left once the pulls in flight have landed
       remaining: Math.max(0, left),
       limit,
       reserve,
@@ -233,11 +251,19 @@ export class RateLimitBudgets {
     };
   }
 
+  /** Ends a request {@linkcode acquire} let through: it is no longer in flight. */
+  release(registry: string, counted: boolean): void {
+    const b = this.#budgets.get(registry);
+    if (counted && b && b.inflight > 0) b.inflight--;
+  }
+
   /** Each registry's remaining budget as last seen (minus what was spent since), for the metric. */
   snapshot(): Array<{ registry: string; remaining: number }> {
     const out: Array<{ registry: string; remaining: number }> = [];
     for (const [registry, b] of this.#budgets) {
-      if (b.remaining !== undefined) out.push({ registry, remaining: Math.max(0, b.remaining - b.spent) });
+      if (b.remaining !== undefined) {
+        out.push({ registry, remaining: Math.max(0, b.remaining - b.inflight - b.unreported) });
+      }
     }
     return out;
   }
@@ -310,8 +336,13 @@ export class RateLimitSender implements Sender {
     for (let i = 0; i < 3; i++) {
       wait = this.#budgets.acquire(key, counted);
       if (wait.waitMs === 0) {
-        const res = await this.#inner.send(req);
-        this.#budgets.observe(key, res);
+        let res: RegistryResponse;
+        try {
+          res = await this.#inner.send(req);
+        } finally {
+          this.#budgets.release(key, counted);
+        }
+        this.#budgets.observe(key, res, counted);
         return res;
       }
       if (wait.waitMs > this.#maxWaitMs) throw rateLimitError(key, wait, { registry: req.registry });

@@ -50,6 +50,7 @@ Deno.test("budgets: counted requests stop at the reserve, before the limit; HEAD
   const b = new RateLimitBudgets({ now: () => now });
   // unknown registry: go
   assert.equal(b.acquire("docker.io", true).waitMs, 0);
+  b.release("docker.io", true);
   b.observe("docker.io", res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "12;w=21600" }));
   assert.equal(b.acquire("docker.io", true).waitMs, 0); // 11 left
   assert.equal(b.acquire("docker.io", true).waitMs, 0); // 10 left = the reserve
@@ -169,4 +170,19 @@ Deno.test("RateLimitSender: two accounts on one registry do not share a budget",
   });
   await sender.send({ ...request("GET", manifest), budget: "docker.io (account bbbbbbbb)" });
   assert.equal(inner.sent.length, 2);
+});
+
+Deno.test("budgets: pulls in flight count until answered, so concurrent pulls never overspend", () => {
+  const b = new RateLimitBudgets();
+  b.observe("r", res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "12;w=21600" }));
+  const waits = Array.from({ length: 5 }, () => b.acquire("r", true).waitMs);
+  assert.deepStrictEqual(waits.map((w) => w === 0), [true, true, false, false, false]);
+  // the first answer says 11 (it counts itself, not the other one in flight)
+  b.release("r", true);
+  b.observe("r", res(200, { "ratelimit-remaining": "11;w=21600" }), true);
+  assert.ok(b.acquire("r", true).waitMs > 0, "11 minus the one still in flight is the reserve");
+  // an answer without headers is counted by us
+  b.release("r", true);
+  b.observe("r", res(200), true);
+  assert.deepStrictEqual(b.snapshot(), [{ registry: "r", remaining: 10 }]);
 });
