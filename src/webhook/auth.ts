@@ -115,9 +115,9 @@ export function githubSignature(secret: string, body: Uint8Array): string {
  */
 export function authenticate(
   source: WebhookSource,
-  request: { headers: Headers; url: URL; body: Uint8Array },
-  secret: string,
+  request: { headers: Headers; url: URL; body: Uint8Array; secret: string },
 ): void {
+  const secret = request.secret;
   if (source === "github") {
     const sig = request.headers.get("x-hub-signature-256");
     if (!sig) {

@@ -21,53 +21,74 @@ Deno.test("github: the body's HMAC-SHA256 under the secret passes; another body,
   const sig = githubSignature(SECRET, body);
   // the value GitHub documents for this scheme: sha256= and 64 lowercase hex
   assert.deepStrictEqual(/^sha256=[0-9a-f]{64}$/.test(sig), true);
-  authenticate("github", { headers: new Headers({ "x-hub-signature-256": sig }), url, body }, SECRET);
+  authenticate("github", { headers: new Headers({ "x-hub-signature-256": sig }), url, body, secret: SECRET });
   refused(() =>
     authenticate("github", {
       headers: new Headers({ "x-hub-signature-256": sig }),
       url,
       body: new TextEncoder().encode('{"action":"published" }'),
-    }, SECRET)
+      secret: SECRET,
+    })
   );
   refused(() =>
     authenticate("github", {
       headers: new Headers({ "x-hub-signature-256": githubSignature("other-secret-other", body) }),
       url,
       body,
-    }, SECRET)
+      secret: SECRET,
+    })
   );
   // a bearer token is not enough where the sender signs
   const e = refused(() =>
-    authenticate("github", { headers: new Headers({ authorization: `Bearer ${SECRET}` }), url, body }, SECRET)
+    authenticate("github", {
+      headers: new Headers({ authorization: `Bearer ${SECRET}` }),
+      url,
+      body,
+      secret: SECRET,
+    })
   );
   assert.deepStrictEqual(e.message.includes("X-Hub-Signature-256"), true);
 });
 
 Deno.test("distribution and harbor: Authorization Bearer or bare secret; a URL token is not accepted", () => {
   for (const value of [`Bearer ${SECRET}`, SECRET]) {
-    authenticate("distribution", { headers: new Headers({ authorization: value }), url, body }, SECRET);
-    authenticate("harbor", { headers: new Headers({ authorization: value }), url, body }, SECRET);
+    authenticate("distribution", {
+      headers: new Headers({ authorization: value }),
+      url,
+      body,
+      secret: SECRET,
+    });
+    authenticate("harbor", { headers: new Headers({ authorization: value }), url, body, secret: SECRET });
   }
   refused(() =>
-    authenticate("harbor", { headers: new Headers({ authorization: "Bearer nope" }), url, body }, SECRET)
+    authenticate("harbor", {
+      headers: new Headers({ authorization: "Bearer nope" }),
+      url,
+      body,
+      secret: SECRET,
+    })
   );
   refused(() =>
     authenticate(
       "distribution",
-      { headers: new Headers(), url: new URL(`http://x/?token=${SECRET}`), body },
-      SECRET,
+      { headers: new Headers(), url: new URL(`http://x/?token=${SECRET}`), body, secret: SECRET },
     )
   );
 });
 
 Deno.test("dockerhub and quay: ?token= in the URL", () => {
   const ok = new URL(`http://x/webhook/dockerhub?token=${SECRET}`);
-  authenticate("dockerhub", { headers: new Headers(), url: ok, body }, SECRET);
-  authenticate("quay", { headers: new Headers(), url: ok, body }, SECRET);
-  const e = refused(() => authenticate("dockerhub", { headers: new Headers(), url, body }, SECRET));
+  authenticate("dockerhub", { headers: new Headers(), url: ok, body, secret: SECRET });
+  authenticate("quay", { headers: new Headers(), url: ok, body, secret: SECRET });
+  const e = refused(() => authenticate("dockerhub", { headers: new Headers(), url, body, secret: SECRET }));
   assert.deepStrictEqual(e.message.includes("?token="), true);
   refused(() =>
-    authenticate("quay", { headers: new Headers(), url: new URL("http://x/?token=wrong"), body }, SECRET)
+    authenticate("quay", {
+      headers: new Headers(),
+      url: new URL("http://x/?token=wrong"),
+      body,
+      secret: SECRET,
+    })
   );
 });
 

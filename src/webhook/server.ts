@@ -148,7 +148,7 @@ export class WebhookEndpoint {
         throw new WebhookError("MethodNotAllowed", "notifications are POSTed");
       }
       const body = await readBounded(req, this.#o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
-      authenticate(source, { headers: req.headers, url, body }, await this.#o.secret.current());
+      authenticate(source, { headers: req.headers, url, body, secret: await this.#o.secret.current() });
       if (!this.#target.working()) {
         throw new WebhookError("NotLeader", "this instance is a standby; retry (another instance leads)", {
           retryAfterSeconds: 5,
