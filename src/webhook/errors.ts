@@ -10,6 +10,7 @@ export type WebhookErrorReason =
   | "Unauthenticated"
   | "Malformed"
   | "TooLarge"
+  | "Timeout"
   | "Replayed"
   | "Stale"
   | "RateLimited"
@@ -21,6 +22,7 @@ const STATUS: Record<WebhookErrorReason, number> = {
   Unauthenticated: 401,
   Malformed: 400,
   TooLarge: 413,
+  Timeout: 408,
   Replayed: 409,
   Stale: 400,
   RateLimited: 429,

@@ -28,7 +28,9 @@ export { MAX_EVENTS_PER_REQUEST, type PushEvent, WEBHOOK_SOURCES, type WebhookSo
 export { type Match, matchPushes } from "./match.ts";
 export { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard, type ReplayGuardOptions } from "./replay.ts";
 export {
+  DEFAULT_BODY_TIMEOUT_MS,
   DEFAULT_MAX_BODY_BYTES,
+  DEFAULT_MAX_IN_FLIGHT,
   describePush,
   startWebhookServer,
   WebhookEndpoint,

@@ -24,6 +24,10 @@ import { Coalescer, TokenBucket } from "./throttle.ts";
 
 /** Largest request body read (1 MiB); a larger one is refused with 413. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/** How long reading a body may take (10 s); a slower sender gets 408. */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
+/** Requests handled at once (32); more get 429 at once, so slow senders cannot pile up memory. */
+export const DEFAULT_MAX_IN_FLIGHT = 32;
 
 /** The label `result` of `portager_webhook_requests_total`. */
 export type WebhookResult = "received" | "accepted" | "rejected";
@@ -56,6 +60,10 @@ export interface WebhookOptions {
   count?: (source: string, result: WebhookResult) => void;
   /** Largest body read; default {@linkcode DEFAULT_MAX_BODY_BYTES}. */
   maxBodyBytes?: number;
+  /** How long reading a body may take; default {@linkcode DEFAULT_BODY_TIMEOUT_MS}. */
+  bodyTimeoutMs?: number;
+  /** Requests handled at once; default {@linkcode DEFAULT_MAX_IN_FLIGHT}. */
+  maxInFlight?: number;
   /** Accepted requests per second in the long run; default 10. */
   ratePerSecond?: number;
   /** Accepted requests at once; default 50. */
@@ -73,7 +81,7 @@ export function describePush(push: PushEvent): string {
   } (${push.source} webhook)`;
 }
 
-async function readBounded(req: Request, max: number): Promise<Uint8Array> {
+async function readBounded(req: Request, max: number, timeoutMs: number): Promise<Uint8Array> {
   const declared = Number(req.headers.get("content-length") ?? "NaN");
   const tooLarge = () => new WebhookError("TooLarge", `the body is larger than ${max} bytes`);
   if (Number.isFinite(declared) && declared > max) {
@@ -84,15 +92,30 @@ async function readBounded(req: Request, max: number): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let size = 0;
   const reader = req.body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel();
-      throw tooLarge();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, timeoutMs);
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (timedOut) throw new WebhookError("Timeout", `the body took longer than ${timeoutMs} ms to arrive`);
+      if (done) break;
+      size += value.byteLength;
+      if (size > max) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      parts.push(value);
     }
-    parts.push(value);
+  } catch (err) {
+    if (timedOut && !(err instanceof WebhookError && err.reason === "Timeout")) {
+      throw new WebhookError("Timeout", `the body took longer than ${timeoutMs} ms to arrive`);
+    }
+    throw err;
+  } finally {
+    clearTimeout(timer);
   }
   const out = new Uint8Array(size);
   let at = 0;
@@ -118,6 +141,7 @@ export class WebhookEndpoint {
   readonly #replay: ReplayGuard;
   readonly #coalescer: Coalescer;
   readonly #stop = new AbortController();
+  #inFlight = 0;
 
   /** Creates the endpoint over the runtime's queue. */
   constructor(target: WebhookTarget, options: WebhookOptions) {
@@ -142,12 +166,23 @@ export class WebhookEndpoint {
       });
     }
     this.#o.count?.(source, "received");
+    this.#inFlight++;
     try {
+      if (this.#inFlight > (this.#o.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT)) {
+        await req.body?.cancel();
+        throw new WebhookError("RateLimited", "too many notifications in flight; retry", {
+          retryAfterSeconds: 1,
+        });
+      }
       if (req.method !== "POST") {
         await req.body?.cancel();
         throw new WebhookError("MethodNotAllowed", "notifications are POSTed");
       }
-      const body = await readBounded(req, this.#o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+      const body = await readBounded(
+        req,
+        this.#o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+        this.#o.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+      );
       authenticate(source, { headers: req.headers, url, body, secret: await this.#o.secret.current() });
       if (!this.#target.working()) {
         throw new WebhookError("NotLeader", "this instance is a standby; retry (another instance leads)", {
@@ -181,6 +216,8 @@ export class WebhookEndpoint {
         : {};
       if (err.status === 405) headers.allow = "POST";
       return json(err.status, { reason: err.reason, message: err.message }, headers);
+    } finally {
+      this.#inFlight--;
     }
   }
 

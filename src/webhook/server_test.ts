@@ -188,3 +188,43 @@ Deno.test("endpoint: a flood beyond the burst gets 429 with Retry-After; a stand
     await ep2.close();
   }
 });
+
+Deno.test("endpoint: a body that drips in slower than the deadline gets 408; requests beyond the in-flight cap get 429", async () => {
+  let synced = 0;
+  const target: WebhookTarget = {
+    list: () => Promise.resolve([]),
+    syncNow: () => void synced++,
+    working: () => true,
+  };
+  const ep = new WebhookEndpoint(target, {
+    secret: await WebhookSecret.load({ value: SECRET }),
+    bodyTimeoutMs: 100,
+    maxInFlight: 1,
+  });
+  try {
+    let release!: () => void;
+    const held = new Promise<void>((r) => release = r);
+    const drip = new ReadableStream<Uint8Array>({
+      async start(c) {
+        c.enqueue(new TextEncoder().encode("{"));
+        await held;
+        c.close();
+      },
+    });
+    const slow = ep.handle(
+      new Request("http://127.0.0.1/webhook/distribution", { method: "POST", body: drip, headers: auth }),
+    );
+    // while the slow one holds the only slot, another is turned away at once
+    const busy = await ep.handle(post("/webhook/distribution", envelope("1.0"), auth));
+    assert.equal(busy.status, 429);
+    await busy.body?.cancel();
+    const res = await slow;
+    assert.equal(res.status, 408);
+    assert.equal((await res.json()).reason, "Timeout");
+    release();
+    await settle();
+    assert.equal(synced, 0);
+  } finally {
+    await ep.close();
+  }
+});
