@@ -194,11 +194,17 @@ export class LeaderElector {
         await sleep(period, signal).catch(() => {}); // aborted: the loop ends
         continue;
       }
-      if (this.#leader && this.#now() - this.#lastRenew > this.#o.renewDeadlineMs) {
+      // another holder in the lease: it is theirs now, stop at once (client-go waits for the
+      // renew deadline; stepping down earlier can only shorten an overlap)
+      const taken = this.#observedHolder !== "" && this.#observedHolder !== this.#o.identity;
+      if (this.#leader && (taken || this.#now() - this.#lastRenew > this.#o.renewDeadlineMs)) {
         this.#leader = false;
-        this.#log?.error("lost leadership: could not renew the lease in time", {
-          lease: `${this.#o.namespace}/${this.#o.name}`,
-        });
+        this.#log?.error(
+          taken
+            ? "lost leadership: another holder took the lease"
+            : "lost leadership: could not renew the lease in time",
+          { lease: `${this.#o.namespace}/${this.#o.name}`, holder: this.#observedHolder || undefined },
+        );
         this.#call(this.#onStop);
       }
       // client-go jitters acquire retries by up to 20 %

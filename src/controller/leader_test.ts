@@ -128,3 +128,28 @@ Deno.test("leader: run leads, steps down when it cannot renew in time, and relea
 Deno.test("leader: a renew deadline not shorter than the lease duration is refused", () => {
   assert.throws(() => elector(new MemoryLeases(), "a", { renewDeadlineMs: 15_000 }), RangeError);
 });
+
+Deno.test("leader: a leader that finds another holder in the lease stops at once", async () => {
+  const leases = new MemoryLeases();
+  const events: string[] = [];
+  const e = elector(leases, "a", {
+    leaseDurationMs: 60_000,
+    renewDeadlineMs: 50_000,
+    retryPeriodMs: 10,
+    onStartedLeading: () => events.push("start"),
+    onStoppedLeading: () => events.push("stop"),
+  });
+  const ac = new AbortController();
+  const running = e.run(ac.signal);
+  while (!e.isLeader) await new Promise((r) => setTimeout(r, 5));
+  // someone forces the lease over (an admin edit, or a peer with a broken clock)
+  const now = new Date().toISOString();
+  leases.put(
+    lease({ holderIdentity: "intruder", leaseDurationSeconds: 60, acquireTime: now, renewTime: now }),
+  );
+  while (e.isLeader) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(events, ["start", "stop"], "well before the 50 s renew deadline");
+  ac.abort();
+  await running;
+  assert.equal(leases.peek("lock")!.spec.holderIdentity, "intruder", "not released: it is not ours");
+});
