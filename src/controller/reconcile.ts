@@ -334,7 +334,7 @@ export class Reconciler {
       log.warn("cannot start sync", { reason, error: err });
       this.#event(obj, "Warning", reason, message);
       await this.#fail(obj, reason, message);
-      this.#d.metrics?.syncTotal.inc({ name, namespace, status: "failure" });
+      this.#d.metrics?.observeStartFailure(namespace, name, reason);
       return { error: err as Error };
     }
 
@@ -368,7 +368,7 @@ export class Reconciler {
       log.error("sync failed", { reason, error: err });
       this.#event(obj, "Warning", reason, message);
       await this.#fail(obj, reason, message, { lastSyncTime: kubeTime(this.#now()) });
-      this.#d.metrics?.syncTotal.inc({ name, namespace, status: "failure" });
+      this.#d.metrics?.observeStartFailure(namespace, name, reason);
       if (retries) this.#d.metrics?.observeRetry(namespace, name, { kind: "registry", count: retries });
       return { error: err as Error };
     }

@@ -26,7 +26,11 @@ export interface SyncObservation {
   imagesCopied: number;
   /** Tags already up to date. */
   imagesSkipped: number;
-  /** Tags that failed. */
+  /**
+   * Tags that failed (and images whose tags could not be resolved), validation-gate refusals
+   * included, as the status's `failedImages` and `portage_image_info`'s `failed` count them;
+   * `portage_images_failed_total` leaves the gate refusals out, as upstream does.
+   */
   imagesFailed: number;
   /** Tags in the sync, for `portage_image_info`. */
   total: number;
@@ -40,7 +44,7 @@ export interface SyncObservation {
   blobsSkipped: number;
   /** Tags whose validation gates passed. */
   imagesVerified?: number;
-  /** Validation failures by gate (`cosign`, `vulnerability`, `sbom`). */
+  /** Validation-gate refusals by `gate` label value (upstream's: `validation`). */
   validationFailed?: Record<string, number>;
   /** Tags now in sync at the destination, for `portage_tag_info`. */
   tags: Array<{ source: string; destination: string; tag: string; digest: string }>;
@@ -83,6 +87,10 @@ export class Metrics {
   readonly retries: Counter<NameNs | "kind">;
   /** portage_leader. */
   readonly isLeader: Gauge;
+  /** portage_sync_start_failures_total{name,namespace,reason}: syncs that could not start. */
+  readonly syncStartFailures: Counter<NameNs | "reason">;
+  /** The reasons counted per ImageSync, so its series can be removed. */
+  #startFailureReasons = new Map<string, Set<string>>();
   /** portager_webhook_requests_total{source,result}: push notifications received, accepted, rejected. */
   readonly webhookRequests: Counter<"source" | "result">;
   /** portager_registry_ratelimit_remaining{registry}: requests left in a registry's rate-limit window. */
@@ -206,6 +214,13 @@ export class Metrics {
         for (const b of rateLimits()) this.set({ registry: b.registry }, b.remaining);
       },
     });
+    this.syncStartFailures = new Counter({
+      name: "portage_sync_start_failures_total",
+      help: "Syncs that could not start (credentials, Secrets: reason AuthFailed, …); " +
+        "not in portage_sync_total, as upstream",
+      labelNames: ["name", "namespace", "reason"],
+      registers,
+    });
     this.shardImageSyncs = new Gauge({
       name: "portage_shard_imagesyncs",
       help: "ImageSyncs owned by this shard (label shard: its index, shards: the shard count)",
@@ -221,7 +236,10 @@ export class Metrics {
     this.syncDuration.observe(l, o.durationSeconds);
     this.imagesCopied.inc(l, o.imagesCopied);
     this.imagesSkipped.inc(l, o.imagesSkipped);
-    this.imagesFailed.inc(l, o.imagesFailed);
+    // upstream counts a gate's refusal in validation_failed_total only, not in images_failed_total
+    let refused = 0;
+    for (const n of Object.values(o.validationFailed ?? {})) refused += n;
+    this.imagesFailed.inc(l, Math.max(0, o.imagesFailed - refused));
     this.bytesCopied.inc(l, o.bytesCopied);
     this.blobsMounted.inc(l, o.blobsMounted);
     this.blobsSkipped.inc(l, o.blobsSkipped);
@@ -253,6 +271,20 @@ export class Metrics {
     this.#tagInfo.set(key, next);
   }
 
+  /**
+   * Records a sync that could not start: its credentials or Secrets failed (reason `AuthFailed`)
+   * or another error came before any tag. Upstream counts such a reconcile in no `portage_*`
+   * series (not in `portage_sync_total`, whose failure ratio dashboards read), so neither do we;
+   * `portage_sync_start_failures_total` is ours, for alerts.
+   */
+  observeStartFailure(namespace: string, name: string, reason: string): void {
+    this.syncStartFailures.inc({ name, namespace, reason });
+    const key = `${namespace}/${name}`;
+    const reasons = this.#startFailureReasons.get(key) ?? new Set<string>();
+    reasons.add(reason);
+    this.#startFailureReasons.set(key, reasons);
+  }
+
   /** Counts retries (kind `reconcile` or `registry`). */
   observeRetry(namespace: string, name: string, options: { kind?: string; count?: number } = {}): void {
     const n = options.count ?? 1;
@@ -281,10 +313,14 @@ export class Metrics {
     ) m.remove(l);
     for (const status of ["success", "failure"]) this.syncTotal.remove({ ...l, status });
     for (const kind of ["reconcile", "registry"]) this.retries.remove({ ...l, kind });
-    for (const gate of ["cosign", "vulnerability", "sbom"]) {
+    for (const gate of ["validation", "cosign", "vulnerability", "sbom"]) {
       this.imagesValidationFailed.remove({ ...l, gate });
     }
     const key = `${namespace}/${name}`;
+    for (const reason of this.#startFailureReasons.get(key) ?? []) {
+      this.syncStartFailures.remove({ ...l, reason });
+    }
+    this.#startFailureReasons.delete(key);
     const info = this.#imageInfo.get(key);
     if (info) this.imageInfo.remove(info);
     this.#imageInfo.delete(key);

@@ -77,3 +77,35 @@ Deno.test("two Metrics instances do not share counters", async () => {
   includes(await a.expose(), 'portage_retries_total{namespace="ns",name="x",kind="reconcile"} 2');
   assert.ok(!(await b.expose()).includes('name="x"'));
 });
+
+Deno.test("as upstream: a gate's refusal is not in images_failed_total, a sync that cannot start not in sync_total", async () => {
+  const m = createMetrics();
+  // 4 tags: 1 copied, 3 failed of which 2 refused by a validation gate
+  m.observeSync({
+    ...base,
+    status: "failure",
+    imagesCopied: 1,
+    imagesSkipped: 0,
+    imagesFailed: 3,
+    synced: 1,
+    total: 4,
+    validationFailed: { validation: 2 },
+  });
+  m.observeStartFailure("team-a", "mirror", "AuthFailed");
+  m.observeStartFailure("team-a", "mirror", "AuthFailed");
+  let text = await m.expose();
+  includes(text, 'portage_images_failed_total{name="mirror",namespace="team-a"} 1');
+  includes(
+    text,
+    'portage_images_validation_failed_total{name="mirror",namespace="team-a",gate="validation"} 2',
+  );
+  includes(text, 'portage_image_info{name="mirror",namespace="team-a",synced="1",failed="3",total="4"} 1');
+  includes(text, 'portage_sync_total{name="mirror",namespace="team-a",status="failure"} 1');
+  assert.ok(!text.includes('portage_sync_total{name="mirror",namespace="team-a",status="success"}'));
+  includes(text, 'portage_sync_start_failures_total{name="mirror",namespace="team-a",reason="AuthFailed"} 2');
+  const res = await promtoolCheckMetrics(text);
+  assert.equal(res.output.trim(), "", "promtool reported lint problems");
+  m.forget("team-a", "mirror");
+  text = await m.expose();
+  assert.ok(!text.includes('name="mirror"'), "series of a deleted ImageSync remain:\n" + text);
+});
