@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { blobExists, getBlob, getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts";
 import { type FaultProxy, type FaultRule, startFaultProxy } from "./harness/fault_proxy.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
+import { DEFAULT_LEASE_NAME } from "../src/controller/operator.ts";
 import {
   applyCrd,
   assertNoSecrets,
@@ -568,7 +569,7 @@ Deno.test("leader killed: the standby takes over within the lease duration and s
         retryPeriodMs,
       }, `${dir}/${identity}.log`));
     }
-    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/portager-leader`;
+    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${DEFAULT_LEASE_NAME}`;
     const lease = async () => {
       const res = await kube.adminFetch(leasePath);
       if (!res.ok) {

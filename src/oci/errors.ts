@@ -83,7 +83,8 @@ export function describeCause(e: unknown): string {
   return parts.join(": ");
 }
 
-const URL_QUERY = /\b([a-z][a-z0-9+.-]*:\/\/)(?:[^\s/?#@"'<>()]*@)?([^\s?#"'<>()]*)(?:\?[^\s#"'<>()]*[^\s#"'<>():,.;])?/gi;
+const URL_QUERY =
+  /\b([a-z][a-z0-9+.-]*:\/\/)(?:[^\s/?#@"'<>()]*@)?([^\s?#"'<>()]*)(?:\?[^\s#"'<>()]*[^\s#"'<>():,.;])?/gi;
 
 /**
  * Removes the query string and any `user:password@` from every URL in a text, keeping scheme,
