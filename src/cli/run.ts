@@ -7,6 +7,7 @@ import { DEFAULT_LEASE_NAME } from "../controller/operator.ts";
 import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../server/log.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
+import { DEFAULT_SYNC_TIMEOUT, limitFlags, limitSettings } from "./limits.ts";
 import { parseListenAddress } from "../server/http.ts";
 import { parseDuration, readCaFiles, splitList } from "./common.ts";
 
@@ -176,6 +177,7 @@ const FLAGS: FlagSpec[] = [
     default: "30s",
     help: "how long in-flight syncs may finish after SIGTERM",
   },
+  ...limitFlags({ syncTimeout: DEFAULT_SYNC_TIMEOUT }),
   ...WEBHOOK_FLAGS,
   { name: "help", short: "h", type: "boolean", help: "show this help" },
 ];
@@ -310,6 +312,7 @@ export async function runCommand(args: string[]): Promise<number> {
     throw new UsageError("--shards needs leader election: each shard elects on its own Lease");
   }
   const gracePeriodMs = parseDuration(flags["grace-period"] as string, "--grace-period");
+  const { limits, trustedRootPath } = await limitSettings(flags);
   const kubeconfig = flags.kubeconfig as string | undefined;
   if (!kubeconfig && !inCluster() && !(await defaultKubeconfigExists())) {
     console.error(
@@ -351,6 +354,8 @@ export async function runCommand(args: string[]): Promise<number> {
         : splitList([flags["cloud-identity-namespaces"] as string]),
       insecureRegistries: splitList(flags["insecure-registry"] as string[]),
       caCerts,
+      syncLimits: limits,
+      trustedRootPath,
       logger,
       signal: controller.signal,
       webhook: await webhookOptions(flags),

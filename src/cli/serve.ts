@@ -15,6 +15,7 @@ import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { parseDuration } from "./common.ts";
 import { formatLoadProblem, loadImageSyncs } from "./load.ts";
 import { COMMON_FLAGS, commonSettings, logLevelFlag } from "./sync.ts";
+import { DEFAULT_SYNC_TIMEOUT, limitFlags } from "./limits.ts";
 
 const FLAGS: FlagSpec[] = [
   {
@@ -25,6 +26,7 @@ const FLAGS: FlagSpec[] = [
     help: "folder of ImageSync *.yaml/*.yml/*.json files, or a file (repeatable); watched for changes",
   },
   ...COMMON_FLAGS,
+  ...limitFlags({ syncTimeout: DEFAULT_SYNC_TIMEOUT }),
   {
     name: "state-file",
     type: "string",
@@ -166,6 +168,8 @@ export async function serveCommand(args: string[]): Promise<number> {
       concurrency: settings.concurrency,
       userAgent: "portager-serve",
       allowCrossNamespaceRefs: secrets.allowCrossNamespaceRefs,
+      limits: settings.limits,
+      trustedRootPath: settings.trustedRootPath,
     },
     http: { metricsAddr: flags["metrics-addr"] as string },
     webhook: await webhookOptions(flags),

@@ -20,6 +20,8 @@ import {
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { type FileCredentials, loadFileCredentials } from "./auth.ts";
 import { readCaFiles, splitList } from "./common.ts";
+import { limitFlags, limitSettings } from "./limits.ts";
+import type { SyncLimits } from "../sync/options.ts";
 import { DEFAULT_CONCURRENCY } from "../oci/mod.ts";
 import { EXIT } from "./mod.ts";
 import { formatLoadProblem, type LoadedImageSync, loadImageSyncs, type LoadProblem } from "./load.ts";
@@ -80,6 +82,7 @@ const FLAGS: FlagSpec[] = [
     help: "ImageSync YAML/JSON file, folder of them, or - for standard input (repeatable)",
   },
   ...COMMON_FLAGS,
+  ...limitFlags(),
   {
     name: "dry-run",
     type: "boolean",
@@ -129,9 +132,16 @@ export interface CommonSettings {
   insecureRegistries: string[];
   caCerts: string[];
   credentials: FileCredentials;
+  /** The limit flags (`limits.ts`): deadlines, transfer rate, manifest and tag caps. */
+  limits: SyncLimits;
+  /** `--sigstore-trusted-root`. */
+  trustedRootPath?: string;
 }
 
-/** Reads the shared flags; bad values and unreadable credential files are UsageErrors. */
+/**
+ * Reads the shared flags (and the limit flags, which each command lists with its own
+ * `--sync-timeout` default); bad values and unreadable files are UsageErrors.
+ */
 export async function commonSettings(
   flags: Record<string, unknown>,
   command: string,
@@ -148,6 +158,7 @@ export async function commonSettings(
     concurrency,
     insecureRegistries: splitList(flags["insecure-registry"] as string[]),
     caCerts: await readCaFiles(flags["ca-file"] as string[]),
+    ...await limitSettings(flags),
     credentials: await loadFileCredentials({
       authfile: flags.authfile as string | undefined,
       secrets: flags.secret as string[],
@@ -268,6 +279,8 @@ async function runOne(
       concurrency: settings.concurrency,
       insecureRegistries: settings.insecureRegistries,
       caCerts: settings.caCerts,
+      limits: settings.limits,
+      trustedRootPath: settings.trustedRootPath,
       signal: options.signal,
       cancelInFlight: options.cancel,
       onProgress: (e) =>

@@ -27,6 +27,7 @@ import type { Logger } from "../server/log.ts";
 import { DEFAULT_WORKERS, type EventSource, type HttpOptions, type KeySink, Manager } from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
 import { shardElection, type ShardIdentity } from "./shard.ts";
+import type { SyncSettings } from "./sync_runner.ts";
 
 /** Options of {@linkcode runOperator}. */
 export interface OperatorOptions {
@@ -77,6 +78,10 @@ export interface OperatorOptions {
   insecureRegistries?: string[];
   /** Extra PEM CA certificates trusted for registries. */
   caCerts?: string[];
+  /** What one sync may cost: its deadline, request deadlines, transfer rate, manifest and tag caps. */
+  syncLimits?: SyncSettings["limits"];
+  /** A Sigstore `trusted_root.json` for keyless cosign checks (--sigstore-trusted-root). */
+  trustedRootPath?: string;
   /** Structured logger for everything the operator does. */
   logger: Logger;
   /** Aborting it shuts the operator down gracefully. */
@@ -334,6 +339,8 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
       userAgent: "portager-operator",
       allowCrossNamespaceRefs: options.allowCrossNamespaceRefs ?? false,
       cloudIdentityNamespaces: options.cloudIdentityNamespaces,
+      limits: options.syncLimits,
+      trustedRootPath: options.trustedRootPath,
     },
     http,
   });

@@ -10,7 +10,7 @@ import type { ImageSyncSpec } from "../api/mod.ts";
 import { credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
 import type { Logger } from "../server/log.ts";
-import { syncImageSync } from "../sync/mod.ts";
+import { syncImageSync, type SyncLimits } from "../sync/mod.ts";
 import type { StoredImageSync, SyncRunner } from "./reconcile.ts";
 
 /** How the syncs of a manager run. */
@@ -27,6 +27,10 @@ export interface SyncSettings {
   allowCrossNamespaceRefs?: boolean;
   /** Namespaces allowed the process's cloud identity (ecr, gar); default every namespace. */
   cloudIdentityNamespaces?: string[];
+  /** What one sync may cost (deadline, request deadlines, transfer rate, manifest and tag caps). */
+  limits?: SyncLimits;
+  /** A Sigstore `trusted_root.json` for keyless cosign checks; default the public-good root. */
+  trustedRootPath?: string;
   /** Logger. */
   logger?: Logger;
 }
@@ -60,6 +64,8 @@ export function makePrepareSync(
         insecureRegistries: settings.insecureRegistries,
         caCerts: settings.caCerts,
         concurrency: settings.concurrency,
+        limits: settings.limits,
+        trustedRootPath: settings.trustedRootPath,
         userAgent: settings.userAgent ?? "portager-operator",
         previous: run.previous,
         onEvent: run.onEvent,

@@ -27,6 +27,8 @@ export { digestLike, sha256Digest, verifyingStream, type VerifyOptions } from ".
 export {
   type BlobStream,
   type CallOptions,
+  DEFAULT_MAX_TAG_LIST_BYTES,
+  DEFAULT_MAX_TAGS,
   type FetchedManifest,
   type ManifestHead,
   type MountResult,

@@ -13,6 +13,7 @@
  * @module
  */
 export { SyncError, syncImageSync, type SyncOptions, type SyncProgress } from "./sync.ts";
+export { DEFAULT_SYNC_TIMEOUT_MS, type SyncLimits } from "./options.ts";
 export {
   type Failure,
   type GateName,

@@ -14,6 +14,9 @@
  * - Dry run reads only: the plan per tag (would copy / up to date / would fail).
  * - `signal` stops starting new tags (the rest are reported as Aborted); `cancelInFlight`
  *   also aborts copies in progress.
+ * - `limits` bound what the sync may cost (`options.ts`): past `syncTimeoutMs` both signals
+ *   fire and, unless every tag finished anyway, the sync throws {@linkcode SyncError} with
+ *   reason Timeout, so the caller's worker is free again.
  * @module
  */
 import type { ImageSyncSpec, ImageSyncStatus } from "../api/mod.ts";
@@ -32,6 +35,7 @@ import { enabledGates, type GateCheck } from "./gates.ts";
 import { planSync } from "./plan.ts";
 import { referrerCarrier } from "./referrers.ts";
 import { validationCheck } from "./validation.ts";
+import { formatDurationMs, type SyncLimits } from "./options.ts";
 import { reasonOf, summarize, type SyncReport } from "./result.ts";
 import { DEFAULT_TAG_CONCURRENCY, runTags, type TagJob } from "./run.ts";
 
@@ -71,6 +75,8 @@ export interface SyncOptions {
   caCerts?: string[];
   /** Per-request idle timeout (ms). */
   timeoutMs?: number;
+  /** What the sync may cost: its deadline, request deadlines, transfer rate, manifest and tag caps. */
+  limits?: SyncLimits;
   /** Attempts per registry request (default: the client's `DEFAULT_ATTEMPTS`). */
   maxAttempts?: number;
   /** User-Agent for registry requests. */
@@ -151,12 +157,17 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
   await preflight(opts.sourceCredentials, spec.source.registry, "source");
   await preflight(opts.destinationCredentials, spec.destination.registry, "destination");
 
+  const deadline = syncDeadline(opts);
+  const signal = deadline.signal;
+  const cancelInFlight = deadline.cancelInFlight;
   const { source, destination, close } = registryClients(opts);
   // copier progress is per destination reference; the run step says which tag it is
   const copying = new Map<string, TagJob>();
   const onProgress = opts.onProgress;
   const copierOptions = {
     concurrency: opts.concurrency,
+    maxManifests: opts.limits?.maxManifests,
+    maxManifestBytes: opts.limits?.maxManifestBytes,
     onProgress: onProgress &&
       ((p: CopyProgress) => {
         const job = copying.get(p.ref);
@@ -185,7 +196,7 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
   };
   try {
     const plan = await planSync(spec, {
-      listTags: (repository) => source.listTags(repository, { signal: opts.cancelInFlight }),
+      listTags: (repository) => source.listTags(repository, { signal: cancelInFlight }),
       previous: opts.previous,
       repositories: opts.repositories,
       dryRun,
@@ -214,17 +225,65 @@ export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Pro
       tagConcurrency: opts.tagConcurrency ?? DEFAULT_TAG_CONCURRENCY,
       now,
       emit,
-      signal: opts.signal,
-      cancelInFlight: opts.cancelInFlight,
+      signal,
+      cancelInFlight,
       onCopy: (job, active) => {
         if (active) copying.set(job.destination.toString(), job);
         else copying.delete(job.destination.toString());
       },
     });
-    return summarize(plan.images, { dryRun, aborted, startedAt, finishedAt: now().toISOString() });
+    const report = summarize(plan.images, { dryRun, aborted, startedAt, finishedAt: now().toISOString() });
+    if (deadline.expired() && !report.ok) throw deadline.error(report);
+    return report;
+  } catch (e) {
+    if (deadline.expired() && !(e instanceof SyncError && e.reason === "Timeout")) throw deadline.error();
+    throw e;
   } finally {
+    deadline.clear();
     close();
   }
+}
+
+/** The sync's signals with its deadline (`limits.syncTimeoutMs`) folded in. */
+function syncDeadline(opts: SyncOptions): {
+  signal?: AbortSignal;
+  cancelInFlight?: AbortSignal;
+  expired(): boolean;
+  error(report?: SyncReport): SyncError;
+  clear(): void;
+} {
+  const ms = opts.limits?.syncTimeoutMs ?? 0;
+  if (!(ms > 0)) {
+    return {
+      signal: opts.signal,
+      cancelInFlight: opts.cancelInFlight,
+      expired: () => false,
+      error: () => new SyncError("Timeout", "the sync timed out"),
+      clear: () => {},
+    };
+  }
+  const timer = new AbortController();
+  const handle = setTimeout(
+    () => timer.abort(new DOMException(`the sync deadline of ${ms} ms passed`, "TimeoutError")),
+    ms,
+  );
+  const join = (s?: AbortSignal) => s ? AbortSignal.any([s, timer.signal]) : timer.signal;
+  return {
+    signal: join(opts.signal),
+    cancelInFlight: join(opts.cancelInFlight),
+    // a shutdown that came first is the caller's to report (Interrupted), not a timeout
+    expired: () => timer.signal.aborted && !opts.signal?.aborted && !opts.cancelInFlight?.aborted,
+    error: (report) =>
+      new SyncError(
+        "Timeout",
+        `the sync did not finish within ${formatDurationMs(ms)} (the sync timeout, --sync-timeout)` +
+          (report
+            ? `: ${report.syncedImages} of ${report.totalImages} tag(s) synced before it was stopped`
+            : "") +
+          "; the next sync continues from there (raise --sync-timeout, or split the ImageSync)",
+      ),
+    clear: () => clearTimeout(handle),
+  };
 }
 
 /** The caller's clients, or two new ones that `close` closes. */
@@ -241,6 +300,9 @@ function registryClients(opts: SyncOptions): {
     maxAttempts: opts.maxAttempts,
     userAgent: opts.userAgent,
     onRetry: opts.onRetry,
+    requestDeadlineMs: opts.limits?.requestDeadlineMs,
+    minBytesPerSecond: opts.limits?.minBytesPerSecond,
+    maxTags: opts.limits?.maxTags,
   };
   const source = new RegistryClient({ ...options, credentials: opts.sourceCredentials });
   const destination = new RegistryClient({ ...options, credentials: opts.destinationCredentials });
