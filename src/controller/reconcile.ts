@@ -219,7 +219,7 @@ export class Reconciler {
     obj: StoredImageSync,
     build: (cur: ImageSync) => Partial<ImageSyncStatus>,
   ): Promise<StoredImageSync | undefined> {
-    const stored = await this.#d.imagesyncs.updateStatus(obj, build);
+    const stored = await this.#d.imagesyncs.updateStatus(obj, (cur) => capStatusMessages(build(cur)));
     if (stored) this.#d.observe?.(stored);
     return stored as StoredImageSync | undefined;
   }
@@ -474,6 +474,56 @@ export class Reconciler {
     });
     if (retries) m.observeRetry(namespace, name, { kind: "registry", count: retries });
   }
+}
+
+/** Longest condition message written: the CRD's (metav1.Condition's) maxLength. */
+export const MAX_CONDITION_MESSAGE = 32 * 1024;
+/** Longest per-tag `error` / `validationError` written, as Events are capped (src/kube/events.ts). */
+export const MAX_TAG_MESSAGE = 1024;
+/** What ends a message cut to its cap. */
+export const TRUNCATED_MARKER = "… (truncated)";
+
+/**
+ * `text` cut to `max` characters (UTF-16 units, so never more code points) ending in
+ * {@linkcode TRUNCATED_MARKER}; as is when it fits. A registry's error body can be 64 KiB.
+ */
+export function capMessage(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = Math.max(0, max - TRUNCATED_MARKER.length);
+  // never leave half of a surrogate pair
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return text.slice(0, end) + TRUNCATED_MARKER;
+}
+
+/**
+ * Status with every message a registry or user can make long capped: condition messages at
+ * {@linkcode MAX_CONDITION_MESSAGE} (more is refused by the apiserver, so the status would never
+ * be written), per-tag `error` and `validationError` at {@linkcode MAX_TAG_MESSAGE}.
+ */
+export function capStatusMessages(status: Partial<ImageSyncStatus>): Partial<ImageSyncStatus> {
+  const out = { ...status };
+  if (status.conditions) {
+    out.conditions = status.conditions.map((c) =>
+      c.message.length > MAX_CONDITION_MESSAGE
+        ? { ...c, message: capMessage(c.message, MAX_CONDITION_MESSAGE) }
+        : c
+    );
+  }
+  if (status.images) {
+    out.images = status.images.map((image) => ({
+      ...image,
+      tags: image.tags?.map((t) => {
+        const tag = { ...t };
+        if (tag.error !== undefined) tag.error = capMessage(tag.error, MAX_TAG_MESSAGE);
+        if (tag.validationError !== undefined) {
+          tag.validationError = capMessage(tag.validationError, MAX_TAG_MESSAGE);
+        }
+        return tag;
+      }),
+    }));
+  }
+  return out;
 }
 
 function reasonOf(err: unknown, fallback: string): string {

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import type { ImageSync } from "../api/mod.ts";
-import { decide } from "./reconcile.ts";
+import {
+  capMessage,
+  capStatusMessages,
+  decide,
+  MAX_CONDITION_MESSAGE,
+  MAX_TAG_MESSAGE,
+  TRUNCATED_MARKER,
+} from "./reconcile.ts";
 
 const now = new Date("2025-03-01T12:00:00Z");
 
@@ -84,3 +91,38 @@ Deno.test("a sync left Syncing=True by a stopped operator resumes", () => {
 function pick(d: ReturnType<typeof decide>): unknown[] {
   return d.kind === "sync" ? [d.kind, d.trigger] : [d.kind];
 }
+
+Deno.test("status messages are capped with a truncation marker: conditions at 32 KiB, a tag's error and validationError at 1 KiB", () => {
+  const long = "x".repeat(64 * 1024);
+  const capped = capStatusMessages({
+    conditions: [
+      { ...cond("Ready", "False", "SyncFailed"), message: long },
+      cond("Syncing", "False", "Done"),
+    ],
+    images: [{
+      name: "app",
+      tags: [
+        { tag: "1", synced: false, error: `copy failed: ${long}`, validationError: long, reason: "NotFound" },
+        { tag: "2", synced: true },
+      ],
+    }],
+  });
+  const ready = capped.conditions![0].message;
+  assert.equal(ready.length, MAX_CONDITION_MESSAGE);
+  assert.ok(ready.endsWith(TRUNCATED_MARKER));
+  assert.equal(capped.conditions![1].message, "", "a short message is kept as is");
+  const [t1, t2] = capped.images![0].tags!;
+  assert.equal(t1.error!.length, MAX_TAG_MESSAGE);
+  assert.ok(t1.error!.startsWith("copy failed: xxx") && t1.error!.endsWith(TRUNCATED_MARKER));
+  assert.equal(t1.validationError!.length, MAX_TAG_MESSAGE);
+  assert.equal(t1.reason, "NotFound");
+  assert.deepEqual(t2, { tag: "2", synced: true });
+});
+
+Deno.test("capMessage never splits a surrogate pair and keeps what fits", () => {
+  assert.equal(capMessage("short", 1024), "short");
+  // the cut falls after the first half of the first emoji: that half goes too
+  const cut = capMessage("ab" + "😀".repeat(20), TRUNCATED_MARKER.length + 3);
+  assert.equal(cut, "ab" + TRUNCATED_MARKER);
+  assert.equal(capMessage("y".repeat(2000), 1024).length, 1024);
+});
