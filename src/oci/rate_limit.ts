@@ -343,6 +343,14 @@ export class RateLimitSender implements Sender {
           this.#budgets.release(key, counted);
         }
         this.#budgets.observe(key, res, counted);
+        if (res.status === 429 || res.status === 503) {
+          // a Retry-After longer than we wait: say so now rather than retry into the pause
+          const pause = this.#budgets.acquire(key, false);
+          if (pause.waitMs > this.#maxWaitMs) {
+            await res.discard();
+            throw rateLimitError(key, pause, { registry: req.registry });
+          }
+        }
         return res;
       }
       if (wait.waitMs > this.#maxWaitMs) throw rateLimitError(key, wait, { registry: req.registry });

@@ -186,3 +186,17 @@ Deno.test("budgets: pulls in flight count until answered, so concurrent pulls ne
   b.observe("r", res(200), true);
   assert.deepStrictEqual(b.snapshot(), [{ registry: "r", remaining: 10 }]);
 });
+
+Deno.test("RateLimitSender: a 429 whose Retry-After is longer than the wait fails at once, not after a retry", async () => {
+  const inner = fakeSender(() => ({ "retry-after": "600" }), 429);
+  const sender = new RateLimitSender(inner, { budgets: new RateLimitBudgets() });
+  await assert.rejects(sender.send(request("HEAD", "/v2/a/manifests/1")), {
+    reason: "RateLimited",
+    message: /^registry docker\.io: paused until .* Retry-After/,
+  });
+  // a short one is returned for the retry sender to honour
+  const short = new RateLimitSender(fakeSender(() => ({ "retry-after": "1" }), 429), {
+    budgets: new RateLimitBudgets(),
+  });
+  assert.equal((await short.send(request("HEAD", "/v2/a/manifests/1"))).status, 429);
+});
