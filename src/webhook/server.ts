@@ -198,11 +198,19 @@ export class WebhookEndpoint {
       let parsed: unknown;
       try {
         parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
-      } catch (err) {
-        throw new WebhookError("Malformed", `the body is not JSON: ${(err as Error).message}`);
+      } catch {
+        // not the parser's message: it quotes the body, which is not ours to log
+        throw new WebhookError("Malformed", "the body is not JSON (UTF-8)");
       }
       const registry = url.searchParams.get("registry") ?? undefined;
-      const pushes = this.#replay.admit(PARSERS[source](parsed, { headers: req.headers, registry }));
+      let found: PushEvent[];
+      try {
+        found = PARSERS[source](parsed, { headers: req.headers, registry });
+      } catch (err) {
+        if (err instanceof WebhookError) throw err;
+        throw new WebhookError("Malformed", `${source} payload: unexpected shape`);
+      }
+      const pushes = this.#replay.admit(found);
       this.#coalescer.add(pushes);
       this.#o.count?.(source, "accepted");
       this.#o.logger?.debug("webhook accepted", { source, pushes: pushes.length });
