@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { parseDistribution } from "./distribution.ts";
 import { parseDockerHub } from "./docker_hub.ts";
+import { WebhookError } from "./errors.ts";
 import { parseGitHub } from "./github.ts";
 import { parseHarbor } from "./harbor.ts";
 import { parseQuay } from "./quay.ts";
@@ -98,4 +100,33 @@ Deno.test("quay: one push per updated tag at the docker_url's host", () => {
     name: "WebhookError",
     message: /updated_tags/,
   });
+});
+
+Deno.test("parsers: odd JSON either yields pushes or a Malformed error, never a crash", () => {
+  const odd: unknown[] = [
+    null,
+    [],
+    "x",
+    1,
+    {},
+    { events: [null] },
+    { events: [{ action: "push", target: null }] },
+    { events: [{ action: "push", target: { repository: 5 } }] },
+    { type: "PUSH_ARTIFACT", event_data: { resources: [null, 3] } },
+    { push_data: [], repository: [] },
+    { action: "published", package: { package_version: null } },
+    { repository: "a/b", updated_tags: [1, null, "ok"] },
+  ];
+  const headers = new Headers({ "x-github-event": "package" });
+  for (const parse of [parseDistribution, parseHarbor, parseDockerHub, parseGitHub, parseQuay]) {
+    for (const body of odd) {
+      try {
+        const got = parse(body, { headers });
+        assert.ok(Array.isArray(got));
+      } catch (err) {
+        assert.ok(err instanceof WebhookError, `${parse.name}(${JSON.stringify(body)}): ${err}`);
+        assert.equal(err.reason, "Malformed");
+      }
+    }
+  }
 });
