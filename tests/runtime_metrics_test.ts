@@ -1,0 +1,240 @@
+// The real operator, run as upstream Portager v0.5's image runs it (controller-runtime flags,
+// leader election), on the harness apiserver, scraped as a controller-runtime dashboard scrapes
+// it (issue 15 items 5, 9, 10):
+// - controller-runtime's runtime series with its names, labels and values (`controller` and the
+//   work queue `name` "imagesync"), checked by `promtool check metrics`, and moving as they do:
+//   reconciles counted by result, the queue drained back to depth 0, the Lease holder at 1,
+//   apiserver requests by code and method, the process's CPU, memory, fds and start time;
+// - a sync of four tags leaves four ImageSynced Events (client-go's correlator keeps distinct
+//   messages apart), reported by upstream's component `imagesync-controller`;
+// - a sync whose credentials fail (AuthFailed) is, as upstream, not in `portage_sync_total`.
+import assert from "node:assert/strict";
+import { crdObject } from "../src/api/mod.ts";
+import { promtoolCheckMetrics } from "./harness/supply_chain.ts";
+import { pushImage } from "./harness/fixtures.ts";
+import { type KubeCluster, startKube } from "./harness/kube.ts";
+import { createNamespace, imageSync, waitFor, waitForReady } from "./harness/operator.ts";
+import { type RegistryServer, startRegistry } from "./harness/registry.ts";
+
+const REPO = new URL("..", import.meta.url).pathname;
+const TAGS = ["1.0", "1.1", "1.2", "1.3"];
+const Q = 'name="imagesync",controller="imagesync"';
+
+/** A core/v1 Event with the fields this test reads. */
+interface Event {
+  type: string;
+  reason: string;
+  message: string;
+  count?: number;
+  source?: { component?: string };
+  reportingComponent?: string;
+  involvedObject: { name: string };
+}
+
+async function events(kube: KubeCluster, ns: string, name: string): Promise<Event[]> {
+  const q = encodeURIComponent(`involvedObject.name=${name}`);
+  const res = await kube.adminFetch(`/api/v1/namespaces/${ns}/events?fieldSelector=${q}`);
+  assert.ok(res.ok, `list events → ${res.status}`);
+  return ((await res.json()).items ?? []) as Event[];
+}
+
+/** The value of the one sample `series` (name and labels exactly as exposed), or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** Like {@linkcode sample}, but the series must be there. */
+function value(text: string, series: string): number {
+  const v = sample(text, series);
+  assert.ok(v !== undefined, `${series} is not exposed:\n${text}`);
+  return v;
+}
+
+Deno.test("runtime metrics, Events and sync counts of the operator as upstream's users read them", async () => {
+  const started = Date.now() / 1000;
+  let kube: KubeCluster | undefined;
+  let src: RegistryServer | undefined;
+  let dst: RegistryServer | undefined;
+  let child: Deno.ChildProcess | undefined;
+  let logging: Promise<void> | undefined;
+  let log = "";
+  const tail = () => log.split("\n").slice(-40).join("\n");
+  try {
+    [kube, src, dst] = await Promise.all([startKube(), startRegistry("plain"), startRegistry("plain")]);
+    for (const [i, tag] of TAGS.entries()) {
+      await pushImage(src, { repository: "app", tag }, { seed: 40 + i, layers: [1024] });
+    }
+    await kube.apply(crdObject());
+    await createNamespace(kube, "portager-system");
+    await createNamespace(kube, "team-a");
+
+    // upstream's command line (no `run`), /metrics over plain HTTP as --metrics-secure=false;
+    // the JSON log (stderr) is kept for the waits and failure messages
+    const upstreamFlags = [
+      "--leader-elect",
+      "--health-probe-bind-address=127.0.0.1:0",
+      "--metrics-bind-address=127.0.0.1:0",
+      "--metrics-secure=false",
+      `--kubeconfig=${kube.kubeconfigPath}`,
+      `--insecure-registry=${src.host},${dst.host}`,
+    ];
+    child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", `${REPO}main.ts`, ...upstreamFlags],
+      env: { POD_NAMESPACE: "portager-system", NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    logging = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({
+        write(chunk) {
+          log += chunk;
+        },
+      }),
+    );
+    const served = await waitFor("the metrics address in the log", () => {
+      for (const line of log.split("\n")) {
+        if (!line.startsWith("{")) continue;
+        const l = JSON.parse(line);
+        if (l.msg === "serving /metrics") return l as { address: string; scheme: string };
+      }
+    }, { timeoutMs: 30_000, describe: tail });
+    assert.equal(served.scheme, "http");
+    const scrape = async () => {
+      const res = await fetch(`http://${served.address}/metrics`);
+      assert.equal(res.status, 200);
+      return await res.text();
+    };
+
+    // the Lease holder says so under upstream's Lease name
+    let text = await waitFor("leader_election_master_status 1", async () => {
+      const t = await scrape();
+      return sample(t, 'leader_election_master_status{name="c8073f84.portager.io"}') === 1 ? t : undefined;
+    }, { timeoutMs: 30_000, describe: tail });
+    const before = {
+      requeueAfter: value(
+        text,
+        'controller_runtime_reconcile_total{controller="imagesync",result="requeue_after"}',
+      ),
+      errors: value(text, 'controller_runtime_reconcile_errors_total{controller="imagesync"}'),
+      adds: value(text, `workqueue_adds_total{${Q}}`),
+    };
+    assert.equal(before.requeueAfter, 0, "no reconcile before the first ImageSync");
+    assert.equal(value(text, 'controller_runtime_max_concurrent_reconciles{controller="imagesync"}'), 2);
+
+    // a sync of four tags
+    await kube.apply(imageSync("team-a", "mirror", {
+      schedule: "@every 1h",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" } },
+      images: [{ name: "app", tags: TAGS }],
+    }));
+    const synced = await waitForReady(kube, "team-a", "mirror", {
+      ok: (c) => c.reason === "SyncSucceeded",
+      timeoutMs: 60_000,
+    });
+    assert.equal(synced.status?.syncedImages, 4);
+
+    // four ImageSynced Events, one per tag, from upstream's component
+    const imageSynced = await waitFor("four ImageSynced Events", async () => {
+      const evs = (await events(kube!, "team-a", "mirror")).filter((e) => e.reason === "ImageSynced");
+      return evs.length >= 4 ? evs : undefined;
+    }, { timeoutMs: 15_000, describe: async () => JSON.stringify(await events(kube!, "team-a", "mirror")) });
+    assert.equal(imageSynced.length, 4, "one Event per tag, not one for the last");
+    for (const tag of TAGS) {
+      const e = imageSynced.find((e) => e.message.startsWith(`Synced ${src!.host}/app:${tag} → `));
+      assert.ok(e, `no ImageSynced Event for ${tag}: ${JSON.stringify(imageSynced.map((e) => e.message))}`);
+      assert.equal(e.count, 1);
+      assert.equal(e.type, "Normal");
+      assert.equal(e.source?.component, "imagesync-controller");
+      assert.equal(e.reportingComponent, "imagesync-controller");
+    }
+
+    // the queue drains back to 0 and no worker stays busy
+    text = await waitFor("an idle work queue", async () => {
+      const t = await scrape();
+      return sample(t, `workqueue_depth{${Q},priority="0"}`) === 0 &&
+          sample(t, 'controller_runtime_active_workers{controller="imagesync"}') === 0 &&
+          sample(t, `workqueue_unfinished_work_seconds{${Q}}`) === 0
+        ? t
+        : undefined;
+    }, { timeoutMs: 15_000 });
+    const check = await promtoolCheckMetrics(text);
+    assert.equal(check.code, 0, check.output);
+    assert.equal(check.output.trim(), "", "promtool reported lint problems");
+
+    // a successful sync ends in RequeueAfter (the schedule), as upstream's reconciler returns
+    assert.ok(
+      value(text, 'controller_runtime_reconcile_total{controller="imagesync",result="requeue_after"}') >= 1,
+    );
+    const reconciles = value(text, 'controller_runtime_reconcile_time_seconds_count{controller="imagesync"}');
+    assert.ok(reconciles >= 1);
+    assert.equal(
+      value(text, 'controller_runtime_reconcile_time_seconds_bucket{le="+Inf",controller="imagesync"}'),
+      reconciles,
+    );
+    assert.ok(value(text, `workqueue_adds_total{${Q}}`) > before.adds);
+    assert.ok(value(text, `workqueue_queue_duration_seconds_count{${Q}}`) >= 1);
+    assert.equal(value(text, `workqueue_work_duration_seconds_count{${Q}}`), reconciles);
+    assert.ok(value(text, `workqueue_retries_total{${Q}}`) >= 1, "the schedule's RequeueAfter is a retry");
+    assert.equal(value(text, `workqueue_longest_running_processor_seconds{${Q}}`), 0);
+
+    // apiserver requests by code, host and method, as client-go counts them
+    const api = new URL(kube.server).host;
+    assert.ok(value(text, `rest_client_requests_total{code="200",host="${api}",method="GET"}`) >= 1);
+    assert.ok(
+      value(text, `rest_client_requests_total{code="201",host="${api}",method="POST"}`) >= 4,
+      "the Events were created",
+    );
+
+    // the process collector's series, from /proc
+    const cpu = value(text, "process_cpu_seconds_total");
+    const rss = value(text, "process_resident_memory_bytes");
+    const fds = value(text, "process_open_fds");
+    assert.ok(cpu > 0);
+    assert.ok(rss > 10 * 2 ** 20 && rss < 512 * 2 ** 20, `rss ${rss}`);
+    assert.ok(value(text, "process_virtual_memory_bytes") > rss);
+    assert.ok(fds > 3 && value(text, "process_max_fds") > fds);
+    const start = value(text, "process_start_time_seconds");
+    assert.ok(start >= Math.floor(started) - 1 && start <= Date.now() / 1000, `start time ${start}`);
+
+    // credentials that fail: AuthFailed, counted as upstream does — a reconcile error, no
+    // portage_sync_total sample; ours adds portage_sync_start_failures_total
+    await kube.apply(imageSync("team-a", "locked", {
+      schedule: "@every 1h",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "secret", secretRef: { name: "absent" } } },
+      images: [{ name: "app", tags: ["1.0"] }],
+    }));
+    const locked = await waitForReady(kube, "team-a", "locked", { ok: (c) => c.status === "False" });
+    assert.equal(locked.status?.conditions?.find((c) => c.type === "Ready")?.reason, "AuthFailed");
+    text = await waitFor("the failed reconcile counted", async () => {
+      const t = await scrape();
+      return sample(t, 'controller_runtime_reconcile_errors_total{controller="imagesync"}')! > before.errors
+        ? t
+        : undefined;
+    }, { timeoutMs: 15_000 });
+    assert.ok(value(text, 'controller_runtime_reconcile_total{controller="imagesync",result="error"}') >= 1);
+    assert.ok(
+      !/^portage_sync_total\{name="locked"/m.test(text),
+      "an AuthFailed sync is not in portage_sync_total",
+    );
+    assert.ok(
+      value(
+        text,
+        'portage_sync_start_failures_total{name="locked",namespace="team-a",reason="AuthFailed"}',
+      ) >= 1,
+    );
+    assert.equal(value(text, 'portage_sync_total{name="mirror",namespace="team-a",status="success"}'), 1);
+  } finally {
+    if (child) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+      await logging?.catch(() => {});
+    }
+    await Promise.all([src?.stop(), dst?.stop(), kube?.stop()]);
+  }
+});
