@@ -10,7 +10,7 @@
  */
 import { crdObject, GROUP, PLURAL, VERSION } from "../src/api/mod.ts";
 import { runOperator } from "../src/controller/mod.ts";
-import { createLogger } from "../src/server/log.ts";
+import { createLogger } from "../src/log/mod.ts";
 import { pushImage } from "../tests/harness/fixtures.ts";
 import { startKube } from "../tests/harness/kube.ts";
 import { startRegistry } from "../tests/harness/registry.ts";

@@ -7,7 +7,7 @@ import { loadAll } from "js-yaml";
 import { API_VERSION, crdObject, type ImageSync, SYNC_NOW_ANNOTATION } from "../src/api/mod.ts";
 import { type OperatorOptions, runOperator } from "../src/controller/mod.ts";
 import { createMetrics, type Metrics } from "../src/metrics/mod.ts";
-import { createLogger } from "../src/server/log.ts";
+import { createLogger } from "../src/log/mod.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
 import { getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts";
 import { startFaultProxy } from "./harness/fault_proxy.ts";

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { crdObject } from "../src/api/mod.ts";
 import { runOperator } from "../src/controller/mod.ts";
-import { createLogger } from "../src/server/log.ts";
+import { createLogger } from "../src/log/mod.ts";
 import { selfSignedCertificate } from "../src/server/self_signed.ts";
 import { pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import { DEFAULT_LEASE_NAME } from "../controller/operator.ts";
-import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../server/log.ts";
+import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../log/mod.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { DEFAULT_SYNC_TIMEOUT, limitFlags, limitSettings } from "./limits.ts";

@@ -9,7 +9,7 @@
  */
 import { Manager } from "../controller/manager.ts";
 import { defaultStatePath, FileStore, readState, StateFileError } from "../filestore/mod.ts";
-import { createLogger, parseLogFormat } from "../server/log.ts";
+import { createLogger, parseLogFormat } from "../log/mod.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { parseDuration } from "./common.ts";

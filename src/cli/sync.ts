@@ -7,7 +7,7 @@
  * would copy), 1 some tags failed (dry run: would fail), 2 bad input.
  * @module
  */
-import { createLogger, type Logger, parseLogLevel } from "../server/log.ts";
+import { createLogger, type Logger, parseLogLevel } from "../log/mod.ts";
 import {
   eventMessage,
   imageRepositories,

@@ -9,7 +9,7 @@
 
 import { isKubeReason, type Lease, type LeaseClient, microTime } from "../kube/mod.ts";
 import { sleep } from "../oci/mod.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 
 /** The Lease operations the elector needs (src/kube's LeaseClient; a fake in tests). */
 export type LeaseAccess = Pick<LeaseClient, "get" | "create" | "update">;

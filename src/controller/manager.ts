@@ -22,7 +22,7 @@ import { createMetrics, type Metrics, type RuntimeMetrics, runtimeMetrics } from
 import { registryBudgets, sleep } from "../oci/mod.ts";
 import { startWebhookServer, type WebhookOptions, type WebhookServer } from "../webhook/mod.ts";
 import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import { LeaderElector, type LeaderElectorOptions } from "./leader.ts";
 import type { GateResult, ShardIdentity } from "./shard.ts";
 import { ExponentialBackoff, WorkQueue } from "./queue.ts";

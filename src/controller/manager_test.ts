@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { ImageSync, ImageSyncSpec, ImageSyncStatus } from "../api/mod.ts";
 import type { Lease } from "../kube/mod.ts";
 import { createMetrics } from "../metrics/mod.ts";
-import { createLogger } from "../server/log.ts";
+import { createLogger } from "../log/mod.ts";
 import { type ImageResult, summarize, type SyncReport } from "../sync/mod.ts";
 import { type EventSource, type KeySink, Manager, type ManagerOptions, type Store } from "./manager.ts";
 import { MemoryLeases } from "./memory_leases.ts";

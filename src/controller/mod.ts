@@ -57,4 +57,4 @@ export {
   shardOf,
 } from "./shard.ts";
 export { makePrepareSync, type SecretSource, type SyncSettings } from "./sync_runner.ts";
-export { createLogger, type LogFormat, type Logger, type LogLevel } from "../server/log.ts";
+export { createLogger, type LogFormat, type Logger, type LogLevel } from "../log/mod.ts";

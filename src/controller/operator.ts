@@ -23,7 +23,7 @@ import type { ManagerWebhookOptions } from "./manager.ts";
 import { authFilter } from "../server/authn.ts";
 import type { ProbeResult } from "../server/http.ts";
 import { selfSignedCertificate } from "../server/self_signed.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import { DEFAULT_WORKERS, type EventSource, type HttpOptions, type KeySink, Manager } from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
 import { shardElection, type ShardIdentity } from "./shard.ts";

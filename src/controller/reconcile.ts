@@ -23,7 +23,7 @@ import {
 } from "../api/mod.ts";
 import type { EventObject, EventRecord, EventType } from "../kube/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import {
   eventMessage,
   readyMessage,

@@ -9,7 +9,7 @@
 import type { ImageSyncSpec } from "../api/mod.ts";
 import { credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import { syncImageSync, type SyncLimits } from "../sync/mod.ts";
 import type { StoredImageSync, SyncRunner } from "./reconcile.ts";
 

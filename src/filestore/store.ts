@@ -13,7 +13,7 @@ import { type ImageSync, type ImageSyncSpec, type ImageSyncStatus, SYNC_NOW_ANNO
 import type { SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
 import type { ProbeResult } from "../server/http.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import { type ServeState, specHash, stableHash, writeState } from "./state.ts";
 
 /** One ImageSync as read from a file. */

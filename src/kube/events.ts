@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import { isKubeReason, type KubeClient, KubeError } from "./client.ts";
 
 /** The object an Event is about. */

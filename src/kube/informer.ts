@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import { isKubeReason, KubeError, type KubeStatus, type WatchEvent } from "./client.ts";
 import { sleep } from "../oci/mod.ts";
 

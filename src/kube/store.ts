@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import type { KubeClient } from "./client.ts";
 import { EventRecorder } from "./events.ts";
 import { ImageSyncClient } from "./imagesyncs.ts";

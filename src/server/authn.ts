@@ -9,7 +9,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log/mod.ts";
 
 /** A user as the token review names it. */
 export interface AuthUser {

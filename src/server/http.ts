@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log/mod.ts";
 
 /** A readiness or liveness check: `ok` plus a short human reason. */
 export interface ProbeResult {

@@ -1,8 +1,7 @@
 /**
- * The operator's process surface: structured logging and the `/metrics`, `/healthz`,
- * `/readyz` HTTP server.
+ * The operator's process surface: the `/metrics`, `/healthz`, `/readyz` HTTP servers (the
+ * logger lives in src/log, since kube and controller use it too).
  * @module
  */
 
-export * from "./log.ts";
 export * from "./http.ts";

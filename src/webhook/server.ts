@@ -9,7 +9,7 @@
 
 import type { ImageSync } from "../api/mod.ts";
 import { parseListenAddress } from "../server/http.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log/mod.ts";
 import { authenticate, type WebhookSecret } from "./auth.ts";
 import { parseDistribution } from "./distribution.ts";
 import { parseDockerHub } from "./docker_hub.ts";

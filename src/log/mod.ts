@@ -200,8 +200,3 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     now: options.now ?? (() => new Date()),
   }, {});
 }
-
-/** A logger that writes nothing; the default where a logger is optional. */
-export function nopLogger(): Logger {
-  return createLogger({ level: "error", write: () => {} });
-}

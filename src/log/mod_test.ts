@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger, parseLogLevel, redact, redactString } from "./log.ts";
+import { createLogger, parseLogLevel, redact, redactString } from "./mod.ts";
 
 function capture(format: "json" | "text", level: "debug" | "info" = "info") {
   const lines: string[] = [];
