@@ -2,7 +2,8 @@
  * Reconciling one ImageSync, level-based and idempotent as upstream Portager does it: read
  * the object, decide from spec + status + clock (invalid schedule → Ready=False; sync-now
  * annotation → remove it, Event SyncNowTriggered, sync; generation ≠ observedGeneration →
- * sync; otherwise the schedule decides from nextSyncTime), then write Syncing=True once, sync,
+ * sync; otherwise the schedule decides from nextSyncTime), then sync — writing Syncing=True once
+ * if the sync outlasts {@linkcode SYNCING_DELAY_MS}, so a quick sync writes its status once —
  * and write the final status once. nextSyncTime advances only on success; a failure is
  * retried with the queue's per-key backoff.
  * @module
@@ -105,7 +106,15 @@ export interface ReconcileDeps {
   now?: () => Date;
   /** Called with the object after every status write (to refresh the informer cache). */
   observe?: (obj: ImageSync) => void;
+  /** How long a sync runs before Syncing=True is written; default {@linkcode SYNCING_DELAY_MS}, 0: at once. */
+  syncingDelayMs?: number;
 }
+
+/**
+ * A sync still running after this long gets Syncing=True written; a quicker one writes only its
+ * result (one status write per sync instead of two: issue 16's B5).
+ */
+export const SYNCING_DELAY_MS = 2_000;
 
 /** What the worker does next with the key. */
 export interface ReconcileResult {
@@ -219,7 +228,7 @@ export class Reconciler {
     obj: StoredImageSync,
     build: (cur: ImageSync) => Partial<ImageSyncStatus>,
   ): Promise<StoredImageSync | undefined> {
-    const stored = await this.#d.imagesyncs.updateStatus(obj, (cur) => capStatusMessages(build(cur)));
+    const stored = await this.#d.imagesyncs.updateStatus(obj, (cur) => build(cur));
     if (stored) this.#d.observe?.(stored);
     return stored as StoredImageSync | undefined;
   }
@@ -339,17 +348,30 @@ export class Reconciler {
     }
 
     const imageCount = spec.images.length;
-    const syncingObj = await this.#writeStatus(obj, (cur) => ({
-      conditions: setCondition(cur.status?.conditions, {
-        type: SYNCING,
-        status: "True",
-        reason: "SyncInProgress",
-        message: `Syncing ${imageCount} image(s) (trigger: ${trigger})`,
-        observedGeneration: generation,
-      }, { now: this.#now() }),
-    }));
-    if (!syncingObj) return {}; // deleted meanwhile
-    obj = syncingObj;
+    let syncingWrite: Promise<StoredImageSync | undefined | "failed"> | undefined;
+    const markSyncing = () => {
+      syncingWrite = this.#writeStatus(obj, (cur) => ({
+        conditions: setCondition(cur.status?.conditions, {
+          type: SYNCING,
+          status: "True",
+          reason: "SyncInProgress",
+          message: `Syncing ${imageCount} image(s) (trigger: ${trigger})`,
+          observedGeneration: generation,
+        }, { now: this.#now() }),
+      })).catch((err) => {
+        log.warn("could not write Syncing=True", { error: err });
+        return "failed" as const;
+      });
+    };
+    const delayMs = this.#d.syncingDelayMs ?? SYNCING_DELAY_MS;
+    const syncingTimer = delayMs > 0 ? setTimeout(markSyncing, delayMs) : undefined;
+    if (delayMs <= 0) markSyncing();
+    /** Stops the timer; a Syncing=True write in flight lands before any later write. */
+    const settleSyncing = async () => {
+      clearTimeout(syncingTimer);
+      const written = await syncingWrite;
+      if (written && written !== "failed") obj = written;
+    };
 
     let retries = 0;
     let report: SyncReport;
@@ -362,6 +384,7 @@ export class Reconciler {
         onRetry: () => retries++,
       });
     } catch (err) {
+      await settleSyncing();
       if (signals.signal.aborted) return await this.#interrupted(obj, log);
       const reason = reasonOf(err, "SyncFailed");
       const message = (err as Error).message;
@@ -372,6 +395,7 @@ export class Reconciler {
       if (retries) this.#d.metrics?.observeRetry(namespace, name, { kind: "registry", count: retries });
       return { error: err as Error };
     }
+    await settleSyncing();
     // a sync cut short by shutdown (tags not started, or copies cancelled when the grace
     // period ended) is not a failure of the ImageSync: the next operator resumes it
     if (report.aborted || (signals.signal.aborted && !report.ok)) return await this.#interrupted(obj, log);

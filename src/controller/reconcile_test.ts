@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
-import type { ImageSync } from "../api/mod.ts";
+import type { ImageSync, ImageSyncStatus } from "../api/mod.ts";
+import { createLogger } from "../log/mod.ts";
+import { summarize } from "../sync/mod.ts";
 import {
   capMessage,
   capStatusMessages,
   decide,
   MAX_CONDITION_MESSAGE,
   MAX_TAG_MESSAGE,
+  Reconciler,
   TRUNCATED_MARKER,
 } from "./reconcile.ts";
 
@@ -125,4 +128,67 @@ Deno.test("capMessage never splits a surrogate pair and keeps what fits", () => 
   const cut = capMessage("ab" + "😀".repeat(20), TRUNCATED_MARKER.length + 3);
   assert.equal(cut, "ab" + TRUNCATED_MARKER);
   assert.equal(capMessage("y".repeat(2000), 1024).length, 1024);
+});
+
+// --- status writes per sync (issue 16, B5): Syncing=True only for a sync that outlasts a delay ---
+
+function writesOf(opts: { syncingDelayMs: number; hold: Promise<void> }) {
+  const stored: ImageSync = obj();
+  const writes: Array<Record<string, string>> = [];
+  const imagesyncs = {
+    get: () => Promise.resolve(structuredClone(stored)),
+    removeAnnotation: () => Promise.resolve(structuredClone(stored)),
+    updateStatus: (_cur: ImageSync, build: (o: ImageSync) => Partial<ImageSyncStatus>) => {
+      const patch = build(structuredClone(stored));
+      stored.status = { ...stored.status, ...patch };
+      writes.push(Object.fromEntries((patch.conditions ?? []).map((c) => [c.type, c.status])));
+      return Promise.resolve(structuredClone(stored));
+    },
+  };
+  const when = new Date().toISOString();
+  const report = summarize([{
+    name: "app",
+    sourceRepository: "s/app",
+    destinationRepository: "d/app",
+    tags: [],
+  }], {
+    dryRun: false,
+    aborted: false,
+    startedAt: when,
+    finishedAt: when,
+  });
+  const r = new Reconciler({
+    imagesyncs,
+    recorder: { record: () => {} },
+    prepareSync: () => Promise.resolve(async () => (await opts.hold, report)),
+    logger: createLogger({ level: "error" }),
+    syncingDelayMs: opts.syncingDelayMs,
+  });
+  return {
+    writes,
+    reconcile: () =>
+      r.reconcile("ns", "s", {
+        signal: new AbortController().signal,
+        cancelInFlight: new AbortController().signal,
+      }),
+  };
+}
+
+Deno.test("a quick sync writes its status once: no Syncing=True before the delay", async () => {
+  const t = writesOf({ syncingDelayMs: 60_000, hold: Promise.resolve() });
+  const res = await t.reconcile();
+  assert.equal(res.error, undefined);
+  assert.deepEqual(t.writes, [{ Syncing: "False", Ready: "True" }]);
+});
+
+Deno.test("a sync that outlasts the delay writes Syncing=True once, then its result", async () => {
+  let release!: () => void;
+  const hold = new Promise<void>((r) => release = r);
+  const t = writesOf({ syncingDelayMs: 1, hold });
+  const done = t.reconcile();
+  while (t.writes.length === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(t.writes, [{ Syncing: "True" }]);
+  release();
+  await done;
+  assert.deepEqual(t.writes, [{ Syncing: "True" }, { Syncing: "False", Ready: "True" }]);
 });
