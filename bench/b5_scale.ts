@@ -16,6 +16,7 @@ import { freePort } from "../tests/harness/ports.ts";
 import { sleep } from "../tests/harness/process.ts";
 import type { RegistryServer } from "../tests/harness/registry.ts";
 import { pool } from "./b2_unchanged.ts";
+import { withReadAccess } from "./commands.ts";
 import { candidateForm, refusedB4, TARGET_MIB } from "./b4_memory.ts";
 import {
   type BenchContext,
@@ -157,7 +158,9 @@ export function startOperator(
   const metricsPort = freePort();
   const child = new Deno.Command(form.cmd, {
     args: [
-      ...form.args,
+      // the image's binary reads only /var/run/secrets and /etc/portager (in-cluster config);
+      // outside a pod it must read its --kubeconfig
+      ...withReadAccess(form.args, kubeconfig),
       "run",
       `--kubeconfig=${kubeconfig}`,
       `--metrics-addr=127.0.0.1:${metricsPort}`,
@@ -168,7 +171,10 @@ export function startOperator(
       "--grace-period=5s",
       ...opts.args ?? [],
     ],
-    env: { ...form.env, HOME: opts.scratch, NO_COLOR: "1" },
+    // only what the bench means to set: the machine's own (SSL_CERT_FILE, KUBECONFIG, …) would
+    // reach the operator's flags through their environment fallbacks
+    env: { ...form.env, HOME: opts.scratch, NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

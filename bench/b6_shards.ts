@@ -25,7 +25,16 @@ import {
   startOperator,
   stopOperator,
 } from "./b5_scale.ts";
-import { type BenchContext, type CaseResult, ratio, seconds, type Table, withRegistry } from "./context.ts";
+import {
+  type BenchContext,
+  type CaseResult,
+  mib,
+  ratio,
+  seconds,
+  type Table,
+  withRegistry,
+} from "./context.ts";
+import { readMemory } from "./measure.ts";
 
 /** Shard counts measured. */
 export const SHARD_COUNTS = [1, 2, 3];
@@ -72,6 +81,10 @@ interface ShardRun {
   cpuMs: number;
   requests: { total: number; byKind: Record<string, number> };
   perShard: number[];
+  /** VmHWM (KiB) of each shard's process, all Ready. */
+  peakRssKiB: number[];
+  /** VmRSS (KiB) of each shard's process when all were Ready. */
+  rssKiB: number[];
   error?: string;
 }
 
@@ -114,6 +127,8 @@ export async function runB6(ctx: BenchContext): Promise<CaseResult> {
           cpuMs: NaN,
           requests: { total: 0, byKind: {} },
           perShard: [],
+          peakRssKiB: [],
+          rssKiB: [],
         };
         runs.push(run);
         await withRegistry(async (dst) => {
@@ -182,6 +197,9 @@ export async function runB6(ctx: BenchContext): Promise<CaseResult> {
             run.cpuMs = procs.reduce((sum, p, i) => sum + (processCpuMs(p.child.pid) ?? NaN) - cpu0[i], 0);
             run.requests = countAudit((await auditLines()).slice(startLines), SA_USER);
             for (const p of procs) {
+              const mem = readMemory(p.child.pid);
+              run.peakRssKiB.push(mem?.hwm ?? NaN);
+              run.rssKiB.push(mem?.rss ?? NaN);
               const text = await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text();
               run.perShard.push(Number(text.match(/^portage_shard_imagesyncs\{[^}]*\} (\d+)$/m)?.[1] ?? NaN));
             }
@@ -215,9 +233,10 @@ export async function runB6(ctx: BenchContext): Promise<CaseResult> {
       "CPU per ImageSync",
       "apiserver requests",
       "ImageSyncs per shard",
+      "RSS per shard, all Ready (peak)",
     ],
     rows: runs.map((r) =>
-      r.error && r.ready === 0 ? [String(r.shards), r.error, "—", "—", "—", "—", "—", "—"] : [
+      r.error && r.ready === 0 ? [String(r.shards), r.error, "—", "—", "—", "—", "—", "—", "—"] : [
         String(r.shards),
         r.error ?? seconds(r.readyMs),
         (r.ready / (r.readyMs / 1000)).toFixed(1),
@@ -226,6 +245,7 @@ export async function runB6(ctx: BenchContext): Promise<CaseResult> {
         `${(r.cpuMs / Math.max(1, r.ready)).toFixed(1)} ms`,
         String(r.requests.total),
         r.perShard.join(" / "),
+        r.rssKiB.map((k, i) => `${mib(k)} (${mib(r.peakRssKiB[i])})`).join(" / "),
       ]
     ),
   };
