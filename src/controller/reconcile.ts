@@ -228,7 +228,7 @@ export class Reconciler {
     obj: StoredImageSync,
     build: (cur: ImageSync) => Partial<ImageSyncStatus>,
   ): Promise<StoredImageSync | undefined> {
-    const stored = await this.#d.imagesyncs.updateStatus(obj, (cur) => build(cur));
+    const stored = await this.#d.imagesyncs.updateStatus(obj, (cur) => capStatusMessages(build(cur)));
     if (stored) this.#d.observe?.(stored);
     return stored as StoredImageSync | undefined;
   }
