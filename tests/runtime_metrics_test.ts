@@ -122,6 +122,10 @@ Deno.test("runtime metrics, Events and sync counts of the operator as upstream's
     };
     assert.equal(before.requeueAfter, 0, "no reconcile before the first ImageSync");
     assert.equal(value(text, 'controller_runtime_max_concurrent_reconciles{controller="imagesync"}'), 2);
+    // shown from the start, as controller-runtime's initMetrics does
+    for (const c of ["terminal_reconcile_errors", "reconcile_panics", "reconcile_timeouts"]) {
+      assert.equal(value(text, `controller_runtime_${c}_total{controller="imagesync"}`), 0);
+    }
 
     // a sync of four tags
     await kube.apply(imageSync("team-a", "mirror", {

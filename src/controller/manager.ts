@@ -297,6 +297,10 @@ export class Manager {
             : res.requeueAfterMs > 0
             ? "requeue_after"
             : "requeue",
+          {
+            thrown: thrown ? res.error : undefined,
+            timedOut: !thrown && (res.error as { reason?: string } | undefined)?.reason === "Timeout",
+          },
         );
         if (res.error) {
           if (!q.shuttingDown) {

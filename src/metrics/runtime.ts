@@ -96,6 +96,8 @@ export class RuntimeMetrics {
   readonly controller: string;
   readonly #reconcileTotal: Counter<"controller" | "result">;
   readonly #reconcileErrors: Counter<"controller">;
+  readonly #reconcilePanics: Counter<"controller">;
+  readonly #reconcileTimeouts: Counter<"controller">;
   readonly #reconcileTime: CompactHistogram<"controller">;
   readonly #activeWorkers: Gauge<"controller">;
   readonly #maxConcurrent: Gauge<"controller">;
@@ -128,6 +130,28 @@ export class RuntimeMetrics {
       registers,
     });
     this.#reconcileErrors.inc({ controller }, 0);
+    // controller-runtime shows these from the start at 0 (initMetrics); ours never returns a
+    // terminal error (every failure is retried), as upstream's reconciler
+    new Counter({
+      name: "controller_runtime_terminal_reconcile_errors_total",
+      help: "Total number of terminal reconciliation errors per controller",
+      labelNames: ["controller"],
+      registers,
+    }).inc({ controller }, 0);
+    this.#reconcilePanics = new Counter({
+      name: "controller_runtime_reconcile_panics_total",
+      help: "Total number of reconciliation panics per controller",
+      labelNames: ["controller"],
+      registers,
+    });
+    this.#reconcilePanics.inc({ controller }, 0);
+    this.#reconcileTimeouts = new Counter({
+      name: "controller_runtime_reconcile_timeouts_total",
+      help: "Total number of reconciliation timeouts per controller",
+      labelNames: ["controller"],
+      registers,
+    });
+    this.#reconcileTimeouts.inc({ controller }, 0);
     this.#reconcileTime = new CompactHistogram({
       name: "controller_runtime_reconcile_time_seconds",
       help: "Length of time per reconciliation per controller",
@@ -256,16 +280,31 @@ export class RuntimeMetrics {
     this.#maxConcurrent.set({ controller: this.controller }, n);
   }
 
-  /** A reconcile started (active workers +1); call the returned function with its outcome. */
-  reconcileStarted(): (outcome: ReconcileOutcome) => void {
+  /**
+   * A reconcile started (active workers +1); call the returned function with its outcome and,
+   * when the reconcile threw rather than returned its error, what it threw: an exception with
+   * no stable `reason` (a TypeError, …) is a bug, counted as controller-runtime counts a
+   * recovered panic (an error too); `timedOut` when the sync timeout (`--sync-timeout`, our
+   * ReconciliationTimeout) stopped it.
+   */
+  reconcileStarted(): (
+    outcome: ReconcileOutcome,
+    options?: { thrown?: unknown; timedOut?: boolean },
+  ) => void {
     const controller = this.controller;
     this.#activeWorkers.inc({ controller });
     const start = performance.now();
-    return (outcome) => {
+    return (outcome, options = {}) => {
       this.#reconcileTime.observe({ controller }, (performance.now() - start) / 1000);
       this.#activeWorkers.dec({ controller });
       this.#reconcileTotal.inc({ controller, result: outcome });
       if (outcome === "error") this.#reconcileErrors.inc({ controller });
+      if (
+        options.thrown !== undefined && typeof (options.thrown as { reason?: unknown })?.reason !== "string"
+      ) {
+        this.#reconcilePanics.inc({ controller });
+      }
+      if (options.timedOut) this.#reconcileTimeouts.inc({ controller });
     };
   }
 

@@ -13,6 +13,9 @@ Deno.test("runtime metrics: controller-runtime's names, labels and results; one 
   r.restRequest("10.0.0.1:443", "GET", "<error>");
   r.reconcileStarted()("requeue_after");
   r.reconcileStarted()("error");
+  r.reconcileStarted()("error", { thrown: new TypeError("a bug") }); // a panic, and an error
+  r.reconcileStarted()("error", { thrown: Object.assign(new Error("409"), { reason: "Conflict" }) });
+  r.reconcileStarted()("error", { timedOut: true });
   const q = r.queueHooks();
   q.added();
   q.retried();
@@ -25,9 +28,12 @@ Deno.test("runtime metrics: controller-runtime's names, labels and results; one 
     const line of [
       'controller_runtime_reconcile_total{controller="imagesync",result="success"} 0',
       'controller_runtime_reconcile_total{controller="imagesync",result="requeue_after"} 1',
-      'controller_runtime_reconcile_total{controller="imagesync",result="error"} 1',
-      'controller_runtime_reconcile_errors_total{controller="imagesync"} 1',
-      'controller_runtime_reconcile_time_seconds_count{controller="imagesync"} 2',
+      'controller_runtime_reconcile_total{controller="imagesync",result="error"} 4',
+      'controller_runtime_reconcile_errors_total{controller="imagesync"} 4',
+      'controller_runtime_reconcile_panics_total{controller="imagesync"} 1',
+      'controller_runtime_terminal_reconcile_errors_total{controller="imagesync"} 0',
+      'controller_runtime_reconcile_timeouts_total{controller="imagesync"} 1',
+      'controller_runtime_reconcile_time_seconds_count{controller="imagesync"} 5',
       'controller_runtime_active_workers{controller="imagesync"} 0',
       'controller_runtime_max_concurrent_reconciles{controller="imagesync"} 2',
       'workqueue_depth{name="imagesync",controller="imagesync",priority="0"} 3',
@@ -52,7 +58,7 @@ Deno.test("runtime metrics: controller-runtime's names, labels and results; one 
   assert.deepEqual(les, [...goBounds.split(" "), "+Inf"].map((b) => b === "+Inf" ? b : String(Number(b))));
   assert.match(
     text,
-    /^controller_runtime_reconcile_time_seconds_bucket\{le="60",controller="imagesync"\} 2$/m,
+    /^controller_runtime_reconcile_time_seconds_bucket\{le="60",controller="imagesync"\} 5$/m,
   );
   const check = await promtoolCheckMetrics(text);
   assert.equal(check.code, 0, check.output);
