@@ -123,35 +123,22 @@ export class RuntimeMetrics {
     for (const result of ["success", "error", "requeue", "requeue_after"]) {
       this.#reconcileTotal.inc({ controller, result }, 0);
     }
-    this.#reconcileErrors = new Counter({
-      name: "controller_runtime_reconcile_errors_total",
-      help: "Total number of reconciliation errors per controller",
-      labelNames: ["controller"],
-      registers,
-    });
-    this.#reconcileErrors.inc({ controller }, 0);
     // controller-runtime shows these from the start at 0 (initMetrics); ours never returns a
     // terminal error (every failure is retried), as upstream's reconciler
-    new Counter({
-      name: "controller_runtime_terminal_reconcile_errors_total",
-      help: "Total number of terminal reconciliation errors per controller",
-      labelNames: ["controller"],
-      registers,
-    }).inc({ controller }, 0);
-    this.#reconcilePanics = new Counter({
-      name: "controller_runtime_reconcile_panics_total",
-      help: "Total number of reconciliation panics per controller",
-      labelNames: ["controller"],
-      registers,
-    });
-    this.#reconcilePanics.inc({ controller }, 0);
-    this.#reconcileTimeouts = new Counter({
-      name: "controller_runtime_reconcile_timeouts_total",
-      help: "Total number of reconciliation timeouts per controller",
-      labelNames: ["controller"],
-      registers,
-    });
-    this.#reconcileTimeouts.inc({ controller }, 0);
+    const counter = (what: string, help: string) => {
+      const c = new Counter({
+        name: `controller_runtime_${what}_total`,
+        help: `Total number of ${help} per controller`,
+        labelNames: ["controller"],
+        registers,
+      });
+      c.inc({ controller }, 0);
+      return c;
+    };
+    this.#reconcileErrors = counter("reconcile_errors", "reconciliation errors");
+    counter("terminal_reconcile_errors", "terminal reconciliation errors");
+    this.#reconcilePanics = counter("reconcile_panics", "reconciliation panics");
+    this.#reconcileTimeouts = counter("reconcile_timeouts", "reconciliation timeouts");
     this.#reconcileTime = new CompactHistogram({
       name: "controller_runtime_reconcile_time_seconds",
       help: "Length of time per reconciliation per controller",
