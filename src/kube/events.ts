@@ -6,7 +6,13 @@
  * kept as their own Events until {@linkcode MAX_SIMILAR} of them were seen in the window,
  * after which further distinct messages go to one Event whose message is
  * `(combined from similar events): ` and the latest one (repeats of the messages kept are still
- * counted on their own Events). The window restarts after 10 minutes without a similar record. Records that arrive close together are coalesced into one write.
+ * counted on their own Events). The window restarts after 10 minutes without a similar record.
+ *
+ * Writes are bounded whatever the number of tags a sync goes through: a new Event is created
+ * within `flushMs` (200 ms), but a record that only updates an Event already written (its count,
+ * the combined message) waits until that Event's records pause for `quietMs` (1 s), at most
+ * `maxDelayMs` (30 s): one PATCH per burst, at most two a minute while a long sync keeps
+ * recording, where writing each flush would patch five times a second. Records that arrive close together are coalesced into one write.
  * client-go's spam filter (25 Events per object, then one per 5 minutes, dropped beyond) is
  * not copied: it would drop the SyncComplete of a large sync.
  * @module
@@ -52,8 +58,12 @@ export interface EventRecorderOptions {
   instance?: string;
   /** Records of the same object+type+reason within this window update one Event; default 10 min. */
   windowMs?: number;
-  /** How long records are gathered before one write; default 200 ms. */
+  /** How long records of a new Event are gathered before it is created; default 200 ms. */
   flushMs?: number;
+  /** An update of a written Event waits for this pause in its records; default 1 s. */
+  quietMs?: number;
+  /** …but no longer than this after its first unwritten record; default 30 s. */
+  maxDelayMs?: number;
   /** Where failed writes are logged. */
   logger?: Logger;
   /** Clock, for tests. */
@@ -76,6 +86,10 @@ interface Series {
   lastRecordMs: number;
   /** Consecutive failed writes. */
   failures?: number;
+  /** When the pending records are to be written (Date.now() ms). */
+  due?: number;
+  /** When the first record not yet written of an Event already written came (Date.now() ms). */
+  firstPendingMs?: number;
 }
 
 const MAX_MESSAGE = 1024;
@@ -97,12 +111,16 @@ export class EventRecorder {
   #instance: string;
   #windowMs: number;
   #flushMs: number;
+  #quietMs: number;
+  #maxDelayMs: number;
   #log?: Logger;
   #now: () => Date;
   #series = new Map<string, Series>();
   /** Per object, type and reason: the distinct messages seen in the window (up to MAX_SIMILAR). */
   #similar = new Map<string, { messages: Set<string>; lastRecordMs: number }>();
   #timer?: ReturnType<typeof setTimeout>;
+  /** When the timer fires (Date.now() ms). */
+  #timerAt = Infinity;
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
   /** API writes made (creates + patches), for tests and debugging. */
@@ -115,6 +133,8 @@ export class EventRecorder {
     this.#instance = options.instance ?? "portager";
     this.#windowMs = options.windowMs ?? 600_000;
     this.#flushMs = options.flushMs ?? 200;
+    this.#quietMs = options.quietMs ?? 1_000;
+    this.#maxDelayMs = options.maxDelayMs ?? 30_000;
     this.#log = options.logger;
     this.#now = options.now ?? (() => new Date());
   }
@@ -161,25 +181,42 @@ export class EventRecorder {
     s.target = target;
     s.lastTimestamp = rfc3339(now);
     s.lastRecordMs = now.getTime();
-    this.#schedule(this.#flushMs);
+    const t = Date.now();
+    if (s.name === undefined) {
+      s.due ??= t + this.#flushMs;
+    } else {
+      // an update: one PATCH once the burst pauses, not one per flush while a sync runs
+      s.firstPendingMs ??= t;
+      s.due = Math.min(s.firstPendingMs + this.#maxDelayMs, t + this.#quietMs);
+    }
+    this.#arm(s.due);
   }
 
-  #schedule(ms: number): void {
-    if (this.#closed) return;
-    this.#timer ??= setTimeout(() => {
+  /** Arms the one timer for `at` (Date.now() ms) unless it fires earlier already. */
+  #arm(at: number): void {
+    if (this.#closed || (this.#timer !== undefined && this.#timerAt <= at)) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.flush();
-    }, ms);
+      this.#timerAt = Infinity;
+      this.#enqueue(false);
+    }, Math.max(0, at - Date.now()));
   }
 
-  /** Writes everything recorded so far. */
+  /** Writes everything recorded so far, whether due or not. */
   flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(() => this.#flushNow());
+    return this.#enqueue(true);
+  }
+
+  #enqueue(all: boolean): Promise<void> {
+    this.#flushing = this.#flushing.then(() => this.#flushNow(all));
     return this.#flushing;
   }
 
-  async #flushNow(): Promise<void> {
+  async #flushNow(all: boolean): Promise<void> {
     const nowMs = this.#now().getTime();
+    let next = Infinity;
     for (const [group, g] of this.#similar) {
       if (nowMs - g.lastRecordMs > this.#windowMs) this.#similar.delete(group);
     }
@@ -188,8 +225,13 @@ export class EventRecorder {
         if (nowMs - s.lastRecordMs > this.#windowMs) this.#series.delete(key);
         continue;
       }
+      if (!all && s.due !== undefined && s.due > Date.now()) {
+        next = Math.min(next, s.due);
+        continue;
+      }
       const n = s.pending;
       s.pending = 0;
+      s.due = s.firstPendingMs = undefined;
       try {
         await this.#write(s, n);
         s.failures = 0;
@@ -200,7 +242,8 @@ export class EventRecorder {
         s.failures = (s.failures ?? 0) + 1;
         if (transient && s.failures < MAX_ATTEMPTS && !this.#closed) {
           s.pending += n;
-          this.#schedule(Math.min(30_000, 1_000 * 2 ** s.failures));
+          s.due = Date.now() + Math.min(30_000, 1_000 * 2 ** s.failures);
+          next = Math.min(next, s.due);
         }
         this.#log?.warn("could not write Event", {
           reason: s.reason,
@@ -210,6 +253,7 @@ export class EventRecorder {
         });
       }
     }
+    if (next !== Infinity) this.#arm(next);
   }
 
   async #write(s: Series, n: number): Promise<void> {
@@ -270,6 +314,7 @@ export class EventRecorder {
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
+      this.#timerAt = Infinity;
     }
     await this.flush();
   }

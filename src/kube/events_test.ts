@@ -172,3 +172,42 @@ Deno.test("events: the similar-message window restarts 10 minutes after the last
   assert.equal(kube.list().length, MAX_SIMILAR + 1);
   assert.equal(kube.list().at(-1)!.message, "Synced src/app:14 → dst/app:14");
 });
+
+Deno.test("events: updates of a written Event wait for a pause, so a long sync patches it a bounded number of times", async () => {
+  const kube = new FakeEvents();
+  const rec = new EventRecorder(kube, {
+    component: "imagesync-controller",
+    flushMs: 10,
+    quietMs: 150,
+    maxDelayMs: 500,
+  });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const record = () => rec.record(target, { type: "Normal", reason: "ImageSkipped", message: "combined" });
+  const patches = () => kube.calls.filter((c) => c === "PATCH").length;
+  record();
+  await sleep(60);
+  assert.deepEqual(kube.calls, ["POST"], "a new Event is created at once");
+  // a burst shorter than maxDelayMs: one PATCH once it pauses
+  for (let i = 0; i < 15; i++) {
+    record();
+    await sleep(10);
+  }
+  assert.equal(patches(), 0, "no PATCH while the burst goes on");
+  await sleep(400);
+  assert.ok(patches() >= 1 && patches() <= 2, `patches: ${patches()}`);
+  assert.equal(kube.list()[0].count, 16);
+  // a burst of 1.5 s (a long sync): a PATCH at most every maxDelayMs, not one per flush
+  const before = patches();
+  const end = Date.now() + 1_500;
+  let n = 16;
+  while (Date.now() < end) {
+    record();
+    n++;
+    await sleep(10);
+  }
+  await sleep(400);
+  const during = patches() - before;
+  assert.ok(during >= 2 && during <= 5, `patches for a 1.5 s burst: ${during}`);
+  assert.equal(kube.list()[0].count, n, "every record counted");
+  await rec.close();
+});
