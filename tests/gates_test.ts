@@ -574,9 +574,8 @@ ${pub}
 });
 
 Deno.test("keyless cosign gate through both registries: .sig layout and bundle referrer from a test Sigstore", async () => {
-  const { testSigstore, ISSUER, simpleSigningPayload } = await import("./harness/sigstore.ts");
-  const { CERTIFICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, REKOR_BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION } =
-    await import("../src/gates/cosign.ts");
+  const { testSigstore, ISSUER, pushSigLayout, simpleSigningPayload } = await import("./harness/sigstore.ts");
+  const { COSIGN_SIGN_PREDICATE } = await import("../src/gates/cosign.ts");
   const { pushReferrer } = await import("../src/oci/referrers.ts");
   const sigstore = await testSigstore();
   const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
@@ -591,29 +590,7 @@ Deno.test("keyless cosign gate through both registries: .sig layout and bundle r
       // The .sig layout, as cosign writes it for a keyless signature.
       const a = await pushImage(reg, { repository: "keyless/app", tag: "a" }, { seed: 91 });
       const sig = await sigstore.sign(simpleSigningPayload(a.digest));
-      const payload = await pushBlob(reg, "keyless/app", sig.payload);
-      const config = await pushBlob(reg, "keyless/app", enc({ architecture: "", os: "" }));
-      const sigManifest = {
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-        layers: [{
-          mediaType: "application/vnd.dev.cosign.simplesigning.v1+json",
-          ...payload,
-          annotations: {
-            [SIGNATURE_ANNOTATION]: btoa(String.fromCharCode(...sig.signature)),
-            [CERTIFICATE_ANNOTATION]: sig.certificate!,
-            [REKOR_BUNDLE_ANNOTATION]: sig.rekorBundle!,
-          },
-        }],
-      };
-      await pushRawManifest(
-        reg,
-        "keyless/app",
-        `${a.digest.replace(":", "-")}.sig`,
-        enc(sigManifest),
-        sigManifest.mediaType,
-      );
+      await pushSigLayout(reg, { repository: "keyless/app", digest: a.digest, signature: sig });
       const subjectA = parseReference(`${reg.host}/keyless/app@${a.digest}`);
       const ok = await runGates(client, subjectA, keyless());
       assert.equal(ok.verified, true, `${label}: ${JSON.stringify(ok)}`);

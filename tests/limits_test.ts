@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { startKube } from "./harness/kube.ts";
-import { pushBlob, pushImage, pushRawManifest } from "./harness/fixtures.ts";
+import { pushImage } from "./harness/fixtures.ts";
 import { addCraftedIndex, drip, startHostileRegistry } from "./harness/hostile_registry.ts";
 import {
   applyCrd,
@@ -32,6 +32,7 @@ import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+const ISSUER = "https://token.actions.githubusercontent.com";
 const TRUNCATED = "… (truncated)";
 
 /** Runs `portager ARGS` (main.ts) with an empty environment apart from what Deno needs. */
@@ -55,14 +56,38 @@ async function portager(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-function yamlSpec(name: string, spec: Record<string, unknown>): string {
-  // JSON is YAML
-  return JSON.stringify({
-    apiVersion: "portager.portager.io/v1alpha1",
-    kind: "ImageSync",
-    metadata: { name },
-    spec,
-  });
+/** An ImageSync spec syncing `image:tag` from `source` to `destination` (anonymous). */
+function specFor(
+  registries: { source: string; destination: string; prefix?: string },
+  image: { name: string; tag: string },
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    schedule: "@every 1h",
+    source: { registry: registries.source },
+    destination: {
+      registry: registries.destination,
+      ...(registries.prefix ? { repositoryPrefix: registries.prefix } : {}),
+      auth: { method: "anonymous" },
+    },
+    images: [{ name: image.name, tags: [image.tag] }],
+    ...extra,
+  };
+}
+
+/** Writes an ImageSync file (JSON is YAML) for `sync -f`; returns its path. */
+async function writeImageSync(dir: string, name: string, spec: Record<string, unknown>): Promise<string> {
+  const path = `${dir}/${name}.yaml`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      apiVersion: "portager.portager.io/v1alpha1",
+      kind: "ImageSync",
+      metadata: { name },
+      spec,
+    }),
+  );
+  return path;
 }
 
 interface JsonTag {
@@ -94,37 +119,11 @@ async function dryRun(file: string, flags: string[] = [], env?: Record<string, s
  * from a private test Sigstore; returns that Sigstore's `trusted_root.json`.
  */
 async function pushKeylessSigned(reg: RegistryServer): Promise<Record<string, unknown>> {
-  const { testSigstore, simpleSigningPayload } = await import("./harness/sigstore.ts");
-  const { CERTIFICATE_ANNOTATION, REKOR_BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION } = await import(
-    "../src/gates/cosign.ts"
-  );
+  const { testSigstore, pushSigLayout, simpleSigningPayload } = await import("./harness/sigstore.ts");
   const sigstore = await testSigstore();
-  const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
   const image = await pushImage(reg, { repository: "keyless/app", tag: "signed" }, { seed: 141 });
-  const sig = await sigstore.sign(simpleSigningPayload(image.digest));
-  const payload = await pushBlob(reg, "keyless/app", sig.payload);
-  const config = await pushBlob(reg, "keyless/app", enc({ architecture: "", os: "" }));
-  const manifest = {
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-    layers: [{
-      mediaType: "application/vnd.dev.cosign.simplesigning.v1+json",
-      ...payload,
-      annotations: {
-        [SIGNATURE_ANNOTATION]: btoa(String.fromCharCode(...sig.signature)),
-        [CERTIFICATE_ANNOTATION]: sig.certificate!,
-        [REKOR_BUNDLE_ANNOTATION]: sig.rekorBundle!,
-      },
-    }],
-  };
-  await pushRawManifest(
-    reg,
-    "keyless/app",
-    `${image.digest.replace(":", "-")}.sig`,
-    enc(manifest),
-    OCI_MANIFEST,
-  );
+  const signature = await sigstore.sign(simpleSigningPayload(image.digest));
+  await pushSigLayout(reg, { repository: "keyless/app", digest: image.digest, signature });
   return sigstore.trustedRoot;
 }
 
@@ -135,14 +134,12 @@ Deno.test("sync -f: --max-manifests and --max-manifest-bytes fail a crafted inde
   try {
     // 48 small children: within the default limits, so the flags make the difference
     addCraftedIndex(evil, "crafted", { children: 48, childBytes: 2048 });
-    const crafted = `${dir}/crafted.yaml`;
-    await Deno.writeTextFile(
-      crafted,
-      yamlSpec("crafted", {
-        schedule: "@every 1h",
-        source: { registry: evil.host },
-        destination: { registry: reg.host, repositoryPrefix: "mirror", auth: { method: "anonymous" } },
-        images: [{ name: "evil/app", tags: ["crafted"] }],
+    const crafted = await writeImageSync(
+      dir,
+      "crafted",
+      specFor({ source: evil.host, destination: reg.host, prefix: "mirror" }, {
+        name: "evil/app",
+        tag: "crafted",
       }),
     );
     const defaults = await dryRun(crafted);
@@ -164,17 +161,14 @@ Deno.test("sync -f: --max-manifests and --max-manifest-bytes fail a crafted inde
     const trustedRoot = await pushKeylessSigned(reg);
     const rootFile = `${dir}/trusted_root.json`;
     await Deno.writeTextFile(rootFile, JSON.stringify(trustedRoot));
-    const keyless = `${dir}/keyless.yaml`;
-    await Deno.writeTextFile(
-      keyless,
-      yamlSpec("keyless", {
-        schedule: "@every 1h",
-        source: { registry: reg.host },
-        destination: { registry: reg.host, repositoryPrefix: "mirror", auth: { method: "anonymous" } },
-        images: [{ name: "keyless/app", tags: ["signed"] }],
-        validation: {
-          cosign: { enabled: true, keylessIssuer: "https://token.actions.githubusercontent.com" },
-        },
+    const keyless = await writeImageSync(
+      dir,
+      "keyless",
+      specFor({ source: reg.host, destination: reg.host, prefix: "mirror" }, {
+        name: "keyless/app",
+        tag: "signed",
+      }, {
+        validation: { cosign: { enabled: true, keylessIssuer: ISSUER } },
       }),
     );
     // the public-good root does not trust the private CA
@@ -245,13 +239,8 @@ Deno.test("portager run: --sync-timeout ends two slow-drip syncs with reason Tim
       "--log-format=text",
     ], `${dir}/operator.log`);
     const logs = () => Deno.readTextFileSync(`${dir}/operator.log`);
-    const spec = (registry: string, image: string, tag: string, extra: Record<string, unknown> = {}) => ({
-      schedule: "@every 1h",
-      source: { registry },
-      destination: { registry: dst.host, auth: { method: "anonymous" } },
-      images: [{ name: image, tags: [tag] }],
-      ...extra,
-    });
+    const spec = (registry: string, name: string, tag: string, extra?: Record<string, unknown>) =>
+      specFor({ source: registry, destination: dst.host }, { name, tag }, extra);
 
     // Two slow ImageSyncs take both workers.
     await kube.apply(imageSync(NS, "slow-a", spec(slow.host, "slow/a", "1")));
@@ -324,9 +313,7 @@ Deno.test("portager run: --sync-timeout ends two slow-drip syncs with reason Tim
         NS,
         "keyless",
         spec(src.host, "keyless/app", "signed", {
-          validation: {
-            cosign: { enabled: true, keylessIssuer: "https://token.actions.githubusercontent.com" },
-          },
+          validation: { cosign: { enabled: true, keylessIssuer: ISSUER } },
         }),
       ),
     );

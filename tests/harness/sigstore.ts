@@ -9,7 +9,15 @@
 import { Buffer } from "node:buffer";
 import { createHash, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { initializeCA, initializeCTLog, initializeTLog } from "@sigstore/mock";
-import { dssePae, type SignatureCandidate, type SimpleSignature } from "../../src/gates/cosign.ts";
+import {
+  CERTIFICATE_ANNOTATION,
+  dssePae,
+  REKOR_BUNDLE_ANNOTATION,
+  SIGNATURE_ANNOTATION,
+  type SignatureCandidate,
+  type SimpleSignature,
+} from "../../src/gates/cosign.ts";
+import { pushBlob, pushRawManifest, type RegistryAccess } from "./fixtures.ts";
 
 /** The OIDC issuer the test certificates name by default. */
 export const ISSUER = "https://token.actions.githubusercontent.com";
@@ -186,4 +194,35 @@ export function simpleSigningPayload(digest: string): Uint8Array {
     },
     optional: null,
   }));
+}
+
+/**
+ * Pushes `signature` of the image at `digest` in cosign's `.sig` layout, as cosign writes a
+ * keyless signature: the tag `sha256-<hex>.sig`, one simple-signing layer carrying the
+ * signature, certificate and Rekor bundle annotations.
+ */
+export async function pushSigLayout(
+  reg: RegistryAccess,
+  opts: { repository: string; digest: string; signature: SimpleSignature },
+): Promise<void> {
+  const sig = opts.signature;
+  const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+  const payload = await pushBlob(reg, opts.repository, sig.payload);
+  const config = await pushBlob(reg, opts.repository, enc({ architecture: "", os: "" }));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+    layers: [{
+      mediaType: "application/vnd.dev.cosign.simplesigning.v1+json",
+      ...payload,
+      annotations: {
+        [SIGNATURE_ANNOTATION]: b64(sig.signature),
+        [CERTIFICATE_ANNOTATION]: sig.certificate!,
+        [REKOR_BUNDLE_ANNOTATION]: sig.rekorBundle!,
+      },
+    }],
+  };
+  const tag = `${opts.digest.replace(":", "-")}.sig`;
+  await pushRawManifest(reg, opts.repository, tag, enc(manifest), manifest.mediaType);
 }
