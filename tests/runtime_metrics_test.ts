@@ -7,7 +7,8 @@
 //   apiserver requests by code and method, the process's CPU, memory, fds and start time;
 // - a sync of four tags leaves four ImageSynced Events (client-go's correlator keeps distinct
 //   messages apart), reported by upstream's component `imagesync-controller`;
-// - a sync whose credentials fail (AuthFailed) is, as upstream, not in `portage_sync_total`.
+// - a sync whose credentials fail (AuthFailed) is, as upstream, not in `portage_sync_total`; a
+//   tag refused by a validation gate is not in `portage_images_failed_total`.
 import assert from "node:assert/strict";
 import { crdObject } from "../src/api/mod.ts";
 import { promtoolCheckMetrics } from "./harness/supply_chain.ts";
@@ -231,6 +232,32 @@ Deno.test("runtime metrics, Events and sync counts of the operator as upstream's
       ) >= 1,
     );
     assert.equal(value(text, 'portage_sync_total{name="mirror",namespace="team-a",status="success"}'), 1);
+
+    // a tag refused by a validation gate (cosign: no signature for this key) counts in
+    // validation_failed_total and in image_info's failed, not in images_failed_total, as upstream
+    const key = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"]);
+    const spki = new Uint8Array(await crypto.subtle.exportKey("spki", key.publicKey));
+    const pem = `-----BEGIN PUBLIC KEY-----\n${
+      btoa(String.fromCharCode(...spki))
+    }\n-----END PUBLIC KEY-----\n`;
+    await kube.apply(imageSync("team-a", "gated", {
+      schedule: "@every 1h",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" }, repositoryPrefix: "gated" },
+      images: [{ name: "app", tags: ["1.0"] }],
+      validation: { cosign: { enabled: true, publicKey: pem } },
+    }));
+    const gated = await waitForReady(kube, "team-a", "gated", { ok: (c) => c.status === "False" });
+    assert.equal(gated.status?.failedImages, 1);
+    text = await waitFor("the gated sync's metrics", async () => {
+      const t = await scrape();
+      return /^portage_sync_total\{name="gated"/m.test(t) ? t : undefined;
+    }, { timeoutMs: 15_000 });
+    const g = 'name="gated",namespace="team-a"';
+    assert.equal(value(text, `portage_sync_total{${g},status="failure"}`), 1);
+    assert.equal(value(text, `portage_images_validation_failed_total{${g},gate="validation"}`), 1);
+    assert.equal(value(text, `portage_images_failed_total{${g}}`), 0);
+    assert.equal(value(text, `portage_image_info{${g},synced="0",failed="1",total="1"}`), 1);
   } finally {
     if (child) {
       try {
