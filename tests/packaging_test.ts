@@ -57,6 +57,15 @@ const ALL_FEATURES = {
   logging: { format: "text", level: "debug" },
   insecureRegistries: ["registry.local:5000"],
   extraArgs: ["--max-concurrent-syncs=5"],
+  limits: {
+    syncTimeout: "30m",
+    requestTimeout: "45s",
+    minTransferRate: "64Ki",
+    maxManifests: 200,
+    maxManifestBytes: 16777216,
+    maxTags: 5000,
+  },
+  sigstore: { trustedRoot: { existingConfigMap: "sigstore-trusted-root" } },
   metrics: {
     enabled: true,
     port: 9090,
@@ -421,6 +430,17 @@ Deno.test("helm refuses values that cannot work, naming the value", async (t) =>
       /image\.repository is upstream's image/,
     ],
     [
+      "limits.syncTimeout not a duration (schema)",
+      { limits: { syncTimeout: "soon" } },
+      /limits[./]syncTimeout/,
+    ],
+    ["limits.maxManifests below 1 (schema)", { limits: { maxManifests: 0 } }, /limits[./]maxManifests/],
+    [
+      "limits.minTransferRate not a byte count (schema)",
+      { limits: { minTransferRate: "fast" } },
+      /limits[./]minTransferRate/,
+    ],
+    [
       "caBundle mounted where the binary may not read",
       { caBundle: { enabled: true, existingSecret: "ca", mountPath: "/certs" } },
       /mountPath must be \/etc\/portager/,
@@ -683,8 +703,27 @@ Deno.test("helm template: all features on", async () => {
     "--webhook-bind-address=:8082",
     "--webhook-secret-file=/etc/portager/webhook/secret",
     "--insecure-registry=registry.local:5000",
+    "--sync-timeout=30m",
+    "--request-timeout=45s",
+    "--min-transfer-rate=64Ki",
+    "--max-manifests=200",
+    "--max-manifest-bytes=16777216",
+    "--max-tags=5000",
+    "--sigstore-trusted-root=/etc/portager/sigstore/trusted_root.json",
     "--max-concurrent-syncs=5",
   ]);
+  // the Sigstore trusted root: the ConfigMap's one key, read-only under /etc/portager (the binary's reads)
+  const rootVolume = pod.volumes.find((v: { name: string }) => v.name === "sigstore-trusted-root");
+  assert.deepEqual(rootVolume.configMap, {
+    name: "sigstore-trusted-root",
+    defaultMode: 292,
+    items: [{ key: "trusted_root.json", path: "trusted_root.json" }],
+  });
+  assert.ok(
+    c.volumeMounts.some((m: { name: string; mountPath: string; readOnly?: boolean }) =>
+      m.name === "sigstore-trusted-root" && m.mountPath === "/etc/portager/sigstore" && m.readOnly
+    ),
+  );
   // caBundle inline + replace: a ConfigMap, mounted; SSL_CERT_FILE replaces the trust store.
   const cm = named(objects, "ConfigMap", "portager-ca-bundle");
   assert.equal(cm.data["ca.crt"], TEST_CA_PEM);
@@ -1470,6 +1509,15 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
       values: [{
         tenancy: { secretNamespaces: [WORK_NS] },
         insecureRegistries: [source.host, destination.host],
+        // every limit flag the chart can pass, parsed by the binary
+        limits: {
+          syncTimeout: "10m",
+          requestTimeout: "1m",
+          minTransferRate: "512",
+          maxManifests: 500,
+          maxManifestBytes: "16Mi",
+          maxTags: 1000,
+        },
         metrics: { readerServiceAccounts: [{ name: "prometheus", namespace: ns }] },
       }],
     });
