@@ -420,7 +420,7 @@ Deno.test("bad input: every mistake ends in a clear condition and Event (or the 
         tag: { reason: "TagConflict", error: /left as it is/ },
         event: {
           reason: "TagConflict",
-          message: /^Left .*conflict\/app:v1 at sha256:[0-9a-f]{12}: the source /,
+          message: /^Left .*conflict\/app:v1 at sha256:[0-9a-f]{8}: the source /,
         },
         check: async () => {
           assert.equal((await getManifest(dst, "conflict/app", "v1")).digest, kept.digest, "never moved");

@@ -258,7 +258,7 @@ Deno.test("portager sync -f: validation, dry-run plan, copy, exit codes, credent
       assert.ok(!CONTROL.test(text.stdout), "no control characters without a terminal");
       const lines = text.stdout.split("\n");
       assert.ok(
-        lines.some((l) => /^up to date {2}mirror {2}\S+\/mirror\/app:v1 {2}sha256:[0-9a-f]{12}$/.test(l)),
+        lines.some((l) => /^up to date {2}mirror {2}\S+\/mirror\/app:v1 {2}sha256:[0-9a-f]{8}$/.test(l)),
         text.stdout,
       );
       assert.ok(
@@ -395,7 +395,7 @@ Deno.test("portager sync -f: validation, dry-run plan, copy, exit codes, credent
         assert.match(plan.stdout, /^would copy {2}extras {2}\S+\/mirror\/extra:1\.0\.0 {2}sha256:/m);
         assert.match(
           plan.stdout,
-          /^FAILED {6}extras {2}\S+\/mirror\/extra:stable {2}TagConflict: Would leave \S+\/mirror\/extra:stable at sha256:[0-9a-f]{12}: /m,
+          /^FAILED {6}extras {2}\S+\/mirror\/extra:stable {2}TagConflict: Would leave \S+\/mirror\/extra:stable at sha256:[0-9a-f]{8}: /m,
         );
         assert.doesNotMatch(
           plan.stdout,
