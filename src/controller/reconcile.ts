@@ -31,6 +31,7 @@ import {
   readyReason,
   statusFromReport,
   syncCompleteMessage,
+  SyncError,
   type SyncEvent,
   type SyncReport,
 } from "../sync/mod.ts";
@@ -391,7 +392,11 @@ export class Reconciler {
       log.error("sync failed", { reason, error: err });
       this.#event(obj, "Warning", reason, message);
       await this.#fail(obj, reason, message, { lastSyncTime: kubeTime(this.#now()) });
-      this.#d.metrics?.observeStartFailure(namespace, name, reason);
+      // credentials refused before any tag did not start a sync (upstream's AuthFailed); a sync
+      // stopped by its deadline, or by an unexpected error, did and failed
+      if (err instanceof SyncError && reason !== "Timeout") {
+        this.#d.metrics?.observeStartFailure(namespace, name, reason);
+      } else this.#d.metrics?.syncTotal.inc({ name, namespace, status: "failure" });
       if (retries) this.#d.metrics?.observeRetry(namespace, name, { kind: "registry", count: retries });
       return { error: err as Error };
     }
