@@ -2,7 +2,8 @@
  * The limit and trust flags end to end (issue 14 items 3, 4, 9; issue 13's trusted root), through
  * the real command lines: `portager sync -f` against a hostile registry and a real one, and
  * `portager run` against the harness's apiserver.
- * - `--max-manifests` / `--max-manifest-bytes` make a crafted index fail ManifestTreeTooLarge.
+ * - `--max-manifests` / `--max-manifest-bytes` make a crafted index fail ManifestTreeTooLarge;
+ *   `--request-timeout` ends a manifest dripped a byte at a time; `--max-tags` bounds a listing.
  * - `--sigstore-trusted-root` reaches the cosign gate: a keyless signature from a private
  *   Sigstore passes only with it.
  * - `--sync-timeout` ends a slow-drip sync with reason Timeout and frees its worker, so another
@@ -127,9 +128,10 @@ async function pushKeylessSigned(reg: RegistryServer): Promise<Record<string, un
   return sigstore.trustedRoot;
 }
 
-Deno.test("sync -f: --max-manifests and --max-manifest-bytes fail a crafted index with ManifestTreeTooLarge; --sigstore-trusted-root lets a private Sigstore's keyless signature pass", async () => {
+Deno.test("sync -f: --max-manifests and --max-manifest-bytes fail a crafted index with ManifestTreeTooLarge; --request-timeout ends a dripped manifest; --max-tags bounds a listing; --sigstore-trusted-root lets a private Sigstore's keyless signature pass", async () => {
   const evil = startHostileRegistry();
   const reg = await startRegistry("plain");
+  const stopped = new AbortController();
   const dir = await Deno.makeTempDir({ prefix: "portager-limits-" });
   try {
     // 48 small children: within the default limits, so the flags make the difference
@@ -158,6 +160,45 @@ Deno.test("sync -f: --max-manifests and --max-manifest-bytes fail a crafted inde
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /--max-manifests must be a whole number/);
 
+    // --request-timeout bounds a manifest dripped a byte per 200 ms (the default would wait 2 min)
+    const config = evil.addBlob(new TextEncoder().encode("{}"), "application/vnd.oci.image.config.v1+json");
+    const slow = evil.addManifest(
+      { schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [] },
+      OCI_MANIFEST,
+      "1",
+    );
+    const slowBytes = evil.manifests.get(slow.digest)!.bytes as Uint8Array;
+    evil.intercept = (req, url) =>
+      req.method === "GET" && url.pathname.startsWith("/v2/drip/")
+        ? new Response(drip(slowBytes, 200, stopped.signal), { headers: { "content-type": OCI_MANIFEST } })
+        : undefined;
+    const dripping = await writeImageSync(
+      dir,
+      "dripping",
+      specFor({ source: evil.host, destination: reg.host, prefix: "mirror" }, { name: "drip/app", tag: "1" }),
+    );
+    const started = performance.now();
+    const timedOut = await dryRun(dripping, ["--request-timeout=1s"]);
+    assert.equal(timedOut[0].reason, "Timeout", JSON.stringify(timedOut));
+    assert.match(timedOut[0].error!, /1000 ms request deadline passed/);
+    assert.ok(performance.now() - started < 20_000);
+
+    // --max-tags bounds a tag listing
+    for (const [i, tag] of ["1.0.0", "1.1.0", "1.2.0"].entries()) {
+      await pushImage(reg, { repository: "many/app", tag }, { seed: 150 + i });
+    }
+    const many = await writeImageSync(dir, "many", {
+      ...specFor({ source: reg.host, destination: reg.host, prefix: "mirror" }, {
+        name: "many/app",
+        tag: "",
+      }),
+      images: [{ name: "many/app", semver: ">=1.0.0" }],
+    });
+    const listed = await portager(["sync", "-f", many, "--dry-run", "-o", "json", "--max-tags=2"]);
+    const selection = JSON.parse(listed.stdout).imageSyncs[0].report.images[0].selection;
+    assert.equal(selection.error?.reason, "TagListTooLarge", listed.stdout);
+    assert.equal((await dryRun(many)).length, 3, "within the default, all three tags");
+
     const trustedRoot = await pushKeylessSigned(reg);
     const rootFile = `${dir}/trusted_root.json`;
     await Deno.writeTextFile(rootFile, JSON.stringify(trustedRoot));
@@ -179,6 +220,7 @@ Deno.test("sync -f: --max-manifests and --max-manifest-bytes fail a crafted inde
     assert.equal(withRoot[0].action, "would-copy", JSON.stringify(withRoot));
     assert.equal(withRoot[0].verified, true);
   } finally {
+    stopped.abort();
     await evil.stop();
     await reg.stop();
     await Deno.remove(dir, { recursive: true });
