@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { startKube } from "./harness/kube.ts";
 import { pushImage } from "./harness/fixtures.ts";
-import { addCraftedIndex, drip, startHostileRegistry } from "./harness/hostile_registry.ts";
+import { addCraftedIndex, drippingManifest, startHostileRegistry } from "./harness/hostile_registry.ts";
 import {
   applyCrd,
   condition,
@@ -32,7 +32,6 @@ import {
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const ISSUER = "https://token.actions.githubusercontent.com";
 const TRUNCATED = "… (truncated)";
 
@@ -161,17 +160,8 @@ Deno.test("sync -f: --max-manifests and --max-manifest-bytes fail a crafted inde
     assert.match(bad.stderr, /--max-manifests must be a whole number/);
 
     // --request-timeout bounds a manifest dripped a byte per 200 ms (the default would wait 2 min)
-    const config = evil.addBlob(new TextEncoder().encode("{}"), "application/vnd.oci.image.config.v1+json");
-    const slow = evil.addManifest(
-      { schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [] },
-      OCI_MANIFEST,
-      "1",
-    );
-    const slowBytes = evil.manifests.get(slow.digest)!.bytes as Uint8Array;
-    evil.intercept = (req, url) =>
-      req.method === "GET" && url.pathname.startsWith("/v2/drip/")
-        ? new Response(drip(slowBytes, 200, stopped.signal), { headers: { "content-type": OCI_MANIFEST } })
-        : undefined;
+    const dripEvil = drippingManifest(evil, { tag: "1", stopped: stopped.signal });
+    evil.intercept = (req, url) => url.pathname.startsWith("/v2/drip/") ? dripEvil(req, url) : undefined;
     const dripping = await writeImageSync(
       dir,
       "dripping",
@@ -237,21 +227,9 @@ Deno.test("portager run: --sync-timeout ends two slow-drip syncs with reason Tim
   const NS = "limits";
   let op: OperatorProcess | undefined;
   try {
-    // A manifest of ~2 KiB dripped a byte per 200 ms takes ~7 min: below the request deadline's
-    // reach for minutes, so only the sync deadline can end it soon.
-    const config = slow.addBlob(new TextEncoder().encode("{}"), "application/vnd.oci.image.config.v1+json");
-    const m = slow.addManifest(
-      {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config,
-        layers: [],
-        annotations: { pad: "x".repeat(2048) },
-      },
-      OCI_MANIFEST,
-      "1",
-    );
-    const slowBytes = slow.manifests.get(m.digest)!.bytes as Uint8Array;
+    // A manifest of ~2 KiB dripped a byte per 200 ms takes ~7 min; the request deadline (2 min)
+    // would end it only after 2 min, so only the sync deadline can end it soon.
+    const dripSlow = drippingManifest(slow, { tag: "1", stopped: stopped.signal, padBytes: 2048 });
     const errorBody = JSON.stringify({ errors: [{ code: "DENIED", message: "no! ".repeat(15 * 1024) }] });
     assert.ok(errorBody.length > 60 * 1024 && errorBody.length < 64 * 1024);
     slow.intercept = (req, url) => {
@@ -259,9 +237,7 @@ Deno.test("portager run: --sync-timeout ends two slow-drip syncs with reason Tim
       if (url.pathname.startsWith("/v2/loud/")) {
         return new Response(errorBody, { status: 403, headers: { "content-type": "application/json" } });
       }
-      return new Response(drip(slowBytes, 200, stopped.signal), {
-        headers: { "content-type": OCI_MANIFEST },
-      });
+      return dripSlow(req, url);
     };
     await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 140 });
     const trustedRoot = await pushKeylessSigned(src);

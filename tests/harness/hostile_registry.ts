@@ -195,5 +195,30 @@ export function addCraftedIndex(
   return reg.addManifest({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: descriptors }, OCI_INDEX, tag);
 }
 
+/**
+ * Adds a small image manifest under `tag` (padded by `padBytes`) and returns a handler for
+ * `intercept` that drips every manifest GET a byte per `everyMs` (default 200) until `stopped`;
+ * HEADs and other requests fall through to the built-in routes.
+ */
+export function drippingManifest(
+  reg: HostileRegistry,
+  opts: { tag: string; stopped: AbortSignal; padBytes?: number; everyMs?: number },
+): (req: Request, url: URL) => Response | undefined {
+  const config = reg.addBlob(new TextEncoder().encode("{}"), "application/vnd.oci.image.config.v1+json");
+  const pad = opts.padBytes ? { annotations: { pad: "x".repeat(opts.padBytes) } } : {};
+  const m = reg.addManifest(
+    { schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [], ...pad },
+    OCI_MANIFEST,
+    opts.tag,
+  );
+  const bytes = reg.manifests.get(m.digest)!.bytes as Uint8Array;
+  return (req, url) =>
+    req.method === "GET" && url.pathname.includes("/manifests/")
+      ? new Response(drip(bytes, opts.everyMs ?? 200, opts.stopped), {
+        headers: { "content-type": OCI_MANIFEST },
+      })
+      : undefined;
+}
+
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
