@@ -477,6 +477,16 @@ Deno.test("kube-apiserver killed and restarted under a running operator: watch r
       const o = await getImageSync(kube, NS, "slow");
       return condition(o, "Syncing")?.status === "True" || undefined;
     });
+    // A write to another kind after the informer's last ImageSync event moves etcd's revision
+    // past it, so the restarted apiserver's watch cache starts later than the informer's
+    // resourceVersion and the resumed watch is answered 410 Gone (otherwise whether it is
+    // depends on whether an Event happened to be written last).
+    await kube.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "advance-revision", namespace: NS },
+      data: { at: String(Date.now()) },
+    });
     await kube.restartApiserver({
       whileDown: async () => {
         await proxy.removeToxic("bw");

@@ -610,7 +610,7 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
             /^controller_runtime_reconcile_time_seconds_count\{controller="imagesync"\} [1-9]/m,
             /^controller_runtime_active_workers\{controller="imagesync"\} \d+/m,
             /^controller_runtime_max_concurrent_reconciles\{controller="imagesync"\} 2$/m, // the default workers
-            /^workqueue_depth\{name="imagesync",controller="imagesync"\} \d+/m,
+            /^workqueue_depth\{name="imagesync",controller="imagesync",priority="0"\} \d+/m,
             /^workqueue_adds_total\{name="imagesync",controller="imagesync"\} [1-9]/m,
             /^workqueue_queue_duration_seconds_bucket\{le="1e-8",name="imagesync",controller="imagesync"\} \d+/m,
             /^workqueue_work_duration_seconds_count\{name="imagesync",controller="imagesync"\} [1-9]/m,
