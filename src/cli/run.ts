@@ -247,7 +247,7 @@ async function defaultKubeconfigExists(): Promise<boolean> {
 }
 
 /** `--shards N --shard-index i` as a shard identity; undefined when `--shards` is not given. */
-function parseShard(shards?: string, index?: string): { shards: number; index: number } | undefined {
+export function parseShard(shards?: string, index?: string): { shards: number; index: number } | undefined {
   if (shards === undefined) {
     if (index !== undefined) throw new UsageError("--shard-index needs --shards");
     return undefined;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "./args.ts";
 import { main } from "./mod.ts";
-import { logSettings } from "./run.ts";
+import { logSettings, parseShard } from "./run.ts";
 
 Deno.test("run: controller-runtime's zap flags map to our log settings; ours win when both are given", () => {
   assert.deepEqual(logSettings({}), { level: "info", format: "json" });
@@ -39,4 +39,16 @@ Deno.test("flags alone mean `run` (upstream's /manager command line); usage erro
     console.log = log;
     console.error = error;
   }
+});
+
+Deno.test("run: --shards N --shard-index i (PORTAGER_SHARDS, PORTAGER_SHARD_INDEX) are checked before anything starts", () => {
+  assert.equal(parseShard(undefined, undefined), undefined);
+  assert.deepEqual(parseShard("3", "1"), { shards: 3, index: 1 });
+  assert.deepEqual(parseShard("1", undefined), { shards: 1, index: 0 });
+  assert.throws(() => parseShard("3", undefined), /--shards 3 needs --shard-index \(0 … 2\)/);
+  assert.throws(() => parseShard(undefined, "1"), /--shard-index needs --shards/);
+  assert.throws(() => parseShard("3", "3"), /from 0 to 2, got "3"/);
+  assert.throws(() => parseShard("0", "0"), /from 1 to 256/);
+  assert.throws(() => parseShard("two", "0"), UsageError);
+  assert.throws(() => parseShard("3", "-1"), UsageError);
 });
