@@ -8,6 +8,8 @@ import {
   decide,
   MAX_CONDITION_MESSAGE,
   MAX_TAG_MESSAGE,
+  MAX_TAG_MESSAGES_TOTAL,
+  MIN_TAG_MESSAGE,
   Reconciler,
   TRUNCATED_MARKER,
 } from "./reconcile.ts";
@@ -191,4 +193,25 @@ Deno.test("a sync that outlasts the delay writes Syncing=True once, then its res
   release();
   await done;
   assert.deepEqual(t.writes, [{ Syncing: "True" }, { Syncing: "False", Ready: "True" }]);
+});
+
+Deno.test("status messages: thousands of failing tags share one budget, so the object stays far below etcd's limit", () => {
+  const long = "y".repeat(4096);
+  const tags = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ tag: `t${i}`, synced: false, error: long, reason: "Forbidden" }));
+  const few = capStatusMessages({ images: [{ name: "app", tags: tags(10) }] });
+  assert.ok(
+    few.images![0].tags!.every((t) => t.error!.length === MAX_TAG_MESSAGE),
+    "few tags keep 1 KiB each",
+  );
+  const many = capStatusMessages({
+    images: [{ name: "a", tags: tags(750) }, { name: "b", tags: tags(750) }],
+  });
+  const all = many.images!.flatMap((i) => i.tags!);
+  const total = all.reduce((n, t) => n + t.error!.length, 0);
+  assert.ok(total <= MAX_TAG_MESSAGES_TOTAL, `${total} characters of tag messages`);
+  assert.ok(all.every((t) => t.error!.endsWith(TRUNCATED_MARKER) && t.error!.length > MIN_TAG_MESSAGE));
+  const huge = capStatusMessages({ images: [{ name: "a", tags: tags(5000) }] });
+  assert.equal(huge.images![0].tags![0].error!.length, MIN_TAG_MESSAGE, "never below the floor");
+  assert.ok(JSON.stringify(huge).length < 1024 * 1024);
 });
