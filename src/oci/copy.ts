@@ -11,7 +11,7 @@
  */
 
 import { sha256Digest } from "./blobs.ts";
-import type { FetchedManifest, RegistryClient } from "./client.ts";
+import type { FetchedManifest, ManifestHead, RegistryClient } from "./client.ts";
 import { OciError } from "./errors.ts";
 import { type Descriptor, filteredIndexBytes, formatPlatform, selectChildren } from "./manifest.ts";
 import type { Reference } from "./reference.ts";
@@ -240,7 +240,22 @@ export class Copier {
    */
   async copy(src: Reference, dst: Reference, opts: CopyOptions = {}): Promise<CopyResult> {
     const dryRun = opts.dryRun ?? false;
-    const target = await this.#resolveTarget(src, opts.signal);
+    // A tag's destination HEAD does not depend on the source: ask both sides at once (one
+    // round trip for an unchanged tag, not two; B2L in docs/PERFORMANCE.md). Cancelled when
+    // the source cannot be resolved.
+    const early = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, early.signal]) : early.signal;
+    const dstHead = dst.tag !== undefined
+      ? this.#destination.headManifest(dst.withTag(dst.tag), { signal })
+      : undefined;
+    dstHead?.catch(() => {}); // awaited below; a rejection before then is not unhandled
+    let target: Target;
+    try {
+      target = await this.#resolveTarget(src, opts.signal);
+    } catch (err) {
+      early.abort();
+      throw err;
+    }
     if (dst.digest && dst.digest !== target.digest) {
       throw new OciError(
         "InvalidReference",
@@ -249,7 +264,7 @@ export class Copier {
       );
     }
     const pushRef = dst.tag !== undefined ? dst.withTag(dst.tag) : dst.withDigest(target.digest);
-    const upToDate = await this.#upToDate(pushRef, target, dryRun, opts.signal);
+    const upToDate = await this.#upToDate(pushRef, target, dryRun, opts.signal, dstHead);
     if (upToDate) return upToDate;
 
     const inner = new AbortController();
@@ -339,8 +354,9 @@ export class Copier {
     target: Target,
     dryRun: boolean,
     signal?: AbortSignal,
+    head?: Promise<ManifestHead | undefined>,
   ): Promise<CopyResult | undefined> {
-    const current = await this.#destination.headManifest(pushRef, { signal });
+    const current = await (head ?? this.#destination.headManifest(pushRef, { signal }));
     if (current?.digest !== target.digest) return undefined;
     return {
       digest: target.digest,

@@ -171,6 +171,41 @@ Deno.test("copy: an up-to-date destination is detected from manifests alone", as
   assert.deepEqual(to.ops, ["headManifest 1"]);
 });
 
+Deno.test("copy: an unchanged tag's two HEADs are in flight together (one round trip, not two)", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  from.image(["a"], "1");
+  const copier = new Copier({ source: from.client, destination: to.client });
+  await copier.copy(src("1"), dst("1"));
+  // the source's HEAD answers only once the destination's HEAD has been asked
+  let destinationAsked!: () => void;
+  const asked = new Promise<void>((r) => destinationAsked = r);
+  const head = from.client.headManifest.bind(from.client);
+  from.client.headManifest = async (ref, o) => (await asked, head(ref, o));
+  const toHead = to.client.headManifest.bind(to.client);
+  to.client.headManifest = (ref, o) => (destinationAsked(), toHead(ref, o));
+  const again = await copier.copy(src("1"), dst("1"));
+  assert.equal(again.upToDate, true);
+});
+
+Deno.test("copy: when the source cannot be read, the destination's HEAD is cancelled", async () => {
+  const from = new FakeRegistry();
+  const to = new FakeRegistry();
+  let cancelled = false;
+  to.client.headManifest = (_ref, o) =>
+    new Promise((_, reject) => {
+      o?.signal?.addEventListener("abort", () => {
+        cancelled = true;
+        reject(o.signal!.reason);
+      });
+    });
+  await assert.rejects(
+    new Copier({ source: from.client, destination: to.client }).copy(src("missing"), dst("missing")),
+    (e) => e instanceof OciError && e.reason === "NotFound",
+  );
+  assert.equal(cancelled, true);
+});
+
 Deno.test("copy: a dry run plans and writes nothing", async () => {
   const from = new FakeRegistry();
   const to = new FakeRegistry();
