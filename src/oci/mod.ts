@@ -10,18 +10,8 @@
  * @module
  */
 
-export {
-  type Challenge,
-  chooseChallenge,
-  type Credential,
-  type CredentialResolver,
-  normalizeScopes,
-  parseChallenges,
-  repositoryScope,
-  staticCredentials,
-  TokenCache,
-  tokenExpiry,
-} from "./auth.ts";
+// every export of auth.ts is public (TokenCache's options and entries included)
+export * from "./auth.ts";
 export { basicAuth } from "./basic.ts";
 export { digestLike, sha256Digest, verifyingStream, type VerifyOptions } from "./blobs.ts";
 export {

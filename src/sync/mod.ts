@@ -42,15 +42,8 @@ export {
   type TagResolutionFailedEvent,
   type TagsResolvedEvent,
 } from "./events.ts";
-export {
-  eventMessage,
-  formatBytes,
-  readyMessage,
-  shortDigest,
-  summaryMessage,
-  syncCompleteMessage,
-  tagStatusError,
-} from "./format.ts";
+// every export of format.ts is public: the words of results and events, made in one place
+export * from "./format.ts";
 export { type ImageRepositories, imageRepositories } from "./naming.ts";
 export {
   listsSourceTags,
