@@ -87,6 +87,7 @@ export {
   tagProblem,
 } from "./names.ts";
 export { type EcrHost, parseEcrHost } from "./ecr_host.ts";
+export { ValueError, valueProblem } from "./value_error.ts";
 export {
   MAX_PATTERN_LENGTH,
   MAX_PROGRAM_SIZE,

@@ -9,6 +9,7 @@
  * @module
  */
 import { CronExpressionParser } from "cron-parser";
+import { ValueError, valueProblem } from "./value_error.ts";
 
 /** A parsed schedule. */
 export type Schedule =
@@ -32,18 +33,11 @@ export type Schedule =
   };
 
 /** Raised for a schedule that cannot be parsed; `reason` is the condition reason upstream uses. */
-export class ScheduleError extends Error {
+export class ScheduleError extends ValueError {
   /** Always "InvalidSchedule". */
-  readonly reason = "InvalidSchedule";
-  /** The schedule text that was rejected. */
-  readonly schedule: string;
-
-  /** Creates the error for `schedule` with a message saying what is wrong and what works. */
-  constructor(schedule: string, message: string) {
-    super(message);
-    this.name = "ScheduleError";
-    this.schedule = schedule;
-  }
+  override readonly reason = "InvalidSchedule";
+  /** Always "ScheduleError". */
+  override readonly name = "ScheduleError";
 }
 
 const DESCRIPTORS: Record<string, string> = {
@@ -176,13 +170,7 @@ export function parseSchedule(text: string): Schedule {
 
 /** Returns why `text` is not a valid schedule, or undefined when it is. */
 export function scheduleProblem(text: string): string | undefined {
-  try {
-    parseSchedule(text);
-    return undefined;
-  } catch (e) {
-    if (e instanceof ScheduleError) return e.message;
-    throw e;
-  }
+  return valueProblem(text, parseSchedule);
 }
 
 /**

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { ValueError, valueProblem } from "./value_error.ts";
+
 /** A parsed semantic version; segments are bigints so long numeric tags never lose precision. */
 export interface SemVer {
   /** Major version. */
@@ -30,18 +32,11 @@ export interface SemVer {
 }
 
 /** Raised for a constraint that does not parse; `reason` is stable for conditions and Events. */
-export class SemverError extends Error {
+export class SemverError extends ValueError {
   /** Always "InvalidSemver". */
-  readonly reason = "InvalidSemver";
-  /** The constraint text that was rejected. */
-  readonly constraint: string;
-
-  /** Creates the error for `constraint` with a message saying what is wrong. */
-  constructor(constraint: string, message: string) {
-    super(message);
-    this.name = "SemverError";
-    this.constraint = constraint;
-  }
+  override readonly reason = "InvalidSemver";
+  /** Always "SemverError". */
+  override readonly name = "SemverError";
 }
 
 const MAX_UINT64 = (1n << 64n) - 1n;
@@ -322,13 +317,7 @@ export class SemverConstraint {
 
 /** Parses a constraint, returning a message for the user instead of throwing. */
 export function semverConstraintProblem(text: string): string | undefined {
-  try {
-    SemverConstraint.parse(text);
-    return undefined;
-  } catch (e) {
-    if (e instanceof SemverError) return e.message;
-    throw e;
-  }
+  return valueProblem(text, SemverConstraint.parse);
 }
 
 /** Options for {@linkcode matchingTags}. */

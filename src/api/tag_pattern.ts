@@ -16,6 +16,8 @@
  * @module
  */
 
+import { ValueError, valueProblem } from "./value_error.ts";
+
 /** Longest pattern accepted. */
 export const MAX_PATTERN_LENGTH = 256;
 /** Largest count in `{n,m}`. */
@@ -26,18 +28,11 @@ export const MAX_PROGRAM_SIZE = 2000;
 const MAX_TAG_LENGTH = 128;
 
 /** A pattern that is not in the supported subset; `reason` is the stable reason. */
-export class TagPatternError extends Error {
+export class TagPatternError extends ValueError {
   /** Always "InvalidTagPattern". */
-  readonly reason = "InvalidTagPattern";
-  /** The pattern as written. */
-  readonly pattern: string;
-
-  /** Creates the error for `pattern` saying what is wrong at which position. */
-  constructor(pattern: string, message: string) {
-    super(message);
-    this.name = "TagPatternError";
-    this.pattern = pattern;
-  }
+  override readonly reason = "InvalidTagPattern";
+  /** Always "TagPatternError". */
+  override readonly name = "TagPatternError";
 }
 
 type CharTest = (c: string) => boolean;
@@ -391,11 +386,5 @@ export class TagPattern {
 
 /** Why `text` is not a valid tag pattern, or undefined when it is. */
 export function tagPatternProblem(text: string): string | undefined {
-  try {
-    TagPattern.parse(text);
-    return undefined;
-  } catch (e) {
-    if (e instanceof TagPatternError) return e.message;
-    throw e;
-  }
+  return valueProblem(text, TagPattern.parse);
 }
