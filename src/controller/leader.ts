@@ -112,35 +112,26 @@ export class LeaderElector {
   async tryAcquireOrRenew(signal?: AbortSignal): Promise<boolean> {
     const { leases, namespace, name, identity } = this.#o;
     const durationSeconds = Math.max(1, Math.round(this.#o.leaseDurationMs / 1000));
-    const now = new Date(this.#now());
+    const now = microTime(new Date(this.#now()));
+    // the record this candidate writes, as client-go's fields
+    const spec = (acquireTime: string, leaseTransitions: number): Lease["spec"] => ({
+      holderIdentity: identity,
+      leaseDurationSeconds: durationSeconds,
+      acquireTime,
+      renewTime: now,
+      leaseTransitions,
+    });
     let lease: Lease | undefined;
     try {
       lease = await leases.get(namespace, name, { signal });
     } catch (err) {
-      this.#log?.warn("cannot read leader lease", { lease: `${namespace}/${name}`, error: err });
+      this.#warn("cannot read leader lease", err);
       return false;
     }
     if (!lease) {
-      try {
-        const created = await leases.create({
-          metadata: { name, namespace },
-          spec: {
-            holderIdentity: identity,
-            leaseDurationSeconds: durationSeconds,
-            acquireTime: microTime(now),
-            renewTime: microTime(now),
-            leaseTransitions: 0,
-          },
-        }, { signal });
-        this.#observe(created);
-        this.#lastSuccess = this.#now();
-        return true;
-      } catch (err) {
-        if (!isKubeReason(err, "AlreadyExists")) {
-          this.#log?.warn("cannot create leader lease", { lease: `${namespace}/${name}`, error: err });
-        }
-        return false;
-      }
+      const created = { metadata: { name, namespace }, spec: spec(now, 0) };
+      // AlreadyExists: another candidate created it first
+      return await this.#write("create", () => leases.create(created, { signal }), "AlreadyExists");
     }
     this.#observe(lease);
     this.#lastSuccess = this.#now();
@@ -150,26 +141,33 @@ export class LeaderElector {
     const mine = holder === identity;
     const next: Lease = {
       metadata: lease.metadata,
-      spec: {
-        holderIdentity: identity,
-        leaseDurationSeconds: durationSeconds,
-        acquireTime: mine && lease.spec.acquireTime ? lease.spec.acquireTime : microTime(now),
-        renewTime: microTime(now),
+      spec: spec(
+        mine && lease.spec.acquireTime ? lease.spec.acquireTime : now,
         // as client-go: a change of holder is a transition
-        leaseTransitions: (lease.spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
-      },
+        (lease.spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
+      ),
     };
+    // Conflict: another candidate wrote since our read
+    return await this.#write("update", () => leases.update(next, { signal }), "Conflict");
+  }
+
+  /**
+   * One write of the lease: the stored lease is observed and counts as contact; a refusal is
+   * logged unless it is `expected` (another candidate was first).
+   */
+  async #write(what: "create" | "update", write: () => Promise<Lease>, expected: string): Promise<boolean> {
     try {
-      const updated = await leases.update(next, { signal });
-      this.#observe(updated);
+      this.#observe(await write());
       this.#lastSuccess = this.#now();
       return true;
     } catch (err) {
-      if (!isKubeReason(err, "Conflict")) {
-        this.#log?.warn("cannot update leader lease", { lease: `${namespace}/${name}`, error: err });
-      }
+      if (!isKubeReason(err, expected)) this.#warn(`cannot ${what} leader lease`, err);
       return false;
     }
+  }
+
+  #warn(msg: string, err: unknown): void {
+    this.#log?.warn(msg, { lease: `${this.#o.namespace}/${this.#o.name}`, error: err });
   }
 
   /**
@@ -244,10 +242,7 @@ export class LeaderElector {
       });
       this.#log?.info("released leader lease", { lease: `${namespace}/${name}` });
     } catch (err) {
-      this.#log?.warn("could not release leader lease; a standby takes over when it expires", {
-        lease: `${namespace}/${name}`,
-        error: err,
-      });
+      this.#warn("could not release leader lease; a standby takes over when it expires", err);
     }
   }
 }

@@ -26,6 +26,31 @@ function lease(spec: Lease["spec"]): Lease {
   return { metadata: { name: "lock", namespace: "ns" }, spec };
 }
 
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** Runs candidate "a" on real time until it leads; `events` lists its start and stop calls. */
+async function leading(leases: MemoryLeases, timing: Partial<LeaderElectorOptions>) {
+  const events: string[] = [];
+  const e = elector(leases, "a", {
+    ...timing,
+    onStartedLeading: () => events.push("start"),
+    onStoppedLeading: () => events.push("stop"),
+  });
+  const ac = new AbortController();
+  const running = e.run(ac.signal);
+  await until(() => e.isLeader);
+  return {
+    e,
+    events,
+    stop: async () => {
+      ac.abort();
+      await running;
+    },
+  };
+}
+
 Deno.test("leader: a free lock is created with client-go's fields", async () => {
   const leases = new MemoryLeases();
   const c = clock();
@@ -98,26 +123,19 @@ Deno.test("leader: of two candidates racing for an expired lock, one wins (Confl
 
 Deno.test("leader: run leads, steps down when it cannot renew in time, and releases as client-go does", async () => {
   const leases = new MemoryLeases();
-  const events: string[] = [];
-  const e = elector(leases, "a", {
+  const { e, events, stop } = await leading(leases, {
     leaseDurationMs: 1_000,
     renewDeadlineMs: 100,
     retryPeriodMs: 10,
-    onStartedLeading: () => events.push("start"),
-    onStoppedLeading: () => events.push("stop"),
   });
-  const ac = new AbortController();
-  const running = e.run(ac.signal);
-  while (!e.isLeader) await new Promise((r) => setTimeout(r, 5));
   // the apiserver refuses every write from now on: after the renew deadline, step down
   const update = leases.update.bind(leases);
   leases.update = () => Promise.reject(new Error("apiserver away"));
-  while (e.isLeader) await new Promise((r) => setTimeout(r, 5));
+  await until(() => !e.isLeader);
   assert.deepEqual(events, ["start", "stop"]);
   leases.update = update;
-  while (!e.isLeader) await new Promise((r) => setTimeout(r, 5));
-  ac.abort();
-  await running;
+  await until(() => e.isLeader);
+  await stop();
   assert.deepEqual(events, ["start", "stop", "start", "stop"]);
   const spec = leases.peek("lock")!.spec;
   assert.equal(spec.holderIdentity, "", "released: no holder");
@@ -131,25 +149,18 @@ Deno.test("leader: a renew deadline not shorter than the lease duration is refus
 
 Deno.test("leader: a leader that finds another holder in the lease stops at once", async () => {
   const leases = new MemoryLeases();
-  const events: string[] = [];
-  const e = elector(leases, "a", {
+  const { e, events, stop } = await leading(leases, {
     leaseDurationMs: 60_000,
     renewDeadlineMs: 50_000,
     retryPeriodMs: 10,
-    onStartedLeading: () => events.push("start"),
-    onStoppedLeading: () => events.push("stop"),
   });
-  const ac = new AbortController();
-  const running = e.run(ac.signal);
-  while (!e.isLeader) await new Promise((r) => setTimeout(r, 5));
   // someone forces the lease over (an admin edit, or a peer with a broken clock)
   const now = new Date().toISOString();
   leases.put(
     lease({ holderIdentity: "intruder", leaseDurationSeconds: 60, acquireTime: now, renewTime: now }),
   );
-  while (e.isLeader) await new Promise((r) => setTimeout(r, 5));
+  await until(() => !e.isLeader);
   assert.deepEqual(events, ["start", "stop"], "well before the 50 s renew deadline");
-  ac.abort();
-  await running;
+  await stop();
   assert.equal(leases.peek("lock")!.spec.holderIdentity, "intruder", "not released: it is not ours");
 });
