@@ -30,10 +30,14 @@ async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((r) => setTimeout(r, 5));
 }
 
-/** Runs candidate "a" on real time until it leads; `events` lists its start and stop calls. */
+/**
+ * Runs candidate "a" on real time, retrying every 10 ms, until it leads; `events` lists its
+ * start and stop calls.
+ */
 async function leading(leases: MemoryLeases, timing: Partial<LeaderElectorOptions>) {
   const events: string[] = [];
   const e = elector(leases, "a", {
+    retryPeriodMs: 10,
     ...timing,
     onStartedLeading: () => events.push("start"),
     onStoppedLeading: () => events.push("stop"),
@@ -123,11 +127,7 @@ Deno.test("leader: of two candidates racing for an expired lock, one wins (Confl
 
 Deno.test("leader: run leads, steps down when it cannot renew in time, and releases as client-go does", async () => {
   const leases = new MemoryLeases();
-  const { e, events, stop } = await leading(leases, {
-    leaseDurationMs: 1_000,
-    renewDeadlineMs: 100,
-    retryPeriodMs: 10,
-  });
+  const { e, events, stop } = await leading(leases, { leaseDurationMs: 1_000, renewDeadlineMs: 100 });
   // the apiserver refuses every write from now on: after the renew deadline, step down
   const update = leases.update.bind(leases);
   leases.update = () => Promise.reject(new Error("apiserver away"));
@@ -149,11 +149,7 @@ Deno.test("leader: a renew deadline not shorter than the lease duration is refus
 
 Deno.test("leader: a leader that finds another holder in the lease stops at once", async () => {
   const leases = new MemoryLeases();
-  const { e, events, stop } = await leading(leases, {
-    leaseDurationMs: 60_000,
-    renewDeadlineMs: 50_000,
-    retryPeriodMs: 10,
-  });
+  const { e, events, stop } = await leading(leases, { leaseDurationMs: 60_000, renewDeadlineMs: 50_000 });
   // someone forces the lease over (an admin edit, or a peer with a broken clock)
   const now = new Date().toISOString();
   leases.put(
