@@ -79,39 +79,22 @@ Deno.test("destination naming: registry path + prefix + image name as written", 
     const r = imageRepositories(s, { name: image, tags: ["x"] });
     return [r.source.toString(), r.destination.toString(), r.destinationPath];
   };
-  assert.deepEqual(
-    name(spec("docker.io/library", "123456789012.dkr.ecr.us-east-1.amazonaws.com", "mirror"), "nginx"),
-    [
-      "docker.io/library/nginx",
-      "123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx",
-      "mirror/nginx",
-    ],
-  );
-  assert.deepEqual(name(spec("docker.io", "127.0.0.1:5000", "mirror"), "nginx"), [
-    "docker.io/library/nginx",
-    "127.0.0.1:5000/mirror/nginx",
-    "mirror/nginx",
-  ]);
-  assert.deepEqual(name(spec("docker.io", "127.0.0.1:5000"), "library/nginx"), [
-    "docker.io/library/nginx",
-    "127.0.0.1:5000/library/nginx",
-    "library/nginx",
-  ]);
-  assert.deepEqual(name(spec("cgr.dev/my-org", "registry.example.com:5000/team", "cg"), "go"), [
-    "cgr.dev/my-org/go",
-    "registry.example.com:5000/team/cg/go",
-    "team/cg/go",
-  ]);
-  // A dotless host is still the host the user named, not a Docker Hub namespace.
-  assert.deepEqual(name(spec("registry/base", "mirror:5000"), "app"), [
-    "registry/base/app",
-    "mirror:5000/app",
-    "app",
-  ]);
-  assert.deepEqual(name(spec("index.docker.io", "r.example.com"), "alpine"), [
-    "docker.io/library/alpine",
-    "r.example.com/alpine",
-    "alpine",
+  const ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+  assert.deepEqual([
+    name(spec("docker.io/library", ecr, "mirror"), "nginx"),
+    name(spec("docker.io", "127.0.0.1:5000", "mirror"), "nginx"),
+    name(spec("docker.io", "127.0.0.1:5000"), "library/nginx"),
+    name(spec("cgr.dev/my-org", "registry.example.com:5000/team", "cg"), "go"),
+    // A dotless host is still the host the user named, not a Docker Hub namespace.
+    name(spec("registry/base", "mirror:5000"), "app"),
+    name(spec("index.docker.io", "r.example.com"), "alpine"),
+  ], [
+    ["docker.io/library/nginx", `${ecr}/mirror/nginx`, "mirror/nginx"],
+    ["docker.io/library/nginx", "127.0.0.1:5000/mirror/nginx", "mirror/nginx"],
+    ["docker.io/library/nginx", "127.0.0.1:5000/library/nginx", "library/nginx"],
+    ["cgr.dev/my-org/go", "registry.example.com:5000/team/cg/go", "team/cg/go"],
+    ["registry/base/app", "mirror:5000/app", "app"],
+    ["docker.io/library/alpine", "r.example.com/alpine", "alpine"],
   ]);
 });
 
