@@ -24,6 +24,16 @@ Run 'portager COMMAND --help' for the flags of a command.
 No cluster at hand? 'deno task demo' starts a local apiserver and two registries and shows an
 ImageSync going Ready; 'portager sync -f' works with no cluster at all.`;
 
+type Command = (args: string[]) => Promise<number>;
+
+/** The commands with flags, each imported only when used. */
+const COMMANDS = new Map<string, () => Promise<Command>>([
+  ["crd", async () => (await import("./crd.ts")).crdCommand],
+  ["run", async () => (await import("./run.ts")).runCommand],
+  ["sync", async () => (await import("./sync.ts")).syncCommand],
+  ["serve", async () => (await import("./serve.ts")).serveCommand],
+]);
+
 /** Runs the command line `args` and returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -41,29 +51,12 @@ export async function main(args: string[]): Promise<number> {
           `portager ${VERSION} (ImageSync portager.portager.io/v1alpha1, compatible with upstream ${UPSTREAM_COMPAT}; deno ${Deno.version.deno})`,
         );
         return EXIT.ok;
-      case "crd": {
-        const { crdCommand } = await import("./crd.ts");
-        return await crdCommand(rest);
-      }
-      case "run": {
-        const { runCommand } = await import("./run.ts");
-        return await runCommand(rest);
-      }
-      case "sync": {
-        const { syncCommand } = await import("./sync.ts");
-        return await syncCommand(rest);
-      }
-      case "serve": {
-        const { serveCommand } = await import("./serve.ts");
-        return await serveCommand(rest);
-      }
       default: {
         // upstream's image runs `/manager --leader-elect …`: flags alone mean `run`
-        if (command.startsWith("-")) {
-          const { runCommand } = await import("./run.ts");
-          return await runCommand(args);
-        }
-        throw new UsageError(`unknown command "${command}"; run 'portager --help'`);
+        if (command.startsWith("-")) return await (await COMMANDS.get("run")!())(args);
+        const load = COMMANDS.get(command);
+        if (!load) throw new UsageError(`unknown command "${command}"; run 'portager --help'`);
+        return await (await load())(rest);
       }
     }
   } catch (err) {
