@@ -45,23 +45,35 @@ Deno.test("secrets are read from the ImageSync's namespace unless the ref names 
   assert.equal(creds.repositories, undefined);
 });
 
-Deno.test("a missing secret fails with AuthFailed naming it and the registry", async () => {
-  await assert.rejects(
-    () =>
-      credentialsForSpec(
-        spec({ registry: "dst.example.com", auth: { method: "anonymous" } }, {
-          registry: "src.example.com",
-          authSecretRef: { name: "gone" },
-        }),
-        { namespace: "ns", loadSecret: () => Promise.resolve(undefined) },
-      ),
-    (e: unknown) => {
-      assert.ok(e instanceof CredentialError);
-      assert.equal(e.reason, "AuthFailed");
-      assert.equal(e.message, "secret ns/gone not found (named for the source registry src.example.com)");
-      return true;
-    },
-  );
+Deno.test("a missing Secret, or one the loader cannot read, is AuthFailed naming it (and the registry)", async () => {
+  const cases: Array<[ImageSyncSpec, () => Promise<SecretLike | undefined>, string]> = [
+    [
+      spec({ registry: "dst.example.com", auth: { method: "anonymous" } }, {
+        registry: "src.example.com",
+        authSecretRef: { name: "gone" },
+      }),
+      () => Promise.resolve(undefined),
+      "secret ns/gone not found (named for the source registry src.example.com)",
+    ],
+    [
+      spec({ registry: "dst.example.com", auth: { method: "secret", secretRef: { name: "push" } } }, {
+        registry: "src.example.com",
+      }),
+      () => Promise.reject(new Error("forbidden")),
+      "cannot read secret ns/push: forbidden",
+    ],
+  ];
+  for (const [s, loadSecret, message] of cases) {
+    await assert.rejects(
+      () => credentialsForSpec(s, { namespace: "ns", loadSecret }),
+      (e: unknown) => {
+        assert.ok(e instanceof CredentialError);
+        assert.equal(e.reason, "AuthFailed");
+        assert.equal(e.message, message);
+        return true;
+      },
+    );
+  }
 });
 
 Deno.test("methods map to resolvers: anonymous, ecr (with repository creation), gar", async () => {
@@ -110,24 +122,6 @@ Deno.test("a loader may answer with a resolver; the fallback serves unnamed and 
   );
   assert.equal(unnamed.source, docker);
   assert.equal(unnamed.destination, ANONYMOUS, "method anonymous sends nothing, fallback or not");
-});
-
-Deno.test("a Secret the loader cannot read is AuthFailed naming it", async () => {
-  await assert.rejects(
-    () =>
-      credentialsForSpec(
-        spec({ registry: "dst.example.com", auth: { method: "secret", secretRef: { name: "push" } } }, {
-          registry: "src.example.com",
-        }),
-        { namespace: "ns", loadSecret: () => Promise.reject(new Error("forbidden")) },
-      ),
-    (e: unknown) => {
-      assert.ok(e instanceof CredentialError);
-      assert.equal(e.reason, "AuthFailed");
-      assert.equal(e.message, "cannot read secret ns/push: forbidden");
-      return true;
-    },
-  );
 });
 
 Deno.test("cross-namespace refs refused when not allowed: nothing is read, nothing about the Secret is said", async () => {
