@@ -9,11 +9,11 @@ interface Obj {
 const o = (name: string, rv: string): Obj => ({ metadata: { name, namespace: "ns", resourceVersion: rv } });
 
 /** A scripted ListWatcher: each list/watch call takes the next scripted answer. */
-function scripted(
-  lists: Array<Obj[] | Error>,
-  watches: Array<Array<WatchEvent<Obj | KubeStatus>> | Error>,
+function scripted<T extends Obj>(
+  lists: Array<T[] | Error>,
+  watches: Array<Array<WatchEvent<T | KubeStatus>> | Error>,
   done: () => void,
-): ListWatcher<Obj> & { watchedFrom: string[] } {
+): ListWatcher<T> & { watchedFrom: string[] } {
   const watchedFrom: string[] = [];
   let rv = 0;
   return {
@@ -119,17 +119,11 @@ const full = (name: string, rv: string): Full => ({
 Deno.test("informer: the cache never keeps managedFields (list, watch and observed objects)", async () => {
   const ac = new AbortController();
   const handed: Full[] = [];
-  const lw: ListWatcher<Full> = {
-    description: "test",
-    list: () => Promise.resolve({ items: [full("a", "1")], resourceVersion: "1" }),
-    watch() {
-      return Promise.resolve((async function* () {
-        yield { type: "ADDED" as const, object: full("b", "2") };
-        yield { type: "MODIFIED" as const, object: full("a", "3") };
-        ac.abort();
-      })());
-    },
-  };
+  const lw = scripted(
+    [[full("a", "1")]],
+    [[{ type: "ADDED", object: full("b", "2") }, { type: "MODIFIED", object: full("a", "3") }]],
+    () => ac.abort(),
+  );
   const inf = new Informer<Full>(lw, {
     onAdd: (x) => handed.push(x),
     onUpdate: (_, x) => handed.push(x),
@@ -147,16 +141,7 @@ Deno.test("informer: the cache never keeps managedFields (list, watch and observ
 Deno.test("informer: a transform decides what the cache and the handlers get", async () => {
   const ac = new AbortController();
   const handed: Array<{ metadata: Obj["metadata"] }> = [];
-  const lw: ListWatcher<Full> = {
-    description: "test",
-    list: () => Promise.resolve({ items: [full("a", "1")], resourceVersion: "1" }),
-    watch() {
-      return Promise.resolve((async function* () {
-        yield { type: "DELETED" as const, object: full("a", "2") };
-        ac.abort();
-      })());
-    },
-  };
+  const lw = scripted([[full("a", "1")]], [[{ type: "DELETED", object: full("a", "2") }]], () => ac.abort());
   const inf = new Informer(lw, {
     onAdd: (x) => handed.push(x),
     onDelete: (x) => handed.push(x),
