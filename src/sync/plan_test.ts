@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { ImageSyncSpec } from "../api/mod.ts";
 import type { Reference } from "../oci/mod.ts";
 import type { SyncEvent } from "./events.ts";
-import { planSync } from "./plan.ts";
+import { type PlanContext, planSync } from "./plan.ts";
 
 const NOW = new Date("2026-01-01T00:00:00Z");
 
@@ -16,25 +16,30 @@ function spec(images: ImageSyncSpec["images"], extra: Partial<ImageSyncSpec> = {
   };
 }
 
-function recorder() {
+/** A plan context on the test clock that lists no tags unless `over` says; `events` records what it emits. */
+function context(over: Partial<PlanContext> = {}) {
   const events: SyncEvent[] = [];
-  return { events, emit: (e: SyncEvent) => events.push(e) };
+  const ctx: PlanContext = {
+    listTags: () => Promise.resolve([]),
+    dryRun: false,
+    now: () => NOW,
+    emit: (e) => events.push(e),
+    ...over,
+  };
+  return { events, ctx };
 }
 
 Deno.test("planSync: one pending slot per tag to run, explicit then semver, with references", async () => {
-  const { events, emit } = recorder();
   const listed: string[] = [];
+  const { events, ctx } = context({
+    listTags: (repo: Reference) => {
+      listed.push(repo.name);
+      return Promise.resolve(["latest", "1.0.0", "1.1.0", "1.2.0", "2.0.0"]);
+    },
+  });
   const plan = await planSync(
     spec([{ name: "app", tags: ["latest"], semver: "^1.0.0", maxTags: 2 }, { name: "tools", tags: ["v1"] }]),
-    {
-      listTags: (repo: Reference) => {
-        listed.push(repo.name);
-        return Promise.resolve(["latest", "1.0.0", "1.1.0", "1.2.0", "2.0.0"]);
-      },
-      dryRun: false,
-      now: () => NOW,
-      emit,
-    },
+    ctx,
   );
   assert.deepEqual(listed, ["src.example.com/app"], "only semver images list tags");
   assert.deepEqual(
@@ -59,18 +64,15 @@ Deno.test("planSync: one pending slot per tag to run, explicit then semver, with
 });
 
 Deno.test("planSync: a failed tag listing fails only that image's resolution; explicit tags still run", async () => {
-  const { events, emit } = recorder();
+  const { events, ctx } = context({
+    listTags: () => Promise.reject(Object.assign(new Error("name unknown"), { reason: "NotFound" })),
+    previous: {
+      images: [{ name: "gone", tags: [{ tag: "stable", synced: true }, { tag: "1.3.0", synced: true }] }],
+    },
+  });
   const plan = await planSync(
     spec([{ name: "gone", tags: ["stable"], semver: "1.x" }, { name: "ok", tags: ["a"] }]),
-    {
-      listTags: () => Promise.reject(Object.assign(new Error("name unknown"), { reason: "NotFound" })),
-      previous: {
-        images: [{ name: "gone", tags: [{ tag: "stable", synced: true }, { tag: "1.3.0", synced: true }] }],
-      },
-      dryRun: false,
-      now: () => NOW,
-      emit,
-    },
+    ctx,
   );
   assert.deepEqual(plan.jobs.map((j) => `${j.image}:${j.tag}`), ["gone:stable", "gone:1.3.0", "ok:a"]);
   assert.deepEqual(plan.images[0].selection?.error, { reason: "NotFound", message: "name unknown" });
@@ -80,7 +82,6 @@ Deno.test("planSync: a failed tag listing fails only that image's resolution; ex
 });
 
 Deno.test("planSync: a destination repository is ensured once per sync; its failure fails its tags", async () => {
-  const { events, emit } = recorder();
   const calls: string[] = [];
   const repositories = {
     ensureRepository: (path: string) => {
@@ -96,13 +97,8 @@ Deno.test("planSync: a destination repository is ensured once per sync; its fail
   }], {
     createDestinationRepos: true,
   });
-  const plan = await planSync(s, {
-    listTags: () => Promise.resolve([]),
-    repositories,
-    dryRun: false,
-    now: () => NOW,
-    emit,
-  });
+  const { events, ctx } = context({ repositories });
+  const plan = await planSync(s, ctx);
   assert.deepEqual(calls, ["mirror/app", "mirror/bad"]);
   assert.deepEqual(plan.jobs.map((j) => `${j.image}:${j.tag}`), ["app:a", "app:b"]);
   const bad = plan.images[2];
@@ -123,25 +119,16 @@ Deno.test("planSync: a destination repository is ensured once per sync; its fail
 
   // a dry run creates nothing
   calls.length = 0;
-  const dry = await planSync(s, {
-    listTags: () => Promise.resolve([]),
-    repositories,
-    dryRun: true,
-    now: () => NOW,
-    emit,
-  });
+  const dry = await planSync(s, { ...ctx, dryRun: true });
   assert.deepEqual(calls, []);
   assert.equal(dry.jobs.length, 4);
 });
 
 Deno.test("planSync: an image whose names make no valid reference fails its tags, others go on", async () => {
-  const { emit } = recorder();
-  const plan = await planSync(spec([{ name: "UPPER", tags: ["a"] }, { name: "ok", tags: ["b"] }]), {
-    listTags: () => Promise.resolve([]),
-    dryRun: false,
-    now: () => NOW,
-    emit,
-  });
+  const plan = await planSync(
+    spec([{ name: "UPPER", tags: ["a"] }, { name: "ok", tags: ["b"] }]),
+    context().ctx,
+  );
   assert.equal(plan.images[0].repositoryError?.reason, "InvalidReference");
   assert.deepEqual(plan.images[0].tags.map((t) => t.action), ["failed"]);
   assert.deepEqual(plan.jobs.map((j) => j.image), ["ok"]);
