@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { sha256Digest } from "./blobs.ts";
 import type { FetchedManifest, ManifestHead, RegistryClient } from "./client.ts";
-import { Copier } from "./copy.ts";
+import { Copier, type CopierOptions } from "./copy.ts";
 import { OciError } from "./errors.ts";
 import { OCI_INDEX, OCI_MANIFEST, parseManifest } from "./manifest.ts";
 import { parseReference, type Reference } from "./reference.ts";
@@ -136,13 +136,21 @@ class FakeRegistry {
 const src = (tag: string) => parseReference(`src.example/app:${tag}`);
 const dst = (tag: string) => parseReference(`dst.example/app:${tag}`);
 
-Deno.test("copy: blobs first, then child manifests, then the tag, digests preserved", async () => {
+/** A source and a destination registry; `makeCopier` makes a Copier from one to the other. */
+function registries() {
   const from = new FakeRegistry();
   const to = new FakeRegistry();
+  const makeCopier = (opts?: CopierOptions) =>
+    new Copier({ source: from.client, destination: to.client }, opts);
+  return { from, to, makeCopier };
+}
+
+Deno.test("copy: blobs first, then child manifests, then the tag, digests preserved", async () => {
+  const { from, to, makeCopier } = registries();
   const amd = from.image(["base", "amd"]);
   const arm = from.image(["base", "arm"]);
   const index = from.multiArch({ amd64: amd, arm64: arm }, "1");
-  const result = await new Copier({ source: from.client, destination: to.client }).copy(src("1"), dst("1"));
+  const result = await makeCopier().copy(src("1"), dst("1"));
   assert.equal(result.digest, index.digest);
   assert.equal(result.blobsCopied, 5, "base shared by both children moves once");
   assert.equal(result.manifestsPushed, 3);
@@ -158,10 +166,9 @@ Deno.test("copy: blobs first, then child manifests, then the tag, digests preser
 });
 
 Deno.test("copy: an up-to-date destination is detected from manifests alone", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, to, makeCopier } = registries();
   from.image(["a"], "1");
-  const copier = new Copier({ source: from.client, destination: to.client });
+  const copier = makeCopier();
   await copier.copy(src("1"), dst("1"));
   from.ops.length = 0;
   to.ops.length = 0;
@@ -172,10 +179,9 @@ Deno.test("copy: an up-to-date destination is detected from manifests alone", as
 });
 
 Deno.test("copy: an unchanged tag's two HEADs are in flight together (one round trip, not two)", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, to, makeCopier } = registries();
   from.image(["a"], "1");
-  const copier = new Copier({ source: from.client, destination: to.client });
+  const copier = makeCopier();
   await copier.copy(src("1"), dst("1"));
   // the source's HEAD answers only once the destination's HEAD has been asked
   let destinationAsked!: () => void;
@@ -189,8 +195,7 @@ Deno.test("copy: an unchanged tag's two HEADs are in flight together (one round 
 });
 
 Deno.test("copy: when the source cannot be read, the destination's HEAD is cancelled", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { to, makeCopier } = registries();
   let cancelled = false;
   to.client.headManifest = (_ref, o) =>
     new Promise((_, reject) => {
@@ -200,17 +205,16 @@ Deno.test("copy: when the source cannot be read, the destination's HEAD is cance
       });
     });
   await assert.rejects(
-    new Copier({ source: from.client, destination: to.client }).copy(src("missing"), dst("missing")),
+    makeCopier().copy(src("missing"), dst("missing")),
     (e) => e instanceof OciError && e.reason === "NotFound",
   );
   assert.equal(cancelled, true);
 });
 
 Deno.test("copy: a dry run plans and writes nothing", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, to, makeCopier } = registries();
   from.image(["a", "bb"], "1");
-  const result = await new Copier({ source: from.client, destination: to.client }).copy(src("1"), dst("1"), {
+  const result = await makeCopier().copy(src("1"), dst("1"), {
     dryRun: true,
   });
   assert.equal(result.dryRun, true);
@@ -220,14 +224,13 @@ Deno.test("copy: a dry run plans and writes nothing", async () => {
 });
 
 Deno.test("copy: a blob whose transfer broke is restarted under the retry policy, reported as BlobRestart", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, makeCopier } = registries();
   const retries: RetryEvent[] = [];
   const img = from.image(["layer"], "1");
   const layer = parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs[1].digest;
   from.flaky.add(layer);
   const retry = new RetryPolicy({ retryBaseMs: 1, onRetry: (e) => retries.push(e) });
-  const result = await new Copier({ source: from.client, destination: to.client }, { retry }).copy(
+  const result = await makeCopier({ retry }).copy(
     src("1"),
     dst("1"),
   );
@@ -241,18 +244,17 @@ Deno.test("copy: a blob whose transfer broke is restarted under the retry policy
 });
 
 Deno.test("copy: a platform filter pushes a smaller index; no match is NoMatchingPlatform", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, to, makeCopier } = registries();
   const amd = from.image(["amd"]);
   const arm = from.image(["arm"]);
   from.multiArch({ amd64: amd, arm64: arm }, "1");
-  const only = new Copier({ source: from.client, destination: to.client }, { platforms: ["linux/arm64"] });
+  const only = makeCopier({ platforms: ["linux/arm64"] });
   const result = await only.copy(src("1"), dst("1"));
   assert.equal(result.indexRewritten, true);
   const pushed = parseManifest(to.manifests.get(to.tags.get("1")!)!.bytes, { context: "t" });
   assert.deepEqual(pushed.manifests.map((m) => m.digest), [arm.digest]);
   assert(!to.manifests.has(amd.digest));
-  const none = new Copier({ source: from.client, destination: to.client }, { platforms: ["windows/amd64"] });
+  const none = makeCopier({ platforms: ["windows/amd64"] });
   await assert.rejects(
     none.copy(src("1"), dst("2")),
     (e) => e instanceof OciError && e.reason === "NoMatchingPlatform",
@@ -260,20 +262,18 @@ Deno.test("copy: a platform filter pushes a smaller index; no match is NoMatchin
 });
 
 Deno.test("copy: a destination pinned to another digest is refused before anything moves", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, to, makeCopier } = registries();
   from.image(["a"], "1");
   const pinned = parseReference(`dst.example/app@sha256:${"0".repeat(64)}`);
   await assert.rejects(
-    new Copier({ source: from.client, destination: to.client }).copy(src("1"), pinned),
+    makeCopier().copy(src("1"), pinned),
     (e) => e instanceof OciError && e.reason === "InvalidReference",
   );
   assert.deepEqual(to.ops, []);
 });
 
 Deno.test("copy: a manifest tree over the count or byte cap fails before any child is read", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, makeCopier } = registries();
   const children = Object.fromEntries(["amd64", "arm64", "s390x"].map((a) => [a, from.image([a])]));
   const index = from.multiArch(children, "1");
   const indexSize = from.manifests.get(index.digest)!.bytes.byteLength;
@@ -288,14 +288,14 @@ Deno.test("copy: a manifest tree over the count or byte cap fails before any chi
     ] as const
   ) {
     from.ops.length = 0;
-    const copier = new Copier({ source: from.client, destination: to.client }, opts);
+    const copier = makeCopier(opts);
     const err = await copier.copy(src("1"), dst("1"), { dryRun: true }).catch((e) => e);
     assert(err instanceof OciError, String(err));
     assert.equal(err.reason, "ManifestTreeTooLarge");
     assert.match(err.message, message);
     assert.deepEqual(from.ops.filter((o) => o.startsWith("getManifest")), [`getManifest ${index.digest}`]);
   }
-  const fits = new Copier({ source: from.client, destination: to.client }, {
+  const fits = makeCopier({
     maxManifests: 4,
     maxManifestBytes: indexSize + childBytes,
   });
@@ -303,8 +303,7 @@ Deno.test("copy: a manifest tree over the count or byte cap fails before any chi
 });
 
 Deno.test("copy: the manifest byte cap covers the copies a copier runs at once, released as each ends", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, makeCopier } = registries();
   from.delayMs = 20;
   const sizeOf = (tag: string) => {
     const index = from.multiArch(
@@ -316,7 +315,7 @@ Deno.test("copy: the manifest byte cap covers the copies a copier runs at once, 
   };
   const one = sizeOf("1");
   const two = sizeOf("2");
-  const copier = new Copier({ source: from.client, destination: to.client }, {
+  const copier = makeCopier({
     maxManifestBytes: Math.max(one, two) + 10,
   });
   await copier.copy(src("1"), dst("1"), { dryRun: true });
@@ -333,12 +332,11 @@ Deno.test("copy: the manifest byte cap covers the copies a copier runs at once, 
 });
 
 Deno.test("copy: a deadline signal that ends a wait between attempts is a Timeout OciError", async () => {
-  const from = new FakeRegistry();
-  const to = new FakeRegistry();
+  const { from, makeCopier } = registries();
   const img = from.image(["layer"], "1");
   from.flaky.add(parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs[1].digest);
   const retry = new RetryPolicy({ retryBaseMs: 60_000, retryMaxDelayMs: 60_000 });
-  const copier = new Copier({ source: from.client, destination: to.client }, { retry });
+  const copier = makeCopier({ retry });
   const err = await copier.copy(src("1"), dst("1"), { signal: AbortSignal.timeout(100) }).catch((e) => e);
   assert(err instanceof OciError, String(err));
   assert.equal(err.reason, "Timeout");
