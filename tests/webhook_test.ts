@@ -6,12 +6,12 @@
  * the harness apiserver and in `serve` mode as a child process.
  */
 import assert from "node:assert/strict";
-import { API_VERSION } from "../src/api/mod.ts";
-import { createLogger, runOperator } from "../src/controller/mod.ts";
-import { createMetrics } from "../src/metrics/mod.ts";
+import { API_VERSION, SYNC_NOW_ANNOTATION } from "../src/api/mod.ts";
+import { createLogger, type OperatorOptions, runOperator } from "../src/controller/mod.ts";
+import { createMetrics, type Metrics } from "../src/metrics/mod.ts";
 import { githubSignature, WebhookSecret } from "../src/webhook/mod.ts";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
-import { startKube } from "./harness/kube.ts";
+import { type KubeCluster, startKube } from "./harness/kube.ts";
 import { applyCrd, DENO, eventsFor, waitFor, waitForEvent, waitForReady } from "./harness/operator.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 
@@ -284,6 +284,116 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
     await run?.catch(() => {});
     await src?.stop();
     await quiet?.stop();
+    await dst.stop();
+    await kube.stop();
+  }
+});
+
+/** An operator with leader election on the Lease `hooks/portager`, in this process. */
+function electingOperator(kube: KubeCluster, identity: string, options: {
+  lines: string[];
+  webhook?: OperatorOptions["webhook"];
+  metrics: Metrics;
+  signal: AbortSignal;
+}): Promise<void> {
+  return runOperator({
+    kubeconfig: kube.kubeconfigPath,
+    identity,
+    leaderElection: true,
+    leaseNamespace: "hooks",
+    leaseName: "portager",
+    leaseDurationMs: 4_000,
+    renewDeadlineMs: 3_000,
+    retryPeriodMs: 500,
+    metricsAddr: "127.0.0.1:0",
+    logger: createLogger({ level: "debug", format: "json", write: (l) => options.lines.push(l) }),
+    signal: options.signal,
+    metrics: options.metrics,
+    insecureRegistries: ["127.0.0.1"],
+    namespaces: ["hooks"],
+    webhook: options.webhook,
+  });
+}
+
+Deno.test("webhook (run, leader + standby): a push sent to the standby's endpoint is synced by the leader; the annotation is consumed", async () => {
+  const kube = await startKube();
+  const dst = await startRegistry("plain");
+  let src: RegistryServer | undefined;
+  const leaderLines: string[] = [];
+  const standbyLines: string[] = [];
+  const leaderMetrics = createMetrics();
+  const standbyMetrics = createMetrics();
+  const stopLeader = new AbortController();
+  const stopStandby = new AbortController();
+  const hookPort = Promise.withResolvers<number>();
+  const runs: Promise<void>[] = [];
+  const log = () => `leader:\n${leaderLines.join("\n")}\nstandby:\n${standbyLines.join("\n")}`;
+  try {
+    await applyCrd(kube);
+    await kube.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "hooks" } });
+    runs.push(electingOperator(kube, "leader", {
+      lines: leaderLines,
+      metrics: leaderMetrics,
+      signal: stopLeader.signal,
+    }));
+    await waitFor("the first operator to lead", async () => {
+      const v = (await leaderMetrics.isLeader.get()).values[0]?.value;
+      return v === 1 || undefined;
+    }, { describe: log });
+    // the second one, with the webhook endpoint, stands by: the Lease is held
+    runs.push(electingOperator(kube, "standby", {
+      lines: standbyLines,
+      metrics: standbyMetrics,
+      signal: stopStandby.signal,
+      webhook: {
+        bindAddress: "127.0.0.1:0",
+        secret: await WebhookSecret.load({ value: SECRET }),
+        coalesceMs: 300,
+        onListening: (a) => hookPort.resolve(a.port),
+      },
+    }));
+    const port = await hookPort.promise;
+    src = await startRegistry("plain", {
+      notifications: notifications(`http://127.0.0.1:${port}/webhook/distribution`),
+    });
+    const v1 = await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 21 });
+    await kube.apply({
+      apiVersion: API_VERSION,
+      kind: "ImageSync",
+      metadata: { name: "app", namespace: "hooks" },
+      spec: spec(src, dst, "team/app"),
+    });
+    const first = await waitForReady(kube, "hooks", "app", { ok: (c) => c.status === "True", logs: log });
+    assert.equal(await digestAt(dst, "team/app", "1.0"), v1.digest);
+    assert.equal((await standbyMetrics.isLeader.get()).values[0]?.value ?? 0, 0, "the second one stands by");
+
+    // the registry notifies the standby; it sets sync-now, the leader syncs and removes it
+    const v2 = await pushImage(src, { repository: "team/app", tag: "1.0" }, { seed: 22 });
+    await waitFor(
+      "the destination at the pushed digest",
+      async () => (await digestAt(dst, "team/app", "1.0")) === v2.digest || undefined,
+      { timeoutMs: 30_000, describe: log },
+    );
+    const after = await waitForReady(kube, "hooks", "app", {
+      ok: (c, o) =>
+        c.status === "True" && o.status?.lastSyncTime !== first.status?.lastSyncTime &&
+        o.metadata.annotations?.[SYNC_NOW_ANNOTATION] === undefined,
+      logs: log,
+    });
+    assert.equal(after.metadata.annotations?.[SYNC_NOW_ANNOTATION], undefined);
+    const event = await waitForEvent(kube, "hooks", "app", "SyncNowTriggered");
+    assert.equal(event.message, "Immediate sync triggered via annotation");
+    assert.match(standbyLines.join("\n"), /sync-now annotation set/);
+    const syncsOf = async (m: Metrics) =>
+      (await m.syncTotal.get()).values.filter((v) => v.labels.status === "success")
+        .reduce((n, v) => n + v.value, 0);
+    assert.equal(await syncsOf(standbyMetrics), 0, "the standby synced nothing itself");
+    assert.equal(await syncsOf(leaderMetrics), 2);
+  } finally {
+    stopStandby.abort();
+    stopLeader.abort();
+    await Promise.all(runs.map((r) => r.catch(() => {})));
+    await src?.stop();
     await dst.stop();
     await kube.stop();
   }

@@ -33,6 +33,8 @@ import { makePrepareSync, type SyncSettings } from "./sync_runner.ts";
 export const DEFAULT_WORKERS = 2;
 /** How long in-flight syncs may run after shutdown began, unless told otherwise. */
 export const DEFAULT_GRACE_PERIOD_MS = 30_000;
+/** Sync requests (annotation patches) a push's burst sends at once. */
+const MAX_SYNC_REQUESTS = 4;
 
 /**
  * Where ImageSyncs live: the store contract of the manager. The apiserver (src/kube's
@@ -49,6 +51,17 @@ export interface Store {
   fallbackCredentials?: CredentialResolver;
   /** Flushes what is buffered (Events, the state file); called once at shutdown. */
   close(): Promise<void>;
+  /**
+   * Every ImageSync stored, with its spec, in one bounded read (the apiserver: paged LISTs);
+   * what pushes are matched against. Unset: each key the event source knows is read.
+   */
+  listImageSyncs?(options: { signal?: AbortSignal }): Promise<ImageSync[]>;
+  /**
+   * Asks whichever process owns `namespace/name` to sync it now (the apiserver: the sync-now
+   * annotation); false when it is gone. Unset (file mode): no other process exists, so this one
+   * queues the key itself.
+   */
+  requestSync?(namespace: string, name: string, options?: { signal?: AbortSignal }): Promise<boolean>;
 }
 
 /** What an event source tells the manager. */
@@ -217,8 +230,65 @@ export class Manager {
     return true;
   }
 
-  /** Every ImageSync the event source knows, read from the store (what pushes are matched against). */
+  /**
+   * Syncs the ImageSyncs a push matched, now, wherever they are synced: queued here when this
+   * instance works and its event source owns the key; otherwise requested through the store
+   * (the sync-now annotation) for the process that does — the leader when this is a standby,
+   * the owning shard when sharded. Without store requests (file mode) the key is queued here.
+   */
+  async syncMatched(
+    matches: Array<{ key: string; requestedBy: string }>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const request = this.#o.store.requestSync?.bind(this.#o.store);
+    const owned = this.#term && request ? new Set(this.#o.source.keys()) : undefined;
+    const remote: typeof matches = [];
+    for (const m of matches) {
+      if (this.#term && (!request || owned!.has(m.key))) this.syncNow(m.key, m.requestedBy);
+      else if (request) remote.push(m);
+      else {this.#log.warn(
+          "push matched while this instance is not syncing (starting or stopping); dropped",
+          {
+            imagesync: m.key,
+          },
+        );}
+    }
+    if (!request || remote.length === 0) return;
+    let next = 0;
+    const requester = async () => {
+      while (next < remote.length && !options.signal?.aborted) {
+        const { key, requestedBy } = remote[next++];
+        const [ns, name] = splitKey(key);
+        try {
+          const found = await request(ns, name, { signal: options.signal });
+          if (found) {
+            this.#log.info("push matched an ImageSync another instance syncs; sync-now annotation set", {
+              imagesync: key,
+              push: requestedBy,
+            });
+          }
+        } catch (err) {
+          this.#log.error("cannot request the sync of a pushed ImageSync", { imagesync: key, error: err });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(MAX_SYNC_REQUESTS, remote.length) }, requester));
+  }
+
+  /**
+   * Whether pushes can be taken: this instance works, or (not shutting down) the store can pass
+   * a sync request on to the one that does.
+   */
+  get acceptingPushes(): boolean {
+    return this.#term !== undefined || (this.#o.store.requestSync !== undefined && !this.#stopping);
+  }
+
+  /**
+   * Every ImageSync stored (what pushes are matched against): the store's own bounded read
+   * when it has one (the apiserver's paged LIST), else each key the event source knows.
+   */
   async list(signal?: AbortSignal): Promise<ImageSync[]> {
+    if (this.#o.store.listImageSyncs) return await this.#o.store.listImageSyncs({ signal });
     const keys = [...this.#o.source.keys()];
     const out: ImageSync[] = [];
     let next = 0;
@@ -521,8 +591,8 @@ export class Manager {
         servers.push(
           await startWebhookServer(hook.bindAddress, {
             list: (s) => this.list(s),
-            syncNow: (key, by) => void this.syncNow(key, by),
-            working: () => this.working,
+            syncNow: (matches, s) => this.syncMatched(matches, { signal: s }),
+            accepting: () => this.acceptingPushes,
           }, {
             ...hook,
             logger: this.#log,

@@ -277,19 +277,24 @@ function heldBy(holder: string): Lease {
   };
 }
 
+/** Leader election as "me" on Lease ns/l, with short timings. */
+function election(leases: MemoryLeases): ManagerOptions["leaderElection"] {
+  return {
+    leases,
+    namespace: "ns",
+    name: "l",
+    identity: "me",
+    leaseDurationMs: 1_000,
+    renewDeadlineMs: 500,
+    retryPeriodMs: 20,
+  };
+}
+
 Deno.test("manager: with leader election only the leader works; a held lease keeps it standing by", async () => {
   const leases = new MemoryLeases();
   leases.put(heldBy("other"));
   const t = setup({
-    leaderElection: {
-      leases,
-      namespace: "ns",
-      name: "l",
-      identity: "me",
-      leaseDurationMs: 1_000,
-      renewDeadlineMs: 500,
-      retryPeriodMs: 20,
-    },
+    leaderElection: election(leases),
   });
   t.syncs.outcome = () => "ok";
   t.store.add("a");
@@ -311,4 +316,63 @@ Deno.test("manager: with leader election only the leader works; a held lease kee
   await until("the sync", () => t.store.condition("a", "Ready")?.status === "True");
   await t.stop();
   assert.equal(leases.peek("l")?.spec.holderIdentity ?? "", "", "released at shutdown");
+});
+
+Deno.test("manager: a push's ImageSyncs are queued where owned, else requested through the store (standby, other shard); file mode queues them", async () => {
+  const requested: string[] = [];
+  const withRequests = (store: MemoryStore) =>
+    Object.assign(store, {
+      requestSync: (ns: string, name: string) => {
+        requested.push(`${ns}/${name}`);
+        return Promise.resolve(true);
+      },
+    });
+  const by = "a push of src.example/app:1.0 (distribution webhook)";
+
+  // a standby (the lease is held by another): nothing queued here, every match requested
+  const leases = new MemoryLeases();
+  leases.put(heldBy("other"));
+  const renewing = setInterval(() => leases.put(heldBy("other")), 10);
+  const standby = setup({
+    leaderElection: election(leases),
+  });
+  try {
+    withRequests(standby.store);
+    standby.store.add("a", "b");
+    standby.source.known = ["ns/a", "ns/b"];
+    await until("election attempts", () => leases.gets >= 2);
+    assert.equal(standby.manager.working, false);
+    assert.equal(standby.manager.acceptingPushes, true);
+    await standby.manager.syncMatched([{ key: "ns/a", requestedBy: by }, { key: "ns/b", requestedBy: by }]);
+    assert.deepEqual(requested, ["ns/a", "ns/b"]);
+    assert.deepEqual(standby.syncs.started, []);
+  } finally {
+    clearInterval(renewing);
+    await standby.stop();
+  }
+  assert.equal(standby.manager.acceptingPushes, false, "not while shutting down");
+
+  // working, but the source owns only ns/a (a shard): ns/a queued with the push, ns/b requested
+  requested.length = 0;
+  const shard = setup();
+  withRequests(shard.store);
+  shard.syncs.outcome = () => "ok";
+  shard.store.add("a", "b");
+  shard.source.known = ["ns/a"];
+  await until("first sync", () => shard.store.condition("a", "Ready")?.status === "True");
+  await shard.manager.syncMatched([{ key: "ns/a", requestedBy: by }, { key: "ns/b", requestedBy: by }]);
+  assert.deepEqual(requested, ["ns/b"]);
+  await until("the push's sync", () => shard.syncs.started.filter((n) => n === "a").length === 2);
+  assert.ok(shard.store.events.some((e) => e.name === "a" && e.reason === "SyncNowTriggered"));
+  assert.ok(!shard.syncs.started.includes("b"));
+  await shard.stop();
+
+  // a store without requests (file mode): every match is queued here
+  const file = setup();
+  file.syncs.outcome = () => "ok";
+  file.store.add("c");
+  await until("working", () => file.manager.working);
+  await file.manager.syncMatched([{ key: "ns/c", requestedBy: by }]);
+  await until("the push's sync", () => file.syncs.started.includes("c"));
+  await file.stop();
 });

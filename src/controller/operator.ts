@@ -298,7 +298,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     kube.close();
     throw err;
   }
-  const store = new KubeStore(kube, { identity, logger: log });
+  const store = new KubeStore(kube, { identity, logger: log, namespaces: options.namespaces });
   const election = options.leaderElection
     ? {
       leases: new LeaseClient(kube),

@@ -19,6 +19,19 @@ export function imageSyncPath(namespace?: string, name?: string, subresource?: s
   return p;
 }
 
+/** ImageSyncs asked for per page when listing (as client-go's pager asks for 500). */
+export const LIST_PAGE_SIZE = 500;
+
+/** Options of {@linkcode ImageSyncClient.list}. */
+export interface ListOptions {
+  /** Aborts the requests. */
+  signal?: AbortSignal;
+  /** Stop after this many objects (the result says `truncated`); default all. */
+  maxItems?: number;
+  /** Reduces each object as it is read. */
+  keep?: (obj: ImageSync) => ImageSync;
+}
+
 /** Options of {@linkcode ImageSyncClient.updateStatus}. */
 export interface UpdateStatusOptions {
   /** Conflict retries after the first attempt; default 5. */
@@ -41,22 +54,10 @@ export class ImageSyncClient {
   listWatcher(namespace?: string): ListWatcher<ImageSync> {
     const path = imageSyncPath(namespace);
     const kube = this.kube;
+    const list = (signal?: AbortSignal) => this.list(namespace, { signal });
     return {
       description: namespace ? `${PLURAL} in ${namespace}` : `${PLURAL} in all namespaces`,
-      async list(signal) {
-        const items: ImageSync[] = [];
-        let cont: string | undefined;
-        let resourceVersion = "";
-        do {
-          const page = await kube.request<
-            { items?: ImageSync[]; metadata?: { resourceVersion?: string; continue?: string } }
-          >("GET", path, { query: { limit: 500, continue: cont }, signal });
-          items.push(...(page.items ?? []));
-          resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
-          cont = page.metadata?.continue || undefined;
-        } while (cont);
-        return { items, resourceVersion };
-      },
+      list,
       watch(resourceVersion, signal) {
         return kube.watch<ImageSync | KubeStatus>(path, {
           query: {
@@ -69,6 +70,35 @@ export class ImageSyncClient {
         }) as Promise<AsyncGenerator<WatchEvent<ImageSync | KubeStatus>>>;
       },
     };
+  }
+
+  /**
+   * The ImageSyncs of one namespace (all when undefined), read page by page (`limit` /
+   * `continue`, {@linkcode LIST_PAGE_SIZE} a page). With `maxItems`, reading stops once that many
+   * were read and `truncated` says so; `keep` reduces each object as its page arrives (so a
+   * caller that needs only the spec does not hold `managedFields` and status of thousands).
+   */
+  async list(
+    namespace: string | undefined,
+    options: ListOptions = {},
+  ): Promise<{ items: ImageSync[]; resourceVersion: string; truncated: boolean }> {
+    const path = imageSyncPath(namespace);
+    const items: ImageSync[] = [];
+    let cont: string | undefined;
+    let resourceVersion = "";
+    const max = options.maxItems ?? Infinity;
+    do {
+      const page = await this.kube.request<
+        { items?: ImageSync[]; metadata?: { resourceVersion?: string; continue?: string } }
+      >("GET", path, { query: { limit: LIST_PAGE_SIZE, continue: cont }, signal: options.signal });
+      for (const obj of page.items ?? []) {
+        if (items.length >= max) return { items, resourceVersion, truncated: true };
+        items.push(options.keep ? options.keep(obj) : obj);
+      }
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+      cont = page.metadata?.continue || undefined;
+    } while (cont);
+    return { items, resourceVersion, truncated: false };
   }
 
   /** The ImageSync `namespace/name`, or undefined if it does not exist. */
@@ -91,10 +121,32 @@ export class ImageSyncClient {
     name: string,
     options: { annotation: string; signal?: AbortSignal },
   ): Promise<ImageSync> {
+    return this.#patchAnnotation(namespace, name, options.annotation, null, options.signal);
+  }
+
+  /**
+   * Sets one annotation with a merge patch (e.g. sync-now: whichever process owns the
+   * ImageSync sees the change through its watch); returns the stored object.
+   */
+  setAnnotation(
+    namespace: string,
+    name: string,
+    options: { annotation: string; value: string; signal?: AbortSignal },
+  ): Promise<ImageSync> {
+    return this.#patchAnnotation(namespace, name, options.annotation, options.value, options.signal);
+  }
+
+  #patchAnnotation(
+    namespace: string,
+    name: string,
+    annotation: string,
+    value: string | null,
+    signal?: AbortSignal,
+  ): Promise<ImageSync> {
     return this.kube.request<ImageSync>("PATCH", imageSyncPath(namespace, name), {
-      body: { metadata: { annotations: { [options.annotation]: null } } },
+      body: { metadata: { annotations: { [annotation]: value } } },
       contentType: "application/merge-patch+json",
-      signal: options.signal,
+      signal,
     });
   }
 

@@ -16,7 +16,7 @@ export type WebhookErrorReason =
   | "RateLimited"
   | "NotFound"
   | "MethodNotAllowed"
-  | "NotLeader";
+  | "Unavailable";
 
 const STATUS: Record<WebhookErrorReason, number> = {
   Unauthenticated: 401,
@@ -28,7 +28,7 @@ const STATUS: Record<WebhookErrorReason, number> = {
   RateLimited: 429,
   NotFound: 404,
   MethodNotAllowed: 405,
-  NotLeader: 503,
+  Unavailable: 503,
 };
 
 /** A refused webhook request: `reason`, the HTTP `status`, and an actionable message. */

@@ -2,14 +2,15 @@
  * Push-triggered syncs: an HTTP endpoint (its own port, off by default) that receives registry
  * push notifications — CNCF distribution, Harbor, Docker Hub, GitHub packages, Quay — and
  * queues every ImageSync whose source matches the pushed repository and tag to sync now,
- * through the same queue as the sync-now annotation. Authenticated with one shared secret
+ * through the same queue as the sync-now annotation (a standby or a shard that does not own
+ * the ImageSync sets that annotation, for the instance that syncs it). Authenticated with one shared secret
  * (HMAC where the sender signs, a header or URL token otherwise); bounded bodies; a replay
  * window; flood control by a token bucket and by coalescing each burst into one sync per
  * ImageSync. See docs/WEBHOOKS.md.
  *
  * ```ts
  * const secret = await WebhookSecret.load({ file: "/etc/portager/webhook/secret" });
- * const server = await startWebhookServer(":8082", { list, syncNow, working }, { secret });
+ * const server = await startWebhookServer(":8082", { list, syncNow, accepting }, { secret });
  * ```
  * @module
  */
@@ -33,6 +34,7 @@ export {
   DEFAULT_MAX_IN_FLIGHT,
   describePush,
   startWebhookServer,
+  type SyncRequest,
   WebhookEndpoint,
   type WebhookOptions,
   type WebhookResult,

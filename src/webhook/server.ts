@@ -3,7 +3,8 @@
  * bounded body, authenticated, rate-limited, parsed, checked against the replay window, and
  * its pushes handed to the coalescer; the answer (202, or a 4xx saying what is wrong) never
  * waits for a sync. Once per burst the pushes are matched against the ImageSyncs and each
- * matching one is queued to sync now, once.
+ * matching one is synced now, once: queued by this instance when it syncs it, else requested
+ * from the one that does (any replica's endpoint works: standbys and other shards pass it on).
  * @module
  */
 
@@ -40,14 +41,25 @@ const PARSERS: Record<WebhookSource, (body: unknown, ctx: ParseContext) => PushE
   quay: parseQuay,
 };
 
+/** An ImageSync (`namespace/name`) a push matched, and the push as text for its Event. */
+export interface SyncRequest {
+  /** `namespace/name`. */
+  key: string;
+  /** What was pushed, e.g. "a push of host/repo:tag (harbor webhook)". */
+  requestedBy: string;
+}
+
 /** What the endpoint needs from the runtime that owns the queue. */
 export interface WebhookTarget {
-  /** Every ImageSync known now (read once per burst). */
+  /** Every ImageSync a push may concern (read once per burst). */
   list(signal?: AbortSignal): Promise<ImageSync[]>;
-  /** Queues `namespace/name` to sync now; `requestedBy` says why, for its Event. */
-  syncNow(key: string, requestedBy: string): void;
-  /** Whether this instance syncs (the leader, or no leader election); else pushes get 503. */
-  working(): boolean;
+  /**
+   * Syncs these ImageSyncs now: queued here when this instance syncs them, else requested from
+   * the one that does (a standby's or another shard's push). Resolves once handed over.
+   */
+  syncNow(requests: SyncRequest[], signal?: AbortSignal): Promise<void>;
+  /** Whether pushes can be taken now (e.g. not when shutting down); else they get 503. */
+  accepting(): boolean;
 }
 
 /** Options of {@linkcode WebhookEndpoint}. */
@@ -184,8 +196,8 @@ export class WebhookEndpoint {
         this.#o.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
       );
       authenticate(source, { headers: req.headers, url, body, secret: await this.#o.secret.current() });
-      if (!this.#target.working()) {
-        throw new WebhookError("NotLeader", "this instance is a standby; retry (another instance leads)", {
+      if (!this.#target.accepting()) {
+        throw new WebhookError("Unavailable", "this instance cannot take pushes now (shutting down); retry", {
           retryAfterSeconds: 5,
         });
       }
@@ -241,12 +253,18 @@ export class WebhookEndpoint {
       return;
     }
     const matches = matchPushes(pushes, imagesyncs);
-    for (const { key, push } of matches) {
-      this.#o.logger?.info("push matched; syncing now", { imagesync: key, push: describePush(push) });
-      this.#target.syncNow(key, describePush(push));
+    const requests = matches.map(({ key, push }) => ({ key, requestedBy: describePush(push) }));
+    for (const { key, requestedBy } of requests) {
+      this.#o.logger?.info("push matched; syncing now", { imagesync: key, push: requestedBy });
     }
     if (matches.length === 0) {
       this.#o.logger?.debug("webhook: no ImageSync matches", { pushes: pushes.length });
+      return;
+    }
+    try {
+      await this.#target.syncNow(requests, this.#stop.signal);
+    } catch (err) {
+      this.#o.logger?.error("webhook: cannot sync the matched ImageSyncs", { error: err });
     }
   }
 

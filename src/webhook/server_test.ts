@@ -18,7 +18,7 @@ function imagesync(name: string, repo: string, tags: string[]): ImageSync {
   } as unknown as ImageSync;
 }
 
-function harness(opts: { working?: boolean; burst?: number; maxBodyBytes?: number } = {}) {
+function harness(opts: { accepting?: boolean; burst?: number; maxBodyBytes?: number } = {}) {
   const triggered: Array<[string, string]> = [];
   const counts: string[] = [];
   let lists = 0;
@@ -30,8 +30,11 @@ function harness(opts: { working?: boolean; burst?: number; maxBodyBytes?: numbe
         imagesync("b", "team/app", ["1.0", "2.0"]),
       ]);
     },
-    syncNow: (key, by) => void triggered.push([key, by]),
-    working: () => opts.working ?? true,
+    syncNow: (requests) => {
+      for (const r of requests) triggered.push([r.key, r.requestedBy]);
+      return Promise.resolve();
+    },
+    accepting: () => opts.accepting ?? true,
   };
   return {
     triggered,
@@ -160,7 +163,7 @@ Deno.test("endpoint: a GitHub delivery signed with the secret is taken", async (
   }
 });
 
-Deno.test("endpoint: a flood beyond the burst gets 429 with Retry-After; a standby answers 503", async () => {
+Deno.test("endpoint: a flood beyond the burst gets 429 with Retry-After; an instance not accepting answers 503", async () => {
   const h = harness({ burst: 3 });
   const ep = await h.make();
   try {
@@ -177,12 +180,13 @@ Deno.test("endpoint: a flood beyond the burst gets 429 with Retry-After; a stand
   } finally {
     await ep.close();
   }
-  const standby = harness({ working: false });
+  const standby = harness({ accepting: false });
   const ep2 = await standby.make();
   try {
     const res = await ep2.handle(post("/webhook/distribution", envelope("1.0"), auth));
     assert.equal(res.status, 503);
     assert.equal(res.headers.get("retry-after"), "5");
+    assert.equal((await res.clone().json()).reason, "Unavailable");
     await res.body?.cancel();
   } finally {
     await ep2.close();
@@ -193,8 +197,8 @@ Deno.test("endpoint: a body that drips in slower than the deadline gets 408; req
   let synced = 0;
   const target: WebhookTarget = {
     list: () => Promise.resolve([]),
-    syncNow: () => void synced++,
-    working: () => true,
+    syncNow: () => Promise.resolve(void synced++),
+    accepting: () => true,
   };
   const ep = new WebhookEndpoint(target, {
     secret: await WebhookSecret.load({ value: SECRET }),
