@@ -190,3 +190,48 @@ Deno.test("docs: docs/CLI.md's flag tables are exactly `portager sync --help`'s 
     );
   }
 });
+
+/** GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes (`-1`, `-2` for repeats). */
+function anchors(markdown: string): Set<string> {
+  const seen = new Map<string, number>();
+  const out = new Set<string>();
+  const text = markdown.replace(/^```[\s\S]*?^```/gm, "");
+  for (const [, heading] of text.matchAll(/^#{1,6} (.+)$/gm)) {
+    const slug = heading.trim().toLowerCase().replace(/[^\p{L}\p{N}_\- ]/gu, "").replaceAll(" ", "-");
+    const n = seen.get(slug) ?? 0;
+    seen.set(slug, n + 1);
+    out.add(n === 0 ? slug : `${slug}-${n}`);
+  }
+  return out;
+}
+
+Deno.test("docs: every link to a section (FILE.md#anchor, #anchor) names a heading that exists", async () => {
+  const files = ["README.md", "SECURITY.md"];
+  for await (const entry of Deno.readDir(new URL("docs/", ROOT))) {
+    if (entry.name.endsWith(".md")) files.push(`docs/${entry.name}`);
+  }
+  const read = new Map<string, Set<string>>();
+  const headingsOf = async (path: string) => {
+    if (!read.has(path)) read.set(path, anchors(await Deno.readTextFile(new URL(path, ROOT))));
+    return read.get(path)!;
+  };
+  assert.ok((await headingsOf("docs/CONFIGURATION.md")).has("operator-flags"));
+  assert.ok((await headingsOf("docs/DEPLOY.md")).has("permissions-of-the-images-binary"));
+  const broken: string[] = [];
+  let links = 0;
+  for (const file of files) {
+    const text = (await Deno.readTextFile(new URL(file, ROOT))).replace(/^```[\s\S]*?^```/gm, "");
+    for (const [link, target, anchor] of text.matchAll(/\]\(([\w./-]*\.md)?#([^)\s]+)\)/g)) {
+      const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/") + 1) : "";
+      const path = target
+        ? new URL(target, new URL(dir, ROOT)).pathname.slice(new URL(ROOT).pathname.length)
+        : file;
+      links++;
+      if (!(await headingsOf(path).catch(() => new Set<string>())).has(anchor)) {
+        broken.push(`${file}: ${link}`);
+      }
+    }
+  }
+  assert.ok(links >= 10, `links to sections found (${links})`);
+  assert.deepEqual(broken, [], "links to headings that do not exist");
+});
