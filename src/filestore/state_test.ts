@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { defaultStatePath, emptyState, readState, specHash, StateFileError, writeState } from "./state.ts";
+import { tempDir } from "../../tests/harness/temp_dir.ts";
 
 const SPEC = {
   schedule: "@every 1h",
@@ -21,43 +22,37 @@ Deno.test("the spec hash ignores key order and changes with content", () => {
 });
 
 Deno.test("state survives a write and a read; a missing file is empty", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/nested/state.json`;
-    assert.deepEqual(await readState(path), emptyState());
-    const state = emptyState();
-    state.imageSyncs["default/a"] = {
-      specHash: specHash(SPEC),
-      generation: 2,
-      file: "a.yaml",
-      status: {
-        lastSyncTime: "2025-01-01T00:00:00Z",
-        nextSyncTime: "2025-01-01T01:00:00Z",
-        observedGeneration: 1,
-      },
-    };
-    await writeState(path, state);
-    assert.deepEqual(await readState(path), state);
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
-    assert.deepEqual([...Deno.readDirSync(`${dir}/nested`)].map((e) => e.name), ["state.json"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const path = `${dir}/nested/state.json`;
+  assert.deepEqual(await readState(path), emptyState());
+  const state = emptyState();
+  state.imageSyncs["default/a"] = {
+    specHash: specHash(SPEC),
+    generation: 2,
+    file: "a.yaml",
+    status: {
+      lastSyncTime: "2025-01-01T00:00:00Z",
+      nextSyncTime: "2025-01-01T01:00:00Z",
+      observedGeneration: 1,
+    },
+  };
+  await writeState(path, state);
+  assert.deepEqual(await readState(path), state);
+  assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+  assert.deepEqual([...Deno.readDirSync(`${dir}/nested`)].map((e) => e.name), ["state.json"]);
 });
 
 Deno.test("a corrupt state file is an error naming the file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/s.json`, "{not json");
-    await assert.rejects(
-      readState(`${dir}/s.json`),
-      (e) => e instanceof StateFileError && /s\.json: not JSON/.test(e.message),
-    );
-    await Deno.writeTextFile(`${dir}/s.json`, '{"version": 7}');
-    await assert.rejects(readState(`${dir}/s.json`), StateFileError);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  await Deno.writeTextFile(`${dir}/s.json`, "{not json");
+  await assert.rejects(
+    readState(`${dir}/s.json`),
+    (e) => e instanceof StateFileError && /s\.json: not JSON/.test(e.message),
+  );
+  await Deno.writeTextFile(`${dir}/s.json`, '{"version": 7}');
+  await assert.rejects(readState(`${dir}/s.json`), StateFileError);
 });
 
 Deno.test("default state path follows XDG_STATE_HOME", () => {
