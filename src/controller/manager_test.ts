@@ -156,6 +156,11 @@ function setup(over: Partial<ManagerOptions> = {}) {
     manager,
     running,
     done: () => done,
+    /** Adds ImageSyncs the source knows at start (queued when the workers start). */
+    known: (...names: string[]) => {
+      store.add(...names);
+      source.known.push(...names.map((n) => `ns/${n}`));
+    },
     stop: async () => {
       stop.abort();
       await running;
@@ -193,8 +198,7 @@ Deno.test("manager: N workers, one key at a time, a key added while in flight ru
 Deno.test("manager: a failed sync is retried with per-key backoff until it succeeds", async () => {
   const t = setup();
   t.syncs.outcome = (_name, attempt) => attempt < 3 ? "fail" : "ok";
-  t.store.add("flaky");
-  t.source.known = ["ns/flaky"]; // known at start: queued when the workers start
+  t.known("flaky");
   await until("success", () => t.store.condition("flaky", "Ready")?.status === "True");
   const retries = t.lines.filter((l) => l.msg === "sync failed; retrying with backoff");
   assert.deepEqual(retries.map((l) => l.retryInMs), [5, 10], "doubling from the base");
@@ -224,10 +228,8 @@ Deno.test("manager: a store that fails is a reconcile failure, retried", async (
 
 Deno.test("manager: shutdown lets in-flight syncs finish within the grace period", async () => {
   const t = setup({ gracePeriodMs: 60_000 });
-  t.store.add("slow");
-  t.source.known = ["ns/slow"];
-  await until("the sync", () => t.syncs.running.get("slow"));
-  const r = t.syncs.running.get("slow")!;
+  t.known("slow");
+  const r = await until("the sync", () => t.syncs.running.get("slow"));
   const stopping = t.stop();
   // shutdown began: the sync is told to start nothing new, not to cut copies
   await until("stopStarting", () => r.signal.aborted);
@@ -241,10 +243,8 @@ Deno.test("manager: shutdown lets in-flight syncs finish within the grace period
 
 Deno.test("manager: after the grace period copies in flight are cancelled and the sync marked Interrupted", async () => {
   const t = setup({ gracePeriodMs: 1 });
-  t.store.add("stuck");
-  t.source.known = ["ns/stuck"];
-  await until("the sync", () => t.syncs.running.get("stuck"));
-  const r = t.syncs.running.get("stuck")!;
+  t.known("stuck");
+  const r = await until("the sync", () => t.syncs.running.get("stuck"));
   await t.stop();
   assert.ok(r.cancel.aborted, "cancelInFlight aborted");
   assert.ok(t.lines.some((l) => l.msg === "grace period over; interrupting in-flight syncs"));
@@ -254,8 +254,7 @@ Deno.test("manager: after the grace period copies in flight are cancelled and th
 Deno.test("manager: a removed key leaves the metrics", async () => {
   const t = setup();
   t.syncs.outcome = () => "ok";
-  t.store.add("gone");
-  t.source.known = ["ns/gone"];
+  t.known("gone");
   await until("synced", () => t.store.condition("gone", "Ready")?.status === "True");
   t.source.sink!.remove("ns/gone");
   t.store.objects.delete("ns/gone");
@@ -297,8 +296,7 @@ Deno.test("manager: with leader election only the leader works; a held lease kee
     leaderElection: election(leases),
   });
   t.syncs.outcome = () => "ok";
-  t.store.add("a");
-  t.source.known = ["ns/a"];
+  t.known("a");
   // the other holder keeps renewing: several attempts of ours, no work
   const renewing = setInterval(() => leases.put(heldBy("other")), 10);
   try {
@@ -338,8 +336,7 @@ Deno.test("manager: a push's ImageSyncs are queued where owned, else requested t
   });
   try {
     withRequests(standby.store);
-    standby.store.add("a", "b");
-    standby.source.known = ["ns/a", "ns/b"];
+    standby.known("a", "b");
     await until("election attempts", () => leases.gets >= 2);
     assert.equal(standby.manager.working, false);
     assert.equal(standby.manager.acceptingPushes, true);
