@@ -8,6 +8,7 @@
 import { GROUP, type ImageSync, type ImageSyncStatus, PLURAL, VERSION } from "../api/mod.ts";
 import { isKubeReason, type KubeClient, type KubeStatus, type WatchEvent } from "./client.ts";
 import type { ListWatcher } from "./informer.ts";
+import { unlessNotFound } from "./not_found.ts";
 
 /** The API path of ImageSyncs: all namespaces, one namespace, or one object (+ subresource). */
 export function imageSyncPath(namespace?: string, name?: string, subresource?: string): string {
@@ -107,12 +108,7 @@ export class ImageSyncClient {
     name: string,
     options: { signal?: AbortSignal } = {},
   ): Promise<ImageSync | undefined> {
-    try {
-      return await this.kube.request<ImageSync>("GET", imageSyncPath(namespace, name), options);
-    } catch (err) {
-      if (isKubeReason(err, "NotFound")) return undefined;
-      throw err;
-    }
+    return await unlessNotFound(this.kube.request<ImageSync>("GET", imageSyncPath(namespace, name), options));
   }
 
   /** Removes one annotation with a merge patch (null deletes the key); returns the stored object. */

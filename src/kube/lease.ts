@@ -4,7 +4,8 @@
  * @module
  */
 
-import { isKubeReason, type KubeClient } from "./client.ts";
+import type { KubeClient } from "./client.ts";
+import { unlessNotFound } from "./not_found.ts";
 
 /** A coordination.k8s.io/v1 Lease. */
 export interface Lease {
@@ -54,12 +55,7 @@ export class LeaseClient {
     name: string,
     options: { signal?: AbortSignal } = {},
   ): Promise<Lease | undefined> {
-    try {
-      return await this.kube.request<Lease>("GET", leasePath(namespace, name), options);
-    } catch (err) {
-      if (isKubeReason(err, "NotFound")) return undefined;
-      throw err;
-    }
+    return await unlessNotFound(this.kube.request<Lease>("GET", leasePath(namespace, name), options));
   }
 
   /**
