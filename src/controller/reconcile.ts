@@ -182,6 +182,18 @@ export function decide(obj: ImageSync, options: { now: Date; syncNow: boolean })
   return { kind: "wait", requeueAfterMs: next - options.now.getTime() };
 }
 
+/**
+ * Seconds between two scheduled syncs at `from`: the interval of `@every`; for cron, the time
+ * between its next two runs (so `@daily` is 86400; `0 9 * * 1-5` on a Thursday afternoon is 3 days,
+ * Friday to Monday).
+ */
+export function scheduleIntervalSeconds(schedule: string, from: Date): number {
+  const s = parseSchedule(schedule);
+  if (s.kind === "every") return s.intervalMs / 1000;
+  const first = nextRun(s, from);
+  return (nextRun(s, first).getTime() - first.getTime()) / 1000;
+}
+
 function sameCondition(
   a: Condition | undefined,
   b: { status: string; reason: string; message: string },
@@ -278,6 +290,7 @@ export class Reconciler {
       return {};
     }
 
+    this.#observeSchedule(obj);
     if (annotated) {
       obj = await this.#removeSyncNow(obj);
       this.#event(obj, "Normal", "SyncNowTriggered", "Immediate sync triggered via annotation");
@@ -293,6 +306,16 @@ export class Reconciler {
       return { requeueAfterMs: decision.requeueAfterMs };
     }
     return await this.#sync(obj, decision.spec, decision.trigger, signals, log);
+  }
+
+  /** The schedule's interval and, while Ready is True, the last success (status) for the stale alert. */
+  #observeSchedule(obj: StoredImageSync): void {
+    const ready = findCondition(obj.status?.conditions, READY);
+    const last = ready?.status === "True" ? obj.status?.lastSyncTime : undefined;
+    this.#d.metrics?.observeSchedule(obj.metadata.namespace, obj.metadata.name, {
+      intervalSeconds: scheduleIntervalSeconds(obj.spec.schedule, this.#now()),
+      lastSuccess: last ? new Date(last) : undefined,
+    });
   }
 
   async #removeSyncNow(obj: StoredImageSync): Promise<StoredImageSync> {
@@ -500,6 +523,7 @@ export class Reconciler {
       imagesVerified: verified,
       validationFailed,
       tags,
+      finishedAt: r.finishedAt,
     });
     if (retries) m.observeRetry(namespace, name, { kind: "registry", count: retries });
   }

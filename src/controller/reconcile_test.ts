@@ -11,8 +11,10 @@ import {
   MAX_TAG_MESSAGES_TOTAL,
   MIN_TAG_MESSAGE,
   Reconciler,
+  scheduleIntervalSeconds,
   TRUNCATED_MARKER,
 } from "./reconcile.ts";
+import { createMetrics } from "../metrics/mod.ts";
 
 const now = new Date("2025-03-01T12:00:00Z");
 
@@ -214,4 +216,60 @@ Deno.test("status messages: thousands of failing tags share one budget, so the o
   const huge = capStatusMessages({ images: [{ name: "a", tags: tags(5000) }] });
   assert.equal(huge.images![0].tags![0].error!.length, MIN_TAG_MESSAGE, "never below the floor");
   assert.ok(JSON.stringify(huge).length < 1024 * 1024);
+});
+
+Deno.test("scheduleIntervalSeconds: @every's interval; for cron the time between its next two runs", () => {
+  assert.equal(scheduleIntervalSeconds("@every 1h30m", now), 5400);
+  assert.equal(scheduleIntervalSeconds("@daily", now), 86400);
+  assert.equal(scheduleIntervalSeconds("0 */6 * * *", now), 6 * 3600);
+  // weekdays at 09:00: from a Friday noon the next two runs are Monday and Tuesday
+  assert.equal(scheduleIntervalSeconds("0 9 * * 1-5", new Date("2025-02-28T12:00:00Z")), 86400);
+  assert.equal(scheduleIntervalSeconds("0 9 * * 1-5", new Date("2025-02-27T12:00:00Z")), 3 * 86400);
+});
+
+/** Reconciles `stored` once (it must not sync) and returns the metrics exposition. */
+async function exposedAfterReconcile(stored: ImageSync): Promise<string> {
+  const metrics = createMetrics();
+  const r = new Reconciler({
+    imagesyncs: {
+      get: () => Promise.resolve(structuredClone(stored)),
+      removeAnnotation: () => Promise.resolve(structuredClone(stored)),
+      updateStatus: () => Promise.resolve(structuredClone(stored)),
+    },
+    recorder: { record: () => {} },
+    prepareSync: () => Promise.reject(new Error("credentials refused")),
+    logger: createLogger({ level: "error" }),
+    metrics,
+    now: () => now,
+  });
+  await r.reconcile("ns", "s", {
+    signal: new AbortController().signal,
+    cancelInFlight: new AbortController().signal,
+  });
+  return await metrics.expose();
+}
+
+Deno.test("a reconcile exports the schedule's interval and, while Ready is True, the status's last success (a restart forgets nothing)", async () => {
+  const stored = obj({
+    schedule: "@every 2h",
+    status: {
+      observedGeneration: 1,
+      lastSyncTime: "2025-03-01T11:30:00Z",
+      nextSyncTime: "2025-03-01T13:30:00Z",
+      conditions: [cond("Ready", "True", "SyncComplete")],
+    },
+  });
+  let text = await exposedAfterReconcile(stored);
+  assert.match(text, /portager_schedule_interval_seconds\{name="s",namespace="ns"\} 7200/);
+  const last = Date.parse("2025-03-01T11:30:00Z") / 1000;
+  assert.match(
+    text,
+    new RegExp(`portager_last_success_timestamp_seconds\\{name="s",namespace="ns"\\} ${last}\n`),
+  );
+  // Ready=False: the last sync failed, its lastSyncTime is no success
+  stored.status!.conditions = [cond("Ready", "False", "SyncFailed")];
+  stored.status!.lastSyncTime = "2025-03-01T11:50:00Z";
+  text = await exposedAfterReconcile(stored);
+  assert.match(text, /portager_schedule_interval_seconds\{name="s",namespace="ns"\} 7200/);
+  assert.doesNotMatch(text, /portager_last_success_timestamp_seconds\{/);
 });

@@ -48,6 +48,11 @@ export interface SyncObservation {
   validationFailed?: Record<string, number>;
   /** Tags now in sync at the destination, for `portage_tag_info`. */
   tags: Array<{ source: string; destination: string; tag: string; digest: string }>;
+  /**
+   * When the sync finished (RFC 3339, the status's `lastSyncTime`): a successful one sets
+   * `portager_last_success_timestamp_seconds`; default now.
+   */
+  finishedAt?: string;
 }
 
 /** The labels every per-ImageSync series has, as upstream. */
@@ -99,6 +104,12 @@ export class Metrics {
   #rateLimits?: () => Iterable<{ registry: string; remaining: number }>;
   /** `portage_shard_imagesyncs{shard,shards}`: ImageSyncs this shard owns (sharded operators only). */
   readonly shardImageSyncs: Gauge;
+  /** portager_last_success_timestamp_seconds{name,namespace}: when the last successful sync finished. */
+  readonly lastSuccess: Gauge<NameNs>;
+  /** portager_schedule_interval_seconds{name,namespace}: time between two scheduled syncs. */
+  readonly scheduleInterval: Gauge<NameNs>;
+  /** The last success per ImageSync in ms, so an older time read from a status never moves it back. */
+  #lastSuccessMs = new Map<string, number>();
   /** Label sets of the info gauges per ImageSync, so stale series can be removed. */
   #imageInfo = new Map<string, Record<string, string>>();
   #tagInfo = new Map<string, Map<string, Record<string, string>>>();
@@ -221,6 +232,20 @@ export class Metrics {
       labelNames: ["name", "namespace", "reason"],
       registers,
     });
+    this.lastSuccess = new Gauge({
+      name: "portager_last_success_timestamp_seconds",
+      help: "When the last successful sync of the ImageSync finished, Unix seconds " +
+        "(after a restart: its status's lastSyncTime while Ready is True)",
+      labelNames,
+      registers,
+    });
+    this.scheduleInterval = new Gauge({
+      name: "portager_schedule_interval_seconds",
+      help: "Seconds between two scheduled syncs of the ImageSync (@every: the interval; " +
+        "cron: between its next two runs)",
+      labelNames,
+      registers,
+    });
     this.shardImageSyncs = new Gauge({
       name: "portage_shard_imagesyncs",
       help: "ImageSyncs owned by this shard (label shard: its index, shards: the shard count)",
@@ -248,6 +273,10 @@ export class Metrics {
       if (n > 0) this.imagesValidationFailed.inc({ ...l, gate }, n);
     }
     const key = `${o.namespace}/${o.name}`;
+    if (o.status === "success") {
+      const at = o.finishedAt ? Date.parse(o.finishedAt) : NaN;
+      this.#setLastSuccess(key, l, Number.isFinite(at) ? at : Date.now());
+    }
     // one snapshot series per ImageSync (upstream keeps every old one; we replace it)
     const info = { ...l, synced: String(o.synced), failed: String(o.imagesFailed), total: String(o.total) };
     const oldInfo = this.#imageInfo.get(key);
@@ -285,6 +314,29 @@ export class Metrics {
     this.#startFailureReasons.set(key, reasons);
   }
 
+  /**
+   * Records an ImageSync's schedule (at every reconcile of a valid spec), and the time of its
+   * last successful sync when known from elsewhere (its status, after a restart or a leader
+   * change): with `portager_last_success_timestamp_seconds` the stale alert is exact per
+   * ImageSync. A last success older than the one already recorded is ignored.
+   */
+  observeSchedule(
+    namespace: string,
+    name: string,
+    options: { intervalSeconds: number; lastSuccess?: Date },
+  ): void {
+    const l = { name, namespace };
+    if (Number.isFinite(options.intervalSeconds)) this.scheduleInterval.set(l, options.intervalSeconds);
+    const at = options.lastSuccess?.getTime();
+    if (at !== undefined && Number.isFinite(at)) this.#setLastSuccess(`${namespace}/${name}`, l, at);
+  }
+
+  #setLastSuccess(key: string, l: Record<NameNs, string>, atMs: number): void {
+    if ((this.#lastSuccessMs.get(key) ?? -Infinity) >= atMs) return;
+    this.#lastSuccessMs.set(key, atMs);
+    this.lastSuccess.set(l, atMs / 1000);
+  }
+
   /** Counts retries (kind `reconcile` or `registry`). */
   observeRetry(namespace: string, name: string, options: { kind?: string; count?: number } = {}): void {
     const n = options.count ?? 1;
@@ -309,6 +361,8 @@ export class Metrics {
         this.bytesCopied,
         this.blobsMounted,
         this.blobsSkipped,
+        this.lastSuccess,
+        this.scheduleInterval,
       ]
     ) m.remove(l);
     for (const status of ["success", "failure"]) this.syncTotal.remove({ ...l, status });
@@ -317,6 +371,7 @@ export class Metrics {
       this.imagesValidationFailed.remove({ ...l, gate });
     }
     const key = `${namespace}/${name}`;
+    this.#lastSuccessMs.delete(key);
     for (const reason of this.#startFailureReasons.get(key) ?? []) {
       this.syncStartFailures.remove({ ...l, reason });
     }

@@ -109,3 +109,33 @@ Deno.test("as upstream: a gate's refusal is not in images_failed_total, a sync t
   text = await m.expose();
   assert.ok(!text.includes('name="mirror"'), "series of a deleted ImageSync remain:\n" + text);
 });
+
+Deno.test("last success and schedule interval: set by a successful sync or a status, never moved back, gone with the ImageSync", async () => {
+  const m = createMetrics();
+  const value = async (metric: string) => {
+    const line = (await m.expose()).split("\n").find((l) => l.startsWith(`${metric}{`));
+    return line === undefined ? undefined : Number(line.split(" ").pop());
+  };
+  const lastSuccess = () => value("portager_last_success_timestamp_seconds");
+  const at = (hour: number) => new Date(Date.UTC(2025, 2, 1, hour));
+  const fromStatus = (hour: number) =>
+    m.observeSchedule("team-a", "mirror", { intervalSeconds: 60, lastSuccess: at(hour) });
+  m.observeSync({ ...base, status: "failure" });
+  assert.equal(await lastSuccess(), undefined, "no success yet");
+  m.observeSchedule("team-a", "mirror", { intervalSeconds: 3600 });
+  assert.equal(await value("portager_schedule_interval_seconds"), 3600);
+  m.observeSync({ ...base, finishedAt: at(12).toISOString() });
+  assert.equal(await lastSuccess(), at(12).getTime() / 1000);
+  // a status read later (an older lastSyncTime) does not move it back; a newer one does
+  fromStatus(11);
+  assert.equal(await lastSuccess(), at(12).getTime() / 1000);
+  assert.equal(await value("portager_schedule_interval_seconds"), 60);
+  fromStatus(13);
+  assert.equal(await lastSuccess(), at(13).getTime() / 1000);
+  m.forget("team-a", "mirror");
+  assert.equal(await lastSuccess(), undefined);
+  assert.equal(await value("portager_schedule_interval_seconds"), undefined);
+  // forgotten means forgotten: an older time is taken again for a re-created ImageSync
+  fromStatus(10);
+  assert.equal(await lastSuccess(), at(10).getTime() / 1000);
+});
