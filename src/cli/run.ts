@@ -10,6 +10,7 @@ import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { DEFAULT_SYNC_TIMEOUT, limitFlags, limitSettings } from "./limits.ts";
 import { parseListenAddress } from "../server/http.ts";
 import { parseDuration, readCaFiles, splitList } from "./common.ts";
+import { EXIT } from "./mod.ts";
 
 const FLAGS: FlagSpec[] = [
   {
@@ -116,8 +117,8 @@ const FLAGS: FlagSpec[] = [
     name: "metrics-addr",
     type: "string",
     env: "METRICS_ADDR",
-    help: "legacy: one plain-HTTP address for /metrics, /healthz, /readyz (default :8080 when no " +
-      "--metrics-bind-address or --health-probe-bind-address is given)",
+    help: "legacy: one plain-HTTP address for /metrics, /healthz and /readyz together, instead of " +
+      "--metrics-bind-address and --health-probe-bind-address (excludes both)",
   },
   {
     name: "allow-cross-namespace-refs",
@@ -269,7 +270,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const { flags, positional } = parseArgs(args, FLAGS);
   if (flags.help) {
     console.log(HELP);
-    return 0;
+    return EXIT.ok;
   }
   if (positional.length > 0) throw new UsageError(`unexpected argument "${positional[0]}"`);
   const { level, format } = logSettings(flags);
@@ -283,10 +284,14 @@ export async function runCommand(args: string[]): Promise<number> {
   const metricsAddr = flags["metrics-addr"] as string | undefined;
   const metricsBind = flags["metrics-bind-address"] as string | undefined;
   let probeBind = flags["health-probe-bind-address"] as string | undefined;
-  if (metricsAddr !== undefined && metricsBind !== undefined) {
-    throw new UsageError(
-      "--metrics-addr (legacy, plain HTTP with the probes) and --metrics-bind-address exclude each other",
-    );
+  for (
+    const [flag, v] of [["--metrics-bind-address", metricsBind], ["--health-probe-bind-address", probeBind]]
+  ) {
+    if (metricsAddr !== undefined && v !== undefined) {
+      throw new UsageError(
+        `--metrics-addr (legacy, plain HTTP with the probes) and ${flag} exclude each other`,
+      );
+    }
   }
   // upstream's layout unless only the legacy --metrics-addr is given
   if (metricsAddr === undefined) probeBind ??= ":8081";
@@ -320,7 +325,7 @@ export async function runCommand(args: string[]): Promise<number> {
         "  Try it without a cluster:  deno task demo   (local apiserver + registries)\n" +
         "  or sync from files:        portager sync -f imagesync.yaml",
     );
-    return 2;
+    return EXIT.usage;
   }
   const logger = createLogger({ level, format });
   const caCerts = await readCaFiles(flags["ca-file"] as string[]);
@@ -361,7 +366,14 @@ export async function runCommand(args: string[]): Promise<number> {
       webhook: await webhookOptions(flags),
       gracePeriodMs,
     });
-    return 0;
+    return EXIT.ok;
+  } catch (err) {
+    // a kubeconfig that cannot be read or understood is the user's to fix: a message, not a trace
+    if ((err as { reason?: unknown })?.reason === "KubeConfigInvalid") {
+      console.error(`portager: ${(err as Error).message}`);
+      return EXIT.usage;
+    }
+    throw err;
   } finally {
     Deno.removeSignalListener("SIGTERM", stop);
     Deno.removeSignalListener("SIGINT", stop);

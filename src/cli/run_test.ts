@@ -35,6 +35,15 @@ Deno.test("flags alone mean `run` (upstream's /manager command line); usage erro
     out.length = 0;
     assert.equal(await main(["--metrics-addr=:8080", "--metrics-bind-address=:8443"]), 2);
     assert.match(out.join("\n"), /exclude each other/);
+    out.length = 0;
+    // the legacy single port and upstream's probe port cannot both be meant: no silent metrics-off
+    assert.equal(await main(["--metrics-addr=:8080", "--health-probe-bind-address=:8081"]), 2);
+    assert.match(out.join("\n"), /--metrics-addr .* and --health-probe-bind-address exclude each other/);
+    out.length = 0;
+    // an unreadable kubeconfig is a message and exit 2, not a stack trace
+    const missing = `${await Deno.makeTempDir()}/no-such-kubeconfig`;
+    assert.equal(await main(["run", "--kubeconfig", missing, "--health-probe-bind-address=0"]), 2);
+    assert.match(out.join("\n"), /^portager: .*no-such-kubeconfig/m);
   } finally {
     console.log = log;
     console.error = error;

@@ -346,8 +346,8 @@ function exists(path: string): boolean {
  */
 export function loadKubeConfig(options: LoadKubeConfigOptions = {}): ClusterConnection {
   const env = options.env ?? ((n: string) => Deno.env.get(n));
-  if (options.kubeconfig) return loadKubeconfigFiles([options.kubeconfig], options.context);
-  const list = (env("KUBECONFIG") ?? "").split(":").filter((f) => f);
+  // --kubeconfig takes one path or, as KUBECONFIG, a ':'-separated list (the flag's env is KUBECONFIG)
+  const list = (options.kubeconfig ?? env("KUBECONFIG") ?? "").split(":").filter((f) => f);
   if (list.length > 0) {
     return loadKubeconfigFiles(list.filter((f, i) => i === 0 || exists(f)), options.context);
   }

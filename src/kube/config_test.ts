@@ -115,6 +115,16 @@ Deno.test("KUBECONFIG lists merge with the first file winning", async () => {
     const env = (n: string) => n === "KUBECONFIG" ? `${dir}/a:${dir}/b` : undefined;
     assert.equal(loadKubeConfig({ env }).server, "https://127.0.0.1:6443");
     assert.equal(loadKubeConfig({ env, context: "nine" }).server, "https://nine:1");
+    // the run command hands KUBECONFIG to the --kubeconfig flag: the same list works there
+    const none = () => undefined;
+    assert.equal(
+      loadKubeConfig({ env: none, kubeconfig: `${dir}/a:${dir}/b` }).server,
+      "https://127.0.0.1:6443",
+    );
+    assert.equal(
+      loadKubeConfig({ env: none, kubeconfig: `${dir}/a:${dir}/b`, context: "nine" }).server,
+      "https://nine:1",
+    );
   });
 });
 
