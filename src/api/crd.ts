@@ -115,6 +115,8 @@ export const PRINTER_COLUMNS = [
     type: "string",
     description: "When the next sync is due",
     jsonPath: ".status.nextSyncTime",
+    // -o wide only: the default columns are upstream's, in its order (scripts cut by position)
+    priority: 1,
   },
   { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
 ];

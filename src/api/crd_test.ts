@@ -59,6 +59,9 @@ Deno.test("the CRD carries the API's defaults, CEL rules, status subresource and
   for (const c of ["Status", "Synced", "Failed", "Schedule", "Next Sync", "Age"]) {
     assert.ok(columns.includes(c), c);
   }
+  // the default columns are upstream's, in its order; ours (Ready, Next Sync) only under -o wide
+  const shown = (version.additionalPrinterColumns as Node[]).filter((c) => !c.priority).map((c) => c.name);
+  assert.deepEqual(shown, ["Status", "Synced", "Failed", "Schedule", "Age"]);
   // upstream's STATUS column is the Ready condition's reason: scripts parse it
   const status = (version.additionalPrinterColumns as Node[]).find((c) => c.name === "Status");
   assert.equal(status?.jsonPath, '.status.conditions[?(@.type=="Ready")].reason');
