@@ -180,7 +180,6 @@ export async function listReferrers(
   const maxPages = opts.maxPages ?? MAX_REFERRER_PAGES;
   const maxReferrers = opts.maxReferrers ?? MAX_REFERRERS;
   const context = `registry ${subject.registry}: referrers of ${subject.name}@${digest}`;
-  const scopes = [repositoryScope(subject.repository, ["pull"])];
   const query = opts.artifactType ? `?${new URLSearchParams({ artifactType: opts.artifactType })}` : "";
   let path: string | undefined = `/v2/${subject.repository}/referrers/${digest}${query}`;
   const seen = new Set<string>();
@@ -193,16 +192,8 @@ export async function listReferrers(
       throw new OciError("Protocol", `${context}: more than ${maxPages} pages; refusing to follow further`);
     }
     seen.add(path);
-    const res = await client.transport.request(subject.registry, {
-      method: "GET",
-      path,
-      scopes,
-      headers: { accept: OCI_INDEX },
-      accept: pages === 1 ? [404] : [],
-      reference: `${subject.name}@${digest}`,
-      action: "list referrers of",
-      signal: opts.signal,
-    });
+    // only the first page's 404 means "no referrers API"
+    const res = await requestReferrers(client, subject, { path, notFound: pages === 1, signal: opts.signal });
     if (res.status === 404) {
       await res.discard();
       return await listFallback(client, subject, opts);
@@ -418,19 +409,31 @@ export async function hasReferrersApi(
   subject: Reference,
   opts: CallOptions = {},
 ): Promise<boolean> {
+  const res = await requestReferrers(client, subject, { notFound: true, signal: opts.signal });
+  await res.discard();
+  return res.status !== 404;
+}
+
+/**
+ * One GET of the referrers API for `subject`: `path` is a page (default the first, unfiltered);
+ * with `notFound` a 404 is an answer, not an error.
+ */
+function requestReferrers(
+  client: RegistryClient,
+  subject: Reference,
+  opts: { path?: string; notFound: boolean; signal?: AbortSignal },
+) {
   const digest = subjectOf(subject);
-  const res = await client.transport.request(subject.registry, {
+  return client.transport.request(subject.registry, {
     method: "GET",
-    path: `/v2/${subject.repository}/referrers/${digest}`,
+    path: opts.path ?? `/v2/${subject.repository}/referrers/${digest}`,
     scopes: [repositoryScope(subject.repository, ["pull"])],
     headers: { accept: OCI_INDEX },
-    accept: [404],
+    accept: opts.notFound ? [404] : [],
     reference: `${subject.name}@${digest}`,
     action: "list referrers of",
     signal: opts.signal,
   });
-  await res.discard();
-  return res.status !== 404;
 }
 
 /**
