@@ -16,7 +16,7 @@
 
 import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { type CallOptions, OciError, type Reference, type RegistryClient } from "../oci/mod.ts";
-import { cosignTag, listReferrers, type Referrer } from "../oci/referrers.ts";
+import { cosignTag, EMPTY_CONFIG_MEDIA_TYPE, listReferrers, type Referrer } from "../oci/referrers.ts";
 import {
   GateError,
   getArtifactManifest,
@@ -42,7 +42,6 @@ export const SIGSTORE_BUNDLE_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
 /** The in-toto predicate cosign uses for image signatures in bundles. */
 export const COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1";
 const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
-const EMPTY_CONFIG = "application/vnd.oci.empty.v1+json";
 
 /** A signature from the `.sig` tag layout. */
 export interface SimpleSignature {
@@ -147,7 +146,7 @@ export async function collectSignatures(
     // go-containerregistry (so cosign) writes the config's media type (the empty one) as the
     // artifactType of fallback-index entries: such entries are read to learn their real type.
     const bundles = listed.referrers.filter((r) =>
-      !r.artifactType || r.artifactType === EMPTY_CONFIG ||
+      !r.artifactType || r.artifactType === EMPTY_CONFIG_MEDIA_TYPE ||
       r.artifactType.startsWith(SIGSTORE_BUNDLE_TYPE_PREFIX)
     );
     for (const r of bundles.slice(0, MAX_ARTIFACTS_READ)) {
