@@ -52,6 +52,8 @@ async function exportedSeries(): Promise<Map<string, Set<string>>> {
     }],
   });
   metrics.observeRetry("team-a", "mirror", { kind: "registry" });
+  metrics.observeStartFailure("team-a", "mirror", "AuthFailed");
+  metrics.observeSchedule("team-a", "mirror", { intervalSeconds: 3600, lastSuccess: new Date() });
   metrics.queueDepth.set(1);
   metrics.isLeader.set(1);
   metrics.watchRateLimits(() => [{ registry: "registry-1.docker.io", remaining: 3 }]);
@@ -164,7 +166,7 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
     const r = rules.find((x) => x.alert === alert)!;
     for (const [k, v] of Object.entries(r.annotations as Record<string, string>)) {
       out[k] = v.replace(/\{\{ \$labels\.(\w+) \}\}/g, (_, l) => labels[l])
-        .replace(/\{\{ \$value( \| humanize)? \}\}/g, value);
+        .replace(/\{\{ \$value( \| humanize\w*)? \}\}/g, value);
     }
     return out;
   };
@@ -182,26 +184,45 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
       series: scraped("portage_sync_total", { ...ns, name: "healthy", status: "success" }),
       values: "0+1x600",
     },
-    // portage_image_info: broken and healthy exist from the start; "new" appears at 5h; "gone" was deleted at 2h
+    // start failures (AuthFailed: outside portage_sync_total): "locked" only fails to start; "healthy"
+    // also had one but its syncs succeed
     {
-      series: scraped("portage_image_info", { ...ns, name: "broken", synced: "0", failed: "1", total: "1" }),
-      values: "1x600",
+      series: scraped("portage_sync_start_failures_total", { ...ns, name: "locked", reason: "AuthFailed" }),
+      values: "0+1x600",
     },
     {
-      series: scraped("portage_image_info", { ...ns, name: "healthy", synced: "1", failed: "0", total: "1" }),
-      values: "1x600",
+      series: scraped("portage_sync_start_failures_total", { ...ns, name: "healthy", reason: "AuthFailed" }),
+      values: "0+1x600",
+    },
+    // last success (Unix seconds; promtool's clock starts at 0) and schedule interval:
+    // "stale" (hourly) last succeeded at 0; "fresh" (hourly) succeeds every minute; "frequent" (every
+    // minute) last succeeded at 0, alerting only after minSeconds (1h); "daily" last succeeded at 0;
+    // "handover" has a stale series from a former leader (another instance) and a fresh one from the new
+    ...[
+      ["stale", "3600", "0x600"],
+      ["fresh", "3600", "0+60x600"],
+      ["frequent", "60", "0x600"],
+      ["daily", "86400", "0x600"],
+      ["handover", "3600", "0+60x600"],
+    ].flatMap(([name, interval, last]) => [
+      { series: scraped("portager_schedule_interval_seconds", { ...ns, name }), values: `${interval}x600` },
+      { series: scraped("portager_last_success_timestamp_seconds", { ...ns, name }), values: last },
+    ]),
+    {
+      series: scraped("portager_last_success_timestamp_seconds", {
+        ...ns,
+        name: "handover",
+        instance: "10.0.0.8:8443",
+      }),
+      values: "0x600",
     },
     {
-      series: scraped("portage_image_info", { ...ns, name: "new", synced: "0", failed: "1", total: "1" }),
-      values: "_x300 1x300",
-    },
-    {
-      series: scraped("portage_image_info", { ...ns, name: "gone", synced: "0", failed: "1", total: "1" }),
-      values: "1x120 stale",
-    },
-    {
-      series: scraped("portage_sync_total", { ...ns, name: "new", status: "failure" }),
-      values: "_x300 1+1x300",
+      series: scraped("portager_schedule_interval_seconds", {
+        ...ns,
+        name: "handover",
+        instance: "10.0.0.8:8443",
+      }),
+      values: "3600x600",
     },
     // validation: one cosign refusal a minute for "signed"
     {
@@ -235,7 +256,9 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
   for (const s of input) assertRealSeries(s.series, exported);
 
   const broken = { alertname: "PortagerSyncFailing", severity: "warning", ...ns, name: "broken" };
-  const stale = { alertname: "PortagerSyncStale", severity: "warning", ...ns, name: "broken" };
+  const locked = { ...broken, name: "locked" };
+  const stale = { alertname: "PortagerSyncStale", severity: "warning", ...ns, name: "stale" };
+  const frequent = { ...stale, name: "frequent" };
   const validation = {
     alertname: "PortagerValidationFailing",
     severity: "warning",
@@ -269,23 +292,41 @@ Deno.test("PrometheusRule: every alert parses, reads only exported series, and f
       alert_rule_test: [
         // pending for 15m first
         { eval_time: "10m", alertname: "PortagerSyncFailing", exp_alerts: [] },
+        // broken (failures) and locked (start failures only); not flaky or healthy (they also succeed)
         {
           eval_time: "40m",
           alertname: "PortagerSyncFailing",
-          exp_alerts: [{
-            exp_labels: broken,
-            exp_annotations: annotations("PortagerSyncFailing", strip(broken)),
-          }],
+          exp_alerts: [broken, locked].map((a) => ({
+            exp_labels: a,
+            exp_annotations: annotations("PortagerSyncFailing", strip(a)),
+          })),
         },
-        // not stale before 6h; at 7h only broken (new is younger than 6h, gone was deleted)
-        { eval_time: "5h", alertname: "PortagerSyncStale", exp_alerts: [] },
+        // stale after 3 intervals (3h), frequent after minSeconds (1h); daily not before 3 days; fresh
+        // and handover (the newest last success of any instance counts) never
+        { eval_time: "50m", alertname: "PortagerSyncStale", exp_alerts: [] },
         {
-          eval_time: "7h",
+          eval_time: "70m",
           alertname: "PortagerSyncStale",
           exp_alerts: [{
-            exp_labels: stale,
-            exp_annotations: annotations("PortagerSyncStale", strip(stale)),
+            exp_labels: frequent,
+            exp_annotations: annotations("PortagerSyncStale", strip(frequent), "1h 10m 0s"),
           }],
+        },
+        {
+          eval_time: "179m",
+          alertname: "PortagerSyncStale",
+          exp_alerts: [{
+            exp_labels: frequent,
+            exp_annotations: annotations("PortagerSyncStale", strip(frequent), "2h 59m 0s"),
+          }],
+        },
+        {
+          eval_time: "190m",
+          alertname: "PortagerSyncStale",
+          exp_alerts: [frequent, stale].map((a) => ({
+            exp_labels: a,
+            exp_annotations: annotations("PortagerSyncStale", strip(a), "3h 10m 0s"),
+          })),
         },
         {
           eval_time: "40m",
@@ -353,15 +394,18 @@ Deno.test("PrometheusRule: values choose windows, severities, labels and the nam
       namespaceLabel: "namespace",
       job: "portager",
       alertLabels: { team: "platform" },
-      syncStale: { window: "2d" },
+      syncStale: { intervals: 5, minSeconds: 600 },
       operatorDown: { enabled: false },
     },
   });
   const rules = rule.spec.groups[0].rules as Rule[];
   assert.ok(!rules.some((r) => r.alert === "PortagerDown"));
   const stale = rules.find((r) => r.alert === "PortagerSyncStale")!;
-  assert.match(stale.expr, /offset 2d/);
-  assert.match(stale.expr, /sum by \(namespace, name\)/);
+  assert.match(
+    stale.expr,
+    /clamp_min\(5 \* max by \(namespace, name\) \(portager_schedule_interval_seconds\{job="portager"\}\), 600\)/,
+  );
+  assert.match(stale.expr, /max by \(namespace, name\) \(portager_last_success_timestamp_seconds/);
   assert.match(stale.expr, /job="portager"/);
   assert.deepEqual(stale.labels, { severity: "warning", team: "platform" });
 });
