@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { API_VERSION, SYNC_NOW_ANNOTATION } from "../src/api/mod.ts";
 import { createLogger, type OperatorOptions, runOperator } from "../src/controller/mod.ts";
+import { shardOf } from "../src/controller/shard.ts";
 import { createMetrics, type Metrics } from "../src/metrics/mod.ts";
 import { githubSignature, WebhookSecret } from "../src/webhook/mod.ts";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
@@ -289,12 +290,13 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
   }
 });
 
-/** An operator with leader election on the Lease `hooks/portager`, in this process. */
+/** An operator with leader election on the Lease `hooks/portager` (or its shard's), in this process. */
 function electingOperator(kube: KubeCluster, identity: string, options: {
   lines: string[];
   webhook?: OperatorOptions["webhook"];
   metrics: Metrics;
   signal: AbortSignal;
+  shard?: OperatorOptions["shard"];
 }): Promise<void> {
   return runOperator({
     kubeconfig: kube.kubeconfigPath,
@@ -312,6 +314,7 @@ function electingOperator(kube: KubeCluster, identity: string, options: {
     insecureRegistries: ["127.0.0.1"],
     namespaces: ["hooks"],
     webhook: options.webhook,
+    shard: options.shard,
   });
 }
 
@@ -387,11 +390,117 @@ Deno.test("webhook (run, leader + standby): a push sent to the standby's endpoin
     const syncsOf = async (m: Metrics) =>
       (await m.syncTotal.get()).values.filter((v) => v.labels.status === "success")
         .reduce((n, v) => n + v.value, 0);
+    // the metrics follow the status write
+    await waitFor("the second sync counted", async () => (await syncsOf(leaderMetrics)) === 2 || undefined);
     assert.equal(await syncsOf(standbyMetrics), 0, "the standby synced nothing itself");
-    assert.equal(await syncsOf(leaderMetrics), 2);
+    // the stale alert's series, as the leader exports them: the last success is the status's lastSyncTime
+    const exposition = await leaderMetrics.expose();
+    assert.match(exposition, /portager_schedule_interval_seconds\{name="app",namespace="hooks"\} 86400\n/);
+    const last = exposition.match(
+      /portager_last_success_timestamp_seconds\{name="app",namespace="hooks"\} (\S+)\n/,
+    );
+    assert.equal(Number(last?.[1]), Date.parse(after.status!.lastSyncTime!) / 1000);
   } finally {
     stopStandby.abort();
     stopLeader.abort();
+    await Promise.all(runs.map((r) => r.catch(() => {})));
+    await src?.stop();
+    await dst.stop();
+    await kube.stop();
+  }
+});
+
+Deno.test("webhook (run, 2 shards): one shard's endpoint syncs its own ImageSync at once and has the other shard sync the other's", async () => {
+  const kube = await startKube();
+  const dst = await startRegistry("plain");
+  let src: RegistryServer | undefined;
+  const lines: string[][] = [[], []];
+  const metrics = [createMetrics(), createMetrics()];
+  const stop = new AbortController();
+  const hookPort = Promise.withResolvers<number>();
+  const runs: Promise<void>[] = [];
+  const log = () => lines.map((l, i) => `shard ${i}:\n${l.join("\n")}`).join("\n");
+  // one ImageSync owned by each shard
+  const names = [0, 1].map((index) =>
+    Array.from({ length: 50 }, (_, i) => `app-${i}`).find((n) => shardOf(`hooks/${n}`, 2) === index)!
+  );
+  try {
+    await applyCrd(kube);
+    await kube.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "hooks" } });
+    for (const index of [0, 1]) {
+      runs.push(electingOperator(kube, `shard-${index}`, {
+        lines: lines[index],
+        metrics: metrics[index],
+        signal: stop.signal,
+        shard: { shards: 2, index },
+        // only shard 0 takes pushes: the registry notifies it alone
+        webhook: index === 0
+          ? {
+            bindAddress: "127.0.0.1:0",
+            secret: await WebhookSecret.load({ value: SECRET }),
+            coalesceMs: 300,
+            onListening: (a) => hookPort.resolve(a.port),
+          }
+          : undefined,
+      }));
+    }
+    src = await startRegistry("plain", {
+      notifications: notifications(`http://127.0.0.1:${await hookPort.promise}/webhook/distribution`),
+    });
+    for (const [i, name] of names.entries()) {
+      await pushImage(src, { repository: `team/${name}`, tag: "1.0" }, { seed: 30 + i });
+      await kube.apply({
+        apiVersion: API_VERSION,
+        kind: "ImageSync",
+        metadata: { name, namespace: "hooks" },
+        spec: spec(src, dst, `team/${name}`),
+      });
+      await waitForReady(kube, "hooks", name, {
+        ok: (c) => c.status === "True",
+        logs: log,
+        timeoutMs: 60_000,
+      });
+    }
+    const pushed: Array<{ digest: string }> = [];
+    for (const [i, name] of names.entries()) {
+      pushed.push(await pushImage(src, { repository: `team/${name}`, tag: "1.0" }, { seed: 40 + i }));
+    }
+    for (const [i, name] of names.entries()) {
+      await waitFor(
+        `${name}: the pushed digest at the destination`,
+        async () => (await digestAt(dst, `team/${name}`, "1.0")) === pushed[i].digest || undefined,
+        { timeoutMs: 30_000, describe: log },
+      );
+    }
+    // shard 0 queued its own with the push in the Event; shard 1 took its own from the annotation
+    const own = await waitForEvent(kube, "hooks", names[0], "SyncNowTriggered");
+    assert.equal(
+      own.message,
+      `Immediate sync triggered by a push of ${src.host}/team/${names[0]}:1.0 (distribution webhook)`,
+    );
+    const other = await waitForEvent(kube, "hooks", names[1], "SyncNowTriggered");
+    assert.equal(other.message, "Immediate sync triggered via annotation");
+    await waitForReady(kube, "hooks", names[1], {
+      ok: (c, o) => c.status === "True" && o.metadata.annotations?.[SYNC_NOW_ANNOTATION] === undefined,
+      logs: log,
+    });
+    const synced = async (m: Metrics, name: string) =>
+      (await m.syncTotal.get()).values.find((v) => v.labels.name === name && v.labels.status === "success")
+        ?.value ??
+        0;
+    // the metrics follow the status write
+    await waitFor(
+      "both second syncs counted",
+      async () =>
+        (await synced(metrics[0], names[0])) === 2 && (await synced(metrics[1], names[1])) === 2 || undefined,
+      {
+        describe: log,
+      },
+    );
+    assert.equal(await synced(metrics[0], names[1]), 0, "shard 0 never synced shard 1's ImageSync");
+    assert.equal(await synced(metrics[1], names[0]), 0, "nor shard 1 shard 0's");
+  } finally {
+    stop.abort();
     await Promise.all(runs.map((r) => r.catch(() => {})));
     await src?.stop();
     await dst.stop();
