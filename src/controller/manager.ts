@@ -243,15 +243,16 @@ export class Manager {
     const request = this.#o.store.requestSync?.bind(this.#o.store);
     const owned = this.#term && request ? new Set(this.#o.source.keys()) : undefined;
     const remote: typeof matches = [];
+    const dropped: string[] = [];
     for (const m of matches) {
       if (this.#term && (!request || owned!.has(m.key))) this.syncNow(m.key, m.requestedBy);
       else if (request) remote.push(m);
-      else {this.#log.warn(
-          "push matched while this instance is not syncing (starting or stopping); dropped",
-          {
-            imagesync: m.key,
-          },
-        );}
+      else dropped.push(m.key);
+    }
+    if (dropped.length > 0) {
+      this.#log.warn("pushes matched while this instance is not syncing (starting or stopping); dropped", {
+        imagesyncs: dropped,
+      });
     }
     if (!request || remote.length === 0) return;
     let next = 0;
@@ -266,7 +267,7 @@ export class Manager {
               imagesync: key,
               push: requestedBy,
             });
-          }
+          } else this.#log.debug("push matched an ImageSync that is gone", { imagesync: key });
         } catch (err) {
           this.#log.error("cannot request the sync of a pushed ImageSync", { imagesync: key, error: err });
         }
