@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
-import { KubeClient } from "./client.ts";
+import type { KubeClient } from "./client.ts";
+import { withLocalServer } from "./_test_utils.ts";
 
 /** Serves one watch response whose bytes arrive in the given pieces, on 127.0.0.1 in this process. */
-async function withWatchServer(
+function withWatchServer(
   pieces: Uint8Array[],
   fn: (client: KubeClient) => Promise<void>,
 ): Promise<void> {
-  const ac = new AbortController();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} }, () => {
+  return withLocalServer(() => {
     let i = 0;
     return new Response(
       new ReadableStream<Uint8Array>({
@@ -19,21 +19,7 @@ async function withWatchServer(
       }),
       { headers: { "content-type": "application/json" } },
     );
-  });
-  const client = new KubeClient({
-    server: `http://127.0.0.1:${server.addr.port}`,
-    caCerts: [],
-    auth: { kind: "none" },
-    contextName: "test",
-    inCluster: false,
-  });
-  try {
-    await fn(client);
-  } finally {
-    client.close();
-    ac.abort();
-    await server.finished;
-  }
+  }, fn);
 }
 
 Deno.test("watch: events split anywhere across reads (mid-line, mid-UTF-8 character) arrive whole", async () => {
