@@ -36,7 +36,11 @@ export interface LeaderElectorOptions {
   onStartedLeading?: () => void;
   /** Called when this candidate stops being leader (lost the lease or shutting down). */
   onStoppedLeading?: () => void;
-  /** Clock in epoch ms, for tests; default `Date.now`. */
+  /**
+   * Clock in epoch ms, for tests; default: `Date.now` for the times written into the Lease and
+   * the monotonic `performance.now` for every duration (as client-go's observation clock), so a
+   * wall clock that is slewed or stepped never shortens a lease this candidate waits out.
+   */
   now?: () => number;
 }
 
@@ -44,6 +48,7 @@ export interface LeaderElectorOptions {
 export class LeaderElector {
   #o: Required<Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading" | "now">>;
   #now: () => number;
+  #clock: () => number;
   #log?: Logger;
   #onStart?: () => void;
   #onStop?: () => void;
@@ -71,6 +76,7 @@ export class LeaderElector {
     }
     this.#log = options.logger;
     this.#now = options.now ?? Date.now;
+    this.#clock = options.now ?? (() => performance.now());
     this.#onStart = options.onStartedLeading;
     this.#onStop = options.onStoppedLeading;
   }
@@ -87,7 +93,7 @@ export class LeaderElector {
 
   /** True when the last lease read or write succeeded within two lease durations. */
   get healthy(): boolean {
-    return this.#lastSuccess > 0 && this.#now() - this.#lastSuccess < 2 * this.#o.leaseDurationMs;
+    return this.#lastSuccess > 0 && this.#clock() - this.#lastSuccess < 2 * this.#o.leaseDurationMs;
   }
 
   #observe(lease: Lease): void {
@@ -102,7 +108,7 @@ export class LeaderElector {
     ]);
     if (record !== this.#observedRecord) {
       this.#observedRecord = record;
-      this.#observedAt = this.#now();
+      this.#observedAt = this.#clock();
     }
     this.#observedHolder = s.holderIdentity ?? "";
     this.#lease = lease;
@@ -134,10 +140,10 @@ export class LeaderElector {
       return await this.#write("create", () => leases.create(created, { signal }), "AlreadyExists");
     }
     this.#observe(lease);
-    this.#lastSuccess = this.#now();
+    this.#lastSuccess = this.#clock();
     const holder = lease.spec?.holderIdentity ?? "";
     const leaseMs = (lease.spec?.leaseDurationSeconds ?? durationSeconds) * 1000;
-    if (holder && holder !== identity && this.#observedAt + leaseMs > this.#now()) return false;
+    if (holder && holder !== identity && this.#observedAt + leaseMs > this.#clock()) return false;
     const mine = holder === identity;
     const next: Lease = {
       metadata: lease.metadata,
@@ -158,7 +164,7 @@ export class LeaderElector {
   async #write(what: "create" | "update", write: () => Promise<Lease>, expected: string): Promise<boolean> {
     try {
       this.#observe(await write());
-      this.#lastSuccess = this.#now();
+      this.#lastSuccess = this.#clock();
       return true;
     } catch (err) {
       if (!isKubeReason(err, expected)) this.#warn(`cannot ${what} leader lease`, err);
@@ -180,7 +186,7 @@ export class LeaderElector {
       const ok = await this.tryAcquireOrRenew(signal);
       if (signal.aborted) break;
       if (ok) {
-        this.#lastRenew = this.#now();
+        this.#lastRenew = this.#clock();
         if (!this.#leader) {
           this.#leader = true;
           this.#log?.info("became leader", {
@@ -195,7 +201,7 @@ export class LeaderElector {
       // another holder in the lease: it is theirs now, stop at once (client-go waits for the
       // renew deadline; stepping down earlier can only shorten an overlap)
       const taken = this.#observedHolder !== "" && this.#observedHolder !== this.#o.identity;
-      if (this.#leader && (taken || this.#now() - this.#lastRenew > this.#o.renewDeadlineMs)) {
+      if (this.#leader && (taken || this.#clock() - this.#lastRenew > this.#o.renewDeadlineMs)) {
         this.#leader = false;
         this.#log?.error(
           taken
