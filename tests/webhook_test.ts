@@ -391,7 +391,8 @@ Deno.test("webhook (run, leader + standby): a push sent to the standby's endpoin
       (await m.syncTotal.get()).values.filter((v) => v.labels.status === "success")
         .reduce((n, v) => n + v.value, 0);
     // the metrics follow the status write
-    await waitFor("the second sync counted", async () => (await syncsOf(leaderMetrics)) === 2 || undefined);
+    // (at least 2: the notification of the first push may also arrive after the ImageSync exists)
+    await waitFor("the second sync counted", async () => (await syncsOf(leaderMetrics)) >= 2 || undefined);
     assert.equal(await syncsOf(standbyMetrics), 0, "the standby synced nothing itself");
     // the stale alert's series, as the leader exports them: the last success is the status's lastSyncTime
     const exposition = await leaderMetrics.expose();
@@ -399,7 +400,8 @@ Deno.test("webhook (run, leader + standby): a push sent to the standby's endpoin
     const last = exposition.match(
       /portager_last_success_timestamp_seconds\{name="app",namespace="hooks"\} (\S+)\n/,
     );
-    assert.equal(Number(last?.[1]), Date.parse(after.status!.lastSyncTime!) / 1000);
+    assert.ok(Number(last?.[1]) >= Date.parse(after.status!.lastSyncTime!) / 1000, exposition);
+    assert.ok(Number(last?.[1]) <= Date.now() / 1000, exposition);
   } finally {
     stopStandby.abort();
     stopLeader.abort();
@@ -488,11 +490,12 @@ Deno.test("webhook (run, 2 shards): one shard's endpoint syncs its own ImageSync
       (await m.syncTotal.get()).values.find((v) => v.labels.name === name && v.labels.status === "success")
         ?.value ??
         0;
-    // the metrics follow the status write
+    // the metrics follow the status write (at least 2: the notification of a first push may also
+    // arrive after its ImageSync exists)
     await waitFor(
       "both second syncs counted",
       async () =>
-        (await synced(metrics[0], names[0])) === 2 && (await synced(metrics[1], names[1])) === 2 || undefined,
+        (await synced(metrics[0], names[0])) >= 2 && (await synced(metrics[1], names[1])) >= 2 || undefined,
       {
         describe: log,
       },
