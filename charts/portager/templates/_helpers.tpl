@@ -47,6 +47,20 @@ control-plane: controller-manager
 {{- printf "%s-controller-manager" (include "portager.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The shard count: 1 (unsharded: one Deployment, one Lease) unless `shards` is 2 or more. */}}
+{{- define "portager.shards" -}}
+{{- max 1 (int (.Values.shards | default 1)) }}
+{{- end }}
+
+{{/*
+The Deployments to render, as JSON: [-1] when unsharded (one Deployment, upstream's name and
+selector), else the shard indexes 0 … shards-1 (one Deployment each, see deployment.yaml).
+*/}}
+{{- define "portager.shardIndexes" -}}
+{{- $n := int (include "portager.shards" .) }}
+{{- if gt $n 1 }}{{ toJson (until $n) }}{{ else }}[-1]{{ end }}
+{{- end }}
+
 {{/* "true" when the Deployment passes controller-runtime's flags (upstream's), else "". */}}
 {{- define "portager.upstreamFlags" -}}
 {{- if eq (toString .Values.runtimeFlags) "upstream" }}true{{ end }}
@@ -122,6 +136,9 @@ x509 error at the first sync, or two replicas syncing the same ImageSyncs at onc
 {{- define "portager.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: without it every replica would sync every ImageSync." }}
+{{- end }}
+{{- if and (gt (int (include "portager.shards" .)) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "shards > 1 needs leaderElection.enabled=true: each shard elects its leader on its own Lease (<leaseName>-shard-<i>)." }}
 {{- end }}
 {{- if and .Values.aws.credentials.enabled .Values.aws.existingSecret }}
 {{- fail "Set either aws.credentials.enabled or aws.existingSecret, not both." }}
