@@ -211,3 +211,25 @@ Deno.test("events: updates of a written Event wait for a pause, so a long sync p
   assert.equal(kube.list()[0].count, n, "every record counted");
   await rec.close();
 });
+
+Deno.test("events: an idle recorder forgets what it held once the window has passed", async () => {
+  const kube = new FakeEvents();
+  const rec = new EventRecorder(kube, { flushMs: 0, windowMs: 100 });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "synced" });
+  rec.record(target, { type: "Warning", reason: "SyncFailed", message: "failed" });
+  await rec.flush();
+  assert.deepEqual(rec.held, { series: 2, groups: 2 });
+  await sleep(100);
+  assert.deepEqual(rec.held, { series: 2, groups: 2 }, "kept within the window");
+  await sleep(400); // the window (100 ms) and the batching slack (as long as the window here)
+  assert.deepEqual(rec.held, { series: 0, groups: 0 }, "nothing held after the window");
+  // a record afterwards is a new Event, as it was without forgetting
+  rec.record(target, { type: "Normal", reason: "SyncComplete", message: "synced" });
+  await rec.close();
+  assert.deepEqual(kube.list().map((e) => [e.reason, e.count]), [["SyncComplete", 1], ["SyncFailed", 1], [
+    "SyncComplete",
+    1,
+  ]]);
+  assert.deepEqual(kube.calls, ["POST", "POST", "POST"]);
+});
