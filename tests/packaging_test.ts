@@ -161,8 +161,19 @@ const CA_CONFIGMAP_OWN_SA = {
   networkPolicy: { enabled: true },
 };
 
+/** Three shards of two replicas each, with PDBs, the webhook and a NetworkPolicy over all of them. */
+const SHARDED = {
+  shards: 3,
+  replicaCount: 2,
+  leaderElection: { enabled: true, leaseName: "portager-test-leader" },
+  podDisruptionBudget: { enabled: true, minAvailable: 1 },
+  webhook: { enabled: true, existingSecret: "portager-webhook" },
+  networkPolicy: { enabled: true },
+};
+
 const VALUE_SETS: Record<string, Record<string, unknown>> = {
   defaults: {},
+  "shards: 3 × 2 replicas, PDBs, webhook, NetworkPolicy": SHARDED,
   "all features (caBundle inline, mode replace, IRSA, aws.existingSecret)": ALL_FEATURES,
   "caBundle existingSecret append, aws.credentials, GKE Workload Identity": CA_SECRET_APPEND,
   "caBundle existingConfigMap, own ServiceAccount, PDB maxUnavailable": CA_CONFIGMAP_OWN_SA,
@@ -439,6 +450,14 @@ Deno.test("helm refuses values that cannot work, naming the value", async (t) =>
       "limits.minTransferRate not a byte count (schema)",
       { limits: { minTransferRate: "fast" } },
       /limits[./]minTransferRate/,
+    ],
+    ["shards above 256 (schema)", { shards: 257 }, /shards/],
+    ["shards 0 (schema)", { shards: 0 }, /shards/],
+    ["shards not a whole number (schema)", { shards: 2.5 }, /shards/],
+    [
+      "shards without leader election",
+      { shards: 2, leaderElection: { enabled: false } },
+      /shards > 1 needs leaderElection\.enabled/,
     ],
     [
       "caBundle mounted where the binary may not read",
@@ -876,6 +895,97 @@ Deno.test("helm template: caBundle from a ConfigMap; an existing ServiceAccount;
   const pdb = only(objects, "PodDisruptionBudget");
   assert.equal(pdb.spec.maxUnavailable, 1);
   assert.equal(pdb.spec.minAvailable, undefined);
+});
+
+/** The Lease verbs of a sharded release: create any, list (the gate), get/update its shards', get the unsharded one. */
+function shardLeaseRules(leaseName: string, shards: number): unknown[] {
+  return [
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["list"] },
+    {
+      apiGroups: ["coordination.k8s.io"],
+      resources: ["leases"],
+      resourceNames: Array.from({ length: shards }, (_, i) => `${leaseName}-shard-${i}`),
+      verbs: ["get", "update"],
+    },
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: [leaseName], verbs: ["get"] },
+  ];
+}
+
+Deno.test("helm template: shards: 3 renders a Deployment and PDB per shard with its own args and selector; Services span all shards; Lease RBAC per shard", async () => {
+  const objects = await helmTemplate(CHART, { values: [SHARDED] });
+  const unsharded = await helmTemplate(CHART, {
+    values: [{ ...SHARDED, shards: undefined }],
+  });
+  const deployments = objects.filter((o) => o.kind === "Deployment");
+  assert.deepEqual(
+    deployments.map((d) => d.metadata.name),
+    [0, 1, 2].map((i) => `portager-controller-manager-shard-${i}`),
+  );
+  const base = container(only(unsharded, "Deployment")).args as string[];
+  const selectors: string[] = [];
+  for (const [i, d] of deployments.entries()) {
+    const shardLabel = { "portager.portager.io/shard": String(i) };
+    assert.equal(d.spec.replicas, 2, "replicaCount pods per shard: an HA pair");
+    assert.deepEqual(d.spec.selector.matchLabels, {
+      "app.kubernetes.io/name": "portager",
+      "app.kubernetes.io/instance": "portager",
+      "control-plane": "controller-manager",
+      ...shardLabel,
+    });
+    // the pods carry the selector's labels (the apiserver refuses a Deployment whose do not)
+    const podLabels = d.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(d.spec.selector.matchLabels)) assert.equal(podLabels[k], v, k);
+    selectors.push(JSON.stringify(d.spec.selector.matchLabels));
+    assertHardened(d);
+    // everything the unsharded Deployment passes, plus this shard's identity
+    const args = container(d).args as string[];
+    assert.deepEqual(args.filter((a) => !a.startsWith("--shard")), base);
+    assert.deepEqual(args.filter((a) => a.startsWith("--shard")), ["--shards=3", `--shard-index=${i}`]);
+    assert.ok(args.includes("--leader-election-id=portager-test-leader"));
+    const pdb = named(objects, "PodDisruptionBudget", `${d.metadata.name}`);
+    assert.deepEqual(pdb.spec.selector.matchLabels, d.spec.selector.matchLabels);
+    assert.equal(pdb.spec.minAvailable, 1);
+  }
+  assert.equal(new Set(selectors).size, 3, "no pod is selected by two shards' Deployments");
+  assert.equal(objects.filter((o) => o.kind === "PodDisruptionBudget").length, 3);
+  // metrics and webhook Services and the NetworkPolicy cover every shard's pods
+  const common = {
+    "app.kubernetes.io/name": "portager",
+    "app.kubernetes.io/instance": "portager",
+    "control-plane": "controller-manager",
+  };
+  assert.deepEqual(named(objects, "Service", "portager-metrics-service").spec.selector, common);
+  assert.deepEqual(named(objects, "Service", "portager-webhook").spec.selector, common);
+  assert.deepEqual(only(objects, "NetworkPolicy").spec.podSelector.matchLabels, common);
+  assert.deepEqual(
+    named(objects, "Role", "portager-leader-election-role").rules,
+    shardLeaseRules("portager-test-leader", 3),
+  );
+  // unsharded (the default, null or 1): one Deployment as upstream's, no shard flags or list
+  for (
+    const values of [{ ...SHARDED, shards: undefined }, { ...SHARDED, shards: null }, {
+      ...SHARDED,
+      shards: 1,
+    }]
+  ) {
+    const one = await helmTemplate(CHART, { values: [values] });
+    const d = only(one, "Deployment");
+    assert.equal(d.metadata.name, "portager-controller-manager");
+    assert.ok(!("portager.portager.io/shard" in d.spec.selector.matchLabels));
+    assert.ok(!(container(d).args as string[]).some((a) => a.startsWith("--shard")));
+    assert.equal(only(one, "PodDisruptionBudget").metadata.name, "portager-controller-manager");
+    assert.ok(!verbsOf(named(one, "Role", "portager-leader-election-role"), "leases").includes("list"));
+  }
+  // runtimeFlags=legacy passes the same shard flags
+  const legacy = await helmTemplate(CHART, { values: [{ shards: 2, runtimeFlags: "legacy" }] });
+  const legacyArgs = legacy.filter((o) => o.kind === "Deployment").map((d) =>
+    (container(d).args as string[]).filter((a) => a.startsWith("--shard") || a.startsWith("--lease-name"))
+  );
+  assert.deepEqual(legacyArgs, [
+    ["--lease-name=c8073f84.portager.io", "--shards=2", "--shard-index=0"],
+    ["--lease-name=c8073f84.portager.io", "--shards=2", "--shard-index=1"],
+  ]);
 });
 
 Deno.test("chart default Deployment and deploy/deployment.yaml agree on hardening, resources and probes", async () => {
@@ -1347,7 +1457,9 @@ Deno.test("the apiserver accepts every rendered value set, the chart and deploy/
         });
         for (const o of objects) await createOk(kube, o, { dryRun: true });
         // The pod itself passes the "restricted" Pod Security Standard (enforced, not just warned).
-        await createOk(kube, podOf(only(objects, "Deployment")), { dryRun: true });
+        const deployments = objects.filter((o) => o.kind === "Deployment");
+        assert.ok(deployments.length >= 1);
+        for (const d of deployments) await createOk(kube, podOf(d), { dryRun: true });
       });
     }
 
