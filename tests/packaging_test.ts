@@ -1431,6 +1431,76 @@ async function checkServiceAccount(
   }
 }
 
+/**
+ * A sharded release's Lease access, as its ServiceAccount: list Leases in its namespace (the
+ * gate), get/update every shard's Lease, get (not update) the unsharded one, nothing else; and
+ * the gate's own list by group label and a shard's renewal succeed with the token.
+ */
+async function checkShardLeases(
+  kube: KubeCluster,
+  sa: { namespace: string; name: string; shards: number },
+): Promise<void> {
+  const client = new TokenClient(kube, await kube.tokenFor(sa.namespace, sa.name));
+  try {
+    const lease = (verb: string, name?: string, namespace = sa.namespace): AccessCheck => ({
+      verb,
+      group: "coordination.k8s.io",
+      resource: "leases",
+      namespace,
+      ...(name ? { name } : {}),
+    });
+    const table: Array<[AccessCheck, boolean]> = [
+      [lease("list"), true],
+      [lease("create"), true],
+      [lease("get", LEASE), true],
+      [lease("update", LEASE), false],
+      [lease("update", `${LEASE}-shard-${sa.shards}`), false],
+      [lease("get", `${LEASE}-shard-${sa.shards}`), false],
+      [lease("update", "another-lease"), false],
+      [lease("watch"), false],
+      [lease("delete", `${LEASE}-shard-0`), false],
+      [lease("list", undefined, WORK_NS), false],
+      [lease("list", undefined, "default"), false],
+    ];
+    for (let i = 0; i < sa.shards; i++) {
+      table.push([lease("get", `${LEASE}-shard-${i}`), true], [lease("update", `${LEASE}-shard-${i}`), true]);
+    }
+    const wrong: string[] = [];
+    for (const [check, want] of table) {
+      if (await canI(client, check) !== want) wrong.push(`${want ? "cannot" : "CAN"} ${describe(check)}`);
+    }
+    assert.deepEqual(wrong, []);
+
+    // The requests themselves: a shard Lease created, renewed and listed by its group label.
+    const leases = `/apis/coordination.k8s.io/v1/namespaces/${sa.namespace}/leases`;
+    const name = `${LEASE}-shard-${sa.shards - 1}`;
+    const group = { "portager.portager.io/shard-group": LEASE };
+    const created = await client.request("POST", leases, {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name, labels: group, annotations: { "portager.portager.io/shards": String(sa.shards) } },
+      spec: { holderIdentity: "packaging-test", leaseDurationSeconds: 15 },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const renewed = await client.request("PUT", `${leases}/${name}`, {
+      ...created.body,
+      spec: { ...(created.body.spec as object), renewTime: new Date().toISOString().replace("Z", "000Z") },
+    });
+    assert.equal(renewed.status, 200, JSON.stringify(renewed.body));
+    const listed = await client.request(
+      "GET",
+      `${leases}?labelSelector=${encodeURIComponent(`portager.portager.io/shard-group=${LEASE}`)}&limit=500`,
+    );
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.deepEqual((listed.body.items as RenderedObject[]).map((l) => l.metadata.name), [name]);
+    assert.equal((await client.request("GET", `${leases}/${LEASE}`)).status, 404, "get allowed (none yet)");
+    assert.equal((await client.request("DELETE", `${leases}/${name}`)).status, 403);
+    await kube.adminFetch(`${leases}/${name}`, { method: "DELETE" }).then((r) => r.body?.cancel());
+  } finally {
+    client.close();
+  }
+}
+
 Deno.test("the apiserver accepts every rendered value set, the chart and deploy/ install, and their RBAC is least privilege", async (t) => {
   const kube = await startKube();
   try {
@@ -1499,6 +1569,27 @@ Deno.test("the apiserver accepts every rendered value set, the chart and deploy/
         name: "pkg-portager",
         leaseName: "c8073f84.portager.io",
         secretsEverywhere: false,
+      });
+    });
+
+    await t.step("install the chart with shards: 3 (release shd, namespace portager-sharded)", async (t) => {
+      const shardNs = "portager-sharded";
+      await createOk(kube, restrictedNamespace(shardNs));
+      const objects = await helmTemplate(CHART, {
+        releaseName: "shd",
+        namespace: shardNs,
+        values: [{ shards: 3, replicaCount: 2, tenancy: { secretNamespaces: [WORK_NS] } }],
+      });
+      for (const o of objects) await createOk(kube, o);
+      // what every shard does, on shard 0's Lease (create, get, update; no delete)
+      await checkServiceAccount(t, kube, {
+        namespace: shardNs,
+        name: "shd-portager",
+        leaseName: `${LEASE}-shard-0`,
+        secretsEverywhere: false,
+      });
+      await t.step("access reviews: the shard gate's Lease verbs, on these names only", async () => {
+        await checkShardLeases(kube, { namespace: shardNs, name: "shd-portager", shards: 3 });
       });
     });
 
