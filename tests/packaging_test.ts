@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import yaml from "js-yaml";
 import { crdYaml } from "../src/api/mod.ts";
+import { shardOf } from "../src/controller/shard.ts";
 import { VERSION } from "../src/cli/version.ts";
 import { driftedManifests, GENERATED_CRD_PATHS } from "../scripts/gen_manifests.ts";
 import {
@@ -1694,6 +1695,145 @@ Deno.test("deno task bundle: the bundle runs `version` and `crd` with only the c
   }
 });
 
+/**
+ * The CRD, the release namespace `ns` (restricted) and WORK_NS, and the chart (release portager,
+ * reading WORK_NS's Secrets) with `values` installed; returns the rendered objects.
+ */
+async function installForE2e(
+  kube: KubeCluster,
+  ns: string,
+  values: Record<string, unknown>,
+): Promise<RenderedObject[]> {
+  await kube.apply(yaml.load(readRepoFile("charts/portager/crds/imagesyncs.yaml")));
+  await createOk(kube, restrictedNamespace(ns));
+  await createOk(kube, namespaceObject(WORK_NS));
+  const objects = await helmTemplate(CHART, {
+    releaseName: "portager",
+    namespace: ns,
+    values: [{ tenancy: { secretNamespaces: [WORK_NS] }, ...values }],
+  });
+  for (const o of objects) await createOk(kube, o);
+  return objects;
+}
+
+/**
+ * Runs the bundle as `portager run` with a Deployment's args (listen addresses moved to free
+ * loopback ports), the image's permissions and the pod's env; output goes to `logFile`.
+ */
+function spawnBundled(
+  deployment: RenderedObject,
+  opts: {
+    dir: string;
+    bundle: string;
+    kubeconfig: string;
+    logFile: string;
+    namespace: string;
+    podName: string;
+  },
+): { process: Deno.ChildProcess; metricsPort: number; healthPort: number } {
+  const [metricsPort, healthPort] = freePorts(2);
+  const args = (container(deployment).args as string[]).map((a) =>
+    a.replace(/^--metrics-bind-address=:\d+$/, `--metrics-bind-address=127.0.0.1:${metricsPort}`)
+      .replace(/^--health-probe-bind-address=:\d+$/, `--health-probe-bind-address=127.0.0.1:${healthPort}`)
+  );
+  assert.ok(args.includes(`--metrics-bind-address=127.0.0.1:${metricsPort}`), args.join(" "));
+  // Through sh so the operator's output goes straight to a file (no pipes to pump), and
+  // `exec` so the child's pid is the operator's.
+  const process = new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      'log=$1; shift; exec "$@" >"$log" 2>&1',
+      "sh",
+      opts.logFile,
+      DENO,
+      // The image's permissions; out of the cluster the kubeconfig stands in for the
+      // service-account mount (/var/run/secrets), so it is the one extra read.
+      ...asCompiled().map((f) => f.startsWith("--allow-read=") ? `${f},${opts.kubeconfig}` : f),
+      opts.bundle,
+      "run",
+      `--kubeconfig=${opts.kubeconfig}`,
+      ...args,
+    ],
+    cwd: opts.dir,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    // As the pod's env (POD_NAMESPACE from the downward API); nothing else.
+    clearEnv: true,
+    env: { NO_COLOR: "1", POD_NAMESPACE: opts.namespace, POD_NAME: opts.podName },
+  }).spawn();
+  return { process, metricsPort, healthPort };
+}
+
+/** Waits (bounded) for the ImageSync `WORK_NS/name` to be Ready=True; returns it. */
+// deno-lint-ignore no-explicit-any
+async function waitReady(kube: KubeCluster, name: string, logFiles: string[]): Promise<any> {
+  const path = `/apis/${SYNC_GROUP}/v1alpha1/namespaces/${WORK_NS}/imagesyncs/${name}`;
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const current = await (await kube.adminFetch(path)).json();
+    const ready = current.status?.conditions?.find((c: { type: string }) => c.type === "Ready");
+    if (ready?.status === "True") return current;
+    if (Date.now() > deadline) {
+      const logs = await Promise.all(logFiles.map((f) => Deno.readTextFile(f)));
+      assert.fail(`ImageSync ${name} not Ready: ${JSON.stringify(current.status)}\n${logs.join("\n")}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** GET https://127.0.0.1:`port`/metrics with curl (self-signed), as `token`'s ServiceAccount. */
+async function scrapeMetrics(
+  dir: string,
+  port: number,
+  token?: string,
+): Promise<{ status: string; body: string }> {
+  const file = `${dir}/scrape-${port}.txt`;
+  const out = await new Deno.Command("curl", {
+    args: [
+      "-sk",
+      "-o",
+      file,
+      "-w",
+      "%{http_code}",
+      ...(token ? ["-H", `Authorization: Bearer ${token}`] : []),
+      `https://127.0.0.1:${port}/metrics`,
+    ],
+  }).output();
+  return { status: new TextDecoder().decode(out.stdout), body: await Deno.readTextFile(file) };
+}
+
+/** An ImageSync in WORK_NS copying `repository:1.0` to `destination` with the dest-creds Secret. */
+function appImageSync(
+  name: string,
+  source: string,
+  destination: string,
+  repository = "library/app",
+): RenderedObject {
+  const o = imageSync(name);
+  o.spec = {
+    ...o.spec,
+    source: { registry: source },
+    destination: { registry: destination, auth: { method: "secret", secretRef: { name: "dest-creds" } } },
+    images: [{ name: repository, tags: ["1.0"] }],
+  };
+  return o;
+}
+
+/** The destination's credentials as a dockerconfigjson Secret the operator may only `get`. */
+function destinationSecret(
+  destination: { host: string; username?: string; password?: string },
+): RenderedObject {
+  const auth = btoa(`${destination.username}:${destination.password}`);
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "dest-creds", namespace: WORK_NS },
+    type: "kubernetes.io/dockerconfigjson",
+    data: { ".dockerconfigjson": btoa(JSON.stringify({ auths: { [destination.host]: { auth } } })) },
+  };
+}
+
 Deno.test("end to end: the bundled operator, outside the cluster with the chart's ServiceAccount token, syncs an ImageSync", async () => {
   const { dir, bundle } = await buildBundle();
   const kube = await startKube();
@@ -1702,109 +1842,43 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
   let operator: Deno.ChildProcess | undefined;
   const logFile = `${dir}/operator.log`;
   try {
-    await kube.apply(yaml.load(readRepoFile("charts/portager/crds/imagesyncs.yaml")));
     const ns = "portager-e2e";
-    await createOk(kube, restrictedNamespace(ns));
-    await createOk(kube, namespaceObject(WORK_NS));
-    const chartObjects = await helmTemplate(CHART, {
-      releaseName: "portager",
-      namespace: ns,
-      values: [{
-        tenancy: { secretNamespaces: [WORK_NS] },
-        insecureRegistries: [source.host, destination.host],
-        // every limit flag the chart can pass, parsed by the binary
-        limits: {
-          syncTimeout: "10m",
-          requestTimeout: "1m",
-          minTransferRate: "512",
-          maxManifests: 500,
-          maxManifestBytes: "16Mi",
-          maxTags: 1000,
-        },
-        metrics: { readerServiceAccounts: [{ name: "prometheus", namespace: ns }] },
-      }],
+    const chartObjects = await installForE2e(kube, ns, {
+      insecureRegistries: [source.host, destination.host],
+      // every limit flag the chart can pass, parsed by the binary
+      limits: {
+        syncTimeout: "10m",
+        requestTimeout: "1m",
+        minTransferRate: "512",
+        maxManifests: 500,
+        maxManifestBytes: "16Mi",
+        maxTags: 1000,
+      },
+      metrics: { readerServiceAccounts: [{ name: "prometheus", namespace: ns }] },
     });
-    for (const o of chartObjects) await createOk(kube, o);
     for (const name of ["prometheus", "someone-else"]) {
       await createOk(kube, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: ns } });
     }
-    // The Deployment's own args, with the listen addresses moved to free loopback ports.
-    const [metricsPort, healthPort] = freePorts(2);
-    const chartArgs = (container(only(chartObjects, "Deployment")).args as string[]).map((a) =>
-      a.replace(/^--metrics-bind-address=:\d+$/, `--metrics-bind-address=127.0.0.1:${metricsPort}`)
-        .replace(/^--health-probe-bind-address=:\d+$/, `--health-probe-bind-address=127.0.0.1:${healthPort}`)
-    );
-    assert.ok(chartArgs.includes(`--metrics-bind-address=127.0.0.1:${metricsPort}`), chartArgs.join(" "));
-
     // Source image; destination credentials in a dockerconfigjson Secret the operator may only `get`.
     const pushed = await pushImage(source, { repository: "library/app", tag: "1.0" }, { seed: 7 });
-    const auth = btoa(`${destination.username}:${destination.password}`);
-    await kube.apply({
-      apiVersion: "v1",
-      kind: "Secret",
-      metadata: { name: "dest-creds", namespace: WORK_NS },
-      type: "kubernetes.io/dockerconfigjson",
-      data: { ".dockerconfigjson": btoa(JSON.stringify({ auths: { [destination.host]: { auth } } })) },
-    });
-    await kube.apply({
-      apiVersion: `${SYNC_GROUP}/v1alpha1`,
-      kind: "ImageSync",
-      metadata: { name: "mirror-app", namespace: WORK_NS },
-      spec: {
-        schedule: "@every 1h",
-        source: { registry: source.host },
-        destination: {
-          registry: destination.host,
-          auth: { method: "secret", secretRef: { name: "dest-creds" } },
-        },
-        images: [{ name: "library/app", tags: ["1.0"] }],
-      },
-    });
+    await kube.apply(destinationSecret(destination));
+    await kube.apply(appImageSync("mirror-app", source.host, destination.host));
 
     const token = await kube.tokenFor(ns, "portager");
     const kubeconfig = await kube.kubeconfigForToken(token, { namespace: ns });
-    // Through sh so the operator's output goes straight to a file (no pipes to pump), and
-    // `exec` so the child's pid is the operator's.
-    operator = new Deno.Command("/bin/sh", {
-      args: [
-        "-c",
-        'log=$1; shift; exec "$@" >"$log" 2>&1',
-        "sh",
-        logFile,
-        DENO,
-        // The image's permissions; out of the cluster the kubeconfig stands in for the
-        // service-account mount (/var/run/secrets), so it is the one extra read.
-        ...asCompiled().map((f) => f.startsWith("--allow-read=") ? `${f},${kubeconfig}` : f),
-        bundle,
-        "run",
-        `--kubeconfig=${kubeconfig}`,
-        ...chartArgs,
-      ],
-      cwd: dir,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-      // As the pod's env (POD_NAMESPACE from the downward API); nothing else.
-      clearEnv: true,
-      env: { NO_COLOR: "1", POD_NAMESPACE: ns, POD_NAME: "portager-e2e" },
-    }).spawn();
+    const spawned = spawnBundled(only(chartObjects, "Deployment"), {
+      dir,
+      bundle,
+      kubeconfig,
+      logFile,
+      namespace: ns,
+      podName: "portager-e2e",
+    });
+    operator = spawned.process;
+    const { metricsPort, healthPort } = spawned;
 
     // Ready=True once the sync is done (bounded wait: an operator that never gets there fails).
-    const path = `/apis/${SYNC_GROUP}/v1alpha1/namespaces/${WORK_NS}/imagesyncs/mirror-app`;
-    // deno-lint-ignore no-explicit-any
-    let current: any;
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      current = await (await kube.adminFetch(path)).json();
-      const ready = current.status?.conditions?.find((c: { type: string }) => c.type === "Ready");
-      if (ready?.status === "True") break;
-      if (Date.now() > deadline) {
-        assert.fail(
-          `ImageSync not Ready: ${JSON.stringify(current.status)}\n${await Deno.readTextFile(logFile)}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const current = await waitReady(kube, "mirror-app", [logFile]);
     assert.deepEqual(
       current.status.images[0].tags.map((
         t: { tag: string; synced: boolean; sourceDigest: string },
@@ -1824,23 +1898,7 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
       }),
       200,
     );
-    const scrape = async (token?: string) => {
-      const out = await new Deno.Command("curl", {
-        args: [
-          "-sk",
-          "-o",
-          `${dir}/scrape.txt`,
-          "-w",
-          "%{http_code}",
-          ...(token ? ["-H", `Authorization: Bearer ${token}`] : []),
-          `https://127.0.0.1:${metricsPort}/metrics`,
-        ],
-      }).output();
-      return {
-        status: new TextDecoder().decode(out.stdout),
-        body: await Deno.readTextFile(`${dir}/scrape.txt`),
-      };
-    };
+    const scrape = (token?: string) => scrapeMetrics(dir, metricsPort, token);
     assert.equal((await scrape()).status, "401");
     assert.equal((await scrape(await kube.tokenFor(ns, "someone-else"))).status, "403");
     const scraped = await scrape(await kube.tokenFor(ns, "prometheus"));
@@ -1864,6 +1922,108 @@ Deno.test("end to end: the bundled operator, outside the cluster with the chart'
     );
   } finally {
     if (operator) {
+      operator.kill("SIGKILL");
+      await operator.status;
+    }
+    await Promise.all([source.stop(), destination.stop()]);
+    await kube.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("end to end: shards: 2 — one bundled operator per shard Deployment, with its args and the chart's ServiceAccount, syncs exactly its own ImageSyncs", async () => {
+  const { dir, bundle } = await buildBundle();
+  const kube = await startKube();
+  const source = await startRegistry("plain");
+  const destination = await startRegistry("basic");
+  const operators: Deno.ChildProcess[] = [];
+  const logFiles = [0, 1].map((i) => `${dir}/shard-${i}.log`);
+  try {
+    const ns = "portager-shards";
+    const chartObjects = await installForE2e(kube, ns, {
+      shards: 2,
+      replicaCount: 1,
+      insecureRegistries: [source.host, destination.host],
+      metrics: { readerServiceAccounts: [{ name: "prometheus", namespace: ns }] },
+    });
+    await createOk(kube, {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "prometheus", namespace: ns },
+    });
+
+    // Four ImageSyncs, each its own repository; FNV-1a(namespace/name) mod 2 puts some in each shard.
+    const names = ["mirror-a", "mirror-b", "mirror-c", "mirror-d"];
+    const owner = new Map(names.map((n) => [n, shardOf(`${WORK_NS}/${n}`, 2)]));
+    assert.deepEqual(new Set(owner.values()), new Set([0, 1]), `both shards own some: ${[...owner]}`);
+    const pushed = new Map<string, string>();
+    for (const [i, name] of names.entries()) {
+      const image = await pushImage(source, { repository: `library/${name}`, tag: "1.0" }, { seed: 20 + i });
+      pushed.set(name, image.digest);
+    }
+    await kube.apply(destinationSecret(destination));
+    for (const name of names) {
+      await kube.apply(appImageSync(name, source.host, destination.host, `library/${name}`));
+    }
+
+    const kubeconfig = await kube.kubeconfigForToken(await kube.tokenFor(ns, "portager"), { namespace: ns });
+    const deployments = chartObjects.filter((o) => o.kind === "Deployment");
+    assert.equal(deployments.length, 2);
+    const metricsPorts: number[] = [];
+    for (const [i, d] of deployments.entries()) {
+      const spawned = spawnBundled(d, {
+        dir,
+        bundle,
+        kubeconfig,
+        logFile: logFiles[i],
+        namespace: ns,
+        podName: `${d.metadata.name}-pod`,
+      });
+      operators.push(spawned.process);
+      metricsPorts.push(spawned.metricsPort);
+    }
+
+    for (const name of names) {
+      const current = await waitReady(kube, name, logFiles);
+      assert.equal(current.status.images[0].tags[0].sourceDigest, pushed.get(name));
+      const copied = await getManifest(destination, `library/${name}`, "1.0");
+      assert.equal(copied.digest, pushed.get(name));
+    }
+
+    // Each shard elected on its own Lease, written with the shard count.
+    for (const i of [0, 1]) {
+      const lease = await (await kube.adminFetch(
+        `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${LEASE}-shard-${i}`,
+      )).json();
+      assert.ok(lease.spec?.holderIdentity, JSON.stringify(lease));
+      assert.equal(lease.metadata.annotations?.["portager.portager.io/shards"], "2");
+    }
+    // Each ImageSync was synced by its owner only: the sync counter is on one shard's /metrics.
+    const token = await kube.tokenFor(ns, "prometheus");
+    for (const [i, port] of metricsPorts.entries()) {
+      const scraped = await scrapeMetrics(dir, port, token);
+      assert.equal(scraped.status, "200");
+      const own = names.filter((n) => owner.get(n) === i);
+      assert.match(
+        scraped.body,
+        new RegExp(`^portage_shard_imagesyncs\\{.*shard="${i}".*\\} ${own.length}$`, "m"),
+      );
+      for (const name of names) {
+        const synced = new RegExp(`^portage_sync_total\\{.*name="${name}".*\\} 1$`, "m").test(scraped.body);
+        assert.equal(synced, owner.get(name) === i, `shard ${i} synced ${name}: ${synced}`);
+      }
+    }
+
+    for (const operator of operators.splice(0)) {
+      operator.kill("SIGTERM");
+      assert.equal(
+        (await operator.status).code,
+        0,
+        (await Promise.all(logFiles.map((f) => Deno.readTextFile(f)))).join("\n"),
+      );
+    }
+  } finally {
+    for (const operator of operators) {
       operator.kill("SIGKILL");
       await operator.status;
     }
