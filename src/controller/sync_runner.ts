@@ -3,6 +3,10 @@
  * through the store's loader for every sync (never cached, so a rotated password is used at
  * once) and turned into credential resolvers by src/credentials; the runner then calls
  * src/sync. Both stores (apiserver, files) go through here.
+ *
+ * The registry clients are shared between syncs of the same registry with the same resolved
+ * credential for a minute (src/sync's `RegistryClientCache`): one `/v2/` ping and one token
+ * per scope serve many ImageSyncs, where each sync used to build its own two clients.
  * @module
  */
 
@@ -10,7 +14,7 @@ import type { ImageSyncSpec } from "../api/mod.ts";
 import { credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import { syncImageSync, type SyncLimits } from "../sync/mod.ts";
+import { RegistryClientCache, syncImageSync, type SyncLimits } from "../sync/mod.ts";
 import type { StoredImageSync, SyncRunner } from "./reconcile.ts";
 
 /** How the syncs of a manager run. */
@@ -48,6 +52,7 @@ export function makePrepareSync(
   secrets: SecretSource,
   settings: SyncSettings = {},
 ): (obj: StoredImageSync, spec: ImageSyncSpec, signal: AbortSignal) => Promise<SyncRunner> {
+  const clientCache = new RegistryClientCache();
   return async (obj, spec) => {
     const creds = await credentialsForSpec(spec, {
       namespace: obj.metadata.namespace,
@@ -67,6 +72,7 @@ export function makePrepareSync(
         limits: settings.limits,
         trustedRootPath: settings.trustedRootPath,
         userAgent: settings.userAgent ?? "portager-operator",
+        clientCache,
         previous: run.previous,
         onEvent: run.onEvent,
         onRetry: () => run.onRetry(),

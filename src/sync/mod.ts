@@ -15,6 +15,13 @@
 export { SyncError, syncImageSync, type SyncOptions, type SyncProgress } from "./sync.ts";
 export { DEFAULT_SYNC_TIMEOUT_MS, type SyncLimits } from "./options.ts";
 export {
+  type ClientLease,
+  DEFAULT_CLIENT_CACHE_ENTRIES,
+  DEFAULT_CLIENT_TTL_MS,
+  RegistryClientCache,
+  type RegistryClientCacheOptions,
+} from "./client_cache.ts";
+export {
   type Failure,
   type GateName,
   type ImageResult,

@@ -24,12 +24,14 @@ import { splitRegistry } from "../api/mod.ts";
 import {
   Copier,
   type CopyProgress,
+  type Credential,
   type CredentialResolver,
   normalizeRegistryHost,
   RegistryClient,
   type RetryEvent,
 } from "../oci/mod.ts";
 import type { RepositoryEnsurer } from "../credentials/mod.ts";
+import { clientKey, type RegistryClientCache, reportRetry, withRetryHook } from "./client_cache.ts";
 import type { SyncEvent } from "./events.ts";
 import { enabledGates, type GateCheck } from "./gates.ts";
 import { planSync } from "./plan.ts";
@@ -109,6 +111,12 @@ export interface SyncOptions {
   trustedRootPath?: string;
   /** Use these clients instead of creating them (they are not closed). */
   clients?: { source: RegistryClient; destination: RegistryClient };
+  /**
+   * Share registry clients with other syncs of this process (same registry, same resolved
+   * credential, same settings) for a short while instead of creating two per sync; retries
+   * are still reported to this sync's `onRetry`.
+   */
+  clientCache?: RegistryClientCache;
 }
 
 /** A failure that stops the whole sync before any tag; `reason` is the condition reason (AuthFailed). */
@@ -129,10 +137,15 @@ function credentialHost(registry: string): string {
   return normalizeRegistryHost(splitRegistry(registry).host);
 }
 
-async function preflight(resolver: CredentialResolver, registry: string, role: string): Promise<void> {
+/** The credential for the spec's registry, resolved now: a failure stops the sync with AuthFailed. */
+async function preflight(
+  resolver: CredentialResolver,
+  registry: string,
+  role: string,
+): Promise<{ host: string; credential: Credential | undefined }> {
   const host = credentialHost(registry);
   try {
-    await resolver.resolve(host);
+    return { host, credential: await resolver.resolve(host) };
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     throw new SyncError(
@@ -148,19 +161,26 @@ async function preflight(resolver: CredentialResolver, registry: string, role: s
  * the report; throws {@linkcode SyncError} only when the spec's credentials cannot be
  * obtained at all.
  */
-export async function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Promise<SyncReport> {
+export function syncImageSync(spec: ImageSyncSpec, opts: SyncOptions): Promise<SyncReport> {
+  // a shared client reports a retry to the sync whose call chain made the request
+  return opts.clientCache ? withRetryHook(opts.onRetry, () => syncOnce(spec, opts)) : syncOnce(spec, opts);
+}
+
+async function syncOnce(spec: ImageSyncSpec, opts: SyncOptions): Promise<SyncReport> {
   const now = opts.now ?? (() => new Date());
   const startedAt = now().toISOString();
   const dryRun = opts.dryRun ?? false;
   const emit = (e: SyncEvent) => opts.onEvent?.(e);
 
-  await preflight(opts.sourceCredentials, spec.source.registry, "source");
-  await preflight(opts.destinationCredentials, spec.destination.registry, "destination");
+  const resolved = {
+    source: await preflight(opts.sourceCredentials, spec.source.registry, "source"),
+    destination: await preflight(opts.destinationCredentials, spec.destination.registry, "destination"),
+  };
 
   const deadline = syncDeadline(opts);
   const signal = deadline.signal;
   const cancelInFlight = deadline.cancelInFlight;
-  const { source, destination, close } = registryClients(opts);
+  const { source, destination, close } = registryClients(opts, resolved);
   // copier progress is per destination reference; the run step says which tag it is
   const copying = new Map<string, TagJob>();
   const onProgress = opts.onProgress;
@@ -286,24 +306,51 @@ function syncDeadline(opts: SyncOptions): {
   };
 }
 
-/** The caller's clients, or two new ones that `close` closes. */
-function registryClients(opts: SyncOptions): {
+/** The caller's clients, shared ones from `opts.clientCache`, or two new ones; `close` ends this sync's use. */
+function registryClients(
+  opts: SyncOptions,
+  resolved: Record<"source" | "destination", { host: string; credential: Credential | undefined }>,
+): {
   source: RegistryClient;
   destination: RegistryClient;
   close: () => void;
 } {
   if (opts.clients) return { ...opts.clients, close: () => {} };
-  const options = {
+  const settings = {
     insecureRegistries: opts.insecureRegistries,
     caCerts: opts.caCerts,
     timeoutMs: opts.timeoutMs,
     maxAttempts: opts.maxAttempts,
     userAgent: opts.userAgent,
-    onRetry: opts.onRetry,
     requestDeadlineMs: opts.limits?.requestDeadlineMs,
     minBytesPerSecond: opts.limits?.minBytesPerSecond,
     maxTags: opts.limits?.maxTags,
   };
+  const cache = opts.clientCache;
+  if (cache) {
+    // the shared client answers the credential this sync resolved, for its registry alone:
+    // the key says whose it is, and no other host gets it
+    const lease = ({ host, credential }: { host: string; credential: Credential | undefined }) =>
+      cache.acquire(clientKey({ host, credential, settings }), () =>
+        new RegistryClient({
+          ...settings,
+          onRetry: reportRetry,
+          credentials: {
+            resolve: (h) => Promise.resolve(normalizeRegistryHost(h) === host ? credential : undefined),
+          },
+        }));
+    const src = lease(resolved.source);
+    const dst = lease(resolved.destination);
+    return {
+      source: src.client,
+      destination: dst.client,
+      close: () => {
+        src.release();
+        dst.release();
+      },
+    };
+  }
+  const options = { ...settings, onRetry: opts.onRetry };
   const source = new RegistryClient({ ...options, credentials: opts.sourceCredentials });
   const destination = new RegistryClient({ ...options, credentials: opts.destinationCredentials });
   return {
