@@ -15,6 +15,11 @@
  * {@linkcode DEFAULT_CLIENT_TTL_MS}), so what a client learnt from a ping (its auth challenge)
  * is never older than that when a sync starts with it; at most `maxEntries` (default
  * {@linkcode DEFAULT_CLIENT_CACHE_ENTRIES}) are kept, the oldest retired first.
+ *
+ * A ping or token fetch in flight is shared as well: if the sync that started it is cancelled
+ * meanwhile (its deadline passed), a sync waiting for the same one gets that error for the
+ * request (retried as any failed request); a failed ping is not kept, the next request pings
+ * again.
  * @module
  */
 import { AsyncLocalStorage } from "node:async_hooks";
