@@ -617,9 +617,8 @@ export class Copier {
             job.onFallbackCopy();
           }
         }
-        const blob = await this.#source.getBlob(src, p.digest, {
-          size: p.size,
-          signal,
+        const blob = await this.#openTransfer(job, {
+          location,
           onChunk: (n) => {
             moved += n;
             progress(p.digest, n);
@@ -628,7 +627,7 @@ export class Copier {
         await this.#destination.uploadBlob(
           dst,
           { digest: p.digest, stream: blob.stream, size: p.size },
-          { location, signal },
+          { location: blob.location, signal },
         );
         return "copied";
       } catch (e) {
@@ -647,6 +646,30 @@ export class Copier {
         await sleep(delayMs, signal);
       }
     }
+  }
+
+  /**
+   * Opens both ends of one blob's stream at once: the source GET and, unless a failed mount
+   * already gave one, the destination's upload session (POST). They do not depend on each
+   * other, so a blob costs one round trip less before its bytes flow (B1 in
+   * docs/PERFORMANCE.md). If either fails the other is let go: the body is cancelled; an
+   * upload session already opened is left for the registry to expire, as a retried POST is.
+   */
+  async #openTransfer(
+    job: BlobJob,
+    opts: { location?: string; onChunk: (n: number) => void },
+  ): Promise<{ stream: ReadableStream<Uint8Array>; location: string }> {
+    const { src, dst, p, signal } = job;
+    const [blob, session] = await Promise.allSettled([
+      this.#source.getBlob(src, p.digest, { size: p.size, signal, onChunk: opts.onChunk }),
+      opts.location ?? this.#destination.startUpload(dst, { signal }),
+    ]);
+    if (blob.status === "rejected") throw blob.reason;
+    if (session.status === "rejected") {
+      await blob.value.stream.cancel().catch(() => {});
+      throw session.reason;
+    }
+    return { stream: blob.value.stream, location: session.value };
   }
 }
 

@@ -18,6 +18,10 @@ class FakeRegistry {
   readonly retry: RetryPolicy;
   /** Blob GETs that fail once with a retryable error. */
   readonly flaky = new Set<string>();
+  /** startUpload fails with this error when set. */
+  uploadRefused?: OciError;
+  /** Blobs whose source body was cancelled. */
+  readonly cancelled: string[] = [];
   /** Delay of every manifest GET (ms), to make copies overlap. */
   delayMs = 0;
 
@@ -111,13 +115,23 @@ class FakeRegistry {
     }
     const bytes = this.blobs.get(digest)!;
     opts.onChunk?.(bytes.byteLength);
+    const cancelled = this.cancelled;
     const stream = new ReadableStream<Uint8Array>({
       start(c) {
         c.enqueue(bytes);
         c.close();
       },
+      cancel() {
+        cancelled.push(digest);
+      },
     });
     return Promise.resolve({ stream, size: bytes.byteLength });
+  }
+
+  startUpload(): Promise<string> {
+    this.ops.push("startUpload");
+    if (this.uploadRefused) return Promise.reject(this.uploadRefused);
+    return Promise.resolve(`/v2/app/blobs/uploads/session-${this.ops.length}`);
   }
 
   mountBlob(): Promise<{ mounted: true }> {
@@ -127,8 +141,9 @@ class FakeRegistry {
   async uploadBlob(
     _dst: Reference,
     blob: { digest: string; stream: ReadableStream<Uint8Array> },
+    opts: { location?: string } = {},
   ): Promise<void> {
-    this.ops.push(`uploadBlob ${blob.digest}`);
+    this.ops.push(`uploadBlob ${blob.digest}${opts.location ? ` to ${opts.location}` : ""}`);
     this.blobs.set(blob.digest, new Uint8Array(await new Response(blob.stream).arrayBuffer()));
   }
 }
@@ -241,6 +256,28 @@ Deno.test("copy: a blob whose transfer broke is restarted under the retry policy
     `/v2/app/blobs/${layer}`,
   ]]);
   assert.equal(from.ops.filter((o) => o === `getBlob ${layer}`).length, 2);
+});
+
+Deno.test("copy: a blob's upload session is opened beside its source GET; a refused session lets the source body go", async () => {
+  const { from, to, makeCopier } = registries();
+  from.image(["layer"], "1");
+  await makeCopier().copy(src("1"), dst("1"));
+  const gets = from.ops.filter((o) => o.startsWith("getBlob"));
+  assert.equal(gets.length, 2);
+  // each blob: its session asked for before any upload began, and the upload sent to that session
+  const sessions = to.ops.filter((o) => o === "startUpload").length;
+  assert.equal(sessions, 2);
+  const uploads = to.ops.filter((o) => o.startsWith("uploadBlob"));
+  assert(uploads.every((o) => / to \/v2\/app\/blobs\/uploads\/session-\d+$/.test(o)), uploads.join());
+
+  const refused = registries();
+  refused.from.image(["layer"], "1");
+  refused.to.uploadRefused = new OciError("Unauthorized", "push denied");
+  await assert.rejects(refused.makeCopier().copy(src("1"), dst("1")), /push denied/);
+  const read = refused.from.ops.filter((o) => o.startsWith("getBlob")).map((o) => o.split(" ")[1]);
+  assert(read.length > 0);
+  assert.deepEqual(refused.from.cancelled.sort(), read.sort(), "every opened source body is cancelled");
+  assert.deepEqual(refused.to.ops.filter((o) => o.startsWith("uploadBlob") || o.startsWith("put")), []);
 });
 
 Deno.test("copy: a platform filter pushes a smaller index; no match is NoMatchingPlatform", async () => {
