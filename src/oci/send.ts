@@ -234,7 +234,7 @@ export class HttpSender implements Sender {
         dog.finish();
         throw classify(e, { signal: req.signal, dog, upload });
       }
-      dog.disarm();
+      dog.rest();
       dog.uploaded();
       const location = res.headers.get("location");
       if (REDIRECT_STATUSES.has(res.status) && location) {
@@ -299,12 +299,20 @@ interface Limits {
 /**
  * Watches one exchange: an idle timer armed while we wait on the other side, a total deadline
  * for small requests, and a minimum rate for blob bodies. Any of them aborts its signal.
+ *
+ * The idle timer is armed and disarmed around every body chunk (thousands per blob), so it is
+ * lazy: arming notes the time and starts a timer only when none is pending; when the timer
+ * fires while still waiting it either expires the exchange or sleeps for the rest of the idle
+ * time. The exchange still ends exactly `idleMs` after the wait began, with one timer per idle
+ * period instead of a setTimeout/clearTimeout pair per chunk.
  */
 class Watchdog {
   readonly controller = new AbortController();
   /** The limit that ended the exchange, once one did. */
   expired?: LimitExceeded;
   #idle: ReturnType<typeof setTimeout> | undefined;
+  /** When the current wait on the other side began (undefined: not waiting). */
+  #waitingSince: number | undefined;
   #deadline: ReturnType<typeof setTimeout> | undefined;
   readonly #limits: Limits;
   #waitedMs = 0;
@@ -324,26 +332,49 @@ class Watchdog {
   #expire(message: string): void {
     if (this.expired) return;
     this.expired = new LimitExceeded(message);
-    this.disarm();
+    this.#stopIdleTimer();
     this.controller.abort(new DOMException(message, "TimeoutError"));
   }
 
+  /** We start waiting on the other side: the idle time counts from now. */
   arm(): void {
-    this.disarm();
-    this.#idle = setTimeout(() => {
-      this.#idle = undefined;
-      this.#expire(`no data for ${this.#limits.idleMs} ms (idle timeout)`);
-    }, this.#limits.idleMs);
+    if (this.expired) return;
+    this.#waitingSince = performance.now();
+    if (this.#idle === undefined) this.#idleTimer(this.#limits.idleMs);
   }
 
+  #idleTimer(ms: number): void {
+    this.#idle = setTimeout(() => {
+      this.#idle = undefined;
+      if (this.#waitingSince === undefined) return; // not waiting: the next arm() starts a timer
+      const left = this.#limits.idleMs - (performance.now() - this.#waitingSince);
+      if (left > 0) this.#idleTimer(left);
+      else this.#expire(`no data for ${this.#limits.idleMs} ms (idle timeout)`);
+    }, Math.max(0, Math.ceil(ms)));
+    // A body its reader stopped pulling without cancelling leaves this timer pending until
+    // it fires (then it stops): it must not keep the process alive meanwhile.
+    Deno.unrefTimer(this.#idle);
+  }
+
+  /** The other side answered: not waiting on it any more (a pending timer finds that out). */
   disarm(): void {
+    this.#waitingSince = undefined;
+  }
+
+  /** Not waiting, and nothing to wait for until the next arm(): the pending timer is cleared. */
+  rest(): void {
+    this.#stopIdleTimer();
+  }
+
+  #stopIdleTimer(): void {
+    this.#waitingSince = undefined;
     if (this.#idle !== undefined) clearTimeout(this.#idle);
     this.#idle = undefined;
   }
 
   /** The exchange is over (body read, cancelled or failed): no more limits. */
   finish(): void {
-    this.disarm();
+    this.#stopIdleTimer();
     if (this.#deadline !== undefined) clearTimeout(this.#deadline);
     this.#deadline = undefined;
   }

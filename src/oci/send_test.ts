@@ -219,3 +219,39 @@ Deno.test("HttpSender refuses to be led to file: or data: URLs (fetch would read
     await srv.stop();
   }
 });
+
+Deno.test("HttpSender: the idle timeout counts from the last data, however long the body takes; a stall after data ends it", async () => {
+  const srv = serve((_req, url) => {
+    if (url.pathname === "/slow") {
+      // 12 pieces 60 ms apart: 720 ms in all, never 300 ms without data
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await new Promise((r) => setTimeout(r, 60));
+          c.enqueue(new Uint8Array([sent++]));
+          if (sent === 12) c.close();
+        },
+      }, { highWaterMark: 0 });
+      return new Response(body);
+    }
+    let stalled = false;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (stalled) return new Promise(() => {}); // data once, then nothing
+          stalled = true;
+          c.enqueue(new Uint8Array([1, 2, 3]));
+        },
+      }, { highWaterMark: 0 }),
+    );
+  });
+  try {
+    const sender = new HttpSender({ timeoutMs: 300 });
+    const slow = await sender.send(request(`${srv.origin}/slow`, { bulk: true }));
+    assert.deepEqual([...await slow.bytes(100, () => new Error("big"))], [...Array(12).keys()]);
+    const stall = await sender.send(request(`${srv.origin}/stall`, { bulk: true }));
+    await assert.rejects(stall.bytes(100, () => new Error("big")), /idle timeout/);
+  } finally {
+    await srv.stop();
+  }
+});
