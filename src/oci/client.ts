@@ -5,7 +5,7 @@
  */
 
 import { repositoryScope } from "./auth.ts";
-import { digestLike, pieces, sha256Digest, verifyingStream } from "./blobs.ts";
+import { digestLike, pieces, sha256Digest, verifiedStream } from "./blobs.ts";
 import { OciError } from "./errors.ts";
 import {
   contentDigestProblem,
@@ -300,13 +300,11 @@ export class RegistryClient {
         reference,
       });
     }
-    const stream = res.body.pipeThrough(
-      verifyingStream(digest, {
-        size,
-        context: `registry ${repo.registry}: blob ${reference}`,
-        onChunk: opts.onChunk,
-      }),
-    );
+    const stream = verifiedStream(res.body, digest, {
+      size,
+      context: `registry ${repo.registry}: blob ${reference}`,
+      onChunk: opts.onChunk,
+    });
     return size === undefined ? { stream } : { stream, size };
   }
 
