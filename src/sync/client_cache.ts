@@ -8,8 +8,8 @@
  * is shared only by syncs whose resolved credential for its registry is the same (the key is a
  * SHA-256 of registry, credential and client settings, so no credential is kept readable as a
  * key), and the shared client answers that credential for that registry alone. A rotated
- * password makes a new key, so the next sync builds a new client; the old one is closed when
- * its last sync ends.
+ * password makes a new key, so the next sync builds a new client; the old one is retired once
+ * its TTL is over and closed when its last sync ends.
  *
  * Bounded: an entry serves syncs that start within `ttlMs` of its creation (default
  * {@linkcode DEFAULT_CLIENT_TTL_MS}), so what a client learnt from a ping (its auth challenge)
@@ -17,9 +17,9 @@
  * {@linkcode DEFAULT_CLIENT_CACHE_ENTRIES}) are kept, the oldest retired first.
  *
  * A ping or token fetch in flight is shared as well: if the sync that started it is cancelled
- * meanwhile (its deadline passed), a sync waiting for the same one gets that error for the
- * request (retried as any failed request); a failed ping is not kept, the next request pings
- * again.
+ * meanwhile (its deadline passed), a sync waiting for the same one fails that request with
+ * the same error (its tag fails; the next sync retries it). A failed ping is not kept: the next
+ * request pings again.
  * @module
  */
 import { AsyncLocalStorage } from "node:async_hooks";
