@@ -34,9 +34,16 @@ async function logLines(file: string): Promise<Array<Record<string, unknown>>> {
 }
 
 /**
+ * How far a read may trail a write it does not yet show (the apiserver's watch cache), on a loaded
+ * machine. An elector that took over early by a renewal period or more (300 ms here) still fails.
+ */
+const CACHE_LAG_MS = 150;
+
+/**
  * Waits until `holder` renews upstream's Lease in "le" and returns a monotonic time
- * (`performance.now()`) no later than that renewal was written: the start of the last read that
- * did not see it yet. Durations in this test are monotonic: the wall clock here may be slewed.
+ * (`performance.now()`) about when that renewal was written: the start of the last read that
+ * did not see it yet — give or take the apiserver's watch-cache lag, which serves such reads
+ * ({@linkcode CACHE_LAG_MS}). Durations in this test are monotonic: the wall clock here may be slewed.
  */
 async function renewalSeen(kube: KubeCluster, holder: string): Promise<number> {
   let before = performance.now();
@@ -282,7 +289,7 @@ Deno.test("leader election interoperates with client-go's: never both leading on
     await a.kill("SIGKILL");
     await peer2.waitFor("LEADING upstream-pod-2", { timeoutMs: 20_000 });
     assert.ok(
-      performance.now() - lastRenewOfOurs >= timings.leaseDurationMs,
+      performance.now() - lastRenewOfOurs >= timings.leaseDurationMs - CACHE_LAG_MS,
       `not before the lease ran out (took over ${
         performance.now() - lastRenewOfOurs
       } ms after the last renewal)`,
@@ -297,7 +304,7 @@ Deno.test("leader election interoperates with client-go's: never both leading on
       timeoutMs: 20_000,
     });
     assert.ok(
-      performance.now() - lastRenewOfPeer >= timings.leaseDurationMs,
+      performance.now() - lastRenewOfPeer >= timings.leaseDurationMs - CACHE_LAG_MS,
       `ours waited a whole lease duration (took over ${
         performance.now() - lastRenewOfPeer
       } ms after the last renewal)`,
