@@ -10,6 +10,7 @@ import { getBlob, getManifest, pushImage } from "./harness/fixtures.ts";
 import { startRegistry } from "./harness/registry.ts";
 import { startReferrersRegistry } from "./harness/referrers_registry.ts";
 import { cosign, crane, oras } from "./harness/oci_cli.ts";
+import { orasAttach } from "./harness/supply_chain.ts";
 import { startLeaderPeer, UPSTREAM_LEASE_NAME } from "./harness/leader_peer.ts";
 import { startKube } from "./harness/kube.ts";
 
@@ -25,28 +26,11 @@ interface Descriptor {
   annotations?: Record<string, string>;
 }
 
-/** Attaches `file` (written with `content`) to `subject` with oras; returns the referrer digest. */
-async function orasAttach(
-  dir: string,
-  subject: string,
-  artifactType: string,
-  file: string,
-  content: unknown,
-): Promise<string> {
-  await Deno.writeTextFile(`${dir}/${file}`, JSON.stringify(content));
-  const { stdout } = await oras([
-    "attach",
-    "--plain-http",
-    "--artifact-type",
-    artifactType,
-    "--format",
-    "json",
-    subject,
-    `${file}:${artifactType}`,
-  ], { cwd: dir, check: true });
-  const out = JSON.parse(stdout) as { digest: string; artifactType?: string };
-  assert.match(out.digest, /^sha256:[0-9a-f]{64}$/);
-  return out.digest;
+/** Attaches `content` to `subject` with oras (tests/harness/supply_chain.ts); returns the referrer digest. */
+async function attach(dir: string, subject: string, artifactType: string, content: unknown): Promise<string> {
+  const digest = await orasAttach(dir, subject, { artifactType, content });
+  assert.match(digest, /^sha256:[0-9a-f]{64}$/);
+  return digest;
 }
 
 /** Every entry of the referrers list, following Link rel="next" pages; also the pages' headers. */
@@ -79,12 +63,12 @@ Deno.test("referrers registry: oras attach → the OCI 1.1 referrers API lists, 
   try {
     const img = await pushImage(reg, { repository: "team/app", tag: "v1" }, { seed: 7 });
     const subject = `${reg.host}/team/app@${img.digest}`;
-    const sbom = await orasAttach(dir, subject, SPDX, "sbom.spdx.json", {
+    const sbom = await attach(dir, subject, SPDX, {
       spdxVersion: "SPDX-2.3",
       SPDXID: "SPDXRef-DOCUMENT",
       name: "app",
     });
-    const sarif = await orasAttach(dir, subject, SARIF, "scan.sarif.json", {
+    const sarif = await attach(dir, subject, SARIF, {
       version: "2.1.0",
       runs: [],
     });
