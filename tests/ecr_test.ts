@@ -16,7 +16,7 @@
 
 import assert from "node:assert/strict";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
-import { MOTO_ACCOUNT, type MotoCall, type MotoServer, startMoto } from "./harness/moto.ts";
+import { isolatedAwsEnv, MOTO_ACCOUNT, type MotoCall, type MotoServer, startMoto } from "./harness/moto.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 import { type ChildRun, type EcrChildJob, RESULT_MARK } from "./harness/ecr_child.ts";
 import { decodeEcrToken } from "../src/credentials/mod.ts";
@@ -47,23 +47,7 @@ async function scratch(): Promise<Scratch> {
   await Deno.writeTextFile(`${dir}/web-identity-token`, WEB_IDENTITY_TOKEN);
   return {
     dir,
-    env(extra) {
-      const env: Record<string, string> = {};
-      // What Deno needs to find its npm cache; no AWS_* of this process.
-      for (const k of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "NPM_CONFIG_REGISTRY"]) {
-        const v = Deno.env.get(k);
-        if (v !== undefined) env[k] = v;
-      }
-      return {
-        ...env,
-        NO_COLOR: "1",
-        AWS_CONFIG_FILE: `${dir}/no-aws-config`,
-        AWS_SHARED_CREDENTIALS_FILE: `${dir}/no-aws-credentials`,
-        // No instance metadata service here; skip the SDK's 1 s probes of it.
-        AWS_EC2_METADATA_DISABLED: "true",
-        ...extra,
-      };
-    },
+    env: (extra) => isolatedAwsEnv(dir, extra),
     remove: () => Deno.remove(dir, { recursive: true }),
   };
 }

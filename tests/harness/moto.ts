@@ -315,3 +315,26 @@ export async function startMoto(): Promise<MotoServer> {
     throw e;
   }
 }
+
+/**
+ * The environment for a child that must see no AWS configuration of this process: what Deno
+ * needs to find its npm cache (PATH, HOME, DENO_DIR, XDG_CACHE_HOME, NPM_CONFIG_REGISTRY),
+ * NO_COLOR, AWS config and credential files pointed at absent files in `dir`, no instance
+ * metadata probes; then `extra`. Spawn with `clearEnv: true`.
+ */
+export function isolatedAwsEnv(dir: string, extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "NPM_CONFIG_REGISTRY"]) {
+    const v = Deno.env.get(k);
+    if (v !== undefined) env[k] = v;
+  }
+  return {
+    ...env,
+    NO_COLOR: "1",
+    AWS_CONFIG_FILE: `${dir}/no-aws-config`,
+    AWS_SHARED_CREDENTIALS_FILE: `${dir}/no-aws-credentials`,
+    // no instance metadata service here; skip the SDK's 1 s probes of it
+    AWS_EC2_METADATA_DISABLED: "true",
+    ...extra,
+  };
+}
