@@ -1,0 +1,266 @@
+/**
+ * The blob side of a copy batch: planning each blob (skip, mount, copy) by asking the
+ * destination, and moving it — once per batch even when several copies need it — by a
+ * cross-repository mount or a stream from source to destination, restarted on retryable
+ * failures. Also the small concurrency helpers the {@linkcode Copier} shares with it.
+ * @module
+ */
+
+import type { RegistryClient } from "./client.ts";
+import { OciError } from "./errors.ts";
+import type { Descriptor } from "./manifest.ts";
+import type { Reference } from "./reference.ts";
+import type { RetryPolicy } from "./retry.ts";
+import { sleep } from "./sleep.ts";
+
+/** What happens (or would happen) to one blob. */
+export interface BlobPlan {
+  /** Blob digest. */
+  digest: string;
+  /** Blob size in bytes. */
+  size: number;
+  /** copy = stream from the source; mount = cross-repository mount; skip = already there (or moved by another copy of this batch). */
+  action: "copy" | "mount" | "skip";
+  /** For mounts: the repository mounted from. */
+  from?: string;
+}
+
+/** Runs at most `max` tasks at once, in arrival order. */
+export class Limiter {
+  #active = 0;
+  #queue: Array<() => void> = [];
+  readonly #max: number;
+
+  /** A limiter letting `max` tasks (at least one) run at once. */
+  constructor(max: number) {
+    this.#max = Math.max(1, Math.floor(max));
+  }
+
+  /** Runs `fn` once fewer than `max` tasks are running. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.#max) {
+      await new Promise<void>((resolve) => this.#queue.push(resolve));
+    } else {
+      this.#active++;
+    }
+    try {
+      return await fn();
+    } finally {
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#active--;
+    }
+  }
+}
+
+/** What a blob transfer did. */
+export type Outcome = "copied" | "mounted";
+
+/** One blob's plan, with what its transfer needs. */
+export interface PlannedBlob extends BlobPlan {
+  descriptor: Descriptor;
+  /** Key of another copy's task this blob waits for. */
+  shared?: string;
+}
+
+/** One blob of one copy, as its transfer sees it. */
+export interface BlobJob {
+  src: Reference;
+  dst: Reference;
+  p: PlannedBlob;
+  signal: AbortSignal;
+  /** Reports bytes moved (negative when a restarted transfer gives them back). */
+  progress: (digest: string, n: number) => void;
+  /** Called once when a planned mount fell back to a copy (its bytes join the total). */
+  onFallbackCopy: () => void;
+}
+
+/**
+ * Plans and moves the blobs of one batch of copies: a blob needed by several copies moves
+ * once, and a blob this batch already wrote to one repository is mounted into the next.
+ */
+export class BlobMover {
+  readonly #source: RegistryClient;
+  readonly #destination: RegistryClient;
+  readonly #retry: RetryPolicy;
+  readonly #limiter: Limiter;
+  /** Blob transfers of this batch, by `registry/repository@digest` at the destination. */
+  readonly #tasks = new Map<string, Promise<Outcome>>();
+  /** Destination repositories known to hold a blob after this batch wrote it: `registry@digest` → repositories. */
+  readonly #present = new Map<string, Set<string>>();
+  /** Dry-run bookkeeping: blobs an earlier dry-run copy of this batch would already move. */
+  readonly #planned = new Set<string>();
+
+  /** Creates the blob mover of one batch; transfers run under `limiter`, restarts follow `retry`. */
+  constructor(
+    clients: { source: RegistryClient; destination: RegistryClient },
+    opts: { retry: RetryPolicy; limiter: Limiter },
+  ) {
+    this.#source = clients.source;
+    this.#destination = clients.destination;
+    this.#retry = opts.retry;
+    this.#limiter = opts.limiter;
+  }
+
+  /** Decides what to do with one blob, reading only. */
+  async plan(
+    src: Reference,
+    dst: Reference,
+    d: Descriptor,
+    dryRun: boolean,
+    signal: AbortSignal,
+  ): Promise<PlannedBlob> {
+    const key = `${dst.registry}/${dst.repository}@${d.digest}`;
+    const base = { digest: d.digest, size: d.size, descriptor: d };
+    if (this.#tasks.has(key)) return { ...base, action: "skip", shared: key };
+    if (dryRun && this.#planned.has(key)) return { ...base, action: "skip" };
+    // Claim the blob before awaiting the HEAD, so concurrent dry-run copies in this batch
+    // plan a shared blob once (the real path dedupes in execute through #tasks).
+    if (dryRun) this.#planned.add(key);
+    if (await this.#destination.headBlob(dst, d.digest, { signal })) {
+      return { ...base, action: "skip" };
+    }
+    const from = this.#mountSource(src, dst, d.digest);
+    return from ? { ...base, action: "mount", from } : { ...base, action: "copy" };
+  }
+
+  /** A repository of the destination registry to mount from, if any. */
+  #mountSource(src: Reference, dst: Reference, digest: string): string | undefined {
+    if (src.registry === dst.registry && src.repository !== dst.repository) return src.repository;
+    for (const repo of this.#present.get(`${dst.registry}@${digest}`) ?? []) {
+      if (repo !== dst.repository) return repo;
+    }
+    return undefined;
+  }
+
+  /** Carries out a plan entry; returns "skip" when nothing was moved by this copy. */
+  async execute(job: BlobJob): Promise<Outcome | "skip"> {
+    const { dst, p } = job;
+    const key = `${dst.registry}/${dst.repository}@${p.digest}`;
+    if (p.action === "skip" && !p.shared) return "skip";
+    const existing = this.#tasks.get(key);
+    if (existing) {
+      try {
+        await existing;
+        return "skip";
+      } catch {
+        // The other copy failed (or was cancelled): do it ourselves below.
+        if (this.#tasks.get(key) === existing) this.#tasks.delete(key);
+      }
+    }
+    const again = this.#tasks.get(key);
+    if (again) {
+      await again;
+      return "skip";
+    }
+    const task = this.#limiter.run(() => this.#transfer(job));
+    this.#tasks.set(key, task);
+    try {
+      const outcome = await task;
+      const presentKey = `${dst.registry}@${p.digest}`;
+      const repos = this.#present.get(presentKey) ?? new Set<string>();
+      repos.add(dst.repository);
+      this.#present.set(presentKey, repos);
+      return outcome;
+    } catch (e) {
+      if (this.#tasks.get(key) === task) this.#tasks.delete(key);
+      throw e;
+    }
+  }
+
+  /** Mounts or streams one blob, restarting the whole transfer (fresh GET) on retryable failures. */
+  async #transfer(job: BlobJob): Promise<Outcome> {
+    const { src, dst, p, signal, progress } = job;
+    const max = this.#retry.maxAttempts;
+    let countedFallback = false;
+    for (let attempt = 1;; attempt++) {
+      let moved = 0;
+      try {
+        let location: string | undefined;
+        const from = p.action === "mount" ? p.from ?? this.#mountSource(src, dst, p.digest) : undefined;
+        if (from) {
+          const r = await this.#destination.mountBlob(dst, p.digest, { fromRepository: from, signal });
+          if (r.mounted) return "mounted";
+          location = r.location;
+          if (!countedFallback) {
+            countedFallback = true;
+            job.onFallbackCopy();
+          }
+        }
+        const blob = await this.#openTransfer(job, {
+          location,
+          onChunk: (n) => {
+            moved += n;
+            progress(p.digest, n);
+          },
+        });
+        await this.#destination.uploadBlob(
+          dst,
+          { digest: p.digest, stream: blob.stream, size: p.size },
+          { location: blob.location, signal },
+        );
+        return "copied";
+      } catch (e) {
+        if (moved > 0) progress(p.digest, -moved);
+        const retryable = e instanceof OciError && e.retryable && !signal.aborted;
+        if (!retryable || attempt >= max) throw e;
+        const delayMs = this.#retry.backoff(attempt);
+        this.#retry.report({
+          registry: dst.registry,
+          reason: "BlobRestart",
+          attempt,
+          delayMs,
+          method: "GET",
+          path: `/v2/${src.repository}/blobs/${p.digest}`,
+        });
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+
+  /**
+   * Opens both ends of one blob's stream at once: the source GET and, unless a failed mount
+   * already gave one, the destination's upload session (POST). They do not depend on each
+   * other, so a blob costs one round trip less before its bytes flow (B1 in
+   * docs/PERFORMANCE.md). If either fails the other is let go: the body is cancelled; an
+   * upload session already opened is left for the registry to expire, as a retried POST is.
+   */
+  async #openTransfer(
+    job: BlobJob,
+    opts: { location?: string; onChunk: (n: number) => void },
+  ): Promise<{ stream: ReadableStream<Uint8Array>; location: string }> {
+    const { src, dst, p, signal } = job;
+    const [blob, session] = await Promise.allSettled([
+      this.#source.getBlob(src, p.digest, { size: p.size, signal, onChunk: opts.onChunk }),
+      opts.location ?? this.#destination.startUpload(dst, { signal }),
+    ]);
+    if (blob.status === "rejected") throw blob.reason;
+    if (session.status === "rejected") {
+      await blob.value.stream.cancel().catch(() => {});
+      throw session.reason;
+    }
+    return { stream: blob.value.stream, location: session.value };
+  }
+}
+
+/**
+ * Awaits every promise; if any failed, aborts the siblings' shared controller and throws the
+ * first failure once all have settled (so nothing keeps running after copy returns).
+ */
+export async function settleAll<T>(promises: Promise<T>[], inner: AbortController): Promise<T[]> {
+  let first: unknown;
+  let failed = false;
+  const guarded = promises.map((p) =>
+    p.catch((e) => {
+      if (!failed) {
+        failed = true;
+        first = e;
+        inner.abort();
+      }
+      throw e;
+    })
+  );
+  const settled = await Promise.allSettled(guarded);
+  if (failed) throw first;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+}
