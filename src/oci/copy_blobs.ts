@@ -2,7 +2,7 @@
  * The blob side of a copy batch: planning each blob (skip, mount, copy) by asking the
  * destination, and moving it — once per batch even when several copies need it — by a
  * cross-repository mount or a stream from source to destination, restarted on retryable
- * failures. Also the small concurrency helpers the {@linkcode Copier} shares with it.
+ * failures. Also the small concurrency helpers the `Copier` shares with it.
  * @module
  */
 
