@@ -13,6 +13,7 @@ import { getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts"
 import { startFaultProxy } from "./harness/fault_proxy.ts";
 import { ImageSyncClient, KubeClient, KubeError, loadKubeconfigFiles } from "../src/kube/mod.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
+import { promtoolCheckMetrics } from "./harness/supply_chain.ts";
 
 const ISYNC = "/apis/portager.portager.io/v1alpha1";
 
@@ -625,21 +626,8 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
             /^process_open_fds [1-9]\d*$/m,
           ]
         ) assert.match(text, series);
-        const child = new Deno.Command("/usr/bin/promtool", {
-          args: ["check", "metrics"],
-          stdin: "piped",
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
-        const w = child.stdin.getWriter();
-        await w.write(new TextEncoder().encode(text));
-        await w.close();
-        const out = await child.output();
-        assert.equal(
-          out.code,
-          0,
-          new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout),
-        );
+        const promtool = await promtoolCheckMetrics(text);
+        assert.equal(promtool.code, 0, promtool.output);
       },
     );
 
