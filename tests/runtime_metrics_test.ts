@@ -14,10 +14,16 @@ import { crdObject } from "../src/api/mod.ts";
 import { promtoolCheckMetrics } from "./harness/supply_chain.ts";
 import { pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
-import { createNamespace, imageSync, waitFor, waitForReady } from "./harness/operator.ts";
+import {
+  createNamespace,
+  imageSync,
+  spawnUpstreamOperator,
+  type UpstreamOperator,
+  waitFor,
+  waitForReady,
+} from "./harness/operator.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 
-const REPO = new URL("..", import.meta.url).pathname;
 const TAGS = ["1.0", "1.1", "1.2", "1.3"];
 const Q = 'name="imagesync",controller="imagesync"';
 
@@ -57,10 +63,7 @@ Deno.test("runtime metrics, Events and sync counts of the operator as upstream's
   let kube: KubeCluster | undefined;
   let src: RegistryServer | undefined;
   let dst: RegistryServer | undefined;
-  let child: Deno.ChildProcess | undefined;
-  let logging: Promise<void> | undefined;
-  let log = "";
-  const tail = () => log.split("\n").slice(-40).join("\n");
+  let operator: UpstreamOperator | undefined;
   try {
     [kube, src, dst] = await Promise.all([startKube(), startRegistry("plain"), startRegistry("plain")]);
     for (const [i, tag] of TAGS.entries()) {
@@ -80,33 +83,11 @@ Deno.test("runtime metrics, Events and sync counts of the operator as upstream's
       `--kubeconfig=${kube.kubeconfigPath}`,
       `--insecure-registry=${src.host},${dst.host}`,
     ];
-    child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", `${REPO}main.ts`, ...upstreamFlags],
+    operator = await spawnUpstreamOperator(upstreamFlags, {
       env: { POD_NAMESPACE: "portager-system", NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    logging = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({
-        write(chunk) {
-          log += chunk;
-        },
-      }),
-    );
-    const served = await waitFor("the metrics address in the log", () => {
-      for (const line of log.split("\n")) {
-        if (!line.startsWith("{")) continue;
-        const l = JSON.parse(line);
-        if (l.msg === "serving /metrics") return l as { address: string; scheme: string };
-      }
-    }, { timeoutMs: 30_000, describe: tail });
-    assert.equal(served.scheme, "http");
-    const scrape = async () => {
-      const res = await fetch(`http://${served.address}/metrics`);
-      assert.equal(res.status, 200);
-      return await res.text();
-    };
+    });
+    const { tail, scrape } = operator;
+    assert.equal(operator.metrics.scheme, "http");
 
     // the Lease holder says so under upstream's Lease name
     let text = await waitFor("leader_election_master_status 1", async () => {
@@ -259,13 +240,7 @@ Deno.test("runtime metrics, Events and sync counts of the operator as upstream's
     assert.equal(value(text, `portage_images_failed_total{${g}}`), 0);
     assert.equal(value(text, `portage_image_info{${g},synced="0",failed="1",total="1"}`), 1);
   } finally {
-    if (child) {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await child.status;
-      await logging?.catch(() => {});
-    }
+    await operator?.stop();
     await Promise.all([src?.stop(), dst?.stop(), kube?.stop()]);
   }
 });

@@ -20,7 +20,7 @@ import { decodeEcrToken } from "../src/credentials/mod.ts";
 import { getManifest, type PushedImage, pushImage } from "./harness/fixtures.ts";
 import { startGoogleSts } from "./harness/google_sts.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
-import { MOTO_ACCOUNT, startMoto } from "./harness/moto.ts";
+import { isolatedAwsEnv, MOTO_ACCOUNT, startMoto } from "./harness/moto.ts";
 import {
   assertNoSecrets,
   clusterTexts,
@@ -28,14 +28,15 @@ import {
   dockerConfigSecret,
   getImageSync,
   imageSyncPath,
+  spawnUpstreamOperator,
   type StoredObject,
+  type UpstreamOperator,
   waitFor,
   waitForReady,
 } from "./harness/operator.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 import { orasAttach } from "./harness/supply_chain.ts";
 
-const REPO = new URL("..", import.meta.url).pathname;
 const FIXTURES = new URL("./fixtures/upstream_user/", import.meta.url).pathname;
 const NS = "default";
 const ECR_HOST = `${MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com`;
@@ -172,10 +173,7 @@ Deno.test("an upstream Portager v0.5 user's manifests, command line, columns, st
   let moto: Awaited<ReturnType<typeof startMoto>> | undefined;
   let sts: ReturnType<typeof startGoogleSts> | undefined;
   let proxy: ReturnType<typeof startForwardProxy> | undefined;
-  let child: Deno.ChildProcess | undefined;
-  let logging: Promise<void> | undefined;
-  let log = "";
-  const tail = () => log.split("\n").slice(-40).join("\n");
+  let operator: UpstreamOperator | undefined;
   const dir = await Deno.makeTempDir({ prefix: "portager-upstream-user-" });
   try {
     const started = Promise.all([startKube(), startMoto()]);
@@ -290,44 +288,18 @@ Deno.test("an upstream Portager v0.5 user's manifests, command line, columns, st
     // upstream's command line (`/manager --leader-elect …`, no subcommand); /metrics over plain
     // HTTP (--metrics-secure=false) for the scrape; the registry names that are reached over
     // plain HTTP through the proxy are listed as insecure
-    child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--quiet",
-        `${REPO}main.ts`,
-        "--leader-elect",
-        "--health-probe-bind-address=127.0.0.1:0",
-        "--metrics-bind-address=127.0.0.1:0",
-        "--metrics-secure=false",
-        `--kubeconfig=${kube.kubeconfigPath}`,
-        `--insecure-registry=${ECR_HOST},${GAR_HOST}`,
-      ],
+    operator = await spawnUpstreamOperator([
+      "--leader-elect",
+      "--health-probe-bind-address=127.0.0.1:0",
+      "--metrics-bind-address=127.0.0.1:0",
+      "--metrics-secure=false",
+      `--kubeconfig=${kube.kubeconfigPath}`,
+      `--insecure-registry=${ECR_HOST},${GAR_HOST}`,
+    ], {
       clearEnv: true,
       env: await operatorEnv(dir, proxy.url, moto.url, sts.stsTokenUrl, sts.impersonationUrl(GAR_SA)),
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    logging = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({
-        write(chunk) {
-          log += chunk;
-        },
-      }),
-    );
-    const served = await waitFor("the metrics address in the log", () => {
-      for (const line of log.split("\n")) {
-        if (!line.startsWith("{")) continue;
-        const l = JSON.parse(line);
-        if (l.msg === "serving /metrics") return l as { address: string };
-      }
-    }, { timeoutMs: 30_000, describe: tail });
-    const scrape = async () => {
-      const res = await fetch(`http://${served.address}/metrics`);
-      assert.equal(res.status, 200);
-      return await res.text();
-    };
+    });
+    const { log, tail, scrape } = operator;
 
     // the same manifests, hosts pointed at the harness (the GAR source at the plain registry)
     for (const doc of docs) {
@@ -339,7 +311,7 @@ Deno.test("an upstream Portager v0.5 user's manifests, command line, columns, st
     }
     const k = kube;
     const ready = (name: string, reason: string) =>
-      waitForReady(k, NS, name, { ok: (c) => c.reason === reason, timeoutMs: 60_000, logs: () => log });
+      waitForReady(k, NS, name, { ok: (c) => c.reason === reason, timeoutMs: 60_000, logs: log });
 
     await t.step(
       "quick start (ECR via moto): repositories ensured, every tag synced, status as upstream",
@@ -630,7 +602,7 @@ Deno.test("an upstream Portager v0.5 user's manifests, command line, columns, st
     await t.step(
       "no pull-secret password, ECR login or Google token in the log, Events or status",
       async () => {
-        assertNoSecrets([{ where: "operator log", text: log }, ...await clusterTexts(k)], [
+        assertNoSecrets([{ where: "operator log", text: log() }, ...await clusterTexts(k)], [
           { secret: cgr.password!, user: cgr.username },
           { secret: ecrPassword, user: "AWS" },
           { secret: GAR_TOKEN, user: "oauth2accesstoken" },
@@ -639,13 +611,7 @@ Deno.test("an upstream Portager v0.5 user's manifests, command line, columns, st
       },
     );
   } finally {
-    if (child) {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await child.status;
-      await logging?.catch(() => {});
-    }
+    await operator?.stop();
     await proxy?.stop();
     await sts?.stop();
     await Promise.all([...registries.map((r) => r.stop()), moto?.stop(), kube?.stop()]);
@@ -677,23 +643,13 @@ async function operatorEnv(
       credential_source: { file: `${dir}/ksa-token`, format: { type: "text" } },
     }),
   );
-  const env: Record<string, string> = {};
-  for (const k of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "NPM_CONFIG_REGISTRY"]) {
-    const v = Deno.env.get(k);
-    if (v !== undefined) env[k] = v;
-  }
-  return {
-    ...env,
-    NO_COLOR: "1",
+  return isolatedAwsEnv(dir, {
     POD_NAMESPACE: "portager-system",
     HTTP_PROXY: proxyUrl,
     NO_PROXY: "127.0.0.1,localhost",
     AWS_ACCESS_KEY_ID: "AKIAUPSTREAMUSER0001",
     AWS_SECRET_ACCESS_KEY: "upstream-user-secret-access-key",
     AWS_ENDPOINT_URL_ECR: motoUrl,
-    AWS_CONFIG_FILE: `${dir}/no-aws-config`,
-    AWS_SHARED_CREDENTIALS_FILE: `${dir}/no-aws-credentials`,
-    AWS_EC2_METADATA_DISABLED: "true",
     GOOGLE_APPLICATION_CREDENTIALS: `${dir}/gcp-credentials.json`,
-  };
+  });
 }

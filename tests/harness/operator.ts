@@ -351,6 +351,89 @@ export function spawnElectingOperator(opts: OperatorChildOptions, logFile: strin
   );
 }
 
+/** Options of {@link spawnUpstreamOperator}. */
+export interface UpstreamOperatorOptions {
+  /** The child's environment. */
+  env: Record<string, string>;
+  /** Start the child with `env` alone (nothing inherited from the test). */
+  clearEnv?: boolean;
+}
+
+/** An operator child on upstream's command line, its JSON log (stderr) kept in memory. */
+export interface UpstreamOperator {
+  /** Where "serving /metrics" said /metrics is served. */
+  metrics: { address: string; scheme: string };
+  /** The log so far. */
+  log(): string;
+  /** The log's last 40 lines, for failure messages. */
+  tail(): string;
+  /** GETs /metrics over plain HTTP, asserts 200 and returns the text. */
+  scrape(): Promise<string>;
+  /** Sends SIGTERM and waits for the exit and the end of the log. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `main.ts` with upstream's flags `args` (no subcommand) and waits up to 30 s for the
+ * "serving /metrics" log line; the child is stopped if that wait fails.
+ */
+export async function spawnUpstreamOperator(
+  args: string[],
+  opts: UpstreamOperatorOptions,
+): Promise<UpstreamOperator> {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", "--quiet", `${REPO}main.ts`, ...args],
+    clearEnv: opts.clearEnv,
+    env: opts.env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  const logging = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({
+      write(chunk) {
+        log += chunk;
+      },
+    }),
+  );
+  const tail = () => log.split("\n").slice(-40).join("\n");
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await child.status;
+    await logging.catch(() => {});
+  };
+  let metrics: { address: string; scheme: string };
+  try {
+    metrics = await waitFor("the metrics address in the log", () => {
+      for (const line of log.split("\n")) {
+        if (!line.startsWith("{")) continue;
+        const l = JSON.parse(line);
+        if (l.msg === "serving /metrics") return l as { address: string; scheme: string };
+      }
+    }, { timeoutMs: 30_000, describe: tail });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    metrics,
+    log: () => log,
+    tail,
+    async scrape() {
+      const res = await fetch(`http://${metrics.address}/metrics`);
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new Error(`GET /metrics answered ${res.status}, want 200`);
+      }
+      return await res.text();
+    },
+    stop,
+  };
+}
+
 /** Every way a secret may show up in text: as is, base64 (alone or in `user:secret`), URL-encoded. */
 function secretForms(secret: string, user?: string): string[] {
   const forms = [secret, encodeURIComponent(secret)];
