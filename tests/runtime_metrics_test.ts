@@ -16,6 +16,7 @@ import { pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
 import {
   createNamespace,
+  eventsFor,
   imageSync,
   spawnUpstreamOperator,
   type UpstreamOperator,
@@ -26,24 +27,6 @@ import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 
 const TAGS = ["1.0", "1.1", "1.2", "1.3"];
 const Q = 'name="imagesync",controller="imagesync"';
-
-/** A core/v1 Event with the fields this test reads. */
-interface Event {
-  type: string;
-  reason: string;
-  message: string;
-  count?: number;
-  source?: { component?: string };
-  reportingComponent?: string;
-  involvedObject: { name: string };
-}
-
-async function events(kube: KubeCluster, ns: string, name: string): Promise<Event[]> {
-  const q = encodeURIComponent(`involvedObject.name=${name}`);
-  const res = await kube.adminFetch(`/api/v1/namespaces/${ns}/events?fieldSelector=${q}`);
-  assert.ok(res.ok, `list events → ${res.status}`);
-  return ((await res.json()).items ?? []) as Event[];
-}
 
 /** The value of the one sample `series` (name and labels exactly as exposed), or undefined. */
 function sample(text: string, series: string): number | undefined {
@@ -124,9 +107,12 @@ Deno.test("runtime metrics, Events and sync counts of the operator as upstream's
 
     // four ImageSynced Events, one per tag, from upstream's component
     const imageSynced = await waitFor("four ImageSynced Events", async () => {
-      const evs = (await events(kube!, "team-a", "mirror")).filter((e) => e.reason === "ImageSynced");
+      const evs = (await eventsFor(kube!, "team-a", "mirror")).filter((e) => e.reason === "ImageSynced");
       return evs.length >= 4 ? evs : undefined;
-    }, { timeoutMs: 15_000, describe: async () => JSON.stringify(await events(kube!, "team-a", "mirror")) });
+    }, {
+      timeoutMs: 15_000,
+      describe: async () => JSON.stringify(await eventsFor(kube!, "team-a", "mirror")),
+    });
     assert.equal(imageSynced.length, 4, "one Event per tag, not one for the last");
     for (const tag of TAGS) {
       const e = imageSynced.find((e) => e.message.startsWith(`Synced ${src!.host}/app:${tag} → `));

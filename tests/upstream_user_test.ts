@@ -26,9 +26,11 @@ import {
   clusterTexts,
   createNamespace,
   dockerConfigSecret,
+  eventsFor,
   getImageSync,
   imageSyncPath,
   spawnUpstreamOperator,
+  type StoredEvent,
   type StoredObject,
   type UpstreamOperator,
   waitFor,
@@ -48,15 +50,6 @@ const GAR_AUDIENCE =
 const SUBJECT = "eyJhbGciOiJSUzI1NiJ9.projected-service-account-token.sig";
 /** An Event's short digest as upstream's truncateDigest writes it. */
 const SHORT = "sha256:[0-9a-f]{8}";
-
-/** A core/v1 Event with what `kubectl describe` shows. */
-interface Event {
-  type: string;
-  reason: string;
-  message: string;
-  count?: number;
-  source?: { component?: string };
-}
 
 /** Every document of a fixture file, as written. */
 async function fixture(file: string): Promise<Array<Record<string, unknown>>> {
@@ -117,24 +110,17 @@ function startForwardProxy(routes: Record<string, RegistryServer>) {
   return { url: `http://127.0.0.1:${server.addr.port}`, seen, stop: () => server.shutdown() };
 }
 
-async function events(kube: KubeCluster, name: string): Promise<Event[]> {
-  const q = encodeURIComponent(`involvedObject.name=${name}`);
-  const res = await kube.adminFetch(`/api/v1/namespaces/${NS}/events?fieldSelector=${q}`);
-  assert.ok(res.ok, `list events → ${res.status}`);
-  return ((await res.json()).items ?? []) as Event[];
-}
-
 /** Waits until `name` has an Event of each reason in `reasons`; returns all its Events. */
-function eventsWith(kube: KubeCluster, name: string, reasons: string[]): Promise<Event[]> {
-  let last: Event[] = [];
+function eventsWith(kube: KubeCluster, name: string, reasons: string[]): Promise<StoredEvent[]> {
+  let last: StoredEvent[] = [];
   return waitFor(`Events ${reasons.join(", ")} of ${name}`, async () => {
-    last = await events(kube, name);
+    last = await eventsFor(kube, NS, name);
     return reasons.every((r) => last.some((e) => e.reason === r)) ? last : undefined;
   }, { timeoutMs: 20_000, describe: () => JSON.stringify(last.map((e) => [e.reason, e.message])) });
 }
 
 /** Asserts one Event of `reason` whose message matches `re`, from upstream's component. */
-function assertEvent(evs: Event[], reason: string, re: RegExp, type = "Normal"): void {
+function assertEvent(evs: StoredEvent[], reason: string, re: RegExp, type = "Normal"): void {
   const found = evs.filter((e) => e.reason === reason && re.test(e.message));
   assert.ok(
     found.length > 0,

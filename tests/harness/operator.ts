@@ -145,6 +145,10 @@ export interface StoredEvent {
   reason: string;
   message: string;
   count?: number;
+  /** The reporter as core/v1 Events name it (`kubectl describe`'s From). */
+  source?: { component?: string };
+  /** The reporter as events.k8s.io/v1 names it. */
+  reportingComponent?: string;
   involvedObject: { kind: string; name: string; namespace: string };
 }
 
