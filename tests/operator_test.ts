@@ -84,8 +84,42 @@ interface Op {
   syncs(name: string): Promise<number>;
 }
 
+/** The apiserver's audit policy: one line per request (metadata only), none for its receipt. */
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+`;
+
+/** The operator's requests in audit-log lines, as "verb resource[/subresource]" (a watch once). */
+function operatorRequests(lines: string[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    const e = JSON.parse(line) as {
+      auditID: string;
+      verb: string;
+      userAgent?: string;
+      objectRef?: { resource?: string; subresource?: string };
+    };
+    if (!e.userAgent?.startsWith("portager-operator") || seen.has(e.auditID)) continue;
+    seen.add(e.auditID);
+    const sub = e.objectRef?.subresource ? `/${e.objectRef.subresource}` : "";
+    out.push(`${e.verb} ${e.objectRef?.resource ?? "(none)"}${sub}`);
+  }
+  return out;
+}
+
 class Env {
   kube!: KubeCluster;
+  /** The apiserver's audit log (JSON lines). */
+  auditLog = "";
+  /** Audit lines logged so far. */
+  async audit(): Promise<string[]> {
+    return (await Deno.readTextFile(this.auditLog)).split("\n");
+  }
   src!: RegistryServer;
   dst!: RegistryServer;
   basic!: RegistryServer;
@@ -225,9 +259,19 @@ function writes(lines: string[]): string[] {
 Deno.test("operator against a real apiserver and registries", async (t) => {
   const env = new Env();
   const started: Array<{ stop(): Promise<void> }> = [];
+  const auditDir = await Deno.makeTempDir({ prefix: "portager-audit-" });
+  env.auditLog = `${auditDir}/audit.log`;
+  await Deno.writeTextFile(`${auditDir}/policy.yaml`, AUDIT_POLICY);
   try {
     [env.kube, env.src, env.dst, env.basic, env.bearer] = await Promise.all([
-      startKube(),
+      startKube({
+        apiserverArgs: [
+          `--audit-policy-file=${auditDir}/policy.yaml`,
+          `--audit-log-path=${env.auditLog}`,
+          "--audit-log-format=json",
+          "--audit-log-mode=blocking",
+        ],
+      }),
       startRegistry("plain"),
       startRegistry("plain"),
       startRegistry("basic"),
@@ -441,8 +485,13 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
 
     await t.step("create → Ready with per-tag status, Events and the images at the destination", async () => {
       await env.ns("team-a");
+      const mark = (await env.audit()).length;
       await kube.apply(imageSync("team-a", "mirror", plainSpec(["1.0", "1.1"])));
       const o = await env.waitReady("team-a", "mirror", (c) => c.status === "True", "Ready=True");
+      // reconcile reads the informer's cache: no GET before its write (issue 16)
+      const requests = operatorRequests((await env.audit()).slice(mark));
+      assert.ok(!requests.includes("get imagesyncs"), requests.join(", "));
+      assert.ok(requests.includes("patch imagesyncs/status"), requests.join(", "));
       const st = o.status!;
       assert.equal(ready(o)!.reason, "SyncSucceeded");
       assert.equal(st.observedGeneration, o.metadata.generation);
@@ -499,6 +548,7 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
       "the sync-now annotation syncs, is removed, and leaves a SyncNowTriggered Event",
       async () => {
         const before = (await env.get("team-a", "mirror"))!;
+        const mark = (await env.audit()).length;
         await env.patch("team-a", "mirror", { metadata: { annotations: { [SYNC_NOW_ANNOTATION]: "true" } } });
         const o = await waitFor("a new sync and the annotation gone", async () => {
           const x = await env.get("team-a", "mirror");
@@ -506,6 +556,17 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
             !x.metadata.annotations?.[SYNC_NOW_ANNOTATION] && ready(x)?.status === "True" && x;
         });
         assert.equal(o.status!.syncedImages, 3);
+        // from the watch cache: the annotation removed once, no read, the status written once
+        // (twice only when the sync outlasts the Syncing=True delay), then Events only
+        const requests = operatorRequests((await env.audit()).slice(mark))
+          .filter((r) => !r.endsWith(" events"));
+        const writes = requests.filter((r) => r === "patch imagesyncs/status").length;
+        assert.deepEqual(
+          requests.filter((r) => r !== "patch imagesyncs/status"),
+          ["patch imagesyncs"],
+          requests.join(", "),
+        );
+        assert.ok(writes >= 1 && writes <= 2, requests.join(", "));
         // Ready stayed True, so its transition time did not move
         assert.equal(ready(o)!.lastTransitionTime, ready(before)!.lastTransitionTime);
         await waitFor(
@@ -964,5 +1025,6 @@ Deno.test("operator against a real apiserver and registries", async (t) => {
       [env.src, env.dst, env.basic, env.bearer].filter((r) => r).map((r) => r.stop()),
     );
     await env.kube?.stop();
+    await Deno.remove(auditDir, { recursive: true }).catch(() => {});
   }
 });

@@ -82,6 +82,11 @@ export interface EventSource {
   ready(): ProbeResult;
   /** Called with the object after every write by reconcile (to refresh a cache). */
   observe?(obj: ImageSync): void;
+  /**
+   * The object as cached by the source (informers), which reconcile then reads instead of the
+   * store: it must be kept current by the watch and `observe`. Unset: reconcile reads the store.
+   */
+  cached?(namespace: string, name: string): ImageSync | undefined;
 }
 
 /** Where /metrics and the probes listen. */
@@ -214,6 +219,7 @@ export class Manager {
       logger: this.#log,
       now: options.now,
       observe: options.source.observe ? (obj) => options.source.observe!(obj) : undefined,
+      cached: options.source.cached ? (ns, name) => options.source.cached!(ns, name) : undefined,
     });
   }
 

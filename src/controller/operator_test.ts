@@ -29,20 +29,24 @@ function stored(overrides: { generation?: number; annotations?: Record<string, s
   } as ImageSync;
 }
 
-Deno.test("cachedView: the informer cache keeps identity, version, generation and the sync-now annotation only", () => {
-  assert.deepEqual(cachedView(stored({ annotations: { [SYNC_NOW_ANNOTATION]: "true" } })), {
+Deno.test("cachedView: the informer cache keeps what reconcile reads — spec, status, identity, annotations — without managedFields and kubectl's last-applied copy", () => {
+  const obj = stored({ annotations: { [SYNC_NOW_ANNOTATION]: "true", "team": "a" } });
+  assert.deepEqual(cachedView(obj), {
+    apiVersion: "portager.portager.io/v1alpha1",
+    kind: "ImageSync",
     metadata: {
       name: "app",
       namespace: "team-a",
       uid: "7e48772e-fa63-4e7a-bfe5-33475be73980",
       resourceVersion: "316",
       generation: 1,
-      annotations: { [SYNC_NOW_ANNOTATION]: "true" },
+      annotations: { [SYNC_NOW_ANNOTATION]: "true", "team": "a" },
     },
+    spec: obj.spec,
+    status: obj.status,
   });
   const plain = cachedView(stored());
-  assert.equal(plain.metadata.annotations, undefined);
-  assert.ok(!("spec" in plain) && !("status" in plain));
+  assert.equal(plain.metadata.annotations, undefined, "only last-applied was there");
   assert.ok(!("managedFields" in plain.metadata));
   const deleting = stored();
   (deleting.metadata as Record<string, unknown>).deletionTimestamp = "2026-11-26T20:00:00Z";

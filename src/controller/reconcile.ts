@@ -107,6 +107,12 @@ export interface ReconcileDeps {
   now?: () => Date;
   /** Called with the object after every status write (to refresh the informer cache). */
   observe?: (obj: ImageSync) => void;
+  /**
+   * Reads the object from a watch cache (the informer's, which `observe` keeps ahead of the
+   * watch) instead of `imagesyncs.get`: no apiserver read per reconcile, as controller-runtime's
+   * cached client. Unset: every reconcile reads the store.
+   */
+  cached?: (namespace: string, name: string) => ImageSync | undefined;
   /** How long a sync runs before Syncing=True is written; default {@linkcode SYNCING_DELAY_MS}, 0: at once. */
   syncingDelayMs?: number;
 }
@@ -249,12 +255,18 @@ export class Reconciler {
   /** Reconciles `namespace/name`. */
   async reconcile(namespace: string, name: string, signals: ReconcileSignals): Promise<ReconcileResult> {
     const log = this.#d.logger.child({ imagesync: `${namespace}/${name}` });
-    let obj = await this.#d.imagesyncs.get(namespace, name) as StoredImageSync | undefined;
-    if (!obj || obj.metadata.deletionTimestamp) {
+    const found = this.#d.cached
+      ? this.#d.cached(namespace, name)
+      : await this.#d.imagesyncs.get(namespace, name);
+    if (!found || (found as StoredImageSync).metadata.deletionTimestamp) {
       this.#d.metrics?.forget(namespace, name);
       return {};
     }
-    obj.metadata.namespace ??= namespace;
+    // a copy: a cached object is shared with the cache
+    let obj = {
+      ...found,
+      metadata: { ...found.metadata, namespace: found.metadata.namespace ?? namespace },
+    } as StoredImageSync;
     const generation = obj.metadata.generation;
     const annotated = obj.metadata.annotations?.[SYNC_NOW_ANNOTATION] === "true";
     const syncNow = annotated || signals.requestedBy !== undefined;

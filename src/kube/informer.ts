@@ -140,11 +140,19 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
     return [...this.#cache.values()];
   }
 
-  /** Updates the cache with an object this process just wrote (a newer resourceVersion). */
+  /**
+   * Updates the cache with an object this process just wrote (a newer resourceVersion than the
+   * cached one), as the watch will: `onUpdate` is called with both, so a change the write
+   * carried in (a spec edited meanwhile, read back after a conflict) is not missed when its own
+   * watch event, now older than the cache, is skipped. Objects not cached are left out.
+   */
   observe(obj: T): void {
     const key = objectKey(obj);
-    const cur = this.#cache.get(key);
-    if (cur && newer(obj, cur)) this.#cache.set(key, this.#transform(obj));
+    const prev = this.#cache.get(key);
+    if (!prev || !newer(obj, prev)) return;
+    const cur = this.#transform(obj);
+    this.#cache.set(key, cur);
+    this.#call(() => this.#handlers.onUpdate?.(prev, cur));
   }
 
   #replace(items: T[]): void {
@@ -155,6 +163,8 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
       const key = objectKey(obj);
       seen.add(key);
       const prev = this.#cache.get(key);
+      // an object this process wrote after the list's snapshot stays as written
+      if (prev && olderThan(obj, prev)) continue;
       this.#cache.set(key, obj);
       if (!prev) this.#call(() => this.#handlers.onAdd?.(obj));
       else if (prev.metadata.resourceVersion !== obj.metadata.resourceVersion) {
@@ -191,6 +201,9 @@ export class Informer<T extends InformerObject, C extends InformerObject = T> {
       this.#call(() => this.#handlers.onDelete?.(obj));
       return;
     }
+    // older than what `observe` put there (a write of ours that the watch has not reached
+    // yet): the cache never goes back, so an annotation already removed does not return
+    if (prev && olderThan(obj, prev)) return;
     this.#cache.set(key, obj);
     if (prev) this.#call(() => this.#handlers.onUpdate?.(prev, obj));
     else this.#call(() => this.#handlers.onAdd?.(obj));
@@ -279,4 +292,12 @@ function newer(a: InformerObject, b: InformerObject): boolean {
   // resourceVersions are opaque; etcd-backed ones are integers, which we may compare
   if (Number.isFinite(x) && Number.isFinite(y)) return x > y;
   return a.metadata.resourceVersion !== b.metadata.resourceVersion;
+}
+
+/** Whether `a` is known to be older than `b`: only integer resourceVersions are compared. */
+function olderThan(a: InformerObject, b: InformerObject): boolean {
+  if (!a.metadata.resourceVersion || !b.metadata.resourceVersion) return false;
+  const x = Number(a.metadata.resourceVersion);
+  const y = Number(b.metadata.resourceVersion);
+  return Number.isFinite(x) && Number.isFinite(y) && x < y;
 }

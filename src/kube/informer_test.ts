@@ -130,7 +130,7 @@ Deno.test("informer: the cache never keeps managedFields (list, watch and observ
   }, { baseBackoffMs: 1 });
   await inf.run(ac.signal);
   inf.observe(full("b", "9"));
-  assert.equal(handed.length, 3);
+  assert.equal(handed.length, 4, "an observed write is handed on as an update");
   for (const x of [...handed, ...inf.list()]) {
     assert.equal(x.metadata.managedFields, undefined, `${x.metadata.name} kept managedFields`);
     assert.equal(x.spec?.big.length, 100, "everything else is kept");
@@ -161,4 +161,36 @@ Deno.test("informer: a transform decides what the cache and the handlers get", a
     { metadata: { name: "a", namespace: "ns", resourceVersion: "2" } },
   ]);
   assert.equal(inf.list().length, 0);
+});
+
+Deno.test("informer: an observed write is never undone by an older watch event or list", async () => {
+  const ac = new AbortController();
+  const seen: string[] = [];
+  const mark = (x: Obj & { flag?: string }) => `${x.metadata.resourceVersion}${x.flag ? `:${x.flag}` : ""}`;
+  const flagged = (rv: string, flag?: string) => ({ ...o("a", rv), flag });
+  const ref: { inf?: Informer<Obj & { flag?: string }> } = {};
+  const lw = scripted<Obj & { flag?: string }>(
+    [[flagged("1", "sync-now")], [flagged("2", "sync-now")]],
+    [
+      [
+        // the write this process made at 3 arrives after a change made at 2 by someone else
+        { type: "MODIFIED", object: flagged("2", "sync-now") },
+        { type: "MODIFIED", object: flagged("3") },
+      ],
+      [{ type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired", message: "too old" } }],
+    ],
+    () => ac.abort(),
+  );
+  const inf = ref.inf = new Informer(lw, {
+    onAdd: (x) => {
+      seen.push(`add ${mark(x)}`);
+      // the reconcile of the new object removes the flag (a write at resourceVersion 3)
+      ref.inf!.observe(flagged("3"));
+    },
+    onUpdate: (p, x) => seen.push(`update ${mark(p)}->${mark(x)}`),
+  }, { baseBackoffMs: 1 });
+  await inf.run(ac.signal);
+  assert.deepEqual(seen, ["add 1:sync-now", "update 1:sync-now->3", "update 3->3"]);
+  // nor by a relist whose snapshot predates the write
+  assert.equal(mark(inf.get("ns/a")!), "3");
 });
