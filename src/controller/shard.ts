@@ -19,17 +19,31 @@
  *   and the new ones start only once every old Lease is released (a graceful exit releases it
  *   after its in-flight syncs ended) or expired: the two counts never sync at once, so no
  *   ImageSync is synced by two shards. The price is a pause in syncing while both counts run.
+ * - **Label-selector shards** (as Flux shards: `--watch-label-selector`). The selector goes to
+ *   the apiserver on list and watch, so a shard neither receives nor caches the others'
+ *   ImageSyncs. Each selector is its own group: its Leases are named after the base Lease and
+ *   the selector ({@linkcode selectorLeaseBase}), so each selector shard elects on its own
+ *   Lease(s). With `--shards N` as well, the selector picks the ImageSyncs and the hash splits
+ *   them over N processes (the handover rule above, within the selector's group); without it,
+ *   the selector shard is shard 0 of 1. The unsharded Lease that closes the gate stays the base
+ *   Lease: an unsharded Portager (or upstream's operator) watches every ImageSync.
  *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { type Lease, LEASE_LIST_LIMIT } from "../kube/mod.ts";
 import type { LeaderElectorOptions, LeaseAccess } from "./leader.ts";
+import { formatLabelSelector, parseLabelSelector } from "./label_selector.ts";
 
 /** Label on every shard Lease: which group (the base Lease name) it belongs to. */
 export const SHARD_GROUP_LABEL = "portager.portager.io/shard-group";
 /** Annotation on every shard Lease: the shard count of the process that wrote it. */
 export const SHARD_COUNT_ANNOTATION = "portager.portager.io/shards";
+/** The label selector shards key on by convention (the chart's `labelShards`), as Flux's `sharding.fluxcd.io/key`. */
+export const SHARD_KEY_LABEL = "sharding.portager.io/key";
+/** Annotation on the Leases of a label-selector shard: its selector, canonical. */
+export const SHARD_SELECTOR_ANNOTATION = "portager.portager.io/label-selector";
 /** Most shards one group may have (the gate lists the group's Leases in one page). */
 export const MAX_SHARDS = 256;
 
@@ -72,6 +86,24 @@ export function shardLeaseName(base: string, index: number): string {
   return `${base}-shard-${index}`;
 }
 
+/**
+ * The canonical form of a `--watch-label-selector` (see src/controller/label_selector.ts), or
+ * undefined for none (blank selects everything); throws `InvalidLabelSelectorError`.
+ */
+export function canonicalSelector(selector: string | undefined): string | undefined {
+  const canonical = formatLabelSelector(parseLabelSelector(selector ?? ""));
+  return canonical === "" ? undefined : canonical;
+}
+
+/**
+ * The base Lease name of the shard watching `selector` (canonical):
+ * `<base>-<first 8 hex digits of SHA-256(selector)>` — the chart computes the same name with
+ * `sha256sum`, to grant its pods that Lease alone.
+ */
+export function selectorLeaseBase(base: string, selector: string): string {
+  return `${base}-${createHash("sha256").update(selector).digest("hex").slice(0, 8)}`;
+}
+
 /** The group label's value: the base Lease name, or a hash of it when too long for a label. */
 export function shardGroup(base: string): string {
   return /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(base)
@@ -91,8 +123,11 @@ export interface ShardLeaseAccess extends LeaseAccess {
  */
 export function shardLeaseAccess(
   leases: LeaseAccess,
-  options: { base: string; shards: number },
+  options: { base: string; shards: number; labelSelector?: string },
 ): LeaseAccess {
+  const selector = options.labelSelector === undefined
+    ? {}
+    : { [SHARD_SELECTOR_ANNOTATION]: options.labelSelector };
   const mark = (lease: Lease): Lease => {
     const md = lease.metadata as Lease["metadata"] & {
       labels?: Record<string, string>;
@@ -103,7 +138,7 @@ export function shardLeaseAccess(
       metadata: {
         ...md,
         labels: { ...md.labels, [SHARD_GROUP_LABEL]: shardGroup(options.base) },
-        annotations: { ...md.annotations, [SHARD_COUNT_ANNOTATION]: String(options.shards) },
+        annotations: { ...md.annotations, ...selector, [SHARD_COUNT_ANNOTATION]: String(options.shards) },
       },
     };
   };
@@ -128,8 +163,10 @@ export interface ShardGateOptions extends ShardIdentity {
   leases: ShardLeaseAccess;
   /** Namespace of the group's Leases. */
   namespace: string;
-  /** Base Lease name: the unsharded Lease, and the prefix of the shard Leases. */
+  /** Base Lease name: the prefix of the shard Leases, and the unsharded Lease unless `unsharded` is set. */
   base: string;
+  /** The Lease of an unsharded operator, which closes the gate while live; default `base`. */
+  unsharded?: string;
   /** Clock in epoch ms, for tests; default `Date.now`. */
   now?: () => number;
 }
@@ -187,9 +224,10 @@ export class ShardGate {
         );
       }
     }
-    const unsharded = await leases.get(namespace, base, { signal });
+    const name = this.#o.unsharded ?? base;
+    const unsharded = await leases.get(namespace, name, { signal });
     if (unsharded && this.#live(unsharded)) {
-      blockers.push(`unsharded Lease ${base} held by ${unsharded.spec.holderIdentity}`);
+      blockers.push(`unsharded Lease ${name} held by ${unsharded.spec.holderIdentity}`);
     }
     return { open: blockers.length === 0, blockers };
   }
@@ -208,29 +246,49 @@ export interface ShardWiring {
   leaderElection: Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">;
   /** The manager's `shard` option: identity and gate. */
   shard: ShardIdentity & { gate: ShardGate };
-  /** Whether this shard owns the ImageSync `namespace/name` (the event source's filter). */
-  owns: (key: string) => boolean;
+  /**
+   * Whether this shard owns the ImageSync `namespace/name` (the event source's filter); unset
+   * with one shard (all the selector picks).
+   */
+  owns?: (key: string) => boolean;
+  /** The label selector to list and watch with (canonical); unset: every ImageSync. */
+  labelSelector?: string;
+}
+
+/** What {@linkcode shardElection} shards by: a hash split, a label selector, or both. */
+export interface ShardSettings extends ShardIdentity {
+  /** Watch only the ImageSyncs this label selector picks (`--watch-label-selector`). */
+  labelSelector?: string;
 }
 
 /**
- * Turns an unsharded operator's election settings into shard `shard.index` of `shard.shards`:
- * its own Lease `<name>-shard-<i>`, the gate, and the ownership filter.
+ * Turns an unsharded operator's election settings into shard `shard.index` of `shard.shards`
+ * (of the ImageSyncs `shard.labelSelector` picks, when set): its own Lease
+ * `<name>-shard-<i>` (`<name>-<selector hash>-shard-<i>` with a selector), the gate, the
+ * ownership filter and the selector to watch with. Throws `InvalidLabelSelectorError` or
+ * RangeError on bad settings.
  */
-export function shardElection(election: ElectionSettings, shard: ShardIdentity): ShardWiring {
+export function shardElection(election: ElectionSettings, shard: ShardSettings): ShardWiring {
   validateShard(shard);
   const { shards, index } = shard;
-  const base = election.name;
+  const labelSelector = canonicalSelector(shard.labelSelector);
+  const base = labelSelector === undefined ? election.name : selectorLeaseBase(election.name, labelSelector);
+  const gate = new ShardGate({
+    leases: election.leases,
+    namespace: election.namespace,
+    base,
+    unsharded: election.name,
+    shards,
+    index,
+  });
   return {
     leaderElection: {
       ...election,
       name: shardLeaseName(base, index),
-      leases: shardLeaseAccess(election.leases, { base, shards }),
+      leases: shardLeaseAccess(election.leases, { base, shards, labelSelector }),
     },
-    shard: {
-      shards,
-      index,
-      gate: new ShardGate({ leases: election.leases, namespace: election.namespace, base, shards, index }),
-    },
-    owns: (key) => shardOf(key, shards) === index,
+    shard: { shards, index, gate },
+    owns: shards > 1 ? (key) => shardOf(key, shards) === index : undefined,
+    labelSelector,
   };
 }

@@ -4,8 +4,10 @@ import { LeaderElector } from "./leader.ts";
 import { MemoryLeases } from "./memory_leases.ts";
 import {
   fnv1a32,
+  selectorLeaseBase,
   SHARD_COUNT_ANNOTATION,
   SHARD_GROUP_LABEL,
+  SHARD_SELECTOR_ANNOTATION,
   shardElection,
   ShardGate,
   shardGroup,
@@ -177,6 +179,7 @@ function member(
   id: string,
   shards: number,
   index: number,
+  labelSelector?: string,
 ) {
   const w = shardElection({
     leases,
@@ -186,14 +189,16 @@ function member(
     leaseDurationMs: 15_000,
     renewDeadlineMs: 10_000,
     retryPeriodMs: 2_000,
-  }, { shards, index });
-  const gate = new ShardGate({ leases, namespace: "ns", base: "lock", shards, index, now: c.now });
+  }, { shards, index, labelSelector });
+  // the wiring's gate, on the test's clock
+  const base = w.labelSelector === undefined ? "lock" : selectorLeaseBase("lock", w.labelSelector);
+  const gate = new ShardGate({ leases, namespace: "ns", base, unsharded: "lock", shards, index, now: c.now });
   const elector = new LeaderElector({ ...w.leaderElection, now: c.now });
   const m = {
     id,
     shards,
     index,
-    owns: w.owns,
+    owns: (k: string) => w.owns?.(k) ?? true,
     leader: false,
     working: false,
     alive: true,
@@ -292,4 +297,111 @@ Deno.test("shard handover: a killed shard leader's standby takes over within the
     assert.ok(waited <= 18_000, "standby did not take over within lease duration + a retry period");
   }
   assert.ok(waited >= 14_000, `took over after ${waited} ms, before the lease expired`);
+});
+
+const MAIN = "!sharding.portager.io/key";
+const TEAM_A = "sharding.portager.io/key in (team-a)";
+
+Deno.test("shard: a label-selector shard elects on its own Lease, named after the canonical selector", async () => {
+  const settings = {
+    leases: new ListingLeases(),
+    namespace: "ns",
+    name: "lock",
+    identity: "p",
+    leaseDurationMs: 15_000,
+    renewDeadlineMs: 10_000,
+    retryPeriodMs: 2_000,
+  };
+  const a = shardElection(settings, {
+    shards: 1,
+    index: 0,
+    labelSelector: "sharding.portager.io/key in ( team-a )",
+  });
+  // spacing does not change the selector, so it does not change the Lease
+  assert.equal(a.labelSelector, TEAM_A);
+  // pinned: the chart computes the same name (sha256sum of the selector, first 8 hex digits)
+  assert.equal(selectorLeaseBase("lock", TEAM_A), "lock-cc3e171d");
+  assert.equal(a.leaderElection.name, "lock-cc3e171d-shard-0");
+  assert.equal(a.owns, undefined, "one shard of the selector: everything the apiserver sends");
+  const main = shardElection(settings, { shards: 1, index: 0, labelSelector: MAIN });
+  assert.equal(main.leaderElection.name, `${selectorLeaseBase("lock", MAIN)}-shard-0`);
+  assert.notEqual(main.leaderElection.name, a.leaderElection.name);
+  // combined with a hash split: the selector's ImageSyncs over 2 processes, in the selector's group
+  const a1 = shardElection(settings, { shards: 2, index: 1, labelSelector: TEAM_A });
+  assert.equal(a1.leaderElection.name, "lock-cc3e171d-shard-1");
+  assert.equal(a1.owns!("team-a/x"), shardOf("team-a/x", 2) === 1);
+  // without a selector nothing changes (blank is none)
+  const plain = shardElection(settings, { shards: 3, index: 2, labelSelector: " " });
+  assert.equal(plain.labelSelector, undefined);
+  assert.equal(plain.leaderElection.name, "lock-shard-2");
+  assert.throws(
+    () => shardElection(settings, { shards: 1, index: 0, labelSelector: "key in ()" }),
+    /invalid label selector "key in \(\)": "in" needs at least one value/,
+  );
+  // its Lease says which selector holds it, in the selector's own group
+  await a.leaderElection.leases.create({
+    metadata: { name: "lock-cc3e171d-shard-0", namespace: "ns" },
+    spec: {},
+  });
+  const md = settings.leases.peek("lock-cc3e171d-shard-0")!.metadata as {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  assert.equal(md.annotations?.[SHARD_SELECTOR_ANNOTATION], TEAM_A);
+  assert.equal(md.labels?.[SHARD_GROUP_LABEL], "lock-cc3e171d");
+});
+
+Deno.test("shard gate: selector shards and the main shard work side by side; an unsharded operator stops them all", async () => {
+  const leases = new ListingLeases();
+  const c = clock();
+  const ms = [MAIN, TEAM_A, "sharding.portager.io/key in (team-b)"].flatMap((sel, i) => [
+    member(leases, c, `p-${i}a`, 1, 0, sel),
+    member(leases, c, `p-${i}b`, 1, 0, sel),
+  ]);
+  for (let t = 0; t < 2; t++) {
+    for (const m of ms) await m.step();
+    c.advance(2_000);
+  }
+  // one leader per selector, each working: the selectors' groups do not block one another
+  assert.deepEqual(ms.map((m) => m.working), [true, false, true, false, true, false]);
+
+  // an unsharded Portager (or upstream's operator) holding the base Lease watches everything:
+  // the selector shards stop taking work while it is live
+  leases.put({
+    metadata: { name: "lock", namespace: "ns" },
+    spec: { holderIdentity: "old", leaseDurationSeconds: 15 },
+  });
+  for (const m of ms) await m.step();
+  assert.ok(ms.every((m) => !m.working));
+  // released (a rolling update from unsharded to selector shards): they start
+  leases.put({
+    metadata: { name: "lock", namespace: "ns" },
+    spec: { holderIdentity: "", leaseDurationSeconds: 15 },
+  });
+  for (const m of ms) await m.step();
+  assert.equal(ms.filter((m) => m.working).length, 3);
+});
+
+Deno.test("shard handover: a selector shard resharded 1 → 2 never has both counts working", async () => {
+  const leases = new ListingLeases();
+  const c = clock();
+  const one = [member(leases, c, "one-a", 1, 0, TEAM_A), member(leases, c, "one-b", 1, 0, TEAM_A)];
+  const other = member(leases, c, "main", 1, 0, MAIN);
+  for (const m of [...one, other]) await m.step();
+  assert.ok(one[0].working && other.working);
+  const two = [member(leases, c, "two-0", 2, 0, TEAM_A), member(leases, c, "two-1", 2, 1, TEAM_A)];
+  const all = [...one, ...two, other];
+  for (let t = 0; t < 3; t++) {
+    for (const m of all) await m.step();
+    assert.ok(!(one.some((m) => m.working) && two.some((m) => m.working)), "two counts of team-a at once");
+    assert.ok(other.working, "the main shard is not part of team-a's handover");
+    c.advance(2_000);
+  }
+  for (const m of one) await m.exit();
+  for (let t = 0; t < 10; t++) {
+    for (const m of all) await m.step();
+    assert.ok(!(one.some((m) => m.working) && two.some((m) => m.working)), "two counts of team-a at once");
+    c.advance(2_000);
+  }
+  assert.deepEqual(two.map((m) => m.working), [true, true]);
 });
