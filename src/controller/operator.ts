@@ -105,6 +105,13 @@ export interface OperatorOptions {
    * FNV-1a hash of namespace/name falls in this shard, elected on `<leaseName>-shard-<index>`.
    */
   shard?: ShardIdentity;
+  /**
+   * Watch only the ImageSyncs this label selector picks (`--watch-label-selector`, as Flux's
+   * shards; needs `leaderElection`): the apiserver filters list and watch, and the process
+   * elects on the selector's own Lease (src/controller/shard.ts). With `shard`, the hash splits
+   * what the selector picks.
+   */
+  watchLabelSelector?: string;
   /** Metrics registry to use (tests); default a new one. */
   metrics?: Metrics;
   /** The push-notification endpoint (src/webhook); unset: off. */
@@ -165,7 +172,12 @@ export class InformerSource implements EventSource {
   /** Creates the informers; `run` starts them. */
   constructor(
     imagesyncs: ImageSyncClient,
-    options: { namespaces?: string[]; logger: Logger; owns?: (key: string) => boolean },
+    options: {
+      namespaces?: string[];
+      logger: Logger;
+      owns?: (key: string) => boolean;
+      labelSelector?: string;
+    },
   ) {
     const log = options.logger;
     const add = (obj: CachedImageSync) => this.#sink?.add(objectKey(obj));
@@ -177,13 +189,16 @@ export class InformerSource implements EventSource {
       onDelete: (obj: CachedImageSync) => {
         const key = objectKey(obj);
         this.#sink?.remove(key);
-        log.info("ImageSync deleted", { imagesync: key });
+        // with a selector, relabeling an ImageSync out of it reads as a delete (another shard's now)
+        log.info(options.labelSelector ? "ImageSync deleted or no longer selected" : "ImageSync deleted", {
+          imagesync: key,
+        });
       },
     };
     const scopes = options.namespaces?.length ? options.namespaces : [undefined];
     for (const ns of scopes) {
       this.#informers.push(
-        new Informer(imagesyncs.listWatcher(ns), handlers, {
+        new Informer(imagesyncs.listWatcher(ns, { labelSelector: options.labelSelector }), handlers, {
           logger: log,
           transform: cachedView,
           keep: options.owns ? (obj) => options.owns!(objectKey(obj)) : undefined,
@@ -313,18 +328,34 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
       retryPeriodMs: options.retryPeriodMs,
     }
     : undefined;
-  if (options.shard && !election) {
+  // a selector alone makes this process shard 0 of 1 of what the selector picks
+  const selector = options.watchLabelSelector?.trim() || undefined;
+  const shard = options.shard ?? (selector ? { shards: 1, index: 0 } : undefined);
+  if (shard && !election) {
     kube.close();
     throw new RangeError("sharding needs leader election: each shard elects on its own Lease");
   }
-  const sharded = options.shard && election ? shardElection(election, options.shard) : undefined;
-  if (sharded) log.info("sharded", { ...options.shard, lease: sharded.leaderElection.name });
+  let sharded: ReturnType<typeof shardElection> | undefined;
+  try {
+    sharded = shard && election ? shardElection(election, { ...shard, labelSelector: selector }) : undefined;
+  } catch (err) {
+    kube.close();
+    throw err;
+  }
+  if (sharded) {
+    log.info("sharded", {
+      ...shard,
+      labelSelector: sharded.labelSelector,
+      lease: sharded.leaderElection.name,
+    });
+  }
   const manager = new Manager({
     store,
     source: new InformerSource(store.imagesyncs, {
       namespaces: options.namespaces,
       logger: log,
       owns: sharded?.owns,
+      labelSelector: sharded?.labelSelector,
     }),
     logger: log,
     metrics,

@@ -31,6 +31,8 @@ export interface ListOptions {
   maxItems?: number;
   /** Reduces each object as it is read. */
   keep?: (obj: ImageSync) => ImageSync;
+  /** Only the ImageSyncs this label selector picks (the apiserver filters). */
+  labelSelector?: string;
 }
 
 /** Options of {@linkcode ImageSyncClient.updateStatus}. */
@@ -51,17 +53,24 @@ export class ImageSyncClient {
     this.kube = kube;
   }
 
-  /** A ListWatcher over one namespace, or all namespaces when `namespace` is undefined. */
-  listWatcher(namespace?: string): ListWatcher<ImageSync> {
+  /**
+   * A ListWatcher over one namespace, or all namespaces when `namespace` is undefined; with
+   * `labelSelector`, list and watch ask the apiserver for the ImageSyncs it picks only (one that
+   * stops matching arrives as DELETED, one that starts matching as ADDED).
+   */
+  listWatcher(namespace?: string, options: { labelSelector?: string } = {}): ListWatcher<ImageSync> {
     const path = imageSyncPath(namespace);
     const kube = this.kube;
-    const list = (signal?: AbortSignal) => this.list(namespace, { signal });
+    const labelSelector = options.labelSelector || undefined;
+    const list = (signal?: AbortSignal) => this.list(namespace, { signal, labelSelector });
+    const scope = namespace ? `${PLURAL} in ${namespace}` : `${PLURAL} in all namespaces`;
     return {
-      description: namespace ? `${PLURAL} in ${namespace}` : `${PLURAL} in all namespaces`,
+      description: labelSelector ? `${scope} matching ${labelSelector}` : scope,
       list,
       watch(resourceVersion, signal) {
         return kube.watch<ImageSync | KubeStatus>(path, {
           query: {
+            labelSelector,
             resourceVersion,
             allowWatchBookmarks: true,
             // client-go spreads watch lifetimes over 5–10 minutes so they don't all end at once
@@ -91,7 +100,10 @@ export class ImageSyncClient {
     do {
       const page = await this.kube.request<
         { items?: ImageSync[]; metadata?: { resourceVersion?: string; continue?: string } }
-      >("GET", path, { query: { limit: LIST_PAGE_SIZE, continue: cont }, signal: options.signal });
+      >("GET", path, {
+        query: { labelSelector: options.labelSelector, limit: LIST_PAGE_SIZE, continue: cont },
+        signal: options.signal,
+      });
       for (const obj of page.items ?? []) {
         if (items.length >= max) return { items, resourceVersion, truncated: true };
         items.push(options.keep ? options.keep(obj) : obj);
