@@ -3,9 +3,11 @@
 #   docker build -t ghcr.io/portager/portager:0.1.0 .
 #
 # Stage 1 compiles with the same Deno version tools/deno/package.json pins (a test checks they agree):
-# `deno task compile` = `deno bundle --minify` (tree-shaken, lower RSS) then `deno compile`
-# with the operator's least permissions baked in: no write, environment and reads scoped
-# (deno.json, docs/DEPLOY.md "Permissions"; tests/packaging_test.ts checks they agree).
+# `deno task compile` = `deno bundle --minify --code-splitting` (tree-shaken, split into chunks
+# that load on first use, so each command loads only its own code) then `deno compile`, which
+# embeds dist/bundle/main.js and every chunk it imports, with the operator's least permissions
+# baked in: no write, environment and reads scoped (deno.json, docs/DEPLOY.md "Permissions";
+# tests/packaging_test.ts checks they agree; bench/tools_test.ts that every chunk is embedded).
 FROM denoland/deno:2.9.6 AS builder
 
 # The trust store the binary uses is fixed at compile time. "system" makes it read the

@@ -29,7 +29,7 @@ export interface Peer {
 
 /** How Portager is run: the command line up to (not including) the subcommand. */
 export interface PortagerForm {
-  /** "bundle" (dist/portager.js as `deno task bundle` makes it) or "source" (main.ts). */
+  /** "bundle" (dist/bundle/ as `deno task bundle` makes it) or "source" (main.ts). */
   form: string;
   /** Executable. */
   cmd: string;
@@ -184,21 +184,80 @@ export function withV8Flags(form: PortagerForm, extra: string[]): PortagerForm {
   };
 }
 
+/** deno.json's tasks. */
+function tasks(): Record<string, string> {
+  return JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)).tasks ?? {};
+}
+
 /**
- * Builds the bundle exactly as `deno task bundle` does, into `dir`, and returns how to run it
- * the way the compiled binary runs: no config, and every runtime flag of the compile task
- * (permissions, `--v8-flags`, `--no-code-cache`). Throws with the bundler's output when the
- * bundle cannot be built.
+ * The `deno bundle …` command of the bundle task `task`, writing into `outdir` instead of the
+ * task's `--outdir` (the task's other steps, such as removing a stale `dist/bundle`, do not
+ * apply to a fresh folder). `dir` is the task's own output folder, e.g. `dist/bundle`.
+ */
+export function bundleCommandOf(task: string, outdir: string): { args: string[]; dir: string } {
+  const bundle = task.split("&&").map((s) => s.trim()).find((s) => s.startsWith("deno bundle")) ?? "";
+  const words = shellWords(bundle).slice(1);
+  const dir = words.find((w) => w.startsWith("--outdir="))?.slice("--outdir=".length);
+  if (!dir || !words.includes("--code-splitting")) {
+    throw new Error(`the bundle task does not split code into an --outdir: ${task}`);
+  }
+  return { args: words.map((w) => w.startsWith("--outdir=") ? `--outdir=${outdir}` : w), dir };
+}
+
+/**
+ * The entry point `deno compile …` in `task` embeds, relative to the bundle folder `dir`
+ * (e.g. `main.js` for `dist/bundle/main.js`); deno compile follows its imports, the chunks'
+ * static and string-literal dynamic imports, and embeds every chunk it reaches.
+ */
+export function compileEntryOf(task: string, dir: string): string {
+  const compile = task.split("&&").map((s) => s.trim()).find((s) => s.startsWith("deno compile")) ?? "";
+  const words = shellWords(compile).slice(2);
+  const entry = words.filter((w, i) => !w.startsWith("-") && !/^(--output|-o)$/.test(words[i - 1] ?? "")).at(
+    -1,
+  );
+  if (!entry?.startsWith(`${dir}/`)) {
+    throw new Error(`deno compile's entry point (${entry}) is not in the bundle's folder ${dir}`);
+  }
+  return entry.slice(dir.length + 1);
+}
+
+/**
+ * The chunks of the bundle folder `dir` that `entry` does not reach, as `deno info` follows
+ * its imports (the module graph `deno compile` embeds); empty when every chunk is embedded.
+ */
+export async function unreachableChunks(dir: string, entry: string): Promise<string[]> {
+  const r = await runMeasured(DENO, ["info", "--json", "--no-config", `${dir}/${entry}`], {
+    timeoutMs: 60_000,
+  });
+  if (r.code !== 0) throw new Error(`deno info ${dir}/${entry} failed:\n${r.stderr.slice(-1500)}`);
+  const graph: { modules: Array<{ specifier: string }> } = JSON.parse(r.stdout);
+  const reached = new Set(
+    graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file:")).map((s) =>
+      decodeURIComponent(new URL(s).pathname)
+    ),
+  );
+  const files = [...Deno.readDirSync(dir)].filter((e) => e.isFile).map((e) => `${dir}/${e.name}`);
+  return files.filter((f) => !reached.has(f)).sort();
+}
+
+/**
+ * Builds the bundle exactly as `deno task bundle` does (code split into chunks), into
+ * `dir/bundle`, and returns how to run it the way the compiled binary runs: no config, and
+ * every runtime flag of the compile task (permissions, `--v8-flags`, `--no-code-cache`), from
+ * the entry point the compile task embeds. Throws with the bundler's output when the bundle
+ * cannot be built, and when a chunk is not reachable from that entry (the binary would lack it).
  */
 export async function buildBundleForm(dir: string, env: Record<string, string>): Promise<PortagerForm> {
-  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
-  const task: string = json.tasks?.bundle ?? "";
-  const out = `${dir}/portager.js`;
-  const args = task.split(/\s+/).slice(1).map((a) => a.startsWith("--output=") ? `--output=${out}` : a);
+  const { bundle, compile } = tasks();
+  const outdir = `${dir}/bundle`;
+  const { args, dir: taskDir } = bundleCommandOf(bundle ?? "", outdir);
+  const entry = `${outdir}/${compileEntryOf(compile ?? "", taskDir)}`;
   const r = await runMeasured(DENO, args, { cwd: ROOT, timeoutMs: 300_000 });
   if (r.code !== 0) throw new Error(`deno ${args.join(" ")} failed:\n${r.stderr.slice(-1500)}`);
+  const missing = await unreachableChunks(outdir, entry.slice(outdir.length + 1));
+  if (missing.length) throw new Error(`deno compile would not embed ${missing.join(", ")}`);
   const flags = compileFlags();
-  const runArgs = ["run", "--no-config", "--no-prompt", ...flags, out];
+  const runArgs = ["run", "--no-config", "--no-prompt", ...flags, entry];
   // `deno run` analyses a script it has not seen before and caches the result in DENO_DIR
   // (~+35 MiB RSS in that run only, with or without the V8 code cache); run it once so every
   // measured run is alike. docs/PERFORMANCE.md discusses the cold case.
@@ -208,27 +267,34 @@ export async function buildBundleForm(dir: string, env: Record<string, string>):
     form: "bundle",
     cmd: DENO,
     args: runArgs,
-    describe: `deno run ${
-      flags.join(" ")
-    } dist/portager.js (the bundle deno task compile embeds, with its flags)`,
+    describe: `deno run ${flags.join(" ")} ${taskDir}/${
+      entry.slice(outdir.length + 1)
+    } (the bundle deno task compile embeds, with its flags)`,
     env,
   };
 }
 
 /**
  * Why `form` is not what `deno task compile` ships — the bundle, run with no config and exactly
- * the compile task's runtime flags, in order — or undefined when it is. B4 reports memory only
- * for the shipped form: a figure of another form (the source, a candidate's V8 flags, a
- * fallback when the bundle did not build) is not what users run.
+ * the compile task's runtime flags, in order, from the compile task's entry point — or
+ * undefined when it is. B4 reports memory only for the shipped form: a figure of another form
+ * (the source, a candidate's V8 flags, a fallback when the bundle did not build) is not what
+ * users run.
  */
-export function shippedFormProblem(form: PortagerForm, flags: string[] = compileFlags()): string | undefined {
+export function shippedFormProblem(
+  form: PortagerForm,
+  flags: string[] = compileFlags(),
+  entry: string = compileEntryOf(tasks().compile ?? "", bundleCommandOf(tasks().bundle ?? "", "").dir),
+): string | undefined {
   if (form.form !== "bundle") return `it is the ${form.form} form, not the bundle deno task compile embeds`;
   const want = ["run", "--no-config", "--no-prompt", ...flags];
   const got = form.args.slice(0, -1);
   if (got.join(" ") !== want.join(" ")) {
     return `its flags (${got.join(" ")}) are not the compile task's (${want.join(" ")})`;
   }
-  if (!form.args.at(-1)?.endsWith("/portager.js")) return `it does not run the bundle (${form.args.at(-1)})`;
+  if (!form.args.at(-1)?.endsWith(`/bundle/${entry}`)) {
+    return `it does not run the bundle's entry point ${entry} (${form.args.at(-1)})`;
+  }
   return undefined;
 }
 

@@ -1,13 +1,22 @@
 import assert from "node:assert/strict";
 import {
+  buildBundleForm,
+  bundleCommandOf,
+  compileEntryOf,
   compileFlags,
   compileFlagsOf,
+  DENO,
   type PortagerForm,
   shellWords,
   shippedFormProblem,
   sourceForm,
+  unreachableChunks,
   withV8Flags,
 } from "./tools.ts";
+import { runMeasured } from "./measure.ts";
+
+const TASKS: Record<string, string> =
+  JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks;
 
 Deno.test("compileFlagsOf keeps every runtime flag of `deno compile`, drops the binary-only ones and the entry point", () => {
   const task = "deno task bundle && deno compile --no-code-cache --v8-flags=--max-semi-space-size=1 " +
@@ -62,26 +71,86 @@ Deno.test("B4's guard: only the bundle with exactly the compile task's flags cou
   const shipped: PortagerForm = {
     form: "bundle",
     cmd: "deno",
-    args: ["run", "--no-config", "--no-prompt", ...flags, "/tmp/x/portager.js"],
+    args: ["run", "--no-config", "--no-prompt", ...flags, "/tmp/x/bundle/main.js"],
     describe: "d",
     env: {},
   };
-  assert.equal(shippedFormProblem(shipped, flags), undefined);
+  assert.equal(shippedFormProblem(shipped, flags, "main.js"), undefined);
   assert.match(
-    shippedFormProblem(withV8Flags(shipped, ["--optimize-for-size"]), flags)!,
+    shippedFormProblem(withV8Flags(shipped, ["--optimize-for-size"]), flags, "main.js")!,
     /optimize-for-size form/,
   );
   assert.match(
-    shippedFormProblem({ ...withV8Flags(shipped, ["--optimize-for-size"]), form: "bundle" }, flags)!,
+    shippedFormProblem(
+      { ...withV8Flags(shipped, ["--optimize-for-size"]), form: "bundle" },
+      flags,
+      "main.js",
+    )!,
     /not the compile task's/,
   );
   assert.match(
-    shippedFormProblem({ ...shipped, args: shipped.args.filter((a) => a !== "--no-code-cache") }, flags)!,
+    shippedFormProblem(
+      { ...shipped, args: shipped.args.filter((a) => a !== "--no-code-cache") },
+      flags,
+      "main.js",
+    )!,
     /not the compile task's/,
   );
   assert.match(shippedFormProblem(sourceForm({}))!, /source form/);
   assert.match(
-    shippedFormProblem({ ...shipped, args: [...shipped.args.slice(0, -1), "main.ts"] }, flags)!,
+    shippedFormProblem({ ...shipped, args: [...shipped.args.slice(0, -1), "main.ts"] }, flags, "main.js")!,
     /bundle/,
   );
+  assert.match(
+    shippedFormProblem(
+      { ...shipped, args: [...shipped.args.slice(0, -1), "/tmp/x/portager.js"] },
+      flags,
+      "main.js",
+    )!,
+    /entry point main\.js/,
+    "a single-file bundle is not what the compile task embeds",
+  );
+});
+
+Deno.test("the bundle task splits code into dist/bundle and every compile task embeds its entry point", () => {
+  const { args, dir } = bundleCommandOf(TASKS.bundle, "/tmp/out");
+  assert.equal(dir, "dist/bundle");
+  assert.ok(args.includes("--code-splitting") && args.includes("--outdir=/tmp/out"), args.join(" "));
+  assert.ok(TASKS.bundle.startsWith("rm -rf dist/bundle && "), "no stale chunk from an earlier build");
+  for (const name of ["compile", "compile:cli", "compile:exec-plugins"]) {
+    assert.equal(compileEntryOf(TASKS[name], dir), "main.js", name);
+  }
+  assert.throws(
+    () => bundleCommandOf("deno bundle --minify --output=dist/portager.js main.ts", "/tmp/out"),
+    /does not split code/,
+  );
+  assert.throws(
+    () => compileEntryOf("deno compile --output=dist/portager dist/portager.js", dir),
+    /not in the bundle/,
+  );
+  assert.equal(compileEntryOf("deno compile -o dist/portager --allow-net dist/bundle/x.js", dir), "x.js");
+});
+
+Deno.test("the bench's bundle: every chunk reachable from the entry deno compile embeds, zod without its locales, the shipped form", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "portager-bundle-" });
+  try {
+    const denoDir = JSON.parse((await runMeasured(DENO, ["info", "--json"])).stdout).denoDir;
+    const form = await buildBundleForm(dir, { DENO_DIR: denoDir });
+    assert.equal(shippedFormProblem(form), undefined);
+    const chunks = [...Deno.readDirSync(`${dir}/bundle`)].map((e) => e.name);
+    assert.ok(chunks.length > 10 && chunks.includes("main.js"), `chunks: ${chunks.join(" ")}`);
+    // deno info follows the graph deno compile embeds: static imports and literal dynamic ones
+    assert.deepEqual(await unreachableChunks(`${dir}/bundle`, "main.js"), []);
+    // a file nothing imports would be missing from the binary: the check sees it
+    await Deno.writeTextFile(`${dir}/bundle/stray.js`, "export const x = 1;\n");
+    assert.deepEqual(await unreachableChunks(`${dir}/bundle`, "main.js"), [`${dir}/bundle/stray.js`]);
+    // src/api imports zod as a namespace so the bundler drops z.locales (264 KB): German is gone
+    const text = chunks.map((c) => Deno.readTextFileSync(`${dir}/bundle/${c}`)).join("\n");
+    assert.ok(!text.includes("E-Mail-Adresse"), "zod's locales are bundled");
+    const version = await runMeasured(form.cmd, [...form.args, "version"], { env: form.env });
+    assert.equal(version.code, 0, version.stderr);
+    assert.match(version.stdout, /^portager /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -342,8 +342,9 @@ Deno.test("Docker builder stage: its COPY inputs and RUN steps install --frozen 
       if (command.includes("deno task compile")) {
         // The same layout, with the bundle standing in for the binary.
         assert.equal(command, IMAGE_BUILD);
-        command = "deno task bundle && mkdir image && cp dist/portager.js image/portager && " +
-          "ln -s portager image/manager";
+        // `deno task bundle` writes dist/bundle/: main.js, which compile embeds, and its chunks
+        command = "deno task bundle && mkdir image && cp dist/bundle/* image/ && " +
+          "ln -s main.js image/portager && ln -s portager image/manager";
         ranCompile = true;
       }
       const out = await new Deno.Command("/bin/sh", { args: ["-c", command], cwd: dir, env, stdin: "null" })
@@ -1658,15 +1659,18 @@ async function runDeno(
 
 /**
  * Runs the `deno task bundle` command into a temp dir (so parallel runs do not share dist/) and
- * returns the bundle's path; the caller removes `dir`.
+ * returns the path of its entry point (the chunks beside it); the caller removes `dir`.
  */
 async function buildBundle(): Promise<{ dir: string; bundle: string }> {
   const bundleTask = denoJson().tasks.bundle;
-  assert.match(bundleTask, /^deno bundle --minify --platform=deno --output=dist\/portager\.js main\.ts$/);
+  assert.match(
+    bundleTask,
+    /^rm -rf dist\/bundle && deno bundle --minify --platform=deno --code-splitting --outdir=dist\/bundle main\.ts$/,
+  );
   const dir = await Deno.makeTempDir({ prefix: "portager-bundle-" });
-  const bundle = `${dir}/portager.js`;
-  const args = bundleTask.split(/\s+/).slice(1).map((a) =>
-    a.startsWith("--output=") ? `--output=${bundle}` : a
+  const bundle = `${dir}/bundle/main.js`;
+  const args = bundleTask.split(" && ")[1].split(/\s+/).slice(1).map((a) =>
+    a.startsWith("--outdir=") ? `--outdir=${dir}/bundle` : a
   );
   const built = await runDeno(args);
   if (built.code !== 0) {

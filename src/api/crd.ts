@@ -5,7 +5,7 @@
  * permissive), plus the status subresource, printer columns and CEL rules.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { dump } from "js-yaml";
 import { GROUP, ImageSyncSpecSchema, ImageSyncStatusSchema, KIND, PLURAL, VERSION } from "./schema.ts";
 

@@ -4,7 +4,7 @@
  * `spec.images[0].tag: unknown field (did you mean "tags"?)`).
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import {
   ImageSyncSchema,
   ImageSyncSpecSchema,
