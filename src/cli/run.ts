@@ -4,6 +4,7 @@
  * @module
  */
 import { DEFAULT_LEASE_NAME } from "../controller/operator.ts";
+import { InvalidLabelSelectorError, parseLabelSelector } from "../controller/label_selector.ts";
 import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../log/mod.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
@@ -46,6 +47,14 @@ const FLAGS: FlagSpec[] = [
     type: "string",
     env: "PORTAGER_SHARD_INDEX",
     help: "this process's shard, 0 … shards-1 (with --shards)",
+  },
+  {
+    name: "watch-label-selector",
+    type: "string",
+    env: "WATCH_LABEL_SELECTOR",
+    help:
+      'watch only the ImageSyncs this label selector picks, as Flux shards (e.g. "sharding.portager.io/key ' +
+      'in (shard1)", and "!sharding.portager.io/key" for the main shard); each selector elects on its own Lease',
   },
   {
     name: "leader-elect",
@@ -265,6 +274,21 @@ export function parseShard(shards?: string, index?: string): { shards: number; i
   return { shards: n, index: i };
 }
 
+/**
+ * `--watch-label-selector` checked before anything starts (the apiserver would refuse a bad one
+ * on every list); undefined when not given or blank (every ImageSync).
+ */
+export function checkSelector(selector?: string): string | undefined {
+  try {
+    return parseLabelSelector(selector ?? "").length > 0 ? selector!.trim() : undefined;
+  } catch (err) {
+    if (err instanceof InvalidLabelSelectorError) {
+      throw new UsageError(`--watch-label-selector: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
 /** Runs `portager run` until a signal stops it; returns the exit code. */
 export async function runCommand(args: string[]): Promise<number> {
   const { flags, positional } = parseArgs(args, FLAGS);
@@ -316,6 +340,12 @@ export async function runCommand(args: string[]): Promise<number> {
   if (shard && flags["leader-elect"] === false) {
     throw new UsageError("--shards needs leader election: each shard elects on its own Lease");
   }
+  const watchLabelSelector = checkSelector(flags["watch-label-selector"] as string | undefined);
+  if (watchLabelSelector && flags["leader-elect"] === false) {
+    throw new UsageError(
+      "--watch-label-selector needs leader election: each selector elects on its own Lease",
+    );
+  }
   const gracePeriodMs = parseDuration(flags["grace-period"] as string, "--grace-period");
   const { limits, trustedRootPath } = await limitSettings(flags);
   const kubeconfig = flags.kubeconfig as string | undefined;
@@ -340,8 +370,10 @@ export async function runCommand(args: string[]): Promise<number> {
       context: flags.context as string | undefined,
       namespaces: splitList(flags.namespace as string[]),
       maxConcurrentSyncs: maxConcurrent,
-      leaderElection: (flags["leader-elect"] as boolean | undefined) ?? (inCluster() || shard !== undefined),
+      leaderElection: (flags["leader-elect"] as boolean | undefined) ??
+        (inCluster() || shard !== undefined || watchLabelSelector !== undefined),
       shard,
+      watchLabelSelector,
       leaseName,
       leaseNamespace: flags["lease-namespace"] as string | undefined,
       identity: `${Deno.hostname()}-${crypto.randomUUID().slice(0, 8)}`,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "./args.ts";
 import { main } from "./mod.ts";
-import { logSettings, parseShard } from "./run.ts";
+import { checkSelector, logSettings, parseShard } from "./run.ts";
 
 Deno.test("run: controller-runtime's zap flags map to our log settings; ours win when both are given", () => {
   assert.deepEqual(logSettings({}), { level: "info", format: "json" });
@@ -60,4 +60,19 @@ Deno.test("run: --shards N --shard-index i (PORTAGER_SHARDS, PORTAGER_SHARD_INDE
   assert.throws(() => parseShard("0", "0"), /from 1 to 256/);
   assert.throws(() => parseShard("two", "0"), UsageError);
   assert.throws(() => parseShard("3", "-1"), UsageError);
+});
+
+Deno.test("run: --watch-label-selector (WATCH_LABEL_SELECTOR) is checked before anything starts", () => {
+  assert.equal(checkSelector(undefined), undefined);
+  assert.equal(checkSelector("  "), undefined, "blank: every ImageSync");
+  assert.equal(
+    checkSelector(" sharding.portager.io/key in (shard1) "),
+    "sharding.portager.io/key in (shard1)",
+  );
+  assert.equal(checkSelector("!sharding.portager.io/key"), "!sharding.portager.io/key");
+  assert.throws(
+    () => checkSelector("sharding.portager.io/key in shard1"),
+    (err: unknown) =>
+      err instanceof UsageError && /^--watch-label-selector: invalid label selector/.test(err.message),
+  );
 });
