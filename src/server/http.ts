@@ -4,11 +4,14 @@
  * `Deno.serve`; HTTPS on `Deno.serve` when HTTP/2 is wanted, else on `node:https` (HTTP/1.1
  * only: controller-runtime turns HTTP/2 off by default since the HTTP/2 Rapid Reset and
  * Stream Cancellation CVEs, and Deno.serve always offers h2). `/metrics` may be guarded by a
- * filter (authentication and authorization, src/server/authn.ts).
+ * filter (authentication and authorization, src/server/authn.ts). {@linkcode serveHttp} is the
+ * one server lifecycle (listen, TLS, graceful shutdown, then a close hook) these endpoints and
+ * the webhook endpoint share; the webhook's sits behind the connection guard (guard.ts).
  * @module
  */
 
 import type { Logger } from "../log/mod.ts";
+import { type ConnectionGuard, guardConnections, type GuardOptions } from "./guard.ts";
 
 /** A readiness or liveness check: `ok` plus a short human reason. */
 export interface ProbeResult {
@@ -18,8 +21,8 @@ export interface ProbeResult {
   detail?: string;
 }
 
-/** Options for {@linkcode startServer}. */
-export interface ServerOptions {
+/** Options for {@linkcode startServer}: what it answers, and how it listens. */
+export interface ServerOptions extends Pick<ServeOptions, "logger" | "onListening" | "tls" | "http2"> {
   /** Produces the Prometheus exposition and its content type. */
   metrics?: () => Promise<{ body: string; contentType: string }>;
   /** /readyz; default always ready. */
@@ -28,14 +31,6 @@ export interface ServerOptions {
   healthy?: () => ProbeResult;
   /** Whether /healthz /livez /readyz are served here; default true (false: probes have their own port). */
   probes?: boolean;
-  /** Where handler failures are logged. */
-  logger?: Logger;
-  /** Called once the socket is bound, with the chosen port (useful with port 0). */
-  onListening?: (addr: { hostname: string; port: number }) => void;
-  /** Serve HTTPS with this certificate and key (PEM). */
-  tls?: { cert: string; key: string };
-  /** With `tls`: offer HTTP/2 as well; default false (HTTP/1.1 only). */
-  http2?: boolean;
   /** Checks each /metrics request: undefined lets it through, else the response to send. */
   authorize?: (req: Request) => Promise<Response | undefined>;
 }
@@ -103,41 +98,136 @@ function handler(options: ServerOptions): (req: Request) => Promise<Response> {
   };
 }
 
+/** Options of {@linkcode serveHttp}: how to listen and what to do around the handler. */
+export interface ServeOptions {
+  /** Where handler failures are logged. */
+  logger?: Logger;
+  /** The log message of a handler failure; default "http handler failed". */
+  errorMessage?: string;
+  /** Called once the socket is bound, with the chosen port (useful with port 0). */
+  onListening?: (addr: { hostname: string; port: number }) => void;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string; key: string };
+  /** With `tls`: offer HTTP/2 as well; default false (HTTP/1.1 only). */
+  http2?: boolean;
+  /**
+   * Bound what a client controls below HTTP (connections open, slow or idle ones) with a
+   * connection guard in front of the server (src/server/guard.ts); plain HTTP only.
+   */
+  guard?: GuardOptions;
+  /** Runs at shutdown once no request is in flight any more (e.g. stopping what handlers fed). */
+  onClose?: () => Promise<void>;
+}
+
+/**
+ * Serves `handle` on `addr` until shutdown: Deno.serve for plain HTTP and for HTTPS with
+ * HTTP/2; node:https for HTTPS over HTTP/1.1 (see the module doc). Shutdown stops accepting,
+ * waits for the requests in flight, then runs `onClose`. The one server lifecycle of the
+ * operator's endpoints (metrics, probes, webhooks).
+ */
+export async function serveHttp(
+  addr: string,
+  handle: (req: Request) => Promise<Response>,
+  options: ServeOptions = {},
+): Promise<MetricsServer> {
+  const at = parseListenAddress(addr);
+  if (options.guard && options.tls) throw new RangeError("the connection guard serves plain HTTP only");
+  const server = options.guard
+    ? await guardedServe(at, handle, options)
+    : options.tls && !options.http2
+    ? await startNodeHttps(at, options.tls, handle, options)
+    : await denoServe({ ...at, ...options.tls }, handle, options);
+  if (!options.onClose) return server;
+  const stop = server.shutdown;
+  let closing: Promise<void> | undefined;
+  return {
+    ...server,
+    shutdown: () => closing ??= stop().then(options.onClose),
+  };
+}
+
 /** Starts the metrics/health server on `addr`. */
 export function startServer(addr: string, options: ServerOptions = {}): Promise<MetricsServer> {
-  const { hostname, port } = parseListenAddress(addr);
-  const handle = handler(options);
-  if (options.tls && !options.http2) return startNodeHttps({ hostname, port }, options.tls, handle, options);
-  const log = options.logger;
-  const ac = new AbortController();
+  return serveHttp(addr, handler(options), options);
+}
+
+/** Deno.serve on a TCP address (optionally TLS) or a Unix socket, resolved once bound. */
+function denoServe(
+  listen: ({ hostname: string; port: number } & Partial<Deno.TlsCertifiedKeyPem>) | { path: string },
+  handle: (req: Request) => Promise<Response>,
+  options: ServeOptions,
+): Promise<MetricsServer> {
   return new Promise((resolve, reject) => {
-    let server: Deno.HttpServer<Deno.NetAddr>;
+    let server: Deno.HttpServer;
     try {
+      // a Unix socket's options differ from TCP's by `path` alone, so one call serves both
       server = Deno.serve({
-        hostname,
-        port,
-        signal: ac.signal,
-        ...options.tls,
-        onListen: (a) => {
-          options.onListening?.({ hostname: a.hostname, port: a.port });
+        ...listen,
+        onListen: (a: Deno.Addr) => {
+          const bound = "path" in a ? { hostname: a.path, port: 0 } : {
+            hostname: (a as Deno.NetAddr).hostname,
+            port: (a as Deno.NetAddr).port,
+          };
+          if (!("path" in listen)) options.onListening?.(bound);
           resolve({
-            hostname: a.hostname,
-            port: a.port,
+            ...bound,
             async shutdown() {
-              ac.abort();
+              // graceful: aborting the signal instead drops the answers of requests in flight
+              await server.shutdown();
               await server.finished;
             },
           });
         },
-        onError: (err) => {
-          log?.error("http handler failed", { error: err });
+        onError: (err: unknown) => {
+          options.logger?.error(options.errorMessage ?? "http handler failed", { error: err });
           return new Response("internal error\n", { status: 500 });
         },
-      }, handle);
+      } as Deno.ServeTcpOptions, handle);
     } catch (err) {
       reject(err);
     }
   });
+}
+
+/**
+ * Plain HTTP behind the connection guard: the server listens on a Unix socket in a private
+ * temporary folder and the guard, on `at`, passes each bounded connection on to it.
+ */
+async function guardedServe(
+  at: { hostname: string; port: number },
+  handle: (req: Request) => Promise<Response>,
+  options: ServeOptions,
+): Promise<MetricsServer> {
+  const dir = await Deno.makeTempDir({ prefix: "portager-http-" });
+  const path = `${dir}/http.sock`;
+  let inner: MetricsServer | undefined;
+  let guard: ConnectionGuard | undefined;
+  try {
+    inner = await denoServe({ path }, handle, options);
+    guard = guardConnections(Deno.listen({ ...at, transport: "tcp" }), {
+      ...options.guard,
+      connect: () => Deno.connect({ transport: "unix", path }),
+      logger: options.logger,
+    });
+  } catch (err) {
+    await inner?.shutdown();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+  const { hostname, port } = guard.addr;
+  options.onListening?.({ hostname, port });
+  const g = guard;
+  const i = inner;
+  return {
+    hostname,
+    port,
+    async shutdown() {
+      g.stopAccepting();
+      await i.shutdown();
+      await g.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
 }
 
 /** HTTPS over HTTP/1.1 only, on node:https (imported only for it). */
@@ -145,9 +235,10 @@ async function startNodeHttps(
   at: { hostname: string; port: number },
   tls: { cert: string; key: string },
   handle: (req: Request) => Promise<Response>,
-  options: ServerOptions,
+  options: ServeOptions,
 ): Promise<MetricsServer> {
   const https = await import("node:https");
+  const { Readable } = await import("node:stream");
   const server = https.createServer({ cert: tls.cert, key: tls.key }, (req, res) => {
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {
@@ -155,18 +246,20 @@ async function startNodeHttps(
       else if (Array.isArray(v)) { for (const x of v) headers.append(k, x); }
     }
     const host = /^[A-Za-z0-9.:[\]-]+$/.test(req.headers.host ?? "") ? req.headers.host : "localhost";
+    const hasBody = req.method !== "GET" && req.method !== "HEAD";
     const request = new Request(`https://${host}${req.url?.startsWith("/") ? req.url : "/"}`, {
       method: req.method,
       headers,
-    });
-    // GET and HEAD only: a request body is never read
-    req.resume();
+      body: hasBody ? Readable.toWeb(req) as ReadableStream<Uint8Array> : undefined,
+      duplex: "half",
+    } as RequestInit);
+    if (!hasBody) req.resume();
     handle(request).then(async (response) => {
       const body = req.method === "HEAD" ? undefined : new Uint8Array(await response.arrayBuffer());
       res.writeHead(response.status, Object.fromEntries(response.headers));
       res.end(body);
     }).catch((err) => {
-      options.logger?.error("http handler failed", { error: err });
+      options.logger?.error(options.errorMessage ?? "http handler failed", { error: err });
       if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
       res.end("internal error\n");
     });

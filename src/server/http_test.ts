@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseListenAddress, startServer } from "./http.ts";
+import { parseListenAddress, serveHttp, startServer } from "./http.ts";
 import { selfSignedCertificate } from "./self_signed.ts";
 
 Deno.test("parseListenAddress understands :port, host:port and [v6]:port", () => {
@@ -133,5 +133,26 @@ Deno.test("HTTPS over HTTP/1.1 takes a rotated certificate for new connections",
     assert.equal(await get(first.cert), "refused", "the old certificate is no longer served");
   } finally {
     await srv.shutdown();
+  }
+});
+
+Deno.test("serveHttp: a handler gets request bodies on every transport (HTTPS over HTTP/1.1 too)", async () => {
+  const tls = await selfSignedCertificate(["localhost"]);
+  const echo = async (req: Request) => new Response(`${req.method} ${await req.text()}`);
+  for (const options of [{}, { tls }, { tls, http2: true }, { guard: {} }]) {
+    const srv = await serveHttp("127.0.0.1:0", echo, options);
+    const client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    try {
+      const scheme = "tls" in options ? "https" : "http";
+      const res = await fetch(`${scheme}://localhost:${srv.port}/`, {
+        method: "POST",
+        body: "pushed",
+        client,
+      });
+      assert.equal(await res.text(), "POST pushed", JSON.stringify(Object.keys(options)));
+    } finally {
+      client.close();
+      await srv.shutdown();
+    }
   }
 });

@@ -9,7 +9,7 @@
  */
 
 import type { ImageSync } from "../api/mod.ts";
-import { parseListenAddress } from "../server/http.ts";
+import { type GuardOptions, type MetricsServer, serveHttp } from "../server/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import { authenticate, type WebhookSecret } from "./auth.ts";
 import { parseDistribution } from "./distribution.ts";
@@ -84,6 +84,8 @@ export interface WebhookOptions {
   coalesceMs?: number;
   /** Replay window and clock skew. */
   replay?: ReplayGuardOptions;
+  /** Bounds on connections (open at once, slow, idle); defaults in src/server/guard.ts. */
+  guard?: GuardOptions;
 }
 
 /** A text description of a push, for the Event of the sync it triggers. */
@@ -276,49 +278,29 @@ export class WebhookEndpoint {
 }
 
 /** A running webhook server. */
-export interface WebhookServer {
-  /** Address listened on. */
-  hostname: string;
-  /** Port listened on (useful with port 0). */
-  port: number;
-  /** Stops accepting requests, waits for those in flight and for a flush in progress. */
-  shutdown(): Promise<void>;
-}
+export type WebhookServer = MetricsServer;
 
-/** Listens on `addr` (`:8082`, `127.0.0.1:0`) and serves {@linkcode WebhookEndpoint}. */
+/**
+ * Listens on `addr` (`:8082`, `127.0.0.1:0`) and serves {@linkcode WebhookEndpoint} behind the
+ * connection guard (src/server/guard.ts: connections open at once, slow and idle ones
+ * bounded); shutdown stops accepting, waits for the requests in flight, then for a flush in
+ * progress.
+ */
 export function startWebhookServer(
   addr: string,
   target: WebhookTarget,
   options: WebhookOptions & { onListening?: (a: { hostname: string; port: number }) => void },
 ): Promise<WebhookServer> {
-  const { hostname, port } = parseListenAddress(addr);
   const endpoint = new WebhookEndpoint(target, options);
-  const ac = new AbortController();
-  return new Promise((resolve, reject) => {
-    try {
-      const server = Deno.serve({
-        hostname,
-        port,
-        signal: ac.signal,
-        onListen: (a) => {
-          options.onListening?.({ hostname: a.hostname, port: a.port });
-          resolve({
-            hostname: a.hostname,
-            port: a.port,
-            async shutdown() {
-              ac.abort();
-              await server.finished;
-              await endpoint.close();
-            },
-          });
-        },
-        onError: (err) => {
-          options.logger?.error("webhook handler failed", { error: err });
-          return new Response("internal error\n", { status: 500 });
-        },
-      }, (req) => endpoint.handle(req));
-    } catch (err) {
-      reject(err);
-    }
+  return serveHttp(addr, (req) => endpoint.handle(req), {
+    logger: options.logger,
+    errorMessage: "webhook handler failed",
+    onListening: options.onListening,
+    guard: {
+      // a body's own deadline answers 408 first, from the endpoint
+      requestTimeoutMs: (options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS) + 10_000,
+      ...options.guard,
+    },
+    onClose: () => endpoint.close(),
   });
 }
