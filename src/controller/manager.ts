@@ -337,7 +337,7 @@ export class Manager {
       q?.forget(key);
       this.#requested.delete(key);
       const [ns, name] = splitKey(key);
-      this.metrics.forget(ns, name);
+      this.#reconciler.forget(ns, name);
     },
   };
 

@@ -29,9 +29,8 @@ export {
   type ManagerOptions,
   type Store,
 } from "./manager.ts";
+export { checkSpec, decide, type Decision, type SpecCheck, SpecChecks, type SyncTrigger } from "./decide.ts";
 export {
-  decide,
-  type Decision,
   type EventSink,
   type ImageSyncAccess,
   type ReconcileDeps,
@@ -40,7 +39,6 @@ export {
   type ReconcileSignals,
   type StoredImageSync,
   type SyncRunner,
-  type SyncTrigger,
 } from "./reconcile.ts";
 export { type ConditionUpdate, findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
 export { ExponentialBackoff, WorkQueue, type WorkQueueOptions } from "./queue.ts";

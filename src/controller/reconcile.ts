@@ -12,15 +12,12 @@
 import {
   API_VERSION,
   type Condition,
-  formatProblems,
   type ImageSync,
   type ImageSyncSpec,
   type ImageSyncStatus,
   KIND,
   nextRun,
-  parseSchedule,
   SYNC_NOW_ANNOTATION,
-  validateImageSyncSpec,
 } from "../api/mod.ts";
 import type { EventObject, EventRecord, EventType } from "../kube/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
@@ -36,6 +33,8 @@ import {
   type SyncReport,
 } from "../sync/mod.ts";
 import { findCondition, kubeTime, READY, setCondition, SYNCING } from "./conditions.ts";
+import { decide, scheduleIntervalSeconds, SpecChecks, type SyncTrigger } from "./decide.ts";
+import { capStatusMessages } from "./status_caps.ts";
 
 /** An ImageSync as stored by the apiserver (metadata fields Portager relies on are present). */
 export interface StoredImageSync extends ImageSync {
@@ -131,75 +130,6 @@ export interface ReconcileResult {
   error?: Error;
 }
 
-/** Why a sync runs. */
-export type SyncTrigger = "sync-now" | "spec-changed" | "first-sync" | "schedule" | "retry" | "interrupted";
-
-/** The decision of one reconcile, from the object and the clock alone. */
-export type Decision =
-  | { kind: "invalid"; reason: "InvalidSchedule" | "InvalidSpec"; message: string }
-  | { kind: "sync"; trigger: SyncTrigger; spec: ImageSyncSpec }
-  | { kind: "wait"; requeueAfterMs: number };
-
-/** Ready reasons that a retry cannot fix without a spec change. */
-const TERMINAL_REASONS = new Set(["InvalidSchedule", "InvalidSpec"]);
-
-/** Decides what to do with `obj` at `now`; `syncNow` says the sync-now annotation was set. */
-export function decide(obj: ImageSync, options: { now: Date; syncNow: boolean }): Decision {
-  const schedule = obj.spec?.schedule ?? "";
-  try {
-    parseSchedule(schedule);
-  } catch (err) {
-    const message = (err as Error).message;
-    return {
-      kind: "invalid",
-      reason: "InvalidSchedule",
-      // the parser's messages already say 'invalid schedule "<text>": …'
-      message: /^invalid schedule\b/.test(message) ? message : `invalid schedule: ${message}`,
-    };
-  }
-  const v = validateImageSyncSpec(obj.spec);
-  if (!v.ok) return { kind: "invalid", reason: "InvalidSpec", message: formatProblems(v.problems) };
-  const spec = v.value;
-  if (options.syncNow) return { kind: "sync", trigger: "sync-now", spec };
-  const st = obj.status ?? {};
-  const generation = obj.metadata.generation;
-  if (st.observedGeneration === undefined || st.observedGeneration !== generation) {
-    return {
-      kind: "sync",
-      trigger: st.observedGeneration === undefined ? "first-sync" : "spec-changed",
-      spec,
-    };
-  }
-  const syncing = findCondition(st.conditions, SYNCING);
-  // only this operator writes Syncing=True, one reconcile per object at a time: seeing it
-  // here means a previous process stopped mid-sync
-  if (syncing && (syncing.status === "True" || syncing.reason === "Interrupted")) {
-    return { kind: "sync", trigger: "interrupted", spec };
-  }
-  const ready = findCondition(st.conditions, READY);
-  if (ready && ready.status === "False" && !TERMINAL_REASONS.has(ready.reason)) {
-    return { kind: "sync", trigger: "retry", spec };
-  }
-  if (!st.nextSyncTime) return { kind: "sync", trigger: "schedule", spec };
-  const next = Date.parse(st.nextSyncTime);
-  if (!Number.isFinite(next) || next <= options.now.getTime()) {
-    return { kind: "sync", trigger: "schedule", spec };
-  }
-  return { kind: "wait", requeueAfterMs: next - options.now.getTime() };
-}
-
-/**
- * Seconds between two scheduled syncs at `from`: the interval of `@every`; for cron, the time
- * between its next two runs (so `@daily` is 86400; `0 9 * * 1-5` on a Thursday afternoon is 3 days,
- * Friday to Monday).
- */
-export function scheduleIntervalSeconds(schedule: string, from: Date): number {
-  const s = parseSchedule(schedule);
-  if (s.kind === "every") return s.intervalMs / 1000;
-  const first = nextRun(s, from);
-  return (nextRun(s, first).getTime() - first.getTime()) / 1000;
-}
-
 function sameCondition(
   a: Condition | undefined,
   b: { status: string; reason: string; message: string },
@@ -221,6 +151,8 @@ export interface ReconcileSignals {
 export class Reconciler {
   #d: ReconcileDeps;
   #now: () => Date;
+  /** Each ImageSync's spec, checked once per generation. */
+  readonly #checks = new SpecChecks();
 
   /** Creates a reconciler over its dependencies. */
   constructor(deps: ReconcileDeps) {
@@ -259,7 +191,7 @@ export class Reconciler {
       ? this.#d.cached(namespace, name)
       : await this.#d.imagesyncs.get(namespace, name);
     if (!found || (found as StoredImageSync).metadata.deletionTimestamp) {
-      this.#d.metrics?.forget(namespace, name);
+      this.forget(namespace, name);
       return {};
     }
     // a copy: a cached object is shared with the cache
@@ -270,7 +202,8 @@ export class Reconciler {
     const generation = obj.metadata.generation;
     const annotated = obj.metadata.annotations?.[SYNC_NOW_ANNOTATION] === "true";
     const syncNow = annotated || signals.requestedBy !== undefined;
-    const decision = decide(obj, { now: this.#now(), syncNow });
+    const checked = this.#checks.check(`${namespace}/${name}`, obj);
+    const decision = decide(obj, { now: this.#now(), syncNow, checked });
 
     if (decision.kind === "invalid") {
       const ready = findCondition(obj.status?.conditions, READY);
@@ -318,6 +251,12 @@ export class Reconciler {
       return { requeueAfterMs: decision.requeueAfterMs };
     }
     return await this.#sync(obj, decision.spec, decision.trigger, signals, log);
+  }
+
+  /** Forgets `namespace/name` (it is gone): its metrics and its checked spec. */
+  forget(namespace: string, name: string): void {
+    this.#checks.forget(`${namespace}/${name}`);
+    this.#d.metrics?.forget(namespace, name);
   }
 
   /** The schedule's interval and, while Ready is True, the last success (status) for the stale alert. */
@@ -539,69 +478,6 @@ export class Reconciler {
     });
     if (retries) m.observeRetry(namespace, name, { kind: "registry", count: retries });
   }
-}
-
-/** Longest condition message written: the CRD's (metav1.Condition's) maxLength. */
-export const MAX_CONDITION_MESSAGE = 32 * 1024;
-/** Longest per-tag `error` / `validationError` written, as Events are capped (src/kube/events.ts). */
-export const MAX_TAG_MESSAGE = 1024;
-/**
- * Characters all per-tag messages of one status may take together: with more tags than fit at
- * {@linkcode MAX_TAG_MESSAGE}, each gets an equal share (at least {@linkcode MIN_TAG_MESSAGE}), so
- * the messages of thousands of failing tags stay a small part of etcd's 1.5 MiB object limit.
- */
-export const MAX_TAG_MESSAGES_TOTAL = 256 * 1024;
-/** The smallest share of {@linkcode MAX_TAG_MESSAGES_TOTAL} a tag's message is cut to. */
-export const MIN_TAG_MESSAGE = 128;
-/** What ends a message cut to its cap. */
-export const TRUNCATED_MARKER = "… (truncated)";
-
-/**
- * `text` cut to `max` characters (UTF-16 units, so never more code points) ending in
- * {@linkcode TRUNCATED_MARKER}; as is when it fits. A registry's error body can be 64 KiB.
- */
-export function capMessage(text: string, max: number): string {
-  if (text.length <= max) return text;
-  let end = Math.max(0, max - TRUNCATED_MARKER.length);
-  // never leave half of a surrogate pair
-  const last = text.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end--;
-  return text.slice(0, end) + TRUNCATED_MARKER;
-}
-
-/**
- * Status with every message a registry or user can make long capped: condition messages at
- * {@linkcode MAX_CONDITION_MESSAGE} (more is refused by the apiserver, so the status would never
- * be written), per-tag `error` and `validationError` at {@linkcode MAX_TAG_MESSAGE}, less when
- * many tags share {@linkcode MAX_TAG_MESSAGES_TOTAL}.
- */
-export function capStatusMessages(status: Partial<ImageSyncStatus>): Partial<ImageSyncStatus> {
-  const out = { ...status };
-  if (status.conditions) {
-    out.conditions = status.conditions.map((c) =>
-      c.message.length > MAX_CONDITION_MESSAGE
-        ? { ...c, message: capMessage(c.message, MAX_CONDITION_MESSAGE) }
-        : c
-    );
-  }
-  if (status.images) {
-    const messages = status.images.flatMap((i) => i.tags ?? [])
-      .reduce((n, t) => n + (t.error ? 1 : 0) + (t.validationError ? 1 : 0), 0);
-    const cap = Math.max(
-      MIN_TAG_MESSAGE,
-      Math.min(MAX_TAG_MESSAGE, Math.floor(MAX_TAG_MESSAGES_TOTAL / Math.max(1, messages))),
-    );
-    out.images = status.images.map((image) => ({
-      ...image,
-      tags: image.tags?.map((t) => {
-        const tag = { ...t };
-        if (tag.error !== undefined) tag.error = capMessage(tag.error, cap);
-        if (tag.validationError !== undefined) tag.validationError = capMessage(tag.validationError, cap);
-        return tag;
-      }),
-    }));
-  }
-  return out;
 }
 
 function reasonOf(err: unknown, fallback: string): string {

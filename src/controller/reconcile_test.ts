@@ -2,18 +2,7 @@ import assert from "node:assert/strict";
 import type { ImageSync, ImageSyncStatus } from "../api/mod.ts";
 import { createLogger } from "../log/mod.ts";
 import { summarize } from "../sync/mod.ts";
-import {
-  capMessage,
-  capStatusMessages,
-  decide,
-  MAX_CONDITION_MESSAGE,
-  MAX_TAG_MESSAGE,
-  MAX_TAG_MESSAGES_TOTAL,
-  MIN_TAG_MESSAGE,
-  Reconciler,
-  scheduleIntervalSeconds,
-  TRUNCATED_MARKER,
-} from "./reconcile.ts";
+import { Reconciler } from "./reconcile.ts";
 import { createMetrics } from "../metrics/mod.ts";
 
 const now = new Date("2025-03-01T12:00:00Z");
@@ -39,99 +28,6 @@ const cond = (type: string, status: "True" | "False", reason: string) => ({
   reason,
   message: "",
   lastTransitionTime: "2025-03-01T00:00:00Z",
-});
-
-Deno.test("an invalid schedule is reported, never synced", () => {
-  const d = decide(obj({ schedule: "every day" }), { now, syncNow: true });
-  assert.equal(d.kind, "invalid");
-  assert.equal(d.kind === "invalid" && d.reason, "InvalidSchedule");
-  const message = d.kind === "invalid" ? d.message : "";
-  assert.match(message, /^invalid schedule "every day": /);
-  assert.doesNotMatch(message, /invalid schedule.*invalid schedule/, "said once");
-});
-
-Deno.test("first sync, spec change and sync-now sync immediately", () => {
-  assert.deepEqual(pick(decide(obj(), { now, syncNow: false })), ["sync", "first-sync"]);
-  const synced = { observedGeneration: 1, nextSyncTime: "2025-03-01T13:00:00Z" };
-  assert.deepEqual(pick(decide(obj({ generation: 2, status: synced }), { now, syncNow: false })), [
-    "sync",
-    "spec-changed",
-  ]);
-  assert.deepEqual(pick(decide(obj({ status: synced }), { now, syncNow: true })), ["sync", "sync-now"]);
-});
-
-Deno.test("otherwise the schedule decides from nextSyncTime", () => {
-  const d = decide(obj({ status: { observedGeneration: 1, nextSyncTime: "2025-03-01T12:30:00Z" } }), {
-    now,
-    syncNow: false,
-  });
-  assert.deepEqual(d, { kind: "wait", requeueAfterMs: 30 * 60_000 });
-  assert.deepEqual(
-    pick(decide(obj({ status: { observedGeneration: 1, nextSyncTime: "2025-03-01T11:59:59Z" } }), {
-      now,
-      syncNow: false,
-    })),
-    ["sync", "schedule"],
-  );
-});
-
-Deno.test("a failed sync is retried (the queue's backoff paces it); an invalid spec is not", () => {
-  const failed = {
-    observedGeneration: 1,
-    nextSyncTime: "2025-03-01T13:00:00Z",
-    conditions: [cond("Ready", "False", "AuthFailed")],
-  };
-  assert.deepEqual(pick(decide(obj({ status: failed }), { now, syncNow: false })), ["sync", "retry"]);
-  const invalidBefore = { ...failed, conditions: [cond("Ready", "False", "InvalidSchedule")] };
-  assert.equal(decide(obj({ status: invalidBefore }), { now, syncNow: false }).kind, "wait");
-});
-
-Deno.test("a sync left Syncing=True by a stopped operator resumes", () => {
-  const st = {
-    observedGeneration: 1,
-    nextSyncTime: "2025-03-01T13:00:00Z",
-    conditions: [cond("Ready", "True", "SyncSucceeded"), cond("Syncing", "True", "SyncInProgress")],
-  };
-  assert.deepEqual(pick(decide(obj({ status: st }), { now, syncNow: false })), ["sync", "interrupted"]);
-});
-
-function pick(d: ReturnType<typeof decide>): unknown[] {
-  return d.kind === "sync" ? [d.kind, d.trigger] : [d.kind];
-}
-
-Deno.test("status messages are capped with a truncation marker: conditions at 32 KiB, a tag's error and validationError at 1 KiB", () => {
-  const long = "x".repeat(64 * 1024);
-  const capped = capStatusMessages({
-    conditions: [
-      { ...cond("Ready", "False", "SyncFailed"), message: long },
-      cond("Syncing", "False", "Done"),
-    ],
-    images: [{
-      name: "app",
-      tags: [
-        { tag: "1", synced: false, error: `copy failed: ${long}`, validationError: long, reason: "NotFound" },
-        { tag: "2", synced: true },
-      ],
-    }],
-  });
-  const ready = capped.conditions![0].message;
-  assert.equal(ready.length, MAX_CONDITION_MESSAGE);
-  assert.ok(ready.endsWith(TRUNCATED_MARKER));
-  assert.equal(capped.conditions![1].message, "", "a short message is kept as is");
-  const [t1, t2] = capped.images![0].tags!;
-  assert.equal(t1.error!.length, MAX_TAG_MESSAGE);
-  assert.ok(t1.error!.startsWith("copy failed: xxx") && t1.error!.endsWith(TRUNCATED_MARKER));
-  assert.equal(t1.validationError!.length, MAX_TAG_MESSAGE);
-  assert.equal(t1.reason, "NotFound");
-  assert.deepEqual(t2, { tag: "2", synced: true });
-});
-
-Deno.test("capMessage never splits a surrogate pair and keeps what fits", () => {
-  assert.equal(capMessage("short", 1024), "short");
-  // the cut falls after the first half of the first emoji: that half goes too
-  const cut = capMessage("ab" + "😀".repeat(20), TRUNCATED_MARKER.length + 3);
-  assert.equal(cut, "ab" + TRUNCATED_MARKER);
-  assert.equal(capMessage("y".repeat(2000), 1024).length, 1024);
 });
 
 // --- status writes per sync (issue 16, B5): Syncing=True only for a sync that outlasts a delay ---
@@ -197,36 +93,6 @@ Deno.test("a sync that outlasts the delay writes Syncing=True once, then its res
   assert.deepEqual(t.writes, [{ Syncing: "True" }, { Syncing: "False", Ready: "True" }]);
 });
 
-Deno.test("status messages: thousands of failing tags share one budget, so the object stays far below etcd's limit", () => {
-  const long = "y".repeat(4096);
-  const tags = (n: number) =>
-    Array.from({ length: n }, (_, i) => ({ tag: `t${i}`, synced: false, error: long, reason: "Forbidden" }));
-  const few = capStatusMessages({ images: [{ name: "app", tags: tags(10) }] });
-  assert.ok(
-    few.images![0].tags!.every((t) => t.error!.length === MAX_TAG_MESSAGE),
-    "few tags keep 1 KiB each",
-  );
-  const many = capStatusMessages({
-    images: [{ name: "a", tags: tags(750) }, { name: "b", tags: tags(750) }],
-  });
-  const all = many.images!.flatMap((i) => i.tags!);
-  const total = all.reduce((n, t) => n + t.error!.length, 0);
-  assert.ok(total <= MAX_TAG_MESSAGES_TOTAL, `${total} characters of tag messages`);
-  assert.ok(all.every((t) => t.error!.endsWith(TRUNCATED_MARKER) && t.error!.length > MIN_TAG_MESSAGE));
-  const huge = capStatusMessages({ images: [{ name: "a", tags: tags(5000) }] });
-  assert.equal(huge.images![0].tags![0].error!.length, MIN_TAG_MESSAGE, "never below the floor");
-  assert.ok(JSON.stringify(huge).length < 1024 * 1024);
-});
-
-Deno.test("scheduleIntervalSeconds: @every's interval; for cron the time between its next two runs", () => {
-  assert.equal(scheduleIntervalSeconds("@every 1h30m", now), 5400);
-  assert.equal(scheduleIntervalSeconds("@daily", now), 86400);
-  assert.equal(scheduleIntervalSeconds("0 */6 * * *", now), 6 * 3600);
-  // weekdays at 09:00: from a Friday noon the next two runs are Monday and Tuesday
-  assert.equal(scheduleIntervalSeconds("0 9 * * 1-5", new Date("2025-02-28T12:00:00Z")), 86400);
-  assert.equal(scheduleIntervalSeconds("0 9 * * 1-5", new Date("2025-02-27T12:00:00Z")), 3 * 86400);
-});
-
 /** Reconciles `stored` once (it must not sync) and returns the metrics exposition. */
 async function exposedAfterReconcile(stored: ImageSync): Promise<string> {
   const metrics = createMetrics();
@@ -272,4 +138,47 @@ Deno.test("a reconcile exports the schedule's interval and, while Ready is True,
   text = await exposedAfterReconcile(stored);
   assert.match(text, /portager_schedule_interval_seconds\{name="s",namespace="ns"\} 7200/);
   assert.doesNotMatch(text, /portager_last_success_timestamp_seconds\{/);
+});
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object") {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+Deno.test("with a watch cache, reconcile reads the cached object (never the store) and leaves it as it was", async () => {
+  const cached = deepFreeze({ ...obj(), metadata: { ...obj().metadata, uid: "u1", resourceVersion: "7" } });
+  const observed: ImageSync[] = [];
+  const r = new Reconciler({
+    imagesyncs: {
+      get: () => Promise.reject(new Error("the store was read")),
+      removeAnnotation: () => Promise.reject(new Error("no annotation to remove")),
+      updateStatus: (cur, build) =>
+        Promise.resolve({ ...cur, metadata: { ...cur.metadata, resourceVersion: "8" }, status: build(cur) }),
+    },
+    cached: (ns, name) => ns === "ns" && name === "s" ? cached : undefined,
+    observe: (o) => observed.push(o),
+    recorder: { record: () => {} },
+    prepareSync: () =>
+      Promise.resolve(() =>
+        Promise.resolve(summarize([], {
+          dryRun: false,
+          aborted: false,
+          startedAt: now.toISOString(),
+          finishedAt: now.toISOString(),
+        }))
+      ),
+    logger: createLogger({ level: "error" }),
+    now: () => now,
+  });
+  const signals = { signal: new AbortController().signal, cancelInFlight: new AbortController().signal };
+  const res = await r.reconcile("ns", "s", signals);
+  assert.equal(res.error, undefined);
+  assert.equal(res.requeueAfterMs, 3_600_000, "synced (first sync), next in an hour");
+  assert.equal(observed.length, 1, "the write went back to the cache");
+  assert.equal(observed[0].status?.observedGeneration, 1);
+  // gone from the cache: nothing to do, nothing read
+  assert.deepEqual(await r.reconcile("ns", "gone", signals), {});
 });
