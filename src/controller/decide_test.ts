@@ -1,31 +1,8 @@
 import assert from "node:assert/strict";
-import type { ImageSync } from "../api/mod.ts";
+import { cond, obj } from "./_test_utils.ts";
 import { checkSpec, decide, scheduleIntervalSeconds, SpecChecks } from "./decide.ts";
 
 const now = new Date("2025-03-01T12:00:00Z");
-
-function obj(over: { generation?: number; status?: ImageSync["status"]; schedule?: string } = {}): ImageSync {
-  return {
-    apiVersion: "portager.portager.io/v1alpha1",
-    kind: "ImageSync",
-    metadata: { name: "s", namespace: "ns", generation: over.generation ?? 1 },
-    spec: {
-      schedule: over.schedule ?? "@every 1h",
-      source: { registry: "src.example" },
-      destination: { registry: "dst.example", auth: { method: "anonymous" } },
-      images: [{ name: "app", tags: ["1.0"] }],
-    },
-    status: over.status,
-  };
-}
-
-const cond = (type: string, status: "True" | "False", reason: string) => ({
-  type,
-  status,
-  reason,
-  message: "",
-  lastTransitionTime: "2025-03-01T00:00:00Z",
-});
 
 function pick(d: ReturnType<typeof decide>): unknown[] {
   return d.kind === "sync" ? [d.kind, d.trigger] : [d.kind];

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { cond, obj } from "./_test_utils.ts";
 import type { ImageSync, ImageSyncStatus } from "../api/mod.ts";
 import { createLogger } from "../log/mod.ts";
 import { summarize } from "../sync/mod.ts";
@@ -6,29 +7,6 @@ import { Reconciler } from "./reconcile.ts";
 import { createMetrics } from "../metrics/mod.ts";
 
 const now = new Date("2025-03-01T12:00:00Z");
-
-function obj(over: { generation?: number; status?: ImageSync["status"]; schedule?: string } = {}): ImageSync {
-  return {
-    apiVersion: "portager.portager.io/v1alpha1",
-    kind: "ImageSync",
-    metadata: { name: "s", namespace: "ns", generation: over.generation ?? 1 },
-    spec: {
-      schedule: over.schedule ?? "@every 1h",
-      source: { registry: "src.example" },
-      destination: { registry: "dst.example", auth: { method: "anonymous" } },
-      images: [{ name: "app", tags: ["1.0"] }],
-    },
-    status: over.status,
-  };
-}
-
-const cond = (type: string, status: "True" | "False", reason: string) => ({
-  type,
-  status,
-  reason,
-  message: "",
-  lastTransitionTime: "2025-03-01T00:00:00Z",
-});
 
 // --- status writes per sync (issue 16, B5): Syncing=True only for a sync that outlasts a delay ---
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { cond } from "./_test_utils.ts";
 import {
   capMessage,
   capStatusMessages,
@@ -8,14 +9,6 @@ import {
   MIN_TAG_MESSAGE,
   TRUNCATED_MARKER,
 } from "./status_caps.ts";
-
-const cond = (type: string, status: "True" | "False", reason: string) => ({
-  type,
-  status,
-  reason,
-  message: "",
-  lastTransitionTime: "2025-03-01T00:00:00Z",
-});
 
 Deno.test("status messages are capped with a truncation marker: conditions at 32 KiB, a tag's error and validationError at 1 KiB", () => {
   const long = "x".repeat(64 * 1024);
