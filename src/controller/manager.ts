@@ -16,18 +16,21 @@
  */
 
 import type { ImageSync } from "../api/mod.ts";
-import type { SecretLoader } from "../credentials/mod.ts";
-import type { CredentialResolver } from "../oci/mod.ts";
 import { createMetrics, type Metrics, type RuntimeMetrics, runtimeMetrics } from "../metrics/mod.ts";
 import { registryBudgets, sleep } from "../oci/mod.ts";
 import { startWebhookServer, type WebhookOptions, type WebhookServer } from "../webhook/mod.ts";
-import { type MetricsServer, type ProbeResult, startServer } from "../server/http.ts";
+import type { MetricsServer, ProbeResult } from "../server/http.ts";
 import type { Logger } from "../log/mod.ts";
 import { LeaderElector, type LeaderElectorOptions } from "./leader.ts";
 import type { GateResult, ShardIdentity } from "./shard.ts";
 import { ExponentialBackoff, WorkQueue } from "./queue.ts";
-import { type EventSink, type ImageSyncAccess, type ReconcileDeps, Reconciler } from "./reconcile.ts";
+import { type ReconcileDeps, Reconciler } from "./reconcile.ts";
+import { type HttpOptions, startHttpServers } from "./servers.ts";
+import type { EventSource, KeySink, Store } from "./store.ts";
 import { makePrepareSync, type SyncSettings } from "./sync_runner.ts";
+
+export type { HttpOptions } from "./servers.ts";
+export type { EventSource, KeySink, Store } from "./store.ts";
 
 /** ImageSyncs synced at the same time unless told otherwise. */
 export const DEFAULT_WORKERS = 2;
@@ -35,84 +38,6 @@ export const DEFAULT_WORKERS = 2;
 export const DEFAULT_GRACE_PERIOD_MS = 30_000;
 /** Sync requests (annotation patches) a push's burst sends at once. */
 const MAX_SYNC_REQUESTS = 4;
-
-/**
- * Where ImageSyncs live: the store contract of the manager. The apiserver (src/kube's
- * `KubeStore`) and file mode (src/filestore's `FileStore`) implement it.
- */
-export interface Store {
-  /** Reads ImageSyncs, removes the sync-now annotation, writes status. */
-  imagesyncs: ImageSyncAccess;
-  /** Where Events go (the apiserver's Events; log lines in file mode). */
-  recorder: EventSink;
-  /** Reads a Secret named by a spec, fresh for every sync. */
-  loadSecret: SecretLoader;
-  /** Credentials where a spec names no Secret or one the store does not have (file mode). */
-  fallbackCredentials?: CredentialResolver;
-  /** Flushes what is buffered (Events, the state file); called once at shutdown. */
-  close(): Promise<void>;
-  /**
-   * Every ImageSync stored, with its spec, in one bounded read (the apiserver: paged LISTs);
-   * what pushes are matched against. Unset: each key the event source knows is read.
-   */
-  listImageSyncs?(options: { signal?: AbortSignal }): Promise<ImageSync[]>;
-  /**
-   * Asks whichever process owns `namespace/name` to sync it now (the apiserver: the sync-now
-   * annotation); false when it is gone. Unset (file mode): no other process exists, so this one
-   * queues the key itself.
-   */
-  requestSync?(namespace: string, name: string, options?: { signal?: AbortSignal }): Promise<boolean>;
-}
-
-/** What an event source tells the manager. */
-export interface KeySink {
-  /** `namespace/name` changed (or is new): reconcile it. */
-  add(key: string): void;
-  /** `namespace/name` is gone: drop its timers, backoff and metrics. */
-  remove(key: string): void;
-}
-
-/** Which keys to reconcile, and when: informers, or the folder watch. */
-export interface EventSource {
-  /** Delivers changes to `sink` until `signal` aborts; resolves once stopped. */
-  run(sink: KeySink, signal: AbortSignal): Promise<void>;
-  /** Every key known now (queued when this instance starts working, e.g. becomes leader). */
-  keys(): Iterable<string>;
-  /** Readiness of the source (watch established, files loaded). */
-  ready(): ProbeResult;
-  /** Called with the object after every write by reconcile (to refresh a cache). */
-  observe?(obj: ImageSync): void;
-  /**
-   * The object as cached by the source (informers), which reconcile then reads instead of the
-   * store: it must be kept current by the watch and `observe`. Unset: reconcile reads the store.
-   */
-  cached?(namespace: string, name: string): ImageSync | undefined;
-}
-
-/** Where /metrics and the probes listen. */
-export interface HttpOptions {
-  /** /metrics (and the probes too when `healthProbeAddr` is unset); port 0 picks a free port. */
-  metricsAddr?: string;
-  /** /healthz /readyz on their own port; unset: served with /metrics. */
-  healthProbeAddr?: string;
-  /** Called once the metrics server listens. */
-  onListening?: (addr: { hostname: string; port: number }) => void;
-  /** Called once the probe server listens (when it is separate). */
-  onProbesListening?: (addr: { hostname: string; port: number }) => void;
-  /** No probes at all (controller-runtime's `--health-probe-bind-address=0`). */
-  probesOff?: boolean;
-  /** Serve /metrics over HTTPS with this certificate and key (PEM). */
-  metricsTls?: { cert: string; key: string };
-  /** With `metricsTls`: offer HTTP/2 too; default false. */
-  http2?: boolean;
-  /** Checks /metrics requests (authentication and authorization); undefined lets one through. */
-  metricsAuthorize?: (req: Request) => Promise<Response | undefined>;
-  /**
-   * Re-reads the metrics certificate every `intervalMs` (default 10 s) and serves a changed one
-   * to new connections, as controller-runtime's certwatcher does for a rotated Secret.
-   */
-  metricsTlsReload?: { load(): Promise<{ cert: string; key: string }>; intervalMs?: number };
-}
 
 /** Options of {@linkcode Manager}. */
 export interface ManagerOptions {
@@ -497,101 +422,18 @@ export class Manager {
     }
   }
 
-  async #startHttp(): Promise<MetricsServer[]> {
-    const http = this.#o.http;
-    if (!http?.metricsAddr && !http?.healthProbeAddr) return [];
-    const servers: MetricsServer[] = [];
-    const metrics = async () => ({
-      body: await this.metrics.expose(),
-      contentType: this.metrics.contentType,
-    });
-    const ready = () => this.ready();
-    const separate = http.healthProbeAddr !== undefined || http.probesOff === true;
-    try {
-      if (http.metricsAddr) {
-        const what = separate ? "/metrics" : "/metrics /healthz /readyz";
-        const scheme = http.metricsTls ? "https" : "http";
-        const server = await startServer(http.metricsAddr, {
-          metrics,
-          ready: separate ? undefined : ready,
-          probes: !separate,
-          tls: http.metricsTls,
-          http2: http.http2,
-          authorize: http.metricsAuthorize,
-          logger: this.#log,
-          onListening: (a) => {
-            this.#log.info(`serving ${what}`, {
-              address: `${a.hostname}:${a.port}`,
-              scheme,
-              access: http.metricsAuthorize ? "TokenReview+SubjectAccessReview" : "anyone",
-            });
-            http.onListening?.(a);
-          },
-        });
-        servers.push(server);
-        if (http.metricsTls && http.metricsTlsReload) {
-          void this.#watchCertificate(server, http.metricsTls, http.metricsTlsReload);
-        }
-      }
-      if (http.healthProbeAddr) {
-        servers.push(
-          await startServer(http.healthProbeAddr, {
-            ready,
-            logger: this.#log,
-            onListening: (a) => {
-              this.#log.info("serving /healthz /readyz", { address: `${a.hostname}:${a.port}` });
-              http.onProbesListening?.(a);
-            },
-          }),
-        );
-      }
-    } catch (err) {
-      this.#httpStop.abort();
-      await Promise.all(servers.map((s) => s.shutdown()));
-      throw err;
-    }
-    return servers;
-  }
-
-  /** Serves a rotated metrics certificate to new connections; stops with the HTTP servers. */
-  async #watchCertificate(
-    server: MetricsServer,
-    current: { cert: string; key: string },
-    reload: NonNullable<HttpOptions["metricsTlsReload"]>,
-  ): Promise<void> {
-    if (!server.reloadTls) {
-      this.#log.warn(
-        "the metrics certificate is not reloaded with --enable-http2; a rotated one needs a restart",
-      );
-      return;
-    }
-    let failed = "";
-    while (!this.#httpStop.signal.aborted) {
-      await sleep(reload.intervalMs ?? 10_000, this.#httpStop.signal).catch(() => {});
-      if (this.#httpStop.signal.aborted) return;
-      try {
-        const next = await reload.load();
-        failed = "";
-        if (next.cert === current.cert && next.key === current.key) continue;
-        server.reloadTls(next);
-        current = next;
-        this.#log.info("serving a rotated metrics certificate");
-      } catch (err) {
-        // say it once per distinct failure; the certificate in use stays
-        const message = (err as Error).message;
-        if (message !== failed) this.#log.warn("cannot reload the metrics certificate", { error: message });
-        failed = message;
-      }
-    }
-  }
-
   /**
    * Runs until `signal` aborts, then shuts down gracefully: stop taking work, in-flight syncs
    * get the grace period, the store is flushed, the Lease released, the source and the HTTP
    * servers stopped. Rejects only when start-up fails (e.g. the listen address is taken).
    */
   async run(signal: AbortSignal): Promise<void> {
-    const servers: Array<MetricsServer | WebhookServer> = await this.#startHttp();
+    const servers: Array<MetricsServer | WebhookServer> = await startHttpServers(this.#o.http, {
+      metrics: this.metrics,
+      ready: () => this.ready(),
+      logger: this.#log,
+      stop: this.#httpStop,
+    });
     const hook = this.#o.webhook;
     if (hook) {
       try {
