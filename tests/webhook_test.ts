@@ -7,13 +7,22 @@
  */
 import assert from "node:assert/strict";
 import { API_VERSION, SYNC_NOW_ANNOTATION } from "../src/api/mod.ts";
-import { createLogger, type OperatorOptions, runOperator } from "../src/controller/mod.ts";
+import type { OperatorOptions } from "../src/controller/mod.ts";
 import { shardOf } from "../src/controller/shard.ts";
-import { createMetrics, type Metrics } from "../src/metrics/mod.ts";
+import type { Metrics } from "../src/metrics/mod.ts";
 import { githubSignature, WebhookSecret } from "../src/webhook/mod.ts";
 import { getManifest, pushImage } from "./harness/fixtures.ts";
 import { type KubeCluster, startKube } from "./harness/kube.ts";
-import { applyCrd, DENO, eventsFor, waitFor, waitForEvent, waitForReady } from "./harness/operator.ts";
+import {
+  applyCrd,
+  DENO,
+  eventsFor,
+  type InProcessOperator,
+  startOperator,
+  waitFor,
+  waitForEvent,
+  waitForReady,
+} from "./harness/operator.ts";
 import { type RegistryServer, startRegistry } from "./harness/registry.ts";
 
 const SECRET = "webhook-test-secret-0123456789";
@@ -64,33 +73,21 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
   const dst = await startRegistry("plain");
   let src: RegistryServer | undefined;
   let quiet: RegistryServer | undefined;
-  const lines: string[] = [];
-  const metrics = createMetrics();
-  const ac = new AbortController();
-  const hookPort = Promise.withResolvers<number>();
-  const metricsPort = Promise.withResolvers<number>();
-  let run: Promise<void> | undefined;
+  let op: InProcessOperator | undefined;
   try {
     await applyCrd(kube);
     await kube.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "hooks" } });
-    run = runOperator({
-      kubeconfig: kube.kubeconfigPath,
-      leaderElection: false,
-      metricsAddr: "127.0.0.1:0",
-      onListening: (a) => metricsPort.resolve(a.port),
-      logger: createLogger({ level: "debug", format: "json", write: (l) => lines.push(l) }),
-      signal: ac.signal,
-      metrics,
+    op = await startOperator(kube, {
       insecureRegistries: ["127.0.0.1"],
       namespaces: ["hooks"],
       webhook: {
         bindAddress: "127.0.0.1:0",
         secret: await WebhookSecret.load({ value: SECRET }),
         coalesceMs: 1000,
-        onListening: (a) => hookPort.resolve(a.port),
       },
     });
-    const port = await hookPort.promise;
+    const { lines, metrics } = op;
+    const port = new URL(op.webhookUrl!).port;
     src = await startRegistry("plain", {
       notifications: notifications(`http://127.0.0.1:${port}/webhook/distribution`),
     });
@@ -165,7 +162,7 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
     });
     assert.equal(huge.status, 413);
     await huge.body?.cancel();
-    const exposition = await (await fetch(`http://127.0.0.1:${await metricsPort.promise}/metrics`)).text();
+    const exposition = await (await fetch(`${op.url}/metrics`)).text();
     const count = (result: string) =>
       Number(
         exposition.match(
@@ -294,8 +291,7 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
       );
     }
   } finally {
-    ac.abort();
-    await run?.catch(() => {});
+    await op?.stop().catch(() => {});
     await src?.stop();
     await quiet?.stop();
     await dst.stop();
@@ -305,70 +301,51 @@ Deno.test("webhook (run): a push notified by the registry syncs the matching Ima
 
 /** An operator with leader election on the Lease `hooks/portager` (or its shard's), in this process. */
 function electingOperator(kube: KubeCluster, identity: string, options: {
-  lines: string[];
   webhook?: OperatorOptions["webhook"];
-  metrics: Metrics;
-  signal: AbortSignal;
   shard?: OperatorOptions["shard"];
-}): Promise<void> {
-  return runOperator({
-    kubeconfig: kube.kubeconfigPath,
-    identity,
-    leaderElection: true,
-    leaseNamespace: "hooks",
-    leaseName: "portager",
-    leaseDurationMs: 4_000,
-    renewDeadlineMs: 3_000,
-    retryPeriodMs: 500,
-    metricsAddr: "127.0.0.1:0",
-    logger: createLogger({ level: "debug", format: "json", write: (l) => options.lines.push(l) }),
-    signal: options.signal,
-    metrics: options.metrics,
+} = {}): Promise<InProcessOperator> {
+  return startOperator(kube, {
     insecureRegistries: ["127.0.0.1"],
     namespaces: ["hooks"],
     webhook: options.webhook,
     shard: options.shard,
+    leaderElection: {
+      identity,
+      leaseNamespace: "hooks",
+      leaseName: "portager",
+      leaseDurationMs: 4_000,
+      renewDeadlineMs: 3_000,
+      retryPeriodMs: 500,
+    },
   });
+}
+
+/** The webhook endpoint's options, on a free port with the test's secret. */
+async function hookOptions(coalesceMs: number): Promise<OperatorOptions["webhook"]> {
+  return { bindAddress: "127.0.0.1:0", secret: await WebhookSecret.load({ value: SECRET }), coalesceMs };
 }
 
 Deno.test("webhook (run, leader + standby): a push sent to the standby's endpoint is synced by the leader; the annotation is consumed", async () => {
   const kube = await startKube();
   const dst = await startRegistry("plain");
   let src: RegistryServer | undefined;
-  const leaderLines: string[] = [];
-  const standbyLines: string[] = [];
-  const leaderMetrics = createMetrics();
-  const standbyMetrics = createMetrics();
-  const stopLeader = new AbortController();
-  const stopStandby = new AbortController();
-  const hookPort = Promise.withResolvers<number>();
-  const runs: Promise<void>[] = [];
-  const log = () => `leader:\n${leaderLines.join("\n")}\nstandby:\n${standbyLines.join("\n")}`;
+  const ops: InProcessOperator[] = [];
+  const log = () => ops.map((o, i) => `${["leader", "standby"][i]}:\n${o.log()}`).join("\n");
   try {
     await applyCrd(kube);
     await kube.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "hooks" } });
-    runs.push(electingOperator(kube, "leader", {
-      lines: leaderLines,
-      metrics: leaderMetrics,
-      signal: stopLeader.signal,
-    }));
+    const leader = await electingOperator(kube, "leader");
+    ops.push(leader);
+    const { metrics: leaderMetrics } = leader;
     await waitFor("the first operator to lead", async () => {
       const v = (await leaderMetrics.isLeader.get()).values[0]?.value;
       return v === 1 || undefined;
     }, { describe: log });
     // the second one, with the webhook endpoint, stands by: the Lease is held
-    runs.push(electingOperator(kube, "standby", {
-      lines: standbyLines,
-      metrics: standbyMetrics,
-      signal: stopStandby.signal,
-      webhook: {
-        bindAddress: "127.0.0.1:0",
-        secret: await WebhookSecret.load({ value: SECRET }),
-        coalesceMs: 300,
-        onListening: (a) => hookPort.resolve(a.port),
-      },
-    }));
-    const port = await hookPort.promise;
+    const standby = await electingOperator(kube, "standby", { webhook: await hookOptions(300) });
+    ops.push(standby);
+    const { lines: standbyLines, metrics: standbyMetrics } = standby;
+    const port = new URL(standby.webhookUrl!).port;
     src = await startRegistry("plain", {
       notifications: notifications(`http://127.0.0.1:${port}/webhook/distribution`),
     });
@@ -417,9 +394,8 @@ Deno.test("webhook (run, leader + standby): a push sent to the standby's endpoin
     );
     assert.equal(Number(last?.[1]), Date.parse(after.status!.lastSyncTime!) / 1000, exposition);
   } finally {
-    stopStandby.abort();
-    stopLeader.abort();
-    await Promise.all(runs.map((r) => r.catch(() => {})));
+    // the standby first, as before: the leader keeps its Lease to the end
+    for (const o of ops.reverse()) await o.stop().catch(() => {});
     await src?.stop();
     await dst.stop();
     await kube.stop();
@@ -430,12 +406,8 @@ Deno.test("webhook (run, 2 shards): one shard's endpoint syncs its own ImageSync
   const kube = await startKube();
   const dst = await startRegistry("plain");
   let src: RegistryServer | undefined;
-  const lines: string[][] = [[], []];
-  const metrics = [createMetrics(), createMetrics()];
-  const stop = new AbortController();
-  const hookPort = Promise.withResolvers<number>();
-  const runs: Promise<void>[] = [];
-  const log = () => lines.map((l, i) => `shard ${i}:\n${l.join("\n")}`).join("\n");
+  const ops: InProcessOperator[] = [];
+  const log = () => ops.map((o, i) => `shard ${i}:\n${o.log()}`).join("\n");
   // one ImageSync owned by each shard
   const names = [0, 1].map((index) =>
     Array.from({ length: 50 }, (_, i) => `app-${i}`).find((n) => shardOf(`hooks/${n}`, 2) === index)!
@@ -444,24 +416,18 @@ Deno.test("webhook (run, 2 shards): one shard's endpoint syncs its own ImageSync
     await applyCrd(kube);
     await kube.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "hooks" } });
     for (const index of [0, 1]) {
-      runs.push(electingOperator(kube, `shard-${index}`, {
-        lines: lines[index],
-        metrics: metrics[index],
-        signal: stop.signal,
-        shard: { shards: 2, index },
-        // only shard 0 takes pushes: the registry notifies it alone
-        webhook: index === 0
-          ? {
-            bindAddress: "127.0.0.1:0",
-            secret: await WebhookSecret.load({ value: SECRET }),
-            coalesceMs: 300,
-            onListening: (a) => hookPort.resolve(a.port),
-          }
-          : undefined,
-      }));
+      ops.push(
+        await electingOperator(kube, `shard-${index}`, {
+          shard: { shards: 2, index },
+          // only shard 0 takes pushes: the registry notifies it alone
+          webhook: index === 0 ? await hookOptions(300) : undefined,
+        }),
+      );
     }
+    const lines = ops.map((o) => o.lines);
+    const metrics = ops.map((o) => o.metrics);
     src = await startRegistry("plain", {
-      notifications: notifications(`http://127.0.0.1:${await hookPort.promise}/webhook/distribution`),
+      notifications: notifications(`${ops[0].webhookUrl}/webhook/distribution`),
     });
     for (const [i, name] of names.entries()) {
       await pushImage(src, { repository: `team/${name}`, tag: "1.0" }, { seed: 30 + i });
@@ -521,8 +487,7 @@ Deno.test("webhook (run, 2 shards): one shard's endpoint syncs its own ImageSync
     assert.equal(await synced(metrics[0], names[1]), 0, "shard 0 never synced shard 1's ImageSync");
     assert.equal(await synced(metrics[1], names[0]), 0, "nor shard 1 shard 0's");
   } finally {
-    stop.abort();
-    await Promise.all(runs.map((r) => r.catch(() => {})));
+    await Promise.all(ops.map((o) => o.stop().catch(() => {})));
     await src?.stop();
     await dst.stop();
     await kube.stop();

@@ -10,7 +10,7 @@
  */
 
 import { API_VERSION, crdObject, KIND, PLURAL } from "../../src/api/mod.ts";
-import { createLogger, runOperator } from "../../src/controller/mod.ts";
+import { createLogger, type OperatorOptions, runOperator } from "../../src/controller/mod.ts";
 import { createMetrics, type Metrics } from "../../src/metrics/mod.ts";
 import type { KubeCluster } from "./kube.ts";
 
@@ -231,6 +231,17 @@ export interface InProcessOptions {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   gracePeriodMs?: number;
+  /** The push-notification endpoint, usually on `127.0.0.1:0`; its address is the operator's `webhookUrl`. */
+  webhook?: OperatorOptions["webhook"];
+  /** Elect a leader on this Lease; default no leader election. */
+  leaderElection?: Pick<
+    OperatorOptions,
+    "identity" | "leaseNamespace" | "leaseName" | "leaseDurationMs" | "renewDeadlineMs" | "retryPeriodMs"
+  >;
+  /** Run as shard `index` of `shards` (needs `leaderElection`). */
+  shard?: OperatorOptions["shard"];
+  /** Watch only the ImageSyncs this label selector picks (needs `leaderElection`). */
+  watchLabelSelector?: string;
 }
 
 /** An operator running in this process. */
@@ -241,6 +252,8 @@ export interface InProcessOperator {
   metrics: Metrics;
   /** Base URL of its /metrics /healthz /readyz server. */
   url: string;
+  /** Base URL of its webhook endpoint (`…/webhook/<source>`), with `webhook` set. */
+  webhookUrl?: string;
   /** The log as one text. */
   log(): string;
   /** Shuts it down (graceful) and waits until it stopped; rejects if it crashed. */
@@ -258,10 +271,10 @@ export async function startOperator(
   const metrics = createMetrics();
   const ac = new AbortController();
   const listening = Promise.withResolvers<number>();
+  const hookListening = Promise.withResolvers<number>();
   let done = false;
   const run = runOperator({
     kubeconfig: kube.kubeconfigPath,
-    leaderElection: false,
     metricsAddr: "127.0.0.1:0",
     onListening: (a) => listening.resolve(a.port),
     logger: createLogger({ level: "debug", format: "json", write: (l) => lines.push(l) }),
@@ -274,13 +287,27 @@ export async function startOperator(
     backoffBaseMs: opts.backoffBaseMs ?? 500,
     backoffMaxMs: opts.backoffMaxMs ?? 5_000,
     gracePeriodMs: opts.gracePeriodMs ?? 5_000,
+    ...opts.leaderElection,
+    leaderElection: opts.leaderElection !== undefined,
+    shard: opts.shard,
+    watchLabelSelector: opts.watchLabelSelector,
+    webhook: opts.webhook && {
+      ...opts.webhook,
+      onListening: (a) => {
+        hookListening.resolve(a.port);
+        opts.webhook?.onListening?.(a);
+      },
+    },
   }).finally(() => done = true);
-  const port = await Promise.race([listening.promise, run.then(() => -1)]);
-  if (port < 0) throw new Error(`the operator exited at start-up:\n${lines.join("\n")}`);
+  const exited = run.then(() => -1);
+  const port = await Promise.race([listening.promise, exited]);
+  const hookPort = opts.webhook ? await Promise.race([hookListening.promise, exited]) : 0;
+  if (port < 0 || hookPort < 0) throw new Error(`the operator exited at start-up:\n${lines.join("\n")}`);
   return {
     lines,
     metrics,
     url: `http://127.0.0.1:${port}`,
+    webhookUrl: opts.webhook ? `http://127.0.0.1:${hookPort}` : undefined,
     log: () => lines.join("\n"),
     exited: () => done,
     async stop() {
