@@ -4,6 +4,7 @@
  * @module
  */
 
+import { isValidTag } from "../oci/mod.ts";
 import { WebhookError } from "./errors.ts";
 
 /** The payload formats the endpoint understands; each has its own path `/webhook/<source>`. */
@@ -20,6 +21,11 @@ export const WEBHOOK_SOURCES: readonly WebhookSource[] = [
 
 /** Events taken from one request at most; a larger batch is refused as malformed. */
 export const MAX_EVENTS_PER_REQUEST = 100;
+
+/** Longest registry host or repository a push may name (255, a reference's own bound). */
+export const MAX_NAME_LENGTH = 255;
+/** Longest delivery id or digest a push may carry (256): ids are remembered for the replay window. */
+export const MAX_ID_LENGTH = 256;
 
 /** One push, as read from a payload. */
 export interface PushEvent {
@@ -93,4 +99,34 @@ export function splitImageUrl(
   }
   if (!repository) return undefined;
   return { registry, repository, tag };
+}
+
+const PRINTABLE = /^[\x21-\x7e]+$/;
+
+/** A sender's value, clipped and quoted, for a message. */
+function quoted(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
+/**
+ * Why a push cannot be a real one, or undefined: a registry host or repository that is not
+ * printable ASCII of at most {@linkcode MAX_NAME_LENGTH}, a tag outside the reference grammar,
+ * an id or digest longer than {@linkcode MAX_ID_LENGTH}. What a push names ends up in logs,
+ * in Events of the ImageSyncs it matches and in the replay memory, so each is bounded here.
+ */
+export function pushProblem(push: PushEvent): string | undefined {
+  for (const [what, value] of [["registry host", push.registry], ["repository", push.repository]] as const) {
+    if (value.length > MAX_NAME_LENGTH || !PRINTABLE.test(value)) {
+      return `the ${what} ${quoted(value)} is not a name (printable, at most ${MAX_NAME_LENGTH} characters)`;
+    }
+  }
+  if (push.tag !== undefined && !isValidTag(push.tag)) {
+    return `the tag ${quoted(push.tag)} is not a tag (1 to 128 letters, digits, '_', '.', '-')`;
+  }
+  for (const [what, value] of [["id", push.id], ["digest", push.digest]] as const) {
+    if (value !== undefined && value.length > MAX_ID_LENGTH) {
+      return `the ${what} is longer than ${MAX_ID_LENGTH} characters`;
+    }
+  }
+  return undefined;
 }

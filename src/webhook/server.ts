@@ -15,7 +15,13 @@ import { authenticate, type WebhookSecret } from "./auth.ts";
 import { parseDistribution } from "./distribution.ts";
 import { parseDockerHub } from "./docker_hub.ts";
 import { WebhookError } from "./errors.ts";
-import { type ParseContext, type PushEvent, WEBHOOK_SOURCES, type WebhookSource } from "./event.ts";
+import {
+  type ParseContext,
+  type PushEvent,
+  pushProblem,
+  WEBHOOK_SOURCES,
+  type WebhookSource,
+} from "./event.ts";
 import { parseGitHub } from "./github.ts";
 import { parseHarbor } from "./harbor.ts";
 import { matchPushes } from "./match.ts";
@@ -223,6 +229,10 @@ export class WebhookEndpoint {
       } catch (err) {
         if (err instanceof WebhookError) throw err;
         throw new WebhookError("Malformed", `${source} payload: unexpected shape`);
+      }
+      for (const push of found) {
+        const problem = pushProblem(push);
+        if (problem) throw new WebhookError("Malformed", `${source} payload: ${problem}`);
       }
       const pushes = this.#replay.admit(found);
       this.#coalescer.add(pushes);

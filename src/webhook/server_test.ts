@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { ImageSync } from "../api/mod.ts";
 import { githubSignature, WebhookSecret } from "./auth.ts";
-import { WebhookEndpoint, type WebhookResult, type WebhookTarget } from "./server.ts";
+import { startWebhookServer, WebhookEndpoint, type WebhookResult, type WebhookTarget } from "./server.ts";
 
 const SECRET = "0123456789abcdef-secret";
 
@@ -230,5 +230,125 @@ Deno.test("endpoint: a body that drips in slower than the deadline gets 408; req
     assert.equal(synced, 0);
   } finally {
     await ep.close();
+  }
+});
+
+Deno.test("endpoint: a push naming a tag, repository, host or id no registry would send is refused as Malformed", async () => {
+  const h = harness();
+  const ep = await h.make();
+  const event = (target: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      events: [{
+        id: `bad-${++seq}`,
+        action: "push",
+        target: {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          repository: "team/app",
+          tag: "1.0",
+          ...target,
+        },
+        request: { host: "reg.example.com:5000" },
+        ...extra,
+      }],
+    });
+  try {
+    const cases: Array<[string, RegExp, string?]> = [
+      [event({ tag: "1.0\nInjected text" }), /the tag "1\.0\\nInjected text" is not a tag/],
+      [event({ tag: "x".repeat(129) }), /is not a tag/],
+      [event({ repository: `team/${"a".repeat(300)}` }), /the repository "team\/a{59}…" is not a name/],
+      [event({ repository: "team/app two" }), /the repository "team\/app two" is not a name/],
+      [event({}, { id: "i".repeat(300) }), /the id is longer than 256 characters/],
+      [event({}), /the registry host "evil host" is not a name/, "?registry=evil%20host"],
+    ];
+    for (const [body, message, query] of cases) {
+      const res = await ep.handle(post(`/webhook/distribution${query ?? ""}`, body, auth));
+      assert.equal(res.status, 400);
+      const got = await res.json();
+      assert.equal(got.reason, "Malformed");
+      assert.match(got.message, message);
+    }
+    await settle();
+    assert.deepStrictEqual(h.triggered, []);
+  } finally {
+    await ep.close();
+  }
+});
+
+/** Reads a raw connection until the server closes it; "<open>" when it stays open for `limitMs`. */
+async function answerOf(conn: Deno.Conn, limitMs = 5_000): Promise<string> {
+  let text = "";
+  const buf = new Uint8Array(4096);
+  const timer = setTimeout(() => conn.close(), limitMs);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    conn.close();
+  } catch {
+    return "<open>";
+  } finally {
+    clearTimeout(timer);
+  }
+  return text;
+}
+
+Deno.test("server: slow request heads get 408 Timeout, connections beyond the limit 429, a huge head 4xx; pushes still get through", async () => {
+  const h = harness();
+  const srv = await startWebhookServer("127.0.0.1:0", {
+    list: () => Promise.resolve([imagesync("a", "team/app", ["1.0"])]),
+    syncNow: (requests) =>
+      Promise.resolve(
+        void h.triggered.push(...requests.map((r) => [r.key, r.requestedBy] as [string, string])),
+      ),
+    accepting: () => true,
+  }, {
+    secret: await WebhookSecret.load({ value: SECRET }),
+    coalesceMs: 20,
+    guard: { maxConnections: 2, requestTimeoutMs: 300, idleTimeoutMs: 300 },
+  });
+  const enc = new TextEncoder();
+  const connect = () => Deno.connect({ hostname: "127.0.0.1", port: srv.port });
+  const json = (answer: string) => JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+  try {
+    // a head a byte at a time
+    const slow = await connect();
+    const answer = answerOf(slow);
+    for (const byte of enc.encode("POST /webhook/distribution HTTP/1.1\r\nhost: x\r\n").subarray(0, 15)) {
+      await slow.write(Uint8Array.of(byte)).catch(() => {});
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    const timedOut = await answer;
+    assert.match(timedOut, /^HTTP\/1\.1 408 /);
+    assert.equal(json(timedOut).reason, "Timeout");
+
+    // two silent connections hold the limit: a third is refused at once
+    const held = [await connect(), await connect()];
+    await new Promise((r) => setTimeout(r, 50));
+    const third = await answerOf(await connect());
+    assert.match(third, /^HTTP\/1\.1 429 /);
+    assert.equal(json(third).reason, "RateLimited");
+    // and the silent ones are closed once idle for the limit
+    for (const c of held) assert.equal(await answerOf(c), "");
+
+    const huge = await connect();
+    await huge.write(
+      enc.encode(`POST /webhook/distribution HTTP/1.1\r\nhost: x\r\nx: ${"a".repeat(1 << 20)}\r\n\r\n`),
+    )
+      .catch(() => {});
+    assert.match(await answerOf(huge), /^HTTP\/1\.1 4\d\d /);
+
+    const res = await fetch(`http://127.0.0.1:${srv.port}/webhook/distribution`, {
+      method: "POST",
+      body: envelope("1.0"),
+      headers: auth,
+    });
+    assert.equal(res.status, 202);
+    await res.body?.cancel();
+    await settle();
+    assert.deepStrictEqual(h.triggered.map(([k]) => k), ["ns/a"]);
+  } finally {
+    await srv.shutdown();
   }
 });
