@@ -1,36 +1,11 @@
 import assert from "node:assert/strict";
 import { serveHttp } from "./http.ts";
+import { jsonBodyOf, readToEnd } from "./_test_utils.ts";
 
 const enc = new TextEncoder();
 
-/** Reads `conn` until the server closes it (or `limitMs` passes: "open"), as text. */
-async function readToEnd(conn: Deno.Conn, limitMs = 5_000): Promise<string> {
-  let text = "";
-  const buf = new Uint8Array(4096);
-  const timer = setTimeout(() => conn.close(), limitMs);
-  try {
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-  } catch {
-    return `${text}<open after ${limitMs} ms>`;
-  } finally {
-    clearTimeout(timer);
-  }
-  try {
-    conn.close();
-  } catch { /* closed */ }
-  return text;
-}
-
 function connect(port: number): Promise<Deno.Conn> {
   return Deno.connect({ hostname: "127.0.0.1", port });
-}
-
-function bodyOf(response: string): Record<string, unknown> {
-  return JSON.parse(response.slice(response.indexOf("\r\n\r\n") + 4));
 }
 
 const ok = (req: Request) => Promise.resolve(new Response(`ok ${new URL(req.url).pathname}\n`));
@@ -68,8 +43,8 @@ Deno.test("guard: connections beyond the limit get 429 RateLimited with Retry-Af
     const answer = await readToEnd(third);
     assert.match(answer, /^HTTP\/1\.1 429 /);
     assert.match(answer, /\r\nretry-after: 1\r\n/);
-    assert.equal(bodyOf(answer).reason, "RateLimited");
-    assert.match(String(bodyOf(answer).message), /more than 2 connections/);
+    assert.equal(jsonBodyOf(answer).reason, "RateLimited");
+    assert.match(String(jsonBodyOf(answer).message), /more than 2 connections/);
     held.pop()!.close();
     // the guard sees the close a moment later
     let again = "";
@@ -96,8 +71,8 @@ Deno.test("guard: a request head sent a byte at a time is cut off with 408 Timeo
     }
     const answer = await reading;
     assert.match(answer, /^HTTP\/1\.1 408 /);
-    assert.equal(bodyOf(answer).reason, "Timeout");
-    assert.match(String(bodyOf(answer).message), /longer than 300 ms/);
+    assert.equal(jsonBodyOf(answer).reason, "Timeout");
+    assert.match(String(jsonBodyOf(answer).message), /longer than 300 ms/);
 
     const silent = await connect(srv.port);
     assert.equal(await readToEnd(silent), "", "closed without an answer");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { ImageSync } from "../api/mod.ts";
+import { jsonBodyOf, readToEnd } from "../server/_test_utils.ts";
 import { githubSignature, WebhookSecret } from "./auth.ts";
 import { startWebhookServer, WebhookEndpoint, type WebhookResult, type WebhookTarget } from "./server.ts";
 
@@ -274,26 +275,6 @@ Deno.test("endpoint: a push naming a tag, repository, host or id no registry wou
   }
 });
 
-/** Reads a raw connection until the server closes it; "<open>" when it stays open for `limitMs`. */
-async function answerOf(conn: Deno.Conn, limitMs = 5_000): Promise<string> {
-  let text = "";
-  const buf = new Uint8Array(4096);
-  const timer = setTimeout(() => conn.close(), limitMs);
-  try {
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    conn.close();
-  } catch {
-    return "<open>";
-  } finally {
-    clearTimeout(timer);
-  }
-  return text;
-}
-
 Deno.test("server: slow request heads get 408 Timeout, connections beyond the limit 429, a huge head 4xx; pushes still get through", async () => {
   const h = harness();
   const srv = await startWebhookServer("127.0.0.1:0", {
@@ -310,34 +291,33 @@ Deno.test("server: slow request heads get 408 Timeout, connections beyond the li
   });
   const enc = new TextEncoder();
   const connect = () => Deno.connect({ hostname: "127.0.0.1", port: srv.port });
-  const json = (answer: string) => JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
   try {
     // a head a byte at a time
     const slow = await connect();
-    const answer = answerOf(slow);
+    const answer = readToEnd(slow);
     for (const byte of enc.encode("POST /webhook/distribution HTTP/1.1\r\nhost: x\r\n").subarray(0, 15)) {
       await slow.write(Uint8Array.of(byte)).catch(() => {});
       await new Promise((r) => setTimeout(r, 30));
     }
     const timedOut = await answer;
     assert.match(timedOut, /^HTTP\/1\.1 408 /);
-    assert.equal(json(timedOut).reason, "Timeout");
+    assert.equal(jsonBodyOf(timedOut).reason, "Timeout");
 
     // two silent connections hold the limit: a third is refused at once
     const held = [await connect(), await connect()];
     await new Promise((r) => setTimeout(r, 50));
-    const third = await answerOf(await connect());
+    const third = await readToEnd(await connect());
     assert.match(third, /^HTTP\/1\.1 429 /);
-    assert.equal(json(third).reason, "RateLimited");
+    assert.equal(jsonBodyOf(third).reason, "RateLimited");
     // and the silent ones are closed once idle for the limit
-    for (const c of held) assert.equal(await answerOf(c), "");
+    for (const c of held) assert.equal(await readToEnd(c), "");
 
     const huge = await connect();
     await huge.write(
       enc.encode(`POST /webhook/distribution HTTP/1.1\r\nhost: x\r\nx: ${"a".repeat(1 << 20)}\r\n\r\n`),
     )
       .catch(() => {});
-    assert.match(await answerOf(huge), /^HTTP\/1\.1 4\d\d /);
+    assert.match(await readToEnd(huge), /^HTTP\/1\.1 4\d\d /);
 
     const res = await fetch(`http://127.0.0.1:${srv.port}/webhook/distribution`, {
       method: "POST",
