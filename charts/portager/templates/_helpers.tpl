@@ -53,12 +53,55 @@ control-plane: controller-manager
 {{- end }}
 
 {{/*
-The Deployments to render, as JSON: [-1] when unsharded (one Deployment, upstream's name and
-selector), else the shard indexes 0 … shards-1 (one Deployment each, see deployment.yaml).
+The Deployments to render, as a JSON list; each entry:
+  suffix   appended to portager.managerName ("" for the unsharded one: upstream's name and selector)
+  shard    the hash shard index, or -1 (shards: 1)
+  group    the label shard ("main", or one of labelShards.values), or "" without labelShards
+  selector its --watch-label-selector, or ""
+  lease    the Lease it elects on (src/controller/shard.ts names it the same way)
+Unsharded: one entry. shards: N: one per index. labelShards: the main one and one per value,
+each split N ways when shards: N.
 */}}
-{{- define "portager.shardIndexes" -}}
+{{- define "portager.deployments" -}}
 {{- $n := int (include "portager.shards" .) }}
-{{- if gt $n 1 }}{{ toJson (until $n) }}{{ else }}[-1]{{ end }}
+{{- $key := .Values.labelShards.key }}
+{{- $groups := list (dict "group" "" "selector" "") }}
+{{- if .Values.labelShards.values }}
+{{- $groups = list (dict "group" "main" "selector" (printf "!%s" $key)) }}
+{{- range .Values.labelShards.values }}
+{{- $groups = append $groups (dict "group" . "selector" (printf "%s in (%s)" $key .)) }}
+{{- end }}
+{{- end }}
+{{- $out := list }}
+{{- range $g := $groups }}
+{{- $base := $.Values.leaderElection.leaseName }}
+{{- if $g.selector }}{{ $base = printf "%s-%s" $base (sha256sum $g.selector | trunc 8) }}{{ end }}
+{{- $prefix := ternary (printf "-%s" $g.group) "" (ne $g.group "") }}
+{{- if gt $n 1 }}
+{{- range $i := until $n }}
+{{- $out = append $out (dict "suffix" (printf "%s-shard-%d" $prefix $i) "shard" $i "group" $g.group "selector" $g.selector "lease" (printf "%s-shard-%d" $base $i)) }}
+{{- end }}
+{{- else }}
+{{- $lease := ternary (printf "%s-shard-0" $base) $base (ne $g.selector "") }}
+{{- $out = append $out (dict "suffix" $prefix "shard" -1 "group" $g.group "selector" $g.selector "lease" $lease) }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* "true" when the shard Lease gate runs (hash or label shards): the Role may list Leases. */}}
+{{- define "portager.gated" -}}
+{{- if or (gt (int (include "portager.shards" .)) 1) .Values.labelShards.values }}true{{ end }}
+{{- end }}
+
+{{/* The pod labels that tell a Deployment's pods from the other shards'. */}}
+{{- define "portager.shardLabels" -}}
+{{- if ge (int .shard) 0 }}
+portager.portager.io/shard: {{ .shard | toString | quote }}
+{{- end }}
+{{- if .group }}
+portager.portager.io/label-shard: {{ .group | quote }}
+{{- end }}
 {{- end }}
 
 {{/* "true" when the Deployment passes controller-runtime's flags (upstream's), else "". */}}
@@ -139,6 +182,9 @@ x509 error at the first sync, or two replicas syncing the same ImageSyncs at onc
 {{- end }}
 {{- if and (gt (int (include "portager.shards" .)) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "shards > 1 needs leaderElection.enabled=true: each shard elects its leader on its own Lease (<leaseName>-shard-<i>)." }}
+{{- end }}
+{{- if and .Values.labelShards.values (not .Values.leaderElection.enabled) }}
+{{- fail "labelShards.values needs leaderElection.enabled=true: each label shard elects its leader on its own Lease." }}
 {{- end }}
 {{- if and .Values.aws.credentials.enabled .Values.aws.existingSecret }}
 {{- fail "Set either aws.credentials.enabled or aws.existingSecret, not both." }}
