@@ -17,6 +17,7 @@ import {
   applyCrd,
   DENO,
   eventsFor,
+  getImageSync,
   type InProcessOperator,
   startOperator,
   waitFor,
@@ -489,6 +490,131 @@ Deno.test("webhook (run, 2 shards): one shard's endpoint syncs its own ImageSync
   } finally {
     await Promise.all(ops.map((o) => o.stop().catch(() => {})));
     await src?.stop();
+    await dst.stop();
+    await kube.stop();
+  }
+});
+
+Deno.test("webhook (run, tenants): a push syncs only what names its repository in this operator's scope; nothing it says reaches the copy", async () => {
+  const kube = await startKube();
+  const dst = await startRegistry("plain");
+  const src = await startRegistry("plain");
+  let op: InProcessOperator | undefined;
+  const WATCHED = { "portager.io/tenant-test": "watched" };
+  const put = (
+    namespace: string,
+    name: string,
+    repository: string,
+    opts: { labels?: boolean; prefix?: string },
+  ) =>
+    kube.apply({
+      apiVersion: API_VERSION,
+      kind: "ImageSync",
+      metadata: { name, namespace, labels: opts.labels === false ? undefined : WATCHED },
+      spec: {
+        ...spec(src, dst, repository),
+        destination: { registry: dst.host, repositoryPrefix: opts.prefix, auth: { method: "anonymous" } },
+      },
+    });
+  try {
+    await applyCrd(kube);
+    for (const ns of ["tenant-a", "tenant-b", "tenant-c"]) {
+      await kube.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    }
+    op = await startOperator(kube, {
+      insecureRegistries: ["127.0.0.1"],
+      namespaces: ["tenant-a", "tenant-b"],
+      watchLabelSelector: "portager.io/tenant-test=watched",
+      leaderElection: {
+        identity: "tenants",
+        leaseNamespace: "tenant-a",
+        leaseDurationMs: 4_000,
+        renewDeadlineMs: 3_000,
+        retryPeriodMs: 500,
+      },
+      webhook: await hookOptions(300),
+    });
+    const o = op;
+    const v1 = await pushImage(src, { repository: "team/a-app", tag: "1.0" }, { seed: 60 });
+    await pushImage(src, { repository: "team/b-app", tag: "1.0" }, { seed: 61 });
+    // tenant A's ImageSync, and one of tenant B that mirrors the same repository (allowed: it names it)
+    await put("tenant-a", "app", "team/a-app", { prefix: "a" });
+    await put("tenant-b", "mirror", "team/a-app", { prefix: "b" });
+    // tenant B's own repository
+    await put("tenant-b", "app", "team/b-app", { prefix: "b" });
+    // the same repository outside this operator's scope: not selected, and a namespace not watched
+    await put("tenant-b", "unselected", "team/a-app", { labels: false, prefix: "x" });
+    await put("tenant-c", "app", "team/a-app", { prefix: "c" });
+    const first = new Map<string, string | undefined>();
+    for (const [ns, name] of [["tenant-a", "app"], ["tenant-b", "mirror"], ["tenant-b", "app"]]) {
+      const ready = await waitForReady(kube, ns, name, { ok: (c) => c.status === "True", logs: o.log });
+      first.set(`${ns}/${name}`, ready.status?.lastSyncTime);
+    }
+    assert.equal(await digestAt(dst, "a/team/a-app", "1.0"), v1.digest);
+
+    // a new image under A's tag, announced with a digest that is not the one pushed
+    const v2 = await pushImage(src, { repository: "team/a-app", tag: "1.0" }, { seed: 62 });
+    const forged = `sha256:${"0".repeat(64)}`;
+    const res = await fetch(`${o.webhookUrl}/webhook/distribution`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${SECRET}` },
+      body: JSON.stringify({
+        events: [{
+          id: "tenant-a-push",
+          timestamp: new Date().toISOString(),
+          action: "push",
+          target: {
+            mediaType: "application/vnd.oci.image.manifest.v1+json",
+            repository: "team/a-app",
+            tag: "1.0",
+            digest: forged,
+          },
+          request: { host: src.host },
+        }],
+      }),
+    });
+    assert.equal(res.status, 202, await res.text());
+    for (const prefix of ["a", "b"]) {
+      await waitFor(
+        `${prefix}/team/a-app at the digest the source holds`,
+        async () => (await digestAt(dst, `${prefix}/team/a-app`, "1.0")) === v2.digest || undefined,
+        { timeoutMs: 30_000, describe: o.log },
+      );
+    }
+    for (const [ns, name] of [["tenant-a", "app"], ["tenant-b", "mirror"]]) {
+      const event = await waitForEvent(kube, ns, name, "SyncNowTriggered");
+      assert.equal(
+        event.message,
+        `Immediate sync triggered by a push of ${src.host}/team/a-app:1.0 (distribution webhook)`,
+      );
+    }
+    // the push matched these two and nothing else: not B's other repository, not what this
+    // operator does not watch (no annotation set there on its behalf)
+    const matched = o.lines.filter((l) => l.includes('"push matched; syncing now"')).map((l) =>
+      JSON.parse(l).imagesync
+    );
+    assert.deepEqual(matched.sort(), ["tenant-a/app", "tenant-b/mirror"]);
+    assert.doesNotMatch(o.log(), /sync-now annotation set/);
+    for (const [ns, name] of [["tenant-b", "unselected"], ["tenant-c", "app"]]) {
+      const obj = await getImageSync(kube, ns, name);
+      assert.equal(obj?.metadata.annotations?.[SYNC_NOW_ANNOTATION], undefined, `${ns}/${name}`);
+      assert.equal(obj?.status, undefined, `${ns}/${name} was never synced`);
+    }
+    assert.equal(
+      (await eventsFor(kube, "tenant-b", "app")).some((e) => e.reason === "SyncNowTriggered"),
+      false,
+    );
+    assert.equal(
+      (await waitForReady(kube, "tenant-b", "app")).status?.lastSyncTime,
+      first.get("tenant-b/app"),
+    );
+    assert.equal(await digestAt(dst, "x/team/a-app", "1.0"), undefined);
+    assert.equal(await digestAt(dst, "c/team/a-app", "1.0"), undefined);
+    // the forged digest was never fetched nor written: the sync resolved the tag at the source
+    assert.equal(await digestAt(dst, "a/team/a-app", forged), undefined);
+  } finally {
+    await op?.stop().catch(() => {});
+    await src.stop();
     await dst.stop();
     await kube.stop();
   }

@@ -316,7 +316,14 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     kube.close();
     throw err;
   }
-  const store = new KubeStore(kube, { identity, logger: log, namespaces: options.namespaces });
+  // what pushes are matched against is what this process watches: namespaces and selector
+  const selector = options.watchLabelSelector?.trim() || undefined;
+  const store = new KubeStore(kube, {
+    identity,
+    logger: log,
+    namespaces: options.namespaces,
+    labelSelector: selector,
+  });
   const election = options.leaderElection
     ? {
       leases: new LeaseClient(kube),
@@ -329,7 +336,6 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     }
     : undefined;
   // a selector alone makes this process shard 0 of 1 of what the selector picks
-  const selector = options.watchLabelSelector?.trim() || undefined;
   const shard = options.shard ?? (selector ? { shards: 1, index: 0 } : undefined);
   if (shard && !election) {
     kube.close();
