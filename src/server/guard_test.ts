@@ -112,3 +112,22 @@ Deno.test("shutdown (plain, guarded) waits for the request in flight, closes idl
     await assert.rejects(fetch(`http://127.0.0.1:${srv.port}/`), "no longer listening");
   }
 });
+
+Deno.test("guard: without a folder for its socket (read-only /tmp) the server behind it is on loopback TCP, bounds the same", async () => {
+  const before = Deno.env.get("TMPDIR");
+  Deno.env.set("TMPDIR", "/nonexistent/portager-test");
+  let srv;
+  try {
+    srv = await serveHttp("127.0.0.1:0", ok, { guard: { idleTimeoutMs: 300 } });
+  } finally {
+    if (before === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", before);
+  }
+  try {
+    const res = await fetch(`http://127.0.0.1:${srv.port}/tcp`);
+    assert.equal(await res.text(), "ok /tcp\n");
+    assert.equal(await readToEnd(await connect(srv.port)), "", "a silent connection is closed");
+  } finally {
+    await srv.shutdown();
+  }
+});

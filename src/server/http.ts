@@ -168,7 +168,7 @@ function denoServe(
             hostname: (a as Deno.NetAddr).hostname,
             port: (a as Deno.NetAddr).port,
           };
-          if (!("path" in listen)) options.onListening?.(bound);
+          options.onListening?.(bound);
           resolve({
             ...bound,
             async shutdown() {
@@ -191,27 +191,39 @@ function denoServe(
 
 /**
  * Plain HTTP behind the connection guard: the server listens on a Unix socket in a private
- * temporary folder and the guard, on `at`, passes each bounded connection on to it.
+ * temporary folder (on loopback TCP when no folder can be made, e.g. a read-only /tmp) and
+ * the guard, on `at`, passes each bounded connection on to it.
  */
 async function guardedServe(
   at: { hostname: string; port: number },
   handle: (req: Request) => Promise<Response>,
   options: ServeOptions,
 ): Promise<MetricsServer> {
-  const dir = await Deno.makeTempDir({ prefix: "portager-http-" });
+  const dir = await Deno.makeTempDir({ prefix: "portager-http-" }).catch((err) => {
+    options.logger?.debug("http: no folder for the guarded server's socket; loopback TCP instead", {
+      error: err,
+    });
+    return undefined;
+  });
+  const removeDir = () => dir ? Deno.remove(dir, { recursive: true }).catch(() => {}) : Promise.resolve();
   const path = `${dir}/http.sock`;
   let inner: MetricsServer | undefined;
   let guard: ConnectionGuard | undefined;
   try {
-    inner = await denoServe({ path }, handle, options);
+    const innerOptions = { ...options, onListening: undefined };
+    inner = await denoServe(dir ? { path } : { hostname: "127.0.0.1", port: 0 }, handle, innerOptions);
+    const innerPort = inner.port;
     guard = guardConnections(Deno.listen({ ...at, transport: "tcp" }), {
       ...options.guard,
-      connect: () => Deno.connect({ transport: "unix", path }),
+      connect: () =>
+        dir
+          ? Deno.connect({ transport: "unix", path })
+          : Deno.connect({ hostname: "127.0.0.1", port: innerPort }),
       logger: options.logger,
     });
   } catch (err) {
     await inner?.shutdown();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await removeDir();
     throw err;
   }
   const { hostname, port } = guard.addr;
@@ -225,7 +237,7 @@ async function guardedServe(
       g.stopAccepting();
       await i.shutdown();
       await g.close();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await removeDir();
     },
   };
 }
