@@ -316,14 +316,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     kube.close();
     throw err;
   }
-  // what pushes are matched against is what this process watches: namespaces and selector
-  const selector = options.watchLabelSelector?.trim() || undefined;
-  const store = new KubeStore(kube, {
-    identity,
-    logger: log,
-    namespaces: options.namespaces,
-    labelSelector: selector,
-  });
+  const store = new KubeStore(kube, { identity, logger: log, namespaces: options.namespaces });
   const election = options.leaderElection
     ? {
       leases: new LeaseClient(kube),
@@ -336,6 +329,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
     }
     : undefined;
   // a selector alone makes this process shard 0 of 1 of what the selector picks
+  const selector = options.watchLabelSelector?.trim() || undefined;
   const shard = options.shard ?? (selector ? { shards: 1, index: 0 } : undefined);
   if (shard && !election) {
     kube.close();

@@ -30,8 +30,6 @@ export interface KubeStoreOptions {
   logger?: Logger;
   /** The namespaces watched (listed by {@linkcode KubeStore.listImageSyncs}); default all. */
   namespaces?: string[];
-  /** The label selector watched (`--watch-label-selector`), which listing applies too; default none. */
-  labelSelector?: string;
 }
 
 /** ImageSyncs, Events and Secrets of one cluster. */
@@ -42,14 +40,12 @@ export class KubeStore {
   readonly recorder: EventRecorder;
   readonly #kube: KubeClient;
   readonly #namespaces: Array<string | undefined>;
-  readonly #labelSelector?: string;
   readonly #log?: Logger;
 
   /** Creates the store over `kube`. */
   constructor(kube: KubeClient, options: KubeStoreOptions) {
     this.#kube = kube;
     this.#namespaces = options.namespaces?.length ? [...new Set(options.namespaces)] : [undefined];
-    this.#labelSelector = options.labelSelector || undefined;
     this.#log = options.logger;
     this.imagesyncs = new ImageSyncClient(kube);
     this.recorder = new EventRecorder(kube, {
@@ -64,7 +60,7 @@ export class KubeStore {
     getSecret(this.#kube, ref);
 
   /**
-   * Every ImageSync watched (namespaces, label selector), read with paged LISTs (at most
+   * Every ImageSync of the watched namespaces, read with paged LISTs (at most
    * {@linkcode MAX_LISTED_IMAGESYNCS}), reduced to name, namespace and spec: what a push is
    * matched against, on any replica (a standby's or a shard's cache holds no specs).
    */
@@ -81,7 +77,6 @@ export class KubeStore {
       }
       const page = await this.imagesyncs.list(ns, {
         signal: options.signal,
-        labelSelector: this.#labelSelector,
         maxItems: max - out.length,
         keep: (o) => ({
           apiVersion: o.apiVersion,
