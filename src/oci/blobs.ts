@@ -8,6 +8,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { OciError } from "./errors.ts";
+import { readerInto } from "./read_into.ts";
 import { digestProblem } from "./reference.ts";
 
 function hasherFor(digest: string, context: string): Hash {
@@ -117,38 +118,126 @@ export function verifyingStream(
   });
 }
 
+/** Size of the buffers a blob is read into (256 KiB): a chunk is filled before it moves on, so each stage a chunk crosses runs once per 256 KiB. */
+export const BLOB_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * How many bytes of later chunks must have gone to the consumer before a recycled chunk's
+ * buffer is read into again. fetch's streamed request body takes a chunk into a queue only
+ * while that queue holds less than 64 KiB (Deno's stream-resource back-pressure limit) and
+ * copies what it takes out of the queue into the request; so when fetch asks for the next
+ * chunk, every chunk followed by 64 KiB of whole later chunks (besides the one it took last)
+ * has left the queue. Twice that is the margin.
+ */
+export const RECYCLE_BEHIND_BYTES = 128 * 1024;
+
+/** Options for {@linkcode verifiedStream}. */
+export interface VerifiedStreamOptions extends VerifyOptions {
+  /**
+   * Reads into a few buffers reused over the whole blob instead of a fresh one per chunk, so a
+   * blob copy holds its bytes in flight, not 64 KiB of garbage per read (B4 in
+   * docs/PERFORMANCE.md). A chunk is lent: its memory is read into again once
+   * {@linkcode RECYCLE_BEHIND_BYTES} of later chunks (besides the next one) went to the
+   * consumer. Only for a consumer that is done with a chunk by then — an upload body handed to
+   * fetch, or one copied as it is read — never for one that keeps chunks.
+   */
+  recycle?: boolean;
+}
+
+/** The buffers of one recycling blob read: lent chunks come back once far enough behind the consumer. */
+class BufferRing {
+  readonly #free: ArrayBuffer[] = [];
+  /** Chunks given to the consumer and maybe still in use, oldest first. */
+  readonly #lent: Uint8Array[] = [];
+  #lentBytes = 0;
+
+  /** A buffer to read into. */
+  take(): ArrayBuffer {
+    return this.#free.pop() ?? new ArrayBuffer(BLOB_CHUNK_BYTES);
+  }
+
+  /** `chunk` went to the consumer. */
+  lend(chunk: Uint8Array): void {
+    this.#lent.push(chunk);
+    this.#lentBytes += chunk.byteLength;
+  }
+
+  /** The consumer asks for more: buffers of chunks far enough behind it come back. */
+  reclaim(): void {
+    const newest = this.#lent.at(-1)?.byteLength ?? 0;
+    while (this.#lent.length > 1) {
+      const oldest = this.#lent[0];
+      if (this.#lentBytes - oldest.byteLength - newest < RECYCLE_BEHIND_BYTES) return;
+      this.#lent.shift();
+      this.#lentBytes -= oldest.byteLength;
+      this.#free.push(oldest.buffer as ArrayBuffer);
+    }
+  }
+}
+
 /**
  * {@linkcode verifyingStream} applied to `source`, as one pull-driven stream: the same checks
  * and the same held-back last chunk, without a TransformStream's writable side and queues in
  * between. Blob bodies go through it chunk by chunk, so each stage a chunk crosses costs CPU
- * on every copied byte (B1 in docs/PERFORMANCE.md). Cancelling it cancels `source`.
+ * on every copied byte (B1 in docs/PERFORMANCE.md): chunks are filled to
+ * {@linkcode BLOB_CHUNK_BYTES} by BYOB reads of `source` (a byte stream; any other is
+ * copied), and with `recycle` read into reused buffers. Cancelling it cancels `source`.
  */
 export function verifiedStream(
   source: ReadableStream<Uint8Array>,
   digest: string,
-  opts: VerifyOptions,
+  opts: VerifiedStreamOptions,
 ): ReadableStream<Uint8Array> {
   const check = new BlobCheck(digest, opts);
-  const reader = source.getReader();
+  const reader = readerInto(source);
+  const ring = opts.recycle ? new BufferRing() : undefined;
+  let received = 0;
   let held: Uint8Array | undefined;
+  /** A buffer for the next chunk: from the ring, or fresh and no larger than the rest of the blob needs. */
+  const nextBuffer = () => {
+    if (ring) return ring.take();
+    const rest = opts.size === undefined ? BLOB_CHUNK_BYTES : opts.size - received + 1;
+    return new ArrayBuffer(Math.max(1, Math.min(BLOB_CHUNK_BYTES, rest)));
+  };
+  /** Fills a buffer or reads to the end: the bytes read, and whether the body ended. */
+  const fill = async (): Promise<{ chunk: Uint8Array; done: boolean }> => {
+    let view = new Uint8Array(nextBuffer());
+    let filled = 0;
+    while (filled < view.byteLength) {
+      const { done, value } = await reader.read(view.subarray(filled));
+      if (value) view = new Uint8Array(value.buffer as ArrayBuffer);
+      if (done) return { chunk: view.subarray(0, filled), done: true };
+      filled += value.byteLength;
+    }
+    return { chunk: view, done: false };
+  };
+  const give = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array) => {
+    ring?.lend(chunk);
+    controller.enqueue(chunk);
+  };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
+        ring?.reclaim();
         while (true) {
-          const { done, value } = await reader.read();
+          const { chunk, done } = await fill();
+          if (chunk.byteLength > 0) {
+            received += chunk.byteLength;
+            check.update(chunk);
+          }
           if (done) {
+            reader.release();
             check.finish();
-            if (held) controller.enqueue(held);
+            if (held) give(controller, held);
+            if (chunk.byteLength > 0) give(controller, chunk);
             held = undefined;
             controller.close();
             return;
           }
-          if (value.byteLength === 0) continue;
-          check.update(value);
           const out = held;
-          held = value;
+          held = chunk;
           if (out) {
-            controller.enqueue(out);
+            give(controller, out);
             return;
           }
         }

@@ -275,12 +275,14 @@ export class RegistryClient {
 
   /**
    * Streams a blob, verifying its digest (and size when given) on the fly. Redirects to
-   * storage hosts are followed without Authorization.
+   * storage hosts are followed without Authorization. With `recycle` the stream's chunks are
+   * lent, not given (`recycle` of `verifiedStream` in blobs.ts): for a stream handed straight to
+   * {@linkcode RegistryClient.uploadBlob}, as a blob copy does.
    */
   async getBlob(
     repo: Reference,
     digest: string,
-    opts: CallOptions & { size?: number; onChunk?: (bytes: number) => void } = {},
+    opts: CallOptions & { size?: number; onChunk?: (bytes: number) => void; recycle?: boolean } = {},
   ): Promise<BlobStream> {
     const reference = `${repo.name}@${digest}`;
     const res = await this.transport.request(repo.registry, {
@@ -304,6 +306,7 @@ export class RegistryClient {
       size,
       context: `registry ${repo.registry}: blob ${reference}`,
       onChunk: opts.onChunk,
+      recycle: opts.recycle,
     });
     return size === undefined ? { stream } : { stream, size };
   }

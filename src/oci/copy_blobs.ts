@@ -231,7 +231,8 @@ export class BlobMover {
   ): Promise<{ stream: ReadableStream<Uint8Array>; location: string }> {
     const { src, dst, p, signal } = job;
     const [blob, session] = await Promise.allSettled([
-      this.#source.getBlob(src, p.digest, { size: p.size, signal, onChunk: opts.onChunk }),
+      // Its chunks go straight into the upload's request body: they may be lent (recycled).
+      this.#source.getBlob(src, p.digest, { size: p.size, signal, onChunk: opts.onChunk, recycle: true }),
       opts.location ?? this.#destination.startUpload(dst, { signal }),
     ]);
     if (blob.status === "rejected") throw blob.reason;

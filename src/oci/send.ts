@@ -8,6 +8,7 @@
  */
 
 import { describeCause, OciError, type OciErrorReason } from "./errors.ts";
+import { readerInto } from "./read_into.ts";
 import { RegistryResponse } from "./response.ts";
 
 /** Idle timeout per request: no response headers or no body bytes for this long (60 s). */
@@ -439,6 +440,8 @@ function watchedUpload(
         controller.error(dog.expired);
         return;
       }
+      // Reading the source is not waiting on the server (the source has limits of its own).
+      dog.disarm();
       try {
         const { done, value } = await reader.read();
         dog.arm();
@@ -459,10 +462,19 @@ function watchedUpload(
   }, { highWaterMark: 0 });
 }
 
+/** Bytes a default reader of a response body gets per read: the size fetch's own reads use (64 KiB). */
+export const BODY_CHUNK_BYTES = 64 * 1024;
+
 /**
  * Wraps a response body so that a read stalling past the idle timeout, a body outliving the
  * request deadline or a blob arriving slower than the minimum rate fails with a Timeout
  * {@linkcode OciError}; a caller's deadline signal fails it the same way.
+ *
+ * The result is a byte stream. A BYOB reader's buffer is handed straight to fetch's body,
+ * which reads the socket into it, so a caller that reuses its buffers (blob copies, small
+ * bodies) leaves no 64 KiB `ArrayBuffer` of garbage per read — V8 frees those only after a GC,
+ * which is what set the copy's peak memory (B4 in docs/PERFORMANCE.md). A default reader gets
+ * fresh 64 KiB chunks, as fetch's body gives them.
  */
 function guardedBody(
   body: ReadableStream<Uint8Array>,
@@ -470,22 +482,32 @@ function guardedBody(
   url: URL,
   signal?: AbortSignal,
 ): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
+  const source = readerInto(body);
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: BODY_CHUNK_BYTES,
     async pull(controller) {
+      // Always set: a default reader's read allocates autoAllocateChunkSize bytes for it.
+      const request = controller.byobRequest!;
+      const view = request.view!;
       dog.arm();
       const started = performance.now();
       try {
-        const { done, value } = await reader.read();
+        const { done, value } = await source.read(
+          new Uint8Array(view.buffer, view.byteOffset, view.byteLength),
+        );
         dog.disarm();
         if (done) {
           dog.finish();
+          // The view goes back with the close, or a BYOB reader would wait for ever.
+          if (value === undefined) throw new TypeError("the response body was cancelled");
           controller.close();
+          request.respondWithNewView(value);
           return;
         }
         dog.progress(value.byteLength, performance.now() - started);
         if (dog.expired) throw dog.expired;
-        controller.enqueue(value);
+        request.respondWithNewView(value);
       } catch (e) {
         dog.finish();
         controller.error(bodyError(e, { dog, url, signal }));
@@ -493,9 +515,9 @@ function guardedBody(
     },
     cancel(reason) {
       dog.finish();
-      return reader.cancel(reason);
+      return source.cancel(reason);
     },
-  }, { highWaterMark: 0 });
+  });
 }
 
 /** The error a failed body read ends in: which limit, the caller's deadline, or the network's error. */
