@@ -242,6 +242,39 @@ async function guardedServe(
   };
 }
 
+/** A node request's body as a web stream, read as the handler reads it (paused in between). */
+function bodyStream(req: import("node:http").IncomingMessage): ReadableStream<Uint8Array> {
+  let done = false;
+  const drop = () => {
+    done = true;
+    req.removeAllListeners("data");
+    req.resume();
+  };
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      req.pause();
+      req.on("data", (chunk: Uint8Array) => {
+        if (done) return;
+        controller.enqueue(new Uint8Array(chunk));
+        if ((controller.desiredSize ?? 0) <= 0) req.pause();
+      });
+      req.once("end", () => {
+        if (!done) controller.close();
+        done = true;
+      });
+      req.once("error", (err) => {
+        if (!done) controller.error(err);
+        done = true;
+      });
+    },
+    pull() {
+      req.resume();
+    },
+    // the handler stopped reading (e.g. a body over its limit): the rest is dropped
+    cancel: drop,
+  });
+}
+
 /** HTTPS over HTTP/1.1 only, on node:https (imported only for it). */
 async function startNodeHttps(
   at: { hostname: string; port: number },
@@ -250,7 +283,6 @@ async function startNodeHttps(
   options: ServeOptions,
 ): Promise<MetricsServer> {
   const https = await import("node:https");
-  const { Readable } = await import("node:stream");
   const server = https.createServer({ cert: tls.cert, key: tls.key }, (req, res) => {
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {
@@ -262,7 +294,7 @@ async function startNodeHttps(
     const request = new Request(`https://${host}${req.url?.startsWith("/") ? req.url : "/"}`, {
       method: req.method,
       headers,
-      body: hasBody ? Readable.toWeb(req) as ReadableStream<Uint8Array> : undefined,
+      body: hasBody ? bodyStream(req) : undefined,
       duplex: "half",
     } as RequestInit);
     if (!hasBody) req.resume();
@@ -274,6 +306,10 @@ async function startNodeHttps(
       options.logger?.error(options.errorMessage ?? "http handler failed", { error: err });
       if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
       res.end("internal error\n");
+    }).finally(() => {
+      // what the handler left of the body is read and dropped, so the connection can be reused
+      req.removeAllListeners("data");
+      req.resume();
     });
   });
   server.headersTimeout = 30_000;

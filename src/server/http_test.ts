@@ -156,3 +156,35 @@ Deno.test("serveHttp: a handler gets request bodies on every transport (HTTPS ov
     }
   }
 });
+
+Deno.test("HTTPS over HTTP/1.1: a body the handler does not read, or stops reading, leaves the connection usable", async () => {
+  const tls = await selfSignedCertificate(["localhost"]);
+  const srv = await serveHttp("127.0.0.1:0", async (req) => {
+    if (new URL(req.url).pathname === "/cut") {
+      const reader = req.body!.getReader();
+      await reader.read();
+      await reader.cancel();
+      return new Response("cut\n", { status: 413 });
+    }
+    return new Response(req.method === "POST" ? "ignored\n" : "ok\n", {
+      status: req.method === "POST" ? 405 : 200,
+    });
+  }, { tls });
+  const client = Deno.createHttpClient({ caCerts: [tls.cert] });
+  try {
+    for (const path of ["/ignore", "/cut"]) {
+      const big = await fetch(`https://localhost:${srv.port}${path}`, {
+        method: "POST",
+        body: "x".repeat(4 << 20),
+        client,
+      });
+      assert.equal(big.status, path === "/cut" ? 413 : 405);
+      await big.body?.cancel();
+      const next = await fetch(`https://localhost:${srv.port}/`, { client });
+      assert.equal(await next.text(), "ok\n", `after ${path}`);
+    }
+  } finally {
+    client.close();
+    await srv.shutdown();
+  }
+});
