@@ -262,7 +262,10 @@ export interface InProcessOperator {
   exited(): boolean;
 }
 
-/** Starts `runOperator` in this process with the admin kubeconfig and a port-0 metrics server. */
+/**
+ * Starts `runOperator` in this process with the admin kubeconfig and a port-0 metrics server
+ * (and, with `webhook`, its push endpoint: `webhookUrl`); resolves once both listen.
+ */
 export async function startOperator(
   kube: KubeCluster,
   opts: InProcessOptions = {},
