@@ -117,9 +117,17 @@ export class EventRecorder {
   #maxDelayMs: number;
   #log?: Logger;
   #now: () => Date;
+  /** Every series held, oldest last record first (a record moves its series to the end). */
   #series = new Map<string, Series>();
-  /** Per object, type and reason: the distinct messages seen in the window (up to MAX_SIMILAR). */
+  /**
+   * Per object, type and reason: the distinct messages seen in the window (up to MAX_SIMILAR),
+   * oldest last record first.
+   */
   #similar = new Map<string, { messages: Set<string>; lastRecordMs: number }>();
+  /** Events created so far (mod 10⁶): the nanoseconds of the next one's name. */
+  #seq = 0;
+  /** The series with records not yet written: what a flush looks at, not every series held. */
+  #pending = new Set<Series>();
   #timer?: ReturnType<typeof setTimeout>;
   /** When the timer fires (Date.now() ms). */
   #timerAt = Infinity;
@@ -155,9 +163,11 @@ export class EventRecorder {
     let similar = this.#similar.get(group);
     if (!similar || now.getTime() - similar.lastRecordMs > this.#windowMs) {
       similar = { messages: new Set(), lastRecordMs: now.getTime() };
-      this.#similar.set(group, similar);
     }
     similar.lastRecordMs = now.getTime();
+    // kept in order of their last record, so the expired ones are found at the front
+    this.#similar.delete(group);
+    this.#similar.set(group, similar);
     // client-go keeps MAX_SIMILAR - 1 messages of a group as their own Events; a further distinct
     // one goes to the combined Event (client-go then forgets an arbitrary kept message; this one
     // forgets the newcomer, so a kept message's repeats are counted on its own Event)
@@ -181,8 +191,10 @@ export class EventRecorder {
         lastTimestamp: rfc3339(now),
         lastRecordMs: now.getTime(),
       };
-      this.#series.set(key, s);
     }
+    this.#series.delete(key);
+    this.#series.set(key, s);
+    this.#pending.add(s);
     s.pending++;
     s.message = msg;
     s.target = target;
@@ -223,16 +235,13 @@ export class EventRecorder {
 
   async #flushNow(all: boolean): Promise<void> {
     const nowMs = this.#now().getTime();
+    const t = Date.now();
     let next = Infinity;
-    for (const [group, g] of this.#similar) {
-      if (nowMs - g.lastRecordMs > this.#windowMs) this.#similar.delete(group);
-    }
-    for (const [key, s] of this.#series) {
-      if (s.pending === 0) {
-        if (nowMs - s.lastRecordMs > this.#windowMs) this.#series.delete(key);
-        continue;
-      }
-      if (!all && s.due !== undefined && s.due > Date.now()) {
+    this.#prune(nowMs);
+    // only the series with records to write: a flush costs what it writes, not what is held
+    // (thousands of series for as many ImageSyncs, each flush of a busy operator)
+    for (const s of this.#pending) {
+      if (!all && s.due !== undefined && s.due > t) {
         next = Math.min(next, s.due);
         continue;
       }
@@ -259,6 +268,8 @@ export class EventRecorder {
           error: err,
         });
       }
+      // written (or given up), and nothing recorded meanwhile
+      if (s.pending === 0) this.#pending.delete(s);
     }
     if (next === Infinity) next = this.#pruneAt(nowMs);
     if (next !== Infinity) this.#arm(next);
@@ -272,12 +283,35 @@ export class EventRecorder {
    * nothing written: a record after the window starts a new series anyway.
    */
   #pruneAt(nowMs: number): number {
+    // both maps are in order of last record: their first entries are the oldest
     let first = Infinity;
-    for (const g of this.#similar.values()) first = Math.min(first, g.lastRecordMs);
-    for (const s of this.#series.values()) first = Math.min(first, s.lastRecordMs);
+    for (const g of this.#similar.values()) {
+      first = Math.min(first, g.lastRecordMs);
+      break;
+    }
+    for (const s of this.#series.values()) {
+      first = Math.min(first, s.lastRecordMs);
+      break;
+    }
     if (first === Infinity) return Infinity;
     return Date.now() + Math.max(0, first + this.#windowMs - nowMs) +
       Math.min(PRUNE_SLACK_MS, Math.max(1, this.#windowMs));
+  }
+
+  /**
+   * Forgets the groups and the written series whose window has passed at `nowMs`: found at the
+   * front of their maps (oldest last record first), so this costs what it forgets.
+   */
+  #prune(nowMs: number): void {
+    for (const [group, g] of this.#similar) {
+      if (nowMs - g.lastRecordMs <= this.#windowMs) break;
+      this.#similar.delete(group);
+    }
+    for (const [key, s] of this.#series) {
+      if (nowMs - s.lastRecordMs <= this.#windowMs) break;
+      // a series still failing to write keeps its records until its attempts run out
+      if (s.pending === 0) this.#series.delete(key);
+    }
   }
 
   async #write(s: Series, n: number): Promise<void> {
@@ -300,7 +334,10 @@ export class EventRecorder {
       }
     }
     const t = s.target;
-    const name = `${t.name}.${(BigInt(Date.now()) * 1_000_000n).toString(16)}${
+    // client-go's <name>.<unix nanos in hex>; the sequence keeps the names of Events created
+    // in the same millisecond distinct (a clash would be refused with 409 and the Event lost)
+    this.#seq = (this.#seq + 1) % 1_000_000;
+    const name = `${t.name}.${(BigInt(Date.now()) * 1_000_000n + BigInt(this.#seq)).toString(16)}${
       Math.floor(Math.random() * 0xfff).toString(16)
     }`;
     await this.#kube.request("POST", `/api/v1/namespaces/${ns}/events`, {

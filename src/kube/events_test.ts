@@ -233,3 +233,13 @@ Deno.test("events: an idle recorder forgets what it held once the window has pas
   ]]);
   assert.deepEqual(kube.calls, ["POST", "POST", "POST"]);
 });
+
+Deno.test("events: Events created in one burst get distinct names (none lost to a name clash)", async () => {
+  const kube = new FakeEvents();
+  const rec = recorder(kube);
+  // one object, 200 reasons: 200 Events created within a millisecond or two
+  for (let i = 0; i < 200; i++) rec.record(target, { type: "Normal", reason: `Step${i}`, message: "m" });
+  await rec.close();
+  assert.equal(kube.calls.filter((c) => c === "POST").length, 200);
+  assert.equal(kube.list().length, 200, "every Event kept under its own name");
+});
