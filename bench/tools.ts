@@ -241,6 +241,36 @@ export async function unreachableChunks(dir: string, entry: string): Promise<str
 }
 
 /**
+ * The environment the image's final stage sets (its `ENV` instructions after the last `FROM`;
+ * both `ENV K=V …` and `ENV K V`): the binary in the image always runs with it, so the shipped
+ * form does too. glibc reads its `MALLOC_*` settings at process start only.
+ */
+export function imageEnvOf(dockerfile: string): Record<string, string> {
+  const lines = dockerfile.replace(/\\\n/g, " ").split("\n").map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
+  const from = lines.findLastIndex((l) => /^FROM\s/i.test(l));
+  const env: Record<string, string> = {};
+  for (const line of lines.slice(from + 1)) {
+    if (!/^ENV\s/i.test(line)) continue;
+    const words = shellWords(line.slice(4));
+    if (words.length > 0 && !words[0].includes("=")) {
+      env[words[0]] = words.slice(1).join(" ");
+      continue;
+    }
+    for (const w of words) env[w.slice(0, w.indexOf("="))] = w.slice(w.indexOf("=") + 1);
+  }
+  return env;
+}
+
+/** The image's runtime environment, read from the Dockerfile (see {@linkcode imageEnvOf}). */
+export function imageEnv(): Record<string, string> {
+  return imageEnvOf(Deno.readTextFileSync(`${ROOT}/Dockerfile`));
+}
+
+/** Variables the bench itself sets for every form (Deno's cache folder): not the program's. */
+const BENCH_ENV = ["DENO_DIR"];
+
+/**
  * Builds the bundle exactly as `deno task bundle` does (code split into chunks), into
  * `dir/bundle`, and returns how to run it the way the compiled binary runs: no config, and
  * every runtime flag of the compile task (permissions, `--v8-flags`, `--no-code-cache`), from
@@ -258,6 +288,7 @@ export async function buildBundleForm(dir: string, env: Record<string, string>):
   if (missing.length) throw new Error(`deno compile would not embed ${missing.join(", ")}`);
   const flags = compileFlags();
   const runArgs = ["run", "--no-config", "--no-prompt", ...flags, entry];
+  env = { ...env, ...imageEnv() };
   // `deno run` analyses a script it has not seen before and caches the result in DENO_DIR
   // (~+35 MiB RSS in that run only, with or without the V8 code cache); run it once so every
   // measured run is alike. docs/PERFORMANCE.md discusses the cold case.
@@ -267,17 +298,19 @@ export async function buildBundleForm(dir: string, env: Record<string, string>):
     form: "bundle",
     cmd: DENO,
     args: runArgs,
-    describe: `deno run ${flags.join(" ")} ${taskDir}/${
+    describe: `${Object.entries(imageEnv()).map(([k, v]) => `${k}=${v} `).join("")}deno run ${
+      flags.join(" ")
+    } ${taskDir}/${
       entry.slice(outdir.length + 1)
-    } (the bundle deno task compile embeds, with its flags)`,
+    } (the bundle deno task compile embeds, with its flags and the image's ENV)`,
     env,
   };
 }
 
 /**
  * Why `form` is not what `deno task compile` ships — the bundle, run with no config and exactly
- * the compile task's runtime flags, in order, from the compile task's entry point — or
- * undefined when it is. B4 reports memory only for the shipped form: a figure of another form
+ * the compile task's runtime flags, in order, from the compile task's entry point, with exactly
+ * the image's ENV (no more, no less, besides the bench's own DENO_DIR) — or undefined when it is. B4 reports memory only for the shipped form: a figure of another form
  * (the source, a candidate's V8 flags, a fallback when the bundle did not build) is not what
  * users run.
  */
@@ -285,8 +318,19 @@ export function shippedFormProblem(
   form: PortagerForm,
   flags: string[] = compileFlags(),
   entry: string = compileEntryOf(tasks().compile ?? "", bundleCommandOf(tasks().bundle ?? "", "").dir),
+  env: Record<string, string> = imageEnv(),
 ): string | undefined {
   if (form.form !== "bundle") return `it is the ${form.form} form, not the bundle deno task compile embeds`;
+  for (const [k, v] of Object.entries(env)) {
+    if (form.env[k] !== v) {
+      return `its environment has ${k}=${form.env[k] ?? "(unset)"}, the image's ENV ${k}=${v}`;
+    }
+  }
+  for (const k of Object.keys(form.env)) {
+    if (!(k in env) && !BENCH_ENV.includes(k)) {
+      return `its environment sets ${k}, which the image's ENV does not`;
+    }
+  }
   const want = ["run", "--no-config", "--no-prompt", ...flags];
   const got = form.args.slice(0, -1);
   if (got.join(" ") !== want.join(" ")) {

@@ -6,6 +6,8 @@ import {
   compileFlags,
   compileFlagsOf,
   DENO,
+  imageEnv,
+  imageEnvOf,
   type PortagerForm,
   shellWords,
   shippedFormProblem,
@@ -73,7 +75,7 @@ Deno.test("B4's guard: only the bundle with exactly the compile task's flags cou
     cmd: "deno",
     args: ["run", "--no-config", "--no-prompt", ...flags, "/tmp/x/bundle/main.js"],
     describe: "d",
-    env: {},
+    env: { ...imageEnv(), DENO_DIR: "/tmp/deno" },
   };
   assert.equal(shippedFormProblem(shipped, flags, "main.js"), undefined);
   assert.match(
@@ -109,6 +111,51 @@ Deno.test("B4's guard: only the bundle with exactly the compile task's flags cou
     )!,
     /entry point main\.js/,
     "a single-file bundle is not what the compile task embeds",
+  );
+});
+
+Deno.test("imageEnvOf reads the final stage's ENV, in both of its forms", () => {
+  const dockerfile = `FROM deno AS builder
+ENV BUILD_ONLY=1
+RUN deno task compile
+# runtime
+FROM distroless
+ENV A=1 \\
+  B="two words"
+ENV C 3 4
+ENTRYPOINT ["/portager","run"]
+`;
+  assert.deepEqual(imageEnvOf(dockerfile), { A: "1", B: "two words", C: "3 4" });
+  assert.ok(Object.keys(imageEnv()).length > 0, "the Dockerfile's final stage sets ENV");
+});
+
+Deno.test("B4's guard: the shipped form runs with exactly the image's ENV", () => {
+  const flags = ["--allow-net"];
+  const env = { MALLOC_ARENA_MAX: "2", DENO_TLS_CA_STORE: "system" };
+  const form: PortagerForm = {
+    form: "bundle",
+    cmd: "deno",
+    args: ["run", "--no-config", "--no-prompt", ...flags, "/tmp/x/bundle/main.js"],
+    describe: "d",
+    env: { ...env, DENO_DIR: "/tmp/deno" },
+  };
+  assert.equal(shippedFormProblem(form, flags, "main.js", env), undefined);
+  assert.match(
+    shippedFormProblem({ ...form, env: { DENO_TLS_CA_STORE: "system" } }, flags, "main.js", env)!,
+    /MALLOC_ARENA_MAX=\(unset\), the image's ENV MALLOC_ARENA_MAX=2/,
+  );
+  assert.match(
+    shippedFormProblem({ ...form, env: { ...form.env, MALLOC_ARENA_MAX: "1" } }, flags, "main.js", env)!,
+    /MALLOC_ARENA_MAX=1/,
+  );
+  assert.match(
+    shippedFormProblem(
+      { ...form, env: { ...form.env, MALLOC_TRIM_THRESHOLD_: "0" } },
+      flags,
+      "main.js",
+      env,
+    )!,
+    /sets MALLOC_TRIM_THRESHOLD_, which the image's ENV does not/,
   );
 });
 
