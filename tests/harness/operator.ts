@@ -333,6 +333,8 @@ export interface OperatorChildOptions {
   gracePeriodMs?: number;
   /** Run as shard `index` of `shards` (src/controller/shard.ts). */
   shard?: { shards: number; index: number };
+  /** Watch only the ImageSyncs this label selector picks (`--watch-label-selector`). */
+  watchLabelSelector?: string;
 }
 
 /** A child operator process whose output goes to `logFile`. */
@@ -533,6 +535,7 @@ if (import.meta.main) {
     insecureRegistries: o.insecureRegistries,
     gracePeriodMs: o.gracePeriodMs ?? 2_000,
     shard: o.shard,
+    watchLabelSelector: o.watchLabelSelector,
     backoffBaseMs: 500,
     backoffMaxMs: 5_000,
     logger: createLogger({ level: "debug", format: "json" }),
