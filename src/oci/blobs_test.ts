@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import {
+  BLOB_CHUNK_BYTES,
   digestLike,
   pieces,
+  RECYCLE_BEHIND_BYTES,
   sha256Digest,
   verifiedStream,
   verifyingStream,
@@ -115,4 +117,62 @@ Deno.test("pieces re-chunks a stream into fixed-size parts", async () => {
   const exact: number[] = [];
   for await (const p of pieces(source([bytes.subarray(0, 16)]), 8)) exact.push(p.length);
   assert.deepEqual(exact, [8, 8]);
+});
+
+/** A byte stream of `content` handing out at most `step` bytes per read, as fetch's bodies do. */
+function byteSource(content: Uint8Array, step: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: step,
+    pull(c) {
+      const view = c.byobRequest!.view!;
+      const n = Math.min(step, view.byteLength, content.byteLength - at);
+      if (n === 0) {
+        c.close();
+        c.byobRequest!.respond(0);
+        return;
+      }
+      new Uint8Array(view.buffer, view.byteOffset, n).set(content.subarray(at, at + n));
+      at += n;
+      c.byobRequest!.respond(n);
+    },
+  });
+}
+
+Deno.test("verifiedStream fills chunks of BLOB_CHUNK_BYTES; with recycle a chunk's memory is read into again only once RECYCLE_BEHIND_BYTES of later chunks (besides the newest) went out", async () => {
+  const size = 3 * 1024 * 1024 + 1000;
+  const content = new Uint8Array(size);
+  for (let i = 0; i < size; i++) content[i] = (i * 31 + (i >> 12)) & 0xff;
+  const digest = sha256Digest(content);
+  for (const recycle of [false, true]) {
+    const reader = verifiedStream(byteSource(content, 40_000), digest, { size, context: "c", recycle })
+      .getReader();
+    const chunks: Uint8Array[] = [];
+    const copies: Uint8Array[] = [];
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const i = chunks.length;
+      // Any earlier chunk whose memory was taken back (detached) was far enough behind.
+      for (let j = 0; j < i; j++) {
+        if (chunks[j].byteLength === 0) {
+          assert(recycle, `chunk ${j} reused without recycle`);
+          const behind = copies.slice(j + 1, i - 1).reduce((a, c) => a + c.byteLength, 0);
+          assert(behind >= RECYCLE_BEHIND_BYTES, `chunk ${j} reused with ${behind} bytes behind it`);
+        } else assert.deepEqual(chunks[j], copies[j], `chunk ${j} changed while still lent`);
+      }
+      chunks.push(value);
+      copies.push(value.slice());
+    }
+    const whole = new Uint8Array(copies.flatMap((c) => [...c]));
+    assert.deepEqual(whole, content);
+    assert.deepEqual(
+      copies.map((c) => c.byteLength),
+      [...Array(12).fill(BLOB_CHUNK_BYTES), size - 12 * BLOB_CHUNK_BYTES],
+    );
+    const kept = chunks.filter((c) => c.byteLength > 0).length;
+    if (recycle) assert(kept <= 4, `${kept} chunks kept their own memory`);
+    else assert.equal(kept, 13);
+  }
 });

@@ -135,3 +135,47 @@ Deno.test("getManifest with a descriptor size reads no more than that size", asy
     await srv.stop();
   }
 });
+
+Deno.test("a recycled blob stream uploads intact to a destination that reads slowly (lent buffers are not reused while fetch holds them)", async () => {
+  // 12 MiB of varied bytes: every 256 KiB chunk differs, so a buffer read into too early would
+  // change what the destination hashes.
+  const size = 12 * 1024 * 1024 + 12345;
+  const content = new Uint8Array(size);
+  for (let i = 0, x = 7; i < size; i++) content[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  const digest = sha256Digest(content);
+  let received: string | undefined;
+  const srv = serve(async (req, url) => {
+    if (url.pathname === "/v2/") return new Response("{}");
+    if (req.method === "GET") return new Response(content); // a body fetch hands us in pieces
+    if (req.method === "POST") {
+      return new Response(null, { status: 202, headers: { location: "/v2/r/blobs/uploads/1" } });
+    }
+    // PUT: read the body slowly, so fetch's request queue stays full while the source runs ahead.
+    const reader = req.body!.getReader();
+    const parts: Uint8Array[] = [];
+    let n = 0;
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value.slice());
+      if (++n % 4 === 0) await new Promise((r) => setTimeout(r, 2));
+    }
+    const all = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
+    let at = 0;
+    for (const p of parts) {
+      all.set(p, at);
+      at += p.byteLength;
+    }
+    received = sha256Digest(all);
+    return new Response(null, { status: received === url.searchParams.get("digest") ? 201 : 400 });
+  });
+  try {
+    const client = new RegistryClient();
+    const repo = parseReference(`${srv.host}/r`, { defaultTag: false });
+    const blob = await client.getBlob(repo, digest, { size, recycle: true });
+    await client.uploadBlob(repo, { digest, stream: blob.stream, size });
+    assert.equal(received, digest);
+  } finally {
+    await srv.stop();
+  }
+});

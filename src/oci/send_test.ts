@@ -255,3 +255,35 @@ Deno.test("HttpSender: the idle timeout counts from the last data, however long 
     await srv.stop();
   }
 });
+
+Deno.test("HttpSender: a body is a byte stream; a BYOB read pending when the idle timeout ends the exchange fails, and one pending when the body is cancelled settles", async () => {
+  const srv = serve(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new Uint8Array([1, 2, 3]));
+        },
+        pull: () => new Promise(() => {}), // nothing after the first bytes
+      }, { highWaterMark: 0 }),
+    )
+  );
+  try {
+    const sender = new HttpSender({ timeoutMs: 200 });
+    for (const ending of ["timeout", "cancel"]) {
+      const res = await sender.send(request(`${srv.origin}/blob`, { bulk: true }));
+      const reader = res.body!.getReader({ mode: "byob" });
+      const first = await reader.read(new Uint8Array(16));
+      assert.deepEqual([...first.value!], [1, 2, 3]);
+      assert.equal(first.value!.buffer.byteLength, 16, "the reader's own buffer comes back");
+      const pending = reader.read(new Uint8Array(first.value!.buffer));
+      if (ending === "timeout") {
+        await assert.rejects(pending, (e) => e instanceof OciError && e.reason === "Timeout");
+      } else {
+        await reader.cancel("done");
+        assert.equal((await pending).done, true);
+      }
+    }
+  } finally {
+    await srv.stop();
+  }
+});
