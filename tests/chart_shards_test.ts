@@ -127,6 +127,11 @@ Deno.test("helm template: labelShards that could not work are refused at install
       ["a value twice", { labelShards: { values: ["a", "a"] } }, /labelShards\/values/],
       ["a key that is no label key", { labelShards: { key: "bad key", values: ["a"] } }, /labelShards\/key/],
       [
+        "with the webhook (a push reaching one label shard would not trigger the others' ImageSyncs)",
+        { labelShards: { values: ["a"] }, webhook: { enabled: true, existingSecret: "hook" } },
+        /labelShards\.values with webhook\.enabled/,
+      ],
+      [
         "without leader election",
         { labelShards: { values: ["a"] }, leaderElection: { enabled: false } },
         /labelShards\.values needs leaderElection\.enabled=true/,
