@@ -21,12 +21,15 @@
  *   ImageSync is synced by two shards. The price is a pause in syncing while both counts run.
  * - **Label-selector shards** (as Flux shards: `--watch-label-selector`). The selector goes to
  *   the apiserver on list and watch, so a shard neither receives nor caches the others'
- *   ImageSyncs. Each selector is its own group: its Leases are named after the base Lease and
- *   the selector ({@linkcode selectorLeaseBase}), so each selector shard elects on its own
- *   Lease(s). With `--shards N` as well, the selector picks the ImageSyncs and the hash splits
- *   them over N processes (the handover rule above, within the selector's group); without it,
- *   the selector shard is shard 0 of 1. The unsharded Lease that closes the gate stays the base
- *   Lease: an unsharded Portager (or upstream's operator) watches every ImageSync.
+ *   ImageSyncs. Its Leases are named after the base Lease and the selector
+ *   ({@linkcode selectorLeaseBase}) and annotated with the selector, so each selector shard
+ *   elects on its own Lease(s). With `--shards N` as well, the selector picks the ImageSyncs and
+ *   the hash splits them over N processes; without it, the selector shard is shard 0 of 1. The
+ *   handover rule holds per selector (a live Lease of the same selector and another count closes
+ *   the gate), and between processes that watch everything and selector shards: a live Lease of
+ *   a hash shard without a selector closes a selector shard's gate and the other way round (so
+ *   turning selector shards on or off in a rolling update pauses syncing, as a new count does).
+ *   Selector shards do not block one another: their selectors are taken to be disjoint.
  *
  * @module
  */
@@ -125,6 +128,7 @@ export function shardLeaseAccess(
   leases: LeaseAccess,
   options: { base: string; shards: number; labelSelector?: string },
 ): LeaseAccess {
+  // the group is the base Lease's, with or without a selector: one list shows every shard
   const selector = options.labelSelector === undefined
     ? {}
     : { [SHARD_SELECTOR_ANNOTATION]: options.labelSelector };
@@ -163,10 +167,10 @@ export interface ShardGateOptions extends ShardIdentity {
   leases: ShardLeaseAccess;
   /** Namespace of the group's Leases. */
   namespace: string;
-  /** Base Lease name: the prefix of the shard Leases, and the unsharded Lease unless `unsharded` is set. */
+  /** Base Lease name: the unsharded Lease, the group, and the prefix of the shard Leases. */
   base: string;
-  /** The Lease of an unsharded operator, which closes the gate while live; default `base`. */
-  unsharded?: string;
+  /** This process's label selector (canonical), if it is a selector shard. */
+  labelSelector?: string;
   /** Clock in epoch ms, for tests; default `Date.now`. */
   now?: () => number;
 }
@@ -187,7 +191,10 @@ export class ShardGate {
     validateShard(options);
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    this.#own = shardLeaseName(options.base, options.index);
+    const base = options.labelSelector === undefined
+      ? options.base
+      : selectorLeaseBase(options.base, options.labelSelector);
+    this.#own = shardLeaseName(base, options.index);
   }
 
   #live(lease: Lease): boolean {
@@ -202,9 +209,13 @@ export class ShardGate {
     return now - at < (s.leaseDurationSeconds ?? 15) * 1000;
   }
 
-  /** Lists the group (and reads the unsharded Lease); open when none of another count is live. */
+  /**
+   * Lists the group (and reads the unsharded Lease); open when no Lease that would overlap this
+   * process is live: of the same selector (or none) and another count, or of a selector shard when
+   * this process has none, or of a hash shard without one when this process has one.
+   */
   async check(signal?: AbortSignal): Promise<GateResult> {
-    const { leases, namespace, base, shards } = this.#o;
+    const { leases, namespace, base, shards, labelSelector } = this.#o;
     const group = await leases.list(namespace, {
       labelSelector: `${SHARD_GROUP_LABEL}=${shardGroup(base)}`,
       signal,
@@ -217,17 +228,18 @@ export class ShardGate {
       if (lease.metadata.name === this.#own) continue;
       const md = lease.metadata as Lease["metadata"] & { annotations?: Record<string, string> };
       const count = md.annotations?.[SHARD_COUNT_ANNOTATION];
-      if (count === String(shards)) continue;
+      const selector = md.annotations?.[SHARD_SELECTOR_ANNOTATION];
+      if (selector === labelSelector ? count === String(shards) : selector && labelSelector) continue;
       if (this.#live(lease)) {
+        const what = selector === undefined ? "" : `, selector ${selector}`;
         blockers.push(
-          `Lease ${lease.metadata.name} (shards=${count ?? "?"}) held by ${lease.spec.holderIdentity}`,
+          `Lease ${lease.metadata.name} (shards=${count ?? "?"}${what}) held by ${lease.spec.holderIdentity}`,
         );
       }
     }
-    const name = this.#o.unsharded ?? base;
-    const unsharded = await leases.get(namespace, name, { signal });
+    const unsharded = await leases.get(namespace, base, { signal });
     if (unsharded && this.#live(unsharded)) {
-      blockers.push(`unsharded Lease ${name} held by ${unsharded.spec.holderIdentity}`);
+      blockers.push(`unsharded Lease ${base} held by ${unsharded.spec.holderIdentity}`);
     }
     return { open: blockers.length === 0, blockers };
   }
@@ -272,19 +284,20 @@ export function shardElection(election: ElectionSettings, shard: ShardSettings):
   validateShard(shard);
   const { shards, index } = shard;
   const labelSelector = canonicalSelector(shard.labelSelector);
-  const base = labelSelector === undefined ? election.name : selectorLeaseBase(election.name, labelSelector);
+  const base = election.name;
   const gate = new ShardGate({
     leases: election.leases,
     namespace: election.namespace,
     base,
-    unsharded: election.name,
     shards,
     index,
+    labelSelector,
   });
+  const prefix = labelSelector === undefined ? base : selectorLeaseBase(base, labelSelector);
   return {
     leaderElection: {
       ...election,
-      name: shardLeaseName(base, index),
+      name: shardLeaseName(prefix, index),
       leases: shardLeaseAccess(election.leases, { base, shards, labelSelector }),
     },
     shard: { shards, index, gate },

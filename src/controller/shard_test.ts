@@ -191,8 +191,15 @@ function member(
     retryPeriodMs: 2_000,
   }, { shards, index, labelSelector });
   // the wiring's gate, on the test's clock
-  const base = w.labelSelector === undefined ? "lock" : selectorLeaseBase("lock", w.labelSelector);
-  const gate = new ShardGate({ leases, namespace: "ns", base, unsharded: "lock", shards, index, now: c.now });
+  const gate = new ShardGate({
+    leases,
+    namespace: "ns",
+    base: "lock",
+    shards,
+    index,
+    labelSelector: w.labelSelector,
+    now: c.now,
+  });
   const elector = new LeaderElector({ ...w.leaderElection, now: c.now });
   const m = {
     id,
@@ -338,7 +345,7 @@ Deno.test("shard: a label-selector shard elects on its own Lease, named after th
     () => shardElection(settings, { shards: 1, index: 0, labelSelector: "key in ()" }),
     /invalid label selector "key in \(\)": "in" needs at least one value/,
   );
-  // its Lease says which selector holds it, in the selector's own group
+  // its Lease says which selector holds it, in the base Lease's group (one list shows every shard)
   await a.leaderElection.leases.create({
     metadata: { name: "lock-cc3e171d-shard-0", namespace: "ns" },
     spec: {},
@@ -348,7 +355,7 @@ Deno.test("shard: a label-selector shard elects on its own Lease, named after th
     annotations?: Record<string, string>;
   };
   assert.equal(md.annotations?.[SHARD_SELECTOR_ANNOTATION], TEAM_A);
-  assert.equal(md.labels?.[SHARD_GROUP_LABEL], "lock-cc3e171d");
+  assert.equal(md.labels?.[SHARD_GROUP_LABEL], "lock");
 });
 
 Deno.test("shard gate: selector shards and the main shard work side by side; an unsharded operator stops them all", async () => {
@@ -404,4 +411,31 @@ Deno.test("shard handover: a selector shard resharded 1 → 2 never has both cou
     c.advance(2_000);
   }
   assert.deepEqual(two.map((m) => m.working), [true, true]);
+});
+
+Deno.test("shard handover: hash shards without a selector and selector shards never work at once (turning label shards on)", async () => {
+  const leases = new ListingLeases();
+  const c = clock();
+  // two hash shards that watch every ImageSync
+  const hash = [member(leases, c, "h-0", 2, 0), member(leases, c, "h-1", 2, 1)];
+  for (const m of hash) await m.step();
+  assert.deepEqual(hash.map((m) => m.working), [true, true]);
+  // rolling update to a main shard and a team-a shard
+  const sel = [member(leases, c, "main", 1, 0, MAIN), member(leases, c, "a", 1, 0, TEAM_A)];
+  const all = [...hash, ...sel];
+  const step = async () => {
+    for (const m of all) await m.step();
+    const working = all.filter((m) => m.working).map((m) => m.id);
+    assert.ok(
+      !(hash.some((m) => m.working) && sel.some((m) => m.working)),
+      `a process watching everything beside selector shards: ${working}`,
+    );
+    c.advance(2_000);
+  };
+  for (let t = 0; t < 3; t++) await step();
+  // both sides wait while the other's Leases are live: nothing syncs until the old pods go
+  assert.ok(all.every((m) => !m.working));
+  for (const m of hash) await m.exit();
+  for (let t = 0; t < 10; t++) await step();
+  assert.deepEqual(sel.map((m) => m.working), [true, true]);
 });
