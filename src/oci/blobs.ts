@@ -8,7 +8,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { OciError } from "./errors.ts";
-import { readerInto } from "./read_into.ts";
+import { type IntoReader, readerInto } from "./read_into.ts";
 import { digestProblem } from "./reference.ts";
 
 function hasherFor(digest: string, context: string): Hash {
@@ -180,16 +180,16 @@ class BufferRing {
  * and the same held-back last chunk, without a TransformStream's writable side and queues in
  * between. Blob bodies go through it chunk by chunk, so each stage a chunk crosses costs CPU
  * on every copied byte (B1 in docs/PERFORMANCE.md): chunks are filled to
- * {@linkcode BLOB_CHUNK_BYTES} by BYOB reads of `source` (a byte stream; any other is
- * copied), and with `recycle` read into reused buffers. Cancelling it cancels `source`.
+ * {@linkcode BLOB_CHUNK_BYTES} by BYOB reads of `source` (a byte stream or a reader into the
+ * caller's buffers; any other stream is copied), and with `recycle` read into reused buffers. Cancelling it cancels `source`.
  */
 export function verifiedStream(
-  source: ReadableStream<Uint8Array>,
+  source: ReadableStream<Uint8Array> | IntoReader,
   digest: string,
   opts: VerifiedStreamOptions,
 ): ReadableStream<Uint8Array> {
   const check = new BlobCheck(digest, opts);
-  const reader = readerInto(source);
+  const reader = source instanceof ReadableStream ? readerInto(source) : source;
   const ring = opts.recycle ? new BufferRing() : undefined;
   let received = 0;
   let held: Uint8Array | undefined;

@@ -296,13 +296,14 @@ export class RegistryClient {
     });
     const length = res.headers.get("content-length");
     const size = opts.size ?? (length !== null ? Number(length) : undefined);
-    if (!res.body) {
+    const body = res.reader();
+    if (!body) {
       throw new OciError("Protocol", `registry ${repo.registry}: empty response for blob ${reference}`, {
         registry: repo.registry,
         reference,
       });
     }
-    const stream = verifiedStream(res.body, digest, {
+    const stream = verifiedStream(body, digest, {
       size,
       context: `registry ${repo.registry}: blob ${reference}`,
       onChunk: opts.onChunk,

@@ -58,6 +58,42 @@ export function readerInto(body: ReadableStream<Uint8Array>): IntoReader {
   };
 }
 
+/** Bytes a default reader of {@linkcode intoStream} gets per read: the size fetch's own reads use (64 KiB). */
+export const STREAM_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * `reader` as a byte stream: a BYOB reader's buffer goes straight to `reader` (no copy, no
+ * allocation); a default reader gets fresh {@linkcode STREAM_CHUNK_BYTES} chunks. Cancelling
+ * the stream cancels `reader`.
+ */
+export function intoStream(reader: IntoReader): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: STREAM_CHUNK_BYTES,
+    async pull(controller) {
+      // Always set: a default reader's read allocates autoAllocateChunkSize bytes for it.
+      const request = controller.byobRequest!;
+      const view = request.view!;
+      try {
+        const { done, value } = await reader.read(
+          new Uint8Array(view.buffer, view.byteOffset, view.byteLength),
+        );
+        if (done) {
+          // The memory goes back with the close, or a BYOB reader would wait for ever.
+          if (value === undefined) throw new TypeError("the body was cancelled");
+          controller.close();
+        }
+        request.respondWithNewView(value!);
+      } catch (e) {
+        controller.error(e);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
 /** Size of the buffers small bodies (manifests, tokens, tag pages, errors) are read through (64 KiB). */
 export const SCRATCH_BYTES = 64 * 1024;
 /** Spare scratch buffers kept between reads: one per concurrent small read, up to this many. */

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { readerInto, returnScratch, takeScratch } from "./read_into.ts";
+import { type IntoReader, intoStream, readerInto, returnScratch, takeScratch } from "./read_into.ts";
 
 /** Most of an error body we read to quote the registry's error (64 KiB). */
 export const ERROR_BODY_LIMIT = 64 * 1024;
@@ -17,20 +17,47 @@ export class RegistryResponse {
   readonly headers: Headers;
   /** Final URL after redirects. */
   readonly url: string;
-  /** Body stream (timeout guarded), or null. */
-  readonly body: ReadableStream<Uint8Array> | null;
+  #body: ReadableStream<Uint8Array> | null;
+  #reader: IntoReader | null;
+  #taken = false;
 
-  /** Wraps a response; used by the senders. */
+  /**
+   * Wraps a response; used by the senders. The body is a stream, or (from the HTTP sender) a
+   * reader under the exchange's limits that reads into the caller's buffers.
+   */
   constructor(
     status: number,
     headers: Headers,
     url: string,
-    body: ReadableStream<Uint8Array> | null,
+    body: ReadableStream<Uint8Array> | IntoReader | null,
   ) {
     this.status = status;
     this.headers = headers;
     this.url = url;
-    this.body = body;
+    this.#body = body instanceof ReadableStream ? body : null;
+    this.#reader = body instanceof ReadableStream ? null : body;
+  }
+
+  /** Body stream (timeout guarded; a byte stream, so BYOB reads work), or null. */
+  get body(): ReadableStream<Uint8Array> | null {
+    if (!this.#body && this.#reader) {
+      this.#body = intoStream(this.#reader);
+      this.#taken = true;
+    }
+    return this.#body;
+  }
+
+  /**
+   * The body as a reader into the caller's buffers (see {@linkcode IntoReader}), or null: one
+   * stream stage less per read than {@linkcode RegistryResponse.body}, for blob bodies. Either
+   * this or `body` consumes the response.
+   */
+  reader(): IntoReader | null {
+    if (this.#reader && !this.#body) {
+      this.#taken = true;
+      return this.#reader;
+    }
+    return this.body ? readerInto(this.body) : null;
   }
 
   /** True for 2xx. */
@@ -44,7 +71,7 @@ export class RegistryResponse {
    * 64 KiB a default read allocates (and, for the read that finds the end, 64 KiB more).
    */
   async bytes(limit: number, tooLarge: () => Error): Promise<Uint8Array> {
-    if (!this.body) return new Uint8Array(0);
+    if (!this.#body && !this.#reader) return new Uint8Array(0);
     const chunks: Uint8Array[] = [];
     let total = 0;
     await this.#readScratch((chunk) => {
@@ -58,7 +85,7 @@ export class RegistryResponse {
 
   /** Reads up to `limit` bytes of the body as text and discards the rest. */
   async text(limit = ERROR_BODY_LIMIT): Promise<string> {
-    if (!this.body) return "";
+    if (!this.#body && !this.#reader) return "";
     const chunks: Uint8Array[] = [];
     let total = 0;
     try {
@@ -78,7 +105,7 @@ export class RegistryResponse {
    * `take` returns false (the rest is cancelled); a throw from `take` cancels it too.
    */
   async #readScratch(take: (chunk: Uint8Array) => boolean): Promise<void> {
-    const reader = readerInto(this.body!);
+    const reader = this.reader()!;
     let buffer: ArrayBuffer | undefined = takeScratch();
     let ended = false;
     try {
@@ -100,7 +127,10 @@ export class RegistryResponse {
 
   /** Drops the body (cancels the stream). */
   async discard(): Promise<void> {
-    if (this.body && !this.body.locked) await this.body.cancel().catch(() => {});
+    if (this.#reader && !this.#taken) {
+      this.#taken = true;
+      await this.#reader.cancel().catch(() => {});
+    } else if (this.#body && !this.#body.locked) await this.#body.cancel().catch(() => {});
   }
 }
 

@@ -8,7 +8,7 @@
  */
 
 import { describeCause, OciError, type OciErrorReason } from "./errors.ts";
-import { readerInto } from "./read_into.ts";
+import { type IntoReader, readerInto } from "./read_into.ts";
 import { RegistryResponse } from "./response.ts";
 
 /** Idle timeout per request: no response headers or no body bytes for this long (60 s). */
@@ -257,7 +257,7 @@ export class HttpSender implements Sender {
         continue;
       }
       if (!res.body) dog.finish();
-      const wrapped = res.body ? guardedBody(res.body, dog, current, req.signal) : null;
+      const wrapped = res.body ? new GuardedReader(res.body, dog, current, req.signal) : null;
       return new RegistryResponse(res.status, res.headers, current.href, wrapped);
     }
     dog.finish();
@@ -462,62 +462,58 @@ function watchedUpload(
   }, { highWaterMark: 0 });
 }
 
-/** Bytes a default reader of a response body gets per read: the size fetch's own reads use (64 KiB). */
-export const BODY_CHUNK_BYTES = 64 * 1024;
-
 /**
- * Wraps a response body so that a read stalling past the idle timeout, a body outliving the
- * request deadline or a blob arriving slower than the minimum rate fails with a Timeout
- * {@linkcode OciError}; a caller's deadline signal fails it the same way.
+ * A response body read under the exchange's limits: a read stalling past the idle timeout, a
+ * body outliving the request deadline or a blob arriving slower than the minimum rate fails
+ * with a Timeout {@linkcode OciError}; a caller's deadline signal fails it the same way.
  *
- * The result is a byte stream. A BYOB reader's buffer is handed straight to fetch's body,
- * which reads the socket into it, so a caller that reuses its buffers (blob copies, small
- * bodies) leaves no 64 KiB `ArrayBuffer` of garbage per read — V8 frees those only after a GC,
- * which is what set the copy's peak memory (B4 in docs/PERFORMANCE.md). A default reader gets
- * fresh 64 KiB chunks, as fetch's body gives them.
+ * Reads go into the caller's buffer (BYOB reads of fetch's body, which reads the socket into
+ * it), so a caller that reuses its buffers — blob copies, small bodies — leaves no 64 KiB
+ * `ArrayBuffer` of garbage per read: V8 frees those only after a GC, which is what set the
+ * copy's peak memory (B4 in docs/PERFORMANCE.md). A blob copy reads through it directly, one
+ * stream stage less per read than through the body stream ({@linkcode RegistryResponse.body}).
  */
-function guardedBody(
-  body: ReadableStream<Uint8Array>,
-  dog: Watchdog,
-  url: URL,
-  signal?: AbortSignal,
-): ReadableStream<Uint8Array> {
-  const source = readerInto(body);
-  return new ReadableStream({
-    type: "bytes",
-    autoAllocateChunkSize: BODY_CHUNK_BYTES,
-    async pull(controller) {
-      // Always set: a default reader's read allocates autoAllocateChunkSize bytes for it.
-      const request = controller.byobRequest!;
-      const view = request.view!;
-      dog.arm();
-      const started = performance.now();
-      try {
-        const { done, value } = await source.read(
-          new Uint8Array(view.buffer, view.byteOffset, view.byteLength),
-        );
-        dog.disarm();
-        if (done) {
-          dog.finish();
-          // The view goes back with the close, or a BYOB reader would wait for ever.
-          if (value === undefined) throw new TypeError("the response body was cancelled");
-          controller.close();
-          request.respondWithNewView(value);
-          return;
-        }
-        dog.progress(value.byteLength, performance.now() - started);
-        if (dog.expired) throw dog.expired;
-        request.respondWithNewView(value);
-      } catch (e) {
+class GuardedReader implements IntoReader {
+  readonly #source: IntoReader;
+  readonly #dog: Watchdog;
+  readonly #url: URL;
+  readonly #signal?: AbortSignal;
+
+  constructor(body: ReadableStream<Uint8Array>, dog: Watchdog, url: URL, signal?: AbortSignal) {
+    this.#source = readerInto(body);
+    this.#dog = dog;
+    this.#url = url;
+    this.#signal = signal;
+  }
+
+  async read(view: Uint8Array): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const dog = this.#dog;
+    dog.arm();
+    const started = performance.now();
+    try {
+      const result = await this.#source.read(view);
+      dog.disarm();
+      if (result.done) {
         dog.finish();
-        controller.error(bodyError(e, { dog, url, signal }));
+        return result;
       }
-    },
-    cancel(reason) {
+      dog.progress(result.value.byteLength, performance.now() - started);
+      if (dog.expired) throw dog.expired;
+      return result;
+    } catch (e) {
       dog.finish();
-      return source.cancel(reason);
-    },
-  });
+      throw bodyError(e, { dog, url: this.#url, signal: this.#signal });
+    }
+  }
+
+  cancel(reason?: unknown): Promise<void> {
+    this.#dog.finish();
+    return this.#source.cancel(reason);
+  }
+
+  release(): void {
+    this.#source.release();
+  }
 }
 
 /** The error a failed body read ends in: which limit, the caller's deadline, or the network's error. */
