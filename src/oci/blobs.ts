@@ -118,7 +118,10 @@ export function verifyingStream(
   });
 }
 
-/** Size of the buffers a blob is read into (256 KiB): a chunk is filled before it moves on, so each stage a chunk crosses runs once per 256 KiB. */
+/**
+ * Size of the buffers a blob is read into (256 KiB): a chunk is filled before it moves on, so
+ * each stage a chunk crosses runs once per 256 KiB.
+ */
 export const BLOB_CHUNK_BYTES = 256 * 1024;
 
 /**
@@ -147,8 +150,8 @@ export interface VerifiedStreamOptions extends VerifyOptions {
 /** The buffers of one recycling blob read: lent chunks come back once far enough behind the consumer. */
 class BufferRing {
   readonly #free: ArrayBuffer[] = [];
-  /** Chunks given to the consumer and maybe still in use, oldest first. */
-  readonly #lent: Uint8Array[] = [];
+  /** Buffers of chunks given to the consumer and maybe still in use, with their sizes, oldest first. */
+  readonly #lent: Array<{ buffer: ArrayBuffer; bytes: number }> = [];
   #lentBytes = 0;
 
   /** A buffer to read into. */
@@ -158,19 +161,19 @@ class BufferRing {
 
   /** `chunk` went to the consumer. */
   lend(chunk: Uint8Array): void {
-    this.#lent.push(chunk);
+    this.#lent.push({ buffer: chunk.buffer as ArrayBuffer, bytes: chunk.byteLength });
     this.#lentBytes += chunk.byteLength;
   }
 
   /** The consumer asks for more: buffers of chunks far enough behind it come back. */
   reclaim(): void {
-    const newest = this.#lent.at(-1)?.byteLength ?? 0;
+    const newest = this.#lent.at(-1)?.bytes ?? 0;
     while (this.#lent.length > 1) {
       const oldest = this.#lent[0];
-      if (this.#lentBytes - oldest.byteLength - newest < RECYCLE_BEHIND_BYTES) return;
+      if (this.#lentBytes - oldest.bytes - newest < RECYCLE_BEHIND_BYTES) return;
       this.#lent.shift();
-      this.#lentBytes -= oldest.byteLength;
-      this.#free.push(oldest.buffer as ArrayBuffer);
+      this.#lentBytes -= oldest.bytes;
+      this.#free.push(oldest.buffer);
     }
   }
 }
@@ -181,7 +184,8 @@ class BufferRing {
  * between. Blob bodies go through it chunk by chunk, so each stage a chunk crosses costs CPU
  * on every copied byte (B1 in docs/PERFORMANCE.md): chunks are filled to
  * {@linkcode BLOB_CHUNK_BYTES} by BYOB reads of `source` (a byte stream or a reader into the
- * caller's buffers; any other stream is copied), and with `recycle` read into reused buffers. Cancelling it cancels `source`.
+ * caller's buffers; any other stream is copied), and with `recycle` read into reused
+ * buffers. Cancelling it cancels `source`.
  */
 export function verifiedStream(
   source: ReadableStream<Uint8Array> | IntoReader,
