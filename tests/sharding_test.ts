@@ -389,6 +389,9 @@ Deno.test({
 });
 
 const SEL_NS = "teams";
+/** The metric series of a selector shard: its count, labelled with its selector. */
+const shardSeries = (selector: string) =>
+  `portage_shard_imagesyncs{shard="0",shards="1",selector="${canonicalSelector(selector)}"}`;
 const SELECTORS = [
   { id: "main", selector: `!${SHARD_KEY_LABEL}`, label: undefined },
   { id: "team-a", selector: `${SHARD_KEY_LABEL} in (team-a)`, label: "team-a" },
@@ -438,7 +441,7 @@ Deno.test({
       await assertOnePutEach(dst, keys);
       // each shard's cache holds its 10 ImageSyncs only: the apiserver sent it no others
       for (const x of procs) {
-        await waitForMetric(x.log, `portage_shard_imagesyncs{shard="0",shards="1"} 10`, describe);
+        await waitForMetric(x.log, `${shardSeries(x.selector)} 10`, describe);
       }
 
       // relabel: one of the main shard's to team-a, one of team-a's to team-b
@@ -462,7 +465,7 @@ Deno.test({
       }, { timeoutMs: 60_000, intervalMs: 500, describe });
       for (const x of procs) {
         const want = { main: 9, "team-a": 10, "team-b": 11 }[x.id];
-        await waitForMetric(x.log, `portage_shard_imagesyncs{shard="0",shards="1"} ${want}`, describe);
+        await waitForMetric(x.log, `${shardSeries(x.selector)} ${want}`, describe);
       }
       for (const l of logs) await l.poll();
       for (const m of moves) {

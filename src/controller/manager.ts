@@ -64,7 +64,10 @@ export interface ManagerOptions {
    * is open, checked every retry period (see src/controller/shard.ts for the handover rule).
    * The event source must deliver only this shard's keys.
    */
-  shard?: ShardIdentity & { gate: { check(signal?: AbortSignal): Promise<GateResult> } };
+  shard?: ShardIdentity & {
+    gate: { check(signal?: AbortSignal): Promise<GateResult> };
+    labelSelector?: string;
+  };
   /** How syncs run: registries, CAs, tenancy rules. */
   sync?: SyncSettings;
   /** Replaces credentials + src/sync (tests). */
@@ -382,7 +385,8 @@ export class Manager {
    */
   async #runGate(periodMs: number, signal: AbortSignal): Promise<void> {
     const shard = this.#o.shard!;
-    const labels = { shard: String(shard.index), shards: String(shard.shards) };
+    const labels: Record<string, string> = { shard: String(shard.index), shards: String(shard.shards) };
+    if (shard.labelSelector) labels.selector = shard.labelSelector;
     let lastDetail = "";
     while (!signal.aborted) {
       let owned = 0;

@@ -256,8 +256,8 @@ export type ElectionSettings =
 export interface ShardWiring {
   /** Election on this shard's Lease, whose writes carry the group label and shard count. */
   leaderElection: Omit<LeaderElectorOptions, "logger" | "onStartedLeading" | "onStoppedLeading">;
-  /** The manager's `shard` option: identity and gate. */
-  shard: ShardIdentity & { gate: ShardGate };
+  /** The manager's `shard` option: identity, gate and selector (a label of the shard's metric). */
+  shard: ShardIdentity & { gate: ShardGate; labelSelector?: string };
   /**
    * Whether this shard owns the ImageSync `namespace/name` (the event source's filter); unset
    * with one shard (all the selector picks).
@@ -300,7 +300,7 @@ export function shardElection(election: ElectionSettings, shard: ShardSettings):
       name: shardLeaseName(prefix, index),
       leases: shardLeaseAccess(election.leases, { base, shards, labelSelector }),
     },
-    shard: { shards, index, gate },
+    shard: { shards, index, gate, labelSelector },
     owns: shards > 1 ? (key) => shardOf(key, shards) === index : undefined,
     labelSelector,
   };

@@ -102,7 +102,7 @@ export class Metrics {
   readonly registryRateLimitRemaining: Gauge<"registry">;
   /** Reads the registries' rate-limit budgets when /metrics is scraped. */
   #rateLimits?: () => Iterable<{ registry: string; remaining: number }>;
-  /** `portage_shard_imagesyncs{shard,shards}`: ImageSyncs this shard owns (sharded operators only). */
+  /** `portage_shard_imagesyncs{shard,shards[,selector]}`: ImageSyncs this shard owns (sharded operators only). */
   readonly shardImageSyncs: Gauge;
   /** portager_last_success_timestamp_seconds{name,namespace}: when the last successful sync finished. */
   readonly lastSuccess: Gauge<NameNs>;
@@ -248,8 +248,9 @@ export class Metrics {
     });
     this.shardImageSyncs = new Gauge({
       name: "portage_shard_imagesyncs",
-      help: "ImageSyncs owned by this shard (label shard: its index, shards: the shard count)",
-      labelNames: ["shard", "shards"],
+      help:
+        "ImageSyncs owned by this shard (label shard: its index, shards: the shard count, selector: its --watch-label-selector)",
+      labelNames: ["shard", "shards", "selector"],
       registers,
     });
   }
