@@ -127,11 +127,6 @@ Deno.test("helm template: labelShards that could not work are refused at install
       ["a value twice", { labelShards: { values: ["a", "a"] } }, /labelShards\/values/],
       ["a key that is no label key", { labelShards: { key: "bad key", values: ["a"] } }, /labelShards\/key/],
       [
-        "with the webhook (a push reaching one label shard would not trigger the others' ImageSyncs)",
-        { labelShards: { values: ["a"] }, webhook: { enabled: true, existingSecret: "hook" } },
-        /labelShards\.values with webhook\.enabled/,
-      ],
-      [
         "without leader election",
         { labelShards: { values: ["a"] }, leaderElection: { enabled: false } },
         /labelShards\.values needs leaderElection\.enabled=true/,
@@ -148,4 +143,15 @@ Deno.test("helm template: labelShards that could not work are refused at install
   assert.deepEqual(d.map((x) => x.metadata.name), ["portager-controller-manager"]);
   assert.equal(flag(d[0], "watch-label-selector"), undefined);
   assert.deepEqual(d[0].spec.selector.matchLabels, COMMON);
+});
+
+Deno.test("helm template: labelShards with the webhook: one Service over every label shard's pods, each pod serving it", async () => {
+  const objects = await helmTemplate(CHART, {
+    values: [{ labelShards: { values: ["team-a"] }, webhook: { enabled: true, existingSecret: "hook" } }],
+  });
+  const service = objects.find((o) => o.kind === "Service" && o.metadata.name === "portager-webhook")!;
+  assert.deepEqual(service.spec.selector, COMMON, "a push may reach any shard's pod, which passes it on");
+  const deployments = objects.filter((o) => o.kind === "Deployment");
+  assert.equal(deployments.length, 2);
+  for (const d of deployments) assert.ok(flag(d, "webhook-bind-address"), d.metadata.name);
 });

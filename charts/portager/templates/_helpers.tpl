@@ -186,9 +186,6 @@ x509 error at the first sync, or two replicas syncing the same ImageSyncs at onc
 {{- if and .Values.labelShards.values (not .Values.leaderElection.enabled) }}
 {{- fail "labelShards.values needs leaderElection.enabled=true: each label shard elects its leader on its own Lease." }}
 {{- end }}
-{{- if and .Values.labelShards.values .Values.webhook.enabled }}
-{{- fail "labelShards.values with webhook.enabled: a push reaching one label shard's pod would trigger only that shard's ImageSyncs (--watch-label-selector limits what a push is matched against), so pushes would be lost; use hash shards (shards: N) with the webhook, or no webhook." }}
-{{- end }}
 {{- if and .Values.aws.credentials.enabled .Values.aws.existingSecret }}
 {{- fail "Set either aws.credentials.enabled or aws.existingSecret, not both." }}
 {{- end }}
