@@ -1,6 +1,7 @@
 /**
  * Reconciling one ImageSync, level-based and idempotent as upstream Portager does it: read
- * the object, decide from spec + status + clock (invalid schedule → Ready=False; sync-now
+ * the object (from the watch cache when the event source keeps one: no apiserver read),
+ * decide from spec + status + clock (./decide.ts: invalid schedule → Ready=False; sync-now
  * annotation → remove it, Event SyncNowTriggered, sync; generation ≠ observedGeneration →
  * sync; otherwise the schedule decides from nextSyncTime), then sync — writing Syncing=True once
  * if the sync outlasts {@linkcode SYNCING_DELAY_MS}, so a quick sync writes its status once —
