@@ -137,26 +137,36 @@ export const RECYCLE_BEHIND_BYTES = 128 * 1024;
 /** Options for {@linkcode verifiedStream}. */
 export interface VerifiedStreamOptions extends VerifyOptions {
   /**
-   * Reads into a few buffers reused over the whole blob instead of a fresh one per chunk, so a
-   * blob copy holds its bytes in flight, not 64 KiB of garbage per read (B4 in
-   * docs/PERFORMANCE.md). A chunk is lent: its memory is read into again once
-   * {@linkcode RECYCLE_BEHIND_BYTES} of later chunks (besides the next one) went to the
-   * consumer. Only for a consumer that is done with a chunk by then — an upload body handed to
-   * fetch, or one copied as it is read — never for one that keeps chunks.
+   * Reads into these reused buffers instead of a fresh one per chunk, so a blob copy holds its
+   * bytes in flight, not garbage per read (B4 in docs/PERFORMANCE.md). A chunk is lent: its
+   * memory is read into again once {@linkcode RECYCLE_BEHIND_BYTES} of later chunks (besides
+   * the next one) went to the consumer. Only for a consumer that is done with a chunk by then —
+   * an upload body handed to fetch, or one copied as it is read — never for one that keeps
+   * chunks.
    */
-  recycle?: boolean;
+  recycle?: BlobBuffers;
 }
 
-/** The buffers of one recycling blob read: lent chunks come back once far enough behind the consumer. */
-class BufferRing {
+/** Most spare blob buffers kept between transfers (8 × 256 KiB = 2 MiB). */
+const MAX_SPARE_BLOB_BUFFERS = 8;
+const spareBlobBuffers: ArrayBuffer[] = [];
+
+/**
+ * The buffers one recycling blob read reuses ({@linkcode VerifiedStreamOptions.recycle}): lent
+ * chunks come back once far enough behind the consumer. When the consumer is done with every
+ * chunk (the upload they went into succeeded), {@linkcode BlobBuffers.release} hands them to
+ * the next blob, so a copy of many small blobs does not allocate afresh for each.
+ */
+export class BlobBuffers {
   readonly #free: ArrayBuffer[] = [];
   /** Buffers of chunks given to the consumer and maybe still in use, with their sizes, oldest first. */
   readonly #lent: Array<{ buffer: ArrayBuffer; bytes: number }> = [];
   #lentBytes = 0;
+  #released = false;
 
   /** A buffer to read into. */
   take(): ArrayBuffer {
-    return this.#free.pop() ?? new ArrayBuffer(BLOB_CHUNK_BYTES);
+    return this.#free.pop() ?? spareBlobBuffers.pop() ?? new ArrayBuffer(BLOB_CHUNK_BYTES);
   }
 
   /** `chunk` went to the consumer. */
@@ -174,6 +184,20 @@ class BufferRing {
       this.#lent.shift();
       this.#lentBytes -= oldest.bytes;
       this.#free.push(oldest.buffer);
+    }
+  }
+
+  /**
+   * The consumer is done with every chunk (e.g. the registry answered the upload, so fetch
+   * sent them all): the buffers go to the next blob read. Not called, they are garbage.
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    for (const { buffer } of this.#lent.splice(0)) this.#free.push(buffer);
+    for (const buffer of this.#free.splice(0)) {
+      if (spareBlobBuffers.length >= MAX_SPARE_BLOB_BUFFERS) break;
+      if (!buffer.detached && buffer.byteLength === BLOB_CHUNK_BYTES) spareBlobBuffers.push(buffer);
     }
   }
 }
@@ -194,7 +218,7 @@ export function verifiedStream(
 ): ReadableStream<Uint8Array> {
   const check = new BlobCheck(digest, opts);
   const reader = source instanceof ReadableStream ? readerInto(source) : source;
-  const ring = opts.recycle ? new BufferRing() : undefined;
+  const ring = opts.recycle;
   let received = 0;
   let held: Uint8Array | undefined;
   /** A buffer for the next chunk: from the ring, or fresh and no larger than the rest of the blob needs. */

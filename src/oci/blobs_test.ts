@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   BLOB_CHUNK_BYTES,
+  BlobBuffers,
   digestLike,
   pieces,
   RECYCLE_BEHIND_BYTES,
@@ -145,7 +146,7 @@ Deno.test("verifiedStream fills chunks of BLOB_CHUNK_BYTES; with recycle a chunk
   const content = new Uint8Array(size);
   for (let i = 0; i < size; i++) content[i] = (i * 31 + (i >> 12)) & 0xff;
   const digest = sha256Digest(content);
-  for (const recycle of [false, true]) {
+  for (const recycle of [undefined, new BlobBuffers()]) {
     const reader = verifiedStream(byteSource(content, 40_000), digest, { size, context: "c", recycle })
       .getReader();
     const chunks: Uint8Array[] = [];
@@ -175,4 +176,28 @@ Deno.test("verifiedStream fills chunks of BLOB_CHUNK_BYTES; with recycle a chunk
     if (recycle) assert(kept <= 4, `${kept} chunks kept their own memory`);
     else assert.equal(kept, 13);
   }
+});
+
+Deno.test("BlobBuffers.release hands a finished read's buffers to the next blob read; unreleased buffers are never reused", async () => {
+  const content = new Uint8Array(600_000).map((_, i) => i & 0xff);
+  const digest = sha256Digest(content);
+  const readWith = async (buffers: BlobBuffers) => {
+    const { got, error } = await readAll(
+      verifiedStream(byteSource(content, 50_000), digest, {
+        size: content.length,
+        context: "c",
+        recycle: buffers,
+      }),
+    );
+    assert.equal(error, undefined);
+    return got;
+  };
+  const first = await readWith(new BlobBuffers());
+  await readWith(new BlobBuffers());
+  assert(first.every((c) => c.byteLength > 0), "a read that was not released lent its memory to another");
+  const released = new BlobBuffers();
+  const second = await readWith(released);
+  released.release();
+  await readWith(new BlobBuffers());
+  assert(second.some((c) => c.byteLength === 0), "the next read did not reuse a released buffer");
 });

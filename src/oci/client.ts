@@ -5,7 +5,7 @@
  */
 
 import { repositoryScope } from "./auth.ts";
-import { digestLike, pieces, sha256Digest, verifiedStream } from "./blobs.ts";
+import { type BlobBuffers, digestLike, pieces, sha256Digest, verifiedStream } from "./blobs.ts";
 import { OciError } from "./errors.ts";
 import {
   contentDigestProblem,
@@ -276,13 +276,13 @@ export class RegistryClient {
   /**
    * Streams a blob, verifying its digest (and size when given) on the fly. Redirects to
    * storage hosts are followed without Authorization. With `recycle` the stream's chunks are
-   * lent, not given (`recycle` of `verifiedStream` in blobs.ts): for a stream handed straight to
+   * lent, not given ({@linkcode BlobBuffers}): for a stream handed straight to
    * {@linkcode RegistryClient.uploadBlob}, as a blob copy does.
    */
   async getBlob(
     repo: Reference,
     digest: string,
-    opts: CallOptions & { size?: number; onChunk?: (bytes: number) => void; recycle?: boolean } = {},
+    opts: CallOptions & { size?: number; onChunk?: (bytes: number) => void; recycle?: BlobBuffers } = {},
   ): Promise<BlobStream> {
     const reference = `${repo.name}@${digest}`;
     const res = await this.transport.request(repo.registry, {

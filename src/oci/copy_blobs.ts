@@ -6,6 +6,7 @@
  * @module
  */
 
+import { BlobBuffers } from "./blobs.ts";
 import type { RegistryClient } from "./client.ts";
 import { OciError } from "./errors.ts";
 import type { Descriptor } from "./manifest.ts";
@@ -187,8 +188,10 @@ export class BlobMover {
             job.onFallbackCopy();
           }
         }
+        const buffers = new BlobBuffers();
         const blob = await this.#openTransfer(job, {
           location,
+          buffers,
           onChunk: (n) => {
             moved += n;
             progress(p.digest, n);
@@ -199,6 +202,8 @@ export class BlobMover {
           { digest: p.digest, stream: blob.stream, size: p.size },
           { location: blob.location, signal },
         );
+        // The registry took the whole blob: fetch sent every chunk, their buffers are free.
+        buffers.release();
         return "copied";
       } catch (e) {
         if (moved > 0) progress(p.digest, -moved);
@@ -227,12 +232,17 @@ export class BlobMover {
    */
   async #openTransfer(
     job: BlobJob,
-    opts: { location?: string; onChunk: (n: number) => void },
+    opts: { location?: string; buffers: BlobBuffers; onChunk: (n: number) => void },
   ): Promise<{ stream: ReadableStream<Uint8Array>; location: string }> {
     const { src, dst, p, signal } = job;
     const [blob, session] = await Promise.allSettled([
       // Its chunks go straight into the upload's request body: they may be lent (recycled).
-      this.#source.getBlob(src, p.digest, { size: p.size, signal, onChunk: opts.onChunk, recycle: true }),
+      this.#source.getBlob(src, p.digest, {
+        size: p.size,
+        signal,
+        onChunk: opts.onChunk,
+        recycle: opts.buffers,
+      }),
       opts.location ?? this.#destination.startUpload(dst, { signal }),
     ]);
     if (blob.status === "rejected") throw blob.reason;
