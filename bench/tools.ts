@@ -349,8 +349,8 @@ export function sourceForm(env: Record<string, string>): PortagerForm {
     form: "source",
     cmd: DENO,
     args: ["run", "--no-prompt", `--config=${ROOT}/deno.json`, ...flags, `${ROOT}/main.ts`],
-    describe: `deno run ${flags.join(" ")} main.ts (source)`,
-    env,
+    describe: `deno run ${flags.join(" ")} main.ts (source, with the image's ENV)`,
+    env: { ...env, ...imageEnv() },
   };
 }
 
