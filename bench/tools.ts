@@ -307,19 +307,29 @@ export async function buildBundleForm(dir: string, env: Record<string, string>):
   };
 }
 
+/** What {@linkcode shippedFormProblem} compares a form with; each defaults to what the repository ships. */
+export interface ShippedForm {
+  /** The compile task's runtime flags (default: read from deno.json). */
+  flags?: string[];
+  /** The entry point the compile task embeds, relative to the bundle folder (default: from deno.json). */
+  entry?: string;
+  /** The image's runtime environment (default: the Dockerfile's final-stage ENV). */
+  env?: Record<string, string>;
+}
+
 /**
  * Why `form` is not what `deno task compile` ships — the bundle, run with no config and exactly
  * the compile task's runtime flags, in order, from the compile task's entry point, with exactly
- * the image's ENV (no more, no less, besides the bench's own DENO_DIR) — or undefined when it is. B4 reports memory only for the shipped form: a figure of another form
- * (the source, a candidate's V8 flags, a fallback when the bundle did not build) is not what
- * users run.
+ * the image's ENV (no more, no less, besides the bench's own DENO_DIR) — or undefined when it
+ * is. B4 reports memory only for the shipped form: a figure of another form (the source, a
+ * candidate's V8 flags or malloc settings, a fallback when the bundle did not build) is not
+ * what users run.
  */
-export function shippedFormProblem(
-  form: PortagerForm,
-  flags: string[] = compileFlags(),
-  entry: string = compileEntryOf(tasks().compile ?? "", bundleCommandOf(tasks().bundle ?? "", "").dir),
-  env: Record<string, string> = imageEnv(),
-): string | undefined {
+export function shippedFormProblem(form: PortagerForm, shipped: ShippedForm = {}): string | undefined {
+  const flags = shipped.flags ?? compileFlags();
+  const entry = shipped.entry ??
+    compileEntryOf(tasks().compile ?? "", bundleCommandOf(tasks().bundle ?? "", "").dir);
+  const env = shipped.env ?? imageEnv();
   if (form.form !== "bundle") return `it is the ${form.form} form, not the bundle deno task compile embeds`;
   for (const [k, v] of Object.entries(env)) {
     if (form.env[k] !== v) {

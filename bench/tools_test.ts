@@ -77,37 +77,37 @@ Deno.test("B4's guard: only the bundle with exactly the compile task's flags cou
     describe: "d",
     env: { ...imageEnv(), DENO_DIR: "/tmp/deno" },
   };
-  assert.equal(shippedFormProblem(shipped, flags, "main.js"), undefined);
+  assert.equal(shippedFormProblem(shipped, { flags, entry: "main.js" }), undefined);
   assert.match(
-    shippedFormProblem(withV8Flags(shipped, ["--optimize-for-size"]), flags, "main.js")!,
+    shippedFormProblem(withV8Flags(shipped, ["--optimize-for-size"]), { flags, entry: "main.js" })!,
     /optimize-for-size form/,
   );
   assert.match(
     shippedFormProblem(
       { ...withV8Flags(shipped, ["--optimize-for-size"]), form: "bundle" },
-      flags,
-      "main.js",
+      { flags, entry: "main.js" },
     )!,
     /not the compile task's/,
   );
   assert.match(
     shippedFormProblem(
       { ...shipped, args: shipped.args.filter((a) => a !== "--no-code-cache") },
-      flags,
-      "main.js",
+      { flags, entry: "main.js" },
     )!,
     /not the compile task's/,
   );
   assert.match(shippedFormProblem(sourceForm({}))!, /source form/);
   assert.match(
-    shippedFormProblem({ ...shipped, args: [...shipped.args.slice(0, -1), "main.ts"] }, flags, "main.js")!,
+    shippedFormProblem({ ...shipped, args: [...shipped.args.slice(0, -1), "main.ts"] }, {
+      flags,
+      entry: "main.js",
+    })!,
     /bundle/,
   );
   assert.match(
     shippedFormProblem(
       { ...shipped, args: [...shipped.args.slice(0, -1), "/tmp/x/portager.js"] },
-      flags,
-      "main.js",
+      { flags, entry: "main.js" },
     )!,
     /entry point main\.js/,
     "a single-file bundle is not what the compile task embeds",
@@ -139,21 +139,23 @@ Deno.test("B4's guard: the shipped form runs with exactly the image's ENV", () =
     describe: "d",
     env: { ...env, DENO_DIR: "/tmp/deno" },
   };
-  assert.equal(shippedFormProblem(form, flags, "main.js", env), undefined);
+  assert.equal(shippedFormProblem(form, { flags, entry: "main.js", env }), undefined);
   assert.match(
-    shippedFormProblem({ ...form, env: { DENO_TLS_CA_STORE: "system" } }, flags, "main.js", env)!,
+    shippedFormProblem({ ...form, env: { DENO_TLS_CA_STORE: "system" } }, { flags, entry: "main.js", env })!,
     /MALLOC_ARENA_MAX=\(unset\), the image's ENV MALLOC_ARENA_MAX=2/,
   );
   assert.match(
-    shippedFormProblem({ ...form, env: { ...form.env, MALLOC_ARENA_MAX: "1" } }, flags, "main.js", env)!,
+    shippedFormProblem({ ...form, env: { ...form.env, MALLOC_ARENA_MAX: "1" } }, {
+      flags,
+      entry: "main.js",
+      env,
+    })!,
     /MALLOC_ARENA_MAX=1/,
   );
   assert.match(
     shippedFormProblem(
       { ...form, env: { ...form.env, MALLOC_TRIM_THRESHOLD_: "0" } },
-      flags,
-      "main.js",
-      env,
+      { flags, entry: "main.js", env },
     )!,
     /sets MALLOC_TRIM_THRESHOLD_, which the image's ENV does not/,
   );
