@@ -28,6 +28,7 @@ import {
   withRegistry,
 } from "./context.ts";
 import { median, readMemory } from "./measure.ts";
+import { type ReadyCount, watchReady } from "./ready_watch.ts";
 import { type PortagerForm, ROOT, shippedFormProblem } from "./tools.ts";
 
 /** Namespace of the operator's ServiceAccount (deploy/rbac.yaml's). */
@@ -257,32 +258,6 @@ async function idleRss(
   return { rssKiB: median(samples), anonKiB: median(anon), hwmKiB: hwm };
 }
 
-interface ReadyCount {
-  ready: number;
-  failed: Array<{ name: string; message: string }>;
-}
-
-async function readyCount(kube: KubeCluster, namespace: string): Promise<ReadyCount> {
-  const list = await ok(kube, `${GROUP_PATH}/namespaces/${namespace}/imagesyncs`) as {
-    items: Array<
-      {
-        metadata: { name: string };
-        status?: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> };
-      }
-    >;
-  };
-  let ready = 0;
-  const failed: ReadyCount["failed"] = [];
-  for (const item of list.items) {
-    const c = item.status?.conditions?.find((x) => x.type === "Ready");
-    if (c?.status === "True") ready++;
-    else if (c?.status === "False" && c.reason !== "Syncing" && c.reason !== "Progressing") {
-      failed.push({ name: item.metadata.name, message: `${c.reason}: ${c.message}` });
-    }
-  }
-  return { ready, failed };
-}
-
 /** What one operator form did in B5 and at idle. */
 interface ScaleRun {
   form: string;
@@ -367,8 +342,9 @@ async function scaleRun(
       const deadline = Date.now() + (ctx.quick ? 180_000 : 1_200_000);
       let state: ReadyCount = { ready: 0, failed: [] };
       let lastLog = performance.now();
+      const readiness = await watchReady(kube, `${GROUP_PATH}/namespaces/${namespace}/imagesyncs`);
       for (;;) {
-        state = await readyCount(kube, namespace);
+        state = readiness.count();
         if (state.ready === count) break;
         if (state.ready + state.failed.length === count && state.failed.length > 0) break;
         if (Date.now() > deadline) break;
@@ -378,9 +354,10 @@ async function scaleRun(
             `B5 (${form.form}): ${state.ready}/${count} Ready after ${seconds(performance.now() - t0)}`,
           );
         }
-        await sleep(500);
+        await sleep(100);
       }
       const tReady = performance.now();
+      await readiness.close();
       const requests = countAudit((await env.auditLines()).slice(startLines), SA_USER);
       if (state.ready === count) {
         // spot-check the copies
@@ -548,7 +525,7 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
           `Operator = \`portager run --kubeconfig\` with the deploy/rbac.yaml ServiceAccount's token, --namespace of its run (each form gets a fresh namespace and destination registry), default --max-concurrent-syncs (2); each ImageSync copies its own 1-layer image to its own repository.`,
           `Time from the first create (${count} POSTs, 8 at a time, took ${
             runs.map((r) => seconds(r.createMs)).join(" / ")
-          }) to all Ready; status polled every 0.5 s.`,
+          }) to all Ready; Ready followed with one watch (the bench's own LIST + WATCH).`,
           "Requests: the apiserver's audit log, ServiceAccount user only, from operator start to all Ready (one per request; a watch counts once).",
         ],
         data: runs,
