@@ -59,6 +59,8 @@ export interface ReadyWatch {
 export async function watchReady(kube: KubeCluster, groupPath: string): Promise<ReadyWatch> {
   const ready = new Map<string, Condition | undefined>();
   const ac = new AbortController();
+  /** The watch body being read: close() cancels it, as an abort of an answered fetch may not end it. */
+  let current: ReadableStreamDefaultReader<string> | undefined;
   const readyOf = (item: Item) => item.status?.conditions?.find((c) => c.type === "Ready");
 
   const list = async (): Promise<string> => {
@@ -81,7 +83,11 @@ export async function watchReady(kube: KubeCluster, groupPath: string): Promise<
       return undefined;
     }
     let buffered = "";
-    for await (const text of res.body.pipeThrough(new TextDecoderStream())) {
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    current = reader;
+    for (;;) {
+      const { done, value: text } = await reader.read();
+      if (done) break;
       buffered += text;
       let nl: number;
       while ((nl = buffered.indexOf("\n")) >= 0) {
@@ -117,7 +123,11 @@ export async function watchReady(kube: KubeCluster, groupPath: string): Promise<
     count: () => countReady(ready),
     close: async () => {
       ac.abort();
-      await loop;
+      await current?.cancel().catch(() => {});
+      // the loop ends with the cancelled read; never let a stuck stream hold the bench
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([loop, new Promise((r) => timer = setTimeout(r, 2_000))]);
+      clearTimeout(timer);
     },
   };
 }
