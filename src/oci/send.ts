@@ -478,12 +478,20 @@ class GuardedReader implements IntoReader {
   readonly #dog: Watchdog;
   readonly #url: URL;
   readonly #signal?: AbortSignal;
+  readonly #onAbort = () => {
+    this.#source.cancel(this.#dog.expired ?? this.#signal?.reason).catch(() => {});
+  };
 
   constructor(body: ReadableStream<Uint8Array>, dog: Watchdog, url: URL, signal?: AbortSignal) {
     this.#source = readerInto(body);
     this.#dog = dog;
     this.#url = url;
     this.#signal = signal;
+    // fetch aborts a body through a signal of the Request it made, which the collector may take
+    // once the response is out; a stalled read would then wait for ever. So the body is
+    // cancelled here, from signals this reader holds.
+    dog.controller.signal.addEventListener("abort", this.#onAbort, { once: true });
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
   }
 
   async read(view: Uint8Array): Promise<ReadableStreamReadResult<Uint8Array>> {
@@ -493,26 +501,35 @@ class GuardedReader implements IntoReader {
     try {
       const result = await this.#source.read(view);
       dog.disarm();
+      if (dog.expired) throw dog.expired;
+      if (this.#signal?.aborted) throw this.#signal.reason;
       if (result.done) {
-        dog.finish();
+        this.#finish();
         return result;
       }
       dog.progress(result.value.byteLength, performance.now() - started);
       if (dog.expired) throw dog.expired;
       return result;
     } catch (e) {
-      dog.finish();
+      this.#finish();
       throw bodyError(e, { dog, url: this.#url, signal: this.#signal });
     }
   }
 
   cancel(reason?: unknown): Promise<void> {
-    this.#dog.finish();
+    this.#finish();
     return this.#source.cancel(reason);
   }
 
   release(): void {
     this.#source.release();
+  }
+
+  /** The exchange is over: no more limits, and no listener left on the caller's signal. */
+  #finish(): void {
+    this.#dog.finish();
+    this.#dog.controller.signal.removeEventListener("abort", this.#onAbort);
+    this.#signal?.removeEventListener("abort", this.#onAbort);
   }
 }
 
