@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { KubeClient } from "./client.ts";
 import { withLocalServer } from "./_test_utils.ts";
 
@@ -64,5 +66,43 @@ Deno.test("watch: leaving the loop early cancels the body (no leaked stream or t
       assert.equal(ev.type, "ADDED");
       break;
     }
+  });
+});
+
+/** V8's full collection, as `--expose-gc` would give it. */
+function collectGarbage(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
+}
+
+Deno.test("watch: aborting the caller's signal ends a stalled watch, also after a GC took fetch's request", async () => {
+  const first = new TextEncoder().encode(
+    JSON.stringify({ type: "ADDED", object: { metadata: { name: "a", resourceVersion: "1" } } }) + "\n",
+  );
+  await withLocalServer(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(first);
+        },
+        pull: () => new Promise(() => {}), // nothing after the first event
+      }, { highWaterMark: 0 }),
+      { headers: { "content-type": "application/json" } },
+    ), async (client) => {
+    const ac = new AbortController();
+    const events = await client.watch("/apis/x/v1/things", { signal: ac.signal });
+    assert.equal((await events.next()).value?.type, "ADDED");
+    collectGarbage();
+    await new Promise((r) => setTimeout(r, 50));
+    collectGarbage();
+    const pending = events.next();
+    ac.abort(new Error("stop"));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      pending.then((r) => (r.done ? "ended" : "event"), () => "ended"),
+      new Promise<string>((r) => timer = setTimeout(() => r("still waiting after 10 s"), 10_000)),
+    ]);
+    clearTimeout(timer);
+    assert.equal(outcome, "ended");
   });
 });
