@@ -13,7 +13,9 @@
  *   the reset the registry announced), or as soon as any response (a free HEAD) shows budget.
  *
  * Pulls in flight are taken from the budget until their answers arrive, so concurrent pulls
- * never overspend what the last answer said. A wait up to `maxWaitMs` is slept; a longer one fails the request at once with an
+ * never overspend what the last answer said. When only pulls in flight stand between a request
+ * and the reserve, it waits for their answers rather than for the window: an answer seen
+ * meanwhile (a HEAD's) may already count them, and theirs say where the budget really is. A wait up to `maxWaitMs` is slept; a longer one fails the request at once with an
  * {@linkcode OciError} `RateLimited` that says until when the registry is paused and why, so a
  * sync's status tells it, and the next attempt costs nothing.
  * @module
@@ -118,14 +120,22 @@ interface Budget {
   unreported: number;
   /** No request before this (Retry-After). */
   pausedUntil?: number;
+  /** Resolved when a counted request in flight ends; created by the first request that waits for one. */
+  settled?: PromiseWithResolvers<void>;
 }
 
 /** Why a request must wait, and until when. */
 export interface RateLimitWait {
   /** Milliseconds to wait; 0: go now. */
   waitMs: number;
-  /** Why: "retry-after" (the registry asked), "budget" (the reserve is reached). */
-  cause?: "retry-after" | "budget";
+  /**
+   * Why: "retry-after" (the registry asked), "budget" (the reserve is reached), "inflight" (the
+   * reserve is reached only if the pulls in flight have not been counted yet: await `settled`,
+   * then ask again).
+   */
+  cause?: "retry-after" | "budget" | "inflight";
+  /** For "inflight": resolves once a counted request in flight has ended. */
+  settled?: Promise<void>;
   /** For "budget": remaining, limit, reserve and window as last seen. */
   remaining?: number;
   /** Limit per window. */
@@ -162,7 +172,9 @@ export class RateLimitBudgets {
       b = { observedAt: this.#now(), inflight: 0, unreported: 0 };
       this.#budgets.set(registry, b);
       while (this.#budgets.size > MAX_TRACKED_REGISTRIES) {
-        this.#budgets.delete(this.#budgets.keys().next().value!);
+        const oldest = this.#budgets.keys().next().value!;
+        wake(this.#budgets.get(oldest)!);
+        this.#budgets.delete(oldest);
       }
     }
     return b;
@@ -232,6 +244,20 @@ export class RateLimitBudgets {
     // a sliding window gives one request back every window/limit on average
     const per = b.windowMs && limit > 0 ? b.windowMs / limit : 60_000;
     const at = b.resetAt ?? b.observedAt + Math.min((reserve - left + 1) * per, MAX_RATE_LIMIT_PAUSE_MS);
+    if (b.inflight > 0 && b.remaining - b.unreported > reserve && at > now) {
+      // only the pulls in flight stand in the way, and `remaining` may already count them (a
+      // HEAD answered after the registry counted one): their answers will say
+      b.settled ??= Promise.withResolvers<void>();
+      return {
+        waitMs: at - now,
+        cause: "inflight",
+        settled: b.settled.promise,
+        remaining: Math.max(0, left),
+        limit,
+        reserve,
+        windowMs: b.windowMs,
+      };
+    }
     if (at <= now) {
       // time should have given budget back: let this one through as the probe; its answer
       // says where we stand, and without one the next waits a full interval from now
@@ -251,10 +277,15 @@ export class RateLimitBudgets {
     };
   }
 
-  /** Ends a request {@linkcode acquire} let through: it is no longer in flight. */
+  /**
+   * Ends a request {@linkcode acquire} let through: it is no longer in flight. Requests waiting
+   * for it wake once the caller's current step ends, so observe its answer in the same step.
+   */
   release(registry: string, counted: boolean): void {
     const b = this.#budgets.get(registry);
-    if (counted && b && b.inflight > 0) b.inflight--;
+    if (!counted || !b) return;
+    if (b.inflight > 0) b.inflight--;
+    wake(b);
   }
 
   /** Each registry's remaining budget as last seen (minus what was spent since), for the metric. */
@@ -270,9 +301,19 @@ export class RateLimitBudgets {
 
   /** Forgets every budget (tests). */
   clear(): void {
+    for (const b of this.#budgets.values()) wake(b);
     this.#budgets.clear();
   }
 }
+
+/** Wakes the requests waiting for a budget's pulls in flight. */
+function wake(b: Budget): void {
+  b.settled?.resolve();
+  b.settled = undefined;
+}
+
+/** Most times one request waits for pulls in flight to answer before it is refused. */
+const MAX_INFLIGHT_WAITS = 64;
 
 /** The process-wide budgets every transport uses unless given its own. */
 export const registryBudgets: RateLimitBudgets = new RateLimitBudgets();
@@ -333,8 +374,15 @@ export class RateLimitSender implements Sender {
     const counted = countsAgainstLimit(req.method, req.url);
     const key = req.budget ?? req.registry;
     let wait: RateLimitWait = { waitMs: 0 };
+    let inflightWaits = 0;
     for (let i = 0; i < 3; i++) {
       wait = this.#budgets.acquire(key, counted);
+      if (wait.cause === "inflight" && inflightWaits++ < MAX_INFLIGHT_WAITS) {
+        // not a try: wait for an answer, then ask again (each wake follows a request's end)
+        await abortable(wait.settled!, req.signal);
+        i--;
+        continue;
+      }
       if (wait.waitMs === 0) {
         let res: RegistryResponse;
         try {
@@ -363,4 +411,18 @@ export class RateLimitSender implements Sender {
     // another request took the budget each time we woke: give up rather than spin
     throw rateLimitError(key, wait, { registry: req.registry });
   }
+}
+
+/** `p`, or a SendFailure "Aborted" as soon as `signal` aborts. */
+function abortable(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(new SendFailure("Aborted", signal.reason));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new SendFailure("Aborted", signal.reason));
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    });
+  });
 }

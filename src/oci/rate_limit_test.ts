@@ -54,6 +54,13 @@ Deno.test("budgets: counted requests stop at the reserve, before the limit; HEAD
   b.observe("docker.io", res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "12;w=21600" }));
   assert.equal(b.acquire("docker.io", true).waitMs, 0); // 11 left
   assert.equal(b.acquire("docker.io", true).waitMs, 0); // 10 left = the reserve
+  assert.equal(b.acquire("docker.io", true).cause, "inflight", "the two in flight may be counted already");
+  const hub = (n: number) =>
+    res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": `${n};w=21600` });
+  b.release("docker.io", true);
+  b.observe("docker.io", hub(11), true);
+  b.release("docker.io", true);
+  b.observe("docker.io", hub(10), true);
   const wait = b.acquire("docker.io", true);
   assert.equal(wait.cause, "budget");
   assert.deepStrictEqual([wait.remaining, wait.limit, wait.reserve], [10, 100, 10]);
@@ -199,4 +206,62 @@ Deno.test("RateLimitSender: a 429 whose Retry-After is longer than the wait fail
     budgets: new RateLimitBudgets(),
   });
   assert.equal((await short.send(request("HEAD", "/v2/a/manifests/1"))).status, 429);
+});
+
+Deno.test("budgets: a pull held back only by pulls in flight waits for their answers, not for the window", async () => {
+  const b = new RateLimitBudgets();
+  const hub = (remaining: number) =>
+    res(200, { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": `${remaining};w=21600` });
+  b.observe("r", hub(12));
+  assert.equal(b.acquire("r", true).waitMs, 0); // A: 12 left, goes
+  // the registry counted A, then answered a (free) HEAD before A's own answer came back
+  b.observe("r", hub(11));
+  const wait = b.acquire("r", true); // B: 11 minus A in flight is the reserve…
+  assert.equal(wait.cause, "inflight", "…but A may be in those 11 already");
+  let woke = false;
+  wait.settled!.then(() => woke = true);
+  await Promise.resolve();
+  assert.equal(woke, false);
+  b.release("r", true);
+  b.observe("r", hub(11), true); // A's answer: it was counted, 11 left
+  await Promise.resolve();
+  assert.equal(woke, true);
+  assert.equal(b.acquire("r", true).waitMs, 0, "B goes: 11 left, nothing in flight");
+  // once the answers are in and the reserve is reached, the wait is the window's
+  b.release("r", true);
+  b.observe("r", hub(10), true);
+  assert.equal(b.acquire("r", true).cause, "budget");
+});
+
+Deno.test("RateLimitSender: concurrent pulls get exactly the budget above the reserve, whatever order the answers come in", async () => {
+  // a registry that counts each manifest GET when it receives it, answers HEADs at once and
+  // GETs after a delay: HEAD answers show GETs still in flight to us as already counted
+  for (const getDelay of [0, 5, 20]) {
+    let remaining = 12;
+    const inner: Sender = {
+      async send(req: SendRequest) {
+        const counted = req.method === "GET";
+        if (counted) remaining--;
+        const headers = new Headers({
+          "ratelimit-limit": "100;w=21600",
+          "ratelimit-remaining": `${remaining};w=21600`,
+        });
+        if (counted) await new Promise((r) => setTimeout(r, getDelay));
+        return new RegistryResponse(200, headers, req.url.toString(), null);
+      },
+    };
+    const sender = new RateLimitSender(inner, { budgets: new RateLimitBudgets() });
+    await sender.send(request("HEAD", "/v2/a/manifests/0")); // learns 12
+    const manifest = (i: number) => `/v2/a/manifests/${i}`;
+    // four tags a millisecond apart, each a HEAD then a GET, as a sync's tags are: a later tag's
+    // HEAD is answered while an earlier tag's GET is in flight, already counted by the registry
+    const outcomes = await Promise.all([1, 2, 3, 4].map(async (i) => {
+      await new Promise((r) => setTimeout(r, i));
+      await sender.send(request("HEAD", manifest(i)));
+      return await sender.send(request("GET", manifest(i))).then(() => "pulled", (e) => e.reason);
+    }));
+    assert.deepStrictEqual(outcomes.filter((o) => o === "pulled").length, 2, `GET delay ${getDelay} ms`);
+    assert.deepStrictEqual(outcomes.filter((o) => o === "RateLimited").length, 2);
+    assert.equal(remaining, 10, "never below the reserve");
+  }
 });
