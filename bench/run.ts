@@ -5,6 +5,10 @@
  * kube-apiserver for B4's operator, B5 and B6).
  *
  *   deno run -A bench/run.ts [--quick] [--only B1,B3] [--runs N] [--no-build] [--no-save]
+ *                            [--baseline <commit>|none]
+ *
+ * B5 also runs the operator of `--baseline` (default: issue 16's, bench/baseline.ts) and reports
+ * today's forms as ratios to it; `--baseline none` skips it.
  *
  * Prints a markdown table per case on stdout, writes bench/results/<date>.json, and (unless
  * --no-save) the latest tables into docs/PERFORMANCE.md between its result markers.
@@ -22,6 +26,7 @@ import { runB6 } from "./b6_shards.ts";
 import { machineInfo, markdownReport } from "./report.ts";
 import { buildBundleForm, buildVersion, denoDir, denoVersion, findPeers, ROOT, sourceForm } from "./tools.ts";
 import { runMeasured } from "./measure.ts";
+import { BASELINE_COMMIT, type BaselineContext } from "./baseline.ts";
 
 const CASES: Record<string, (ctx: BenchContext) => Promise<CaseResult[]>> = {
   B1: async (ctx) => [await runB1(ctx)],
@@ -66,12 +71,13 @@ async function main(): Promise<number> {
       runs: { type: "string" },
       "no-build": { type: "boolean", default: false },
       "no-save": { type: "boolean", default: false },
+      baseline: { type: "string", default: BASELINE_COMMIT },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "Usage: deno run -A bench/run.ts [--quick] [--only B1,B2,…] [--runs N] [--no-build] [--no-save]",
+      "Usage: deno run -A bench/run.ts [--quick] [--only B1,B2,…] [--runs N] [--no-build] [--no-save] [--baseline <commit>|none]",
     );
     return 0;
   }
@@ -104,7 +110,7 @@ async function main(): Promise<number> {
       bundleProblem = (e as Error).message;
       log(`the bundle could not be built; measuring the source form instead:\n${bundleProblem}`);
     }
-    const ctx: BenchContext = {
+    const ctx: BenchContext & BaselineContext = {
       quick,
       runs,
       portager,
@@ -113,6 +119,7 @@ async function main(): Promise<number> {
       peers,
       scratch,
       log,
+      baseline: values.baseline === "none" ? undefined : values.baseline,
     };
 
     const results: CaseResult[] = [];
