@@ -668,6 +668,7 @@ Deno.test("helm template: Secret access per namespace (Role + RoleBinding each),
         secretsClusterWide: true,
         allowCrossNamespaceRefs: true,
         cloudIdentityNamespaces: ["ci", "prod"],
+        allowedRegistries: ["ghcr.io", "*.dkr.ecr.us-east-1.amazonaws.com"],
       },
     }],
   });
@@ -676,6 +677,11 @@ Deno.test("helm template: Secret access per namespace (Role + RoleBinding each),
   const cwArgs = container(only(clusterWide, "Deployment")).args as string[];
   assert.ok(cwArgs.includes("--allow-cross-namespace-refs"));
   assert.ok(cwArgs.includes("--cloud-identity-namespaces=ci,prod"));
+  assert.ok(cwArgs.includes("--allowed-registries=ghcr.io,*.dkr.ecr.us-east-1.amazonaws.com"));
+  // a pattern with a scheme or path is refused by the chart's schema
+  await assert.rejects(
+    helmTemplate(CHART, { values: [{ tenancy: { allowedRegistries: ["https://ghcr.io/acme"] } }] }),
+  );
 });
 
 Deno.test("helm template: all features on", async () => {

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_LEASE_NAME } from "../controller/operator.ts";
 import { InvalidLabelSelectorError, parseLabelSelector } from "../controller/label_selector.ts";
+import { parseAllowedRegistries } from "../credentials/allowed_registries.ts";
 import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../log/mod.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
@@ -142,6 +143,14 @@ const FLAGS: FlagSpec[] = [
     env: "CLOUD_IDENTITY_NAMESPACES",
     help: "only these namespaces may use the operator's own cloud identity (auth method ecr, gar); " +
       "default every namespace",
+  },
+  {
+    name: "allowed-registries",
+    type: "string",
+    env: "ALLOWED_REGISTRIES",
+    help: "comma list of registry host patterns ImageSyncs may name as source or destination " +
+      "(`*` wildcards, optional :port, e.g. ghcr.io,*.dkr.ecr.us-east-1.amazonaws.com); others are refused as " +
+      "RegistryNotAllowed; default every registry",
   },
   { name: "log-format", type: "string", env: "LOG_FORMAT", help: "json or text (default json)" },
   { name: "log-level", type: "string", env: "LOG_LEVEL", help: "debug, info, warn or error (default info)" },
@@ -340,6 +349,16 @@ export async function runCommand(args: string[]): Promise<number> {
   if (shard && flags["leader-elect"] === false) {
     throw new UsageError("--shards needs leader election: each shard elects on its own Lease");
   }
+  const allowedRegistries = flags["allowed-registries"] === undefined
+    ? undefined
+    : splitList([flags["allowed-registries"] as string]);
+  if (allowedRegistries) {
+    try {
+      parseAllowedRegistries(allowedRegistries);
+    } catch (err) {
+      throw new UsageError(`--allowed-registries: ${(err as Error).message}`);
+    }
+  }
   const watchLabelSelector = checkSelector(flags["watch-label-selector"] as string | undefined);
   if (watchLabelSelector && flags["leader-elect"] === false) {
     throw new UsageError(
@@ -389,6 +408,7 @@ export async function runCommand(args: string[]): Promise<number> {
       cloudIdentityNamespaces: flags["cloud-identity-namespaces"] === undefined
         ? undefined
         : splitList([flags["cloud-identity-namespaces"] as string]),
+      allowedRegistries,
       insecureRegistries: splitList(flags["insecure-registry"] as string[]),
       caCerts,
       syncLimits: limits,

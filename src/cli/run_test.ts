@@ -40,6 +40,10 @@ Deno.test("flags alone mean `run` (upstream's /manager command line); usage erro
     assert.equal(await main(["--metrics-addr=:8080", "--health-probe-bind-address=:8081"]), 2);
     assert.match(out.join("\n"), /--metrics-addr .* and --health-probe-bind-address exclude each other/);
     out.length = 0;
+    // a registry pattern with a path is refused before anything starts
+    assert.equal(await main(["run", "--allowed-registries=ghcr.io,ghcr.io/acme"]), 2);
+    assert.match(out.join("\n"), /--allowed-registries: registry pattern "ghcr\.io\/acme": write a host/);
+    out.length = 0;
     // an unreadable kubeconfig is a message and exit 2, not a stack trace
     const missing = `${await Deno.makeTempDir()}/no-such-kubeconfig`;
     assert.equal(await main(["run", "--kubeconfig", missing, "--health-probe-bind-address=0"]), 2);

@@ -24,6 +24,7 @@ import { authFilter } from "../server/authn.ts";
 import type { ProbeResult } from "../server/http.ts";
 import { selfSignedCertificate } from "../server/self_signed.ts";
 import type { Logger } from "../log/mod.ts";
+import { parseAllowedRegistries } from "../credentials/allowed_registries.ts";
 import { DEFAULT_WORKERS, type EventSource, type HttpOptions, type KeySink, Manager } from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
 import { shardElection, type ShardIdentity } from "./shard.ts";
@@ -74,6 +75,11 @@ export interface OperatorOptions {
   allowCrossNamespaceRefs?: boolean;
   /** Namespaces whose ImageSyncs may use the operator's cloud identity (ecr, gar); default all. */
   cloudIdentityNamespaces?: string[];
+  /**
+   * Host patterns (`*` wildcards, optional port) of the registries ImageSyncs may name; an
+   * ImageSync naming another is refused as RegistryNotAllowed. Default: every registry.
+   */
+  allowedRegistries?: string[];
   /** Registry hosts allowed over plain HTTP. */
   insecureRegistries?: string[];
   /** Extra PEM CA certificates trusted for registries. */
@@ -373,6 +379,9 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
       userAgent: "portager-operator",
       allowCrossNamespaceRefs: options.allowCrossNamespaceRefs ?? false,
       cloudIdentityNamespaces: options.cloudIdentityNamespaces,
+      allowedRegistries: options.allowedRegistries === undefined
+        ? undefined
+        : parseAllowedRegistries(options.allowedRegistries),
       limits: options.syncLimits,
       trustedRootPath: options.trustedRootPath,
     },

@@ -11,7 +11,7 @@
  */
 
 import type { ImageSyncSpec } from "../api/mod.ts";
-import { credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
+import { type AllowedRegistries, credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
 import type { CredentialResolver } from "../oci/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import { RegistryClientCache, syncImageSync, type SyncLimits } from "../sync/mod.ts";
@@ -31,6 +31,8 @@ export interface SyncSettings {
   allowCrossNamespaceRefs?: boolean;
   /** Namespaces allowed the process's cloud identity (ecr, gar); default every namespace. */
   cloudIdentityNamespaces?: string[];
+  /** The registries a spec may name; default every registry. */
+  allowedRegistries?: AllowedRegistries;
   /** What one sync may cost (deadline, request deadlines, transfer rate, manifest and tag caps). */
   limits?: SyncLimits;
   /** A Sigstore `trusted_root.json` for keyless cosign checks; default the public-good root. */
@@ -60,6 +62,7 @@ export function makePrepareSync(
       fallback: secrets.fallback,
       allowCrossNamespaceRefs: settings.allowCrossNamespaceRefs ?? false,
       cloudIdentityNamespaces: settings.cloudIdentityNamespaces,
+      allowedRegistries: settings.allowedRegistries,
     });
     return (s, run) =>
       syncImageSync(s, {

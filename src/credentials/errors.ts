@@ -7,9 +7,14 @@
 /**
  * The stable reasons a {@linkcode CredentialError} can carry: AuthFailed; CrossNamespaceRefDenied
  * (a secretRef into another namespace, refused by the operator's tenancy rule);
- * CloudIdentityDenied (ecr/gar from a namespace not allowed the operator's cloud identity).
+ * CloudIdentityDenied (ecr/gar from a namespace not allowed the operator's cloud identity);
+ * RegistryNotAllowed (a registry outside the operator's `--allowed-registries`).
  */
-export type CredentialErrorReason = "AuthFailed" | "CrossNamespaceRefDenied" | "CloudIdentityDenied";
+export type CredentialErrorReason =
+  | "AuthFailed"
+  | "CrossNamespaceRefDenied"
+  | "CloudIdentityDenied"
+  | "RegistryNotAllowed";
 
 /** Options for {@linkcode CredentialError}. */
 export interface CredentialErrorOptions {

@@ -14,6 +14,12 @@
  */
 export { CredentialError, type CredentialErrorOptions, type CredentialErrorReason } from "./errors.ts";
 export {
+  type AllowedRegistries,
+  checkAllowedRegistries,
+  MAX_ALLOWED_REGISTRY_PATTERNS,
+  parseAllowedRegistries,
+} from "./allowed_registries.ts";
+export {
   convertToHostname,
   credentialFromEntry,
   DOCKER_HUB_KEY,

@@ -5,8 +5,9 @@
  * `createDestinationRepos` on ECR. Each mode only supplies a secret loader (and, file mode, a
  * fallback for Secrets it has no file for); the `auth.method` switch lives here alone.
  *
- * Tenancy: a Secret in another namespace than the ImageSync's, and the operator's own cloud
- * identity (`ecr`, `gar`), are only used when the options allow it; the refusal says nothing
+ * Tenancy: a Secret in another namespace than the ImageSync's, the operator's own cloud
+ * identity (`ecr`, `gar`), and a registry outside `--allowed-registries` are only used when the
+ * options allow it; the refusal says nothing
  * about the other namespace (not whether the Secret exists, nor its type).
  * @module
  */
@@ -16,6 +17,7 @@ import { resolverFromSecret, type SecretLike } from "./docker_config.ts";
 import { EcrCredentialResolver, type EcrOptions, EcrRepositories, type RepositoryEnsurer } from "./ecr.ts";
 import { GarCredentialResolver, type GarOptions } from "./gar.ts";
 import { CredentialError } from "./errors.ts";
+import { type AllowedRegistries, checkAllowedRegistries } from "./allowed_registries.ts";
 
 /** A resolver that never has credentials: anonymous access. */
 export const ANONYMOUS: CredentialResolver = {
@@ -59,6 +61,11 @@ export interface SpecCredentialOptions {
    * undefined allows every namespace.
    */
   cloudIdentityNamespaces?: readonly string[];
+  /**
+   * The registries a spec may name (`--allowed-registries`), checked before any Secret is read;
+   * undefined allows every registry.
+   */
+  allowedRegistries?: AllowedRegistries;
   /** Options for `method: ecr`. */
   ecr?: EcrOptions;
   /** Options for `method: gar`. */
@@ -139,6 +146,10 @@ export async function credentialsForSpec(
   spec: ImageSyncSpec,
   opts: SpecCredentialOptions,
 ): Promise<SpecCredentials> {
+  checkAllowedRegistries(
+    { source: spec.source.registry, destination: spec.destination.registry },
+    opts.allowedRegistries,
+  );
   const srcHost = splitRegistry(spec.source.registry).host;
   const dstHost = splitRegistry(spec.destination.registry).host;
   const source = await secretResolver(spec.source.authSecretRef, "source", srcHost, opts);
