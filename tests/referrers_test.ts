@@ -247,3 +247,203 @@ Deno.test("referrers behind Bearer auth: listed and pushed with the pull/push to
     await reg.stop();
   }
 });
+
+/** Runs `syncImageSync` of `app:v1` from `src` to `dst` under `prefix`, anonymous, with copyReferrers. */
+async function syncApp(
+  src: Reg,
+  dst: Reg,
+  opts: { prefix: string; platforms?: string[]; artifactTypes?: string[]; dryRun?: boolean },
+) {
+  const { syncImageSync } = await import("../src/sync/mod.ts");
+  const anon = { resolve: () => Promise.resolve(undefined) };
+  const events: string[] = [];
+  const report = await syncImageSync({
+    schedule: "@daily",
+    source: { registry: src.host },
+    destination: {
+      registry: dst.host,
+      repositoryPrefix: opts.prefix,
+      auth: { method: "anonymous" as const },
+    },
+    images: [{ name: "app", tags: ["v1"], ...(opts.platforms ? { platforms: opts.platforms } : {}) }],
+    copyReferrers: { enabled: true, ...(opts.artifactTypes ? { artifactTypes: opts.artifactTypes } : {}) },
+  }, {
+    sourceCredentials: anon,
+    destinationCredentials: anon,
+    dryRun: opts.dryRun,
+    onEvent: (e) => events.push(e.type),
+  });
+  return { tag: report.images[0].tags[0], events };
+}
+
+/** `cosign verify` with the key, offline (no transparency log); `bundle`: the Sigstore bundle form. */
+function cosignVerify(dir: string, ref: string, bundle = false) {
+  return cosign([
+    "verify",
+    "--key",
+    "cosign.pub",
+    "--insecure-ignore-tlog=true",
+    "--allow-insecure-registry",
+    ...(bundle ? ["--new-bundle-format", "--trusted-root", "trusted_root.json"] : []),
+    ref,
+  ], { cwd: dir, env: ENV });
+}
+
+/** Requests in `reg`'s log since `from`, without the ping. */
+async function requestsSince(reg: Reg & { flushLog(): Promise<string[]> }, from: number): Promise<string[]> {
+  return (await reg.flushLog()).slice(from).filter((l) => !/ \/v2\/? /.test(l));
+}
+
+for (const [srcKind, startSrc] of KINDS) {
+  const dstKind = srcKind === "api" ? "debian" : "api";
+  const startDst = KINDS.find(([k]) => k === dstKind)![1];
+  Deno.test(`copyReferrers of a multi-arch image ${srcKind} → ${dstKind}: cosign sign --recursive's .sig tags of every platform manifest arrive, cosign verify passes there; a platform filter carries only the kept platforms'; an unchanged sync's requests`, async () => {
+    const src = await startSrc() as Reg & { flushLog(): Promise<string[]> };
+    const dst = await startDst();
+    const dir = await Deno.makeTempDir();
+    try {
+      await cosign(["generate-key-pair"], { cwd: dir, env: ENV, check: true });
+      const seed = srcKind === "api" ? 71 : 72;
+      const img = await pushImage(src, { repository: "app", tag: "v1" }, {
+        seed,
+        platforms: ["linux/amd64", "linux/arm64"],
+      });
+      const [amd64, arm64] = img.children!;
+      await cosign([
+        "sign",
+        "--key",
+        "cosign.key",
+        "--tlog-upload=false",
+        "--allow-insecure-registry",
+        "--recursive",
+        "--yes",
+        `${src.host}/app@${img.digest}`,
+      ], { cwd: dir, env: ENV, check: true });
+      const sigTags = [img.digest, amd64.digest, arm64.digest].map((d) => cosignTag(d, "sig"));
+
+      const first = await syncApp(src, dst, { prefix: "mirror" });
+      assert.equal(first.tag.action, "copied", JSON.stringify(first.tag));
+      assert.deepEqual([first.tag.referrers?.copied, first.tag.referrers?.upToDate], [3, 0]);
+      assert.ok(first.events.includes("ReferrersCopied"));
+      for (const tag of sigTags) {
+        assert.equal((await getManifest(dst, "mirror/app", tag)).status, 200, tag);
+      }
+      // A user verifying one platform's image at the destination finds its signature.
+      for (const d of [img.digest, arm64.digest]) {
+        const verified = await cosignVerify(dir, `${dst.host}/mirror/app@${d}`);
+        assert.equal(verified.code, 0, verified.stderr);
+      }
+
+      // Unchanged: nothing moves; the source is asked per subject for its referrers and
+      // cosign's three tags, and not for the index again (this process read it already).
+      const from = (await src.flushLog()).length;
+      const dstFrom = (await (dst as typeof src).flushLog()).length;
+      const again = await syncApp(src, dst, { prefix: "mirror" });
+      assert.equal(again.tag.action, "up-to-date");
+      assert.deepEqual([again.tag.referrers?.copied, again.tag.referrers?.upToDate], [0, 3]);
+      const asked = await requestsSince(src, from);
+      // The tag's HEAD, then per subject (the index and its two platform manifests): one
+      // referrers read (on Debian's registry the first subject's 404 teaches the sync to read
+      // the fallback tag directly), three HEADs for .sig/.att/.sbom, and the HEAD comparing the
+      // .sig found. The index itself is read at the destination, and only by the first sync.
+      assert.equal(asked.length, 1 + 3 * 5 + (srcKind === "debian" ? 1 : 0), asked.join("\n"));
+      const dstAsked = await requestsSince(dst as typeof src, dstFrom);
+      assert.ok(!dstAsked.some((l) => l.startsWith("GET /v2/mirror/app/manifests/")), dstAsked.join("\n"));
+      for (const d of [img.digest, amd64.digest, arm64.digest]) {
+        assert.equal(
+          asked.filter((l) => l.includes(d.slice(7))).length,
+          5 + (srcKind === "debian" && d === img.digest ? 1 : 0),
+          `${d}: ${asked.join("\n")}`,
+        );
+      }
+
+      // A platform filter: the rewritten index has another digest, so the index's own
+      // signature does not apply there; the kept platform's does, the dropped one's is not copied.
+      const filtered = await syncApp(src, dst, { prefix: "arm", platforms: ["linux/arm64"] });
+      assert.equal(filtered.tag.action, "copied", JSON.stringify(filtered.tag));
+      assert.equal(filtered.tag.referrers?.copied, 1);
+      assert.equal((await getManifest(dst, "arm/app", cosignTag(arm64.digest, "sig"))).status, 200);
+      assert.equal((await getManifest(dst, "arm/app", cosignTag(amd64.digest, "sig"))).status, 404);
+      assert.equal((await getManifest(dst, "arm/app", cosignTag(img.digest, "sig"))).status, 404);
+      const armVerified = await cosignVerify(dir, `${dst.host}/arm/app@${arm64.digest}`);
+      assert.equal(armVerified.code, 0, armVerified.stderr);
+    } finally {
+      await src.stop();
+      await dst.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("copyReferrers of a multi-arch image through the OCI referrers API: oras attach to one platform manifest and cosign's bundle on every one arrive; cosign verify --new-bundle-format passes at the destination; dry run writes nothing; artifactTypes filters children too", async () => {
+  const src = await startReferrersRegistry();
+  const dst = await startReferrersRegistry();
+  const dir = await Deno.makeTempDir();
+  try {
+    await cosign(["generate-key-pair"], { cwd: dir, env: ENV, check: true });
+    await Deno.writeTextFile(
+      `${dir}/trusted_root.json`,
+      JSON.stringify({ mediaType: "application/vnd.dev.sigstore.trustedroot+json;version=0.1" }),
+    );
+    const img = await pushImage(src, { repository: "app", tag: "v1" }, {
+      seed: 73,
+      platforms: ["linux/amd64", "linux/arm64"],
+    });
+    const [amd64, arm64] = img.children!;
+    const sbom = await attach(dir, `${src.host}/app@${arm64.digest}`, SPDX, { spdxVersion: "SPDX-2.3" });
+    await cosign([
+      "sign",
+      "--key",
+      "cosign.key",
+      "--tlog-upload=false",
+      "--new-bundle-format",
+      "--use-signing-config=false",
+      "--recursive",
+      "--yes",
+      `${src.host}/app@${img.digest}`,
+    ], { cwd: dir, env: ENV, check: true });
+
+    const plan = await syncApp(src, dst, { prefix: "mirror", dryRun: true });
+    assert.equal(plan.tag.referrers?.copied, 4, JSON.stringify(plan.tag));
+    assert.equal(
+      (await getManifest(dst, "mirror/app", arm64.digest)).status,
+      404,
+      "a dry run writes nothing",
+    );
+
+    const first = await syncApp(src, dst, { prefix: "mirror" });
+    assert.equal(first.tag.action, "copied", JSON.stringify(first.tag));
+    assert.equal(first.tag.referrers?.copied, 4, JSON.stringify(first.tag.referrers));
+    using client = new RegistryClient();
+    const at = (d: string) => parseReference(`${dst.host}/mirror/app@${d}`);
+    const armThere = await listReferrers(client, at(arm64.digest));
+    assert.equal(armThere.source, "api");
+    assert.ok(armThere.referrers.some((r) => r.digest === sbom), JSON.stringify(armThere));
+    assert.deepEqual(
+      (await getManifest(dst, "mirror/app", sbom)).bytes,
+      (await getManifest(src, "app", sbom)).bytes,
+      "the exact bytes: digest preserved",
+    );
+    for (const d of [img.digest, amd64.digest, arm64.digest]) {
+      const verified = await cosignVerify(dir, `${dst.host}/mirror/app@${d}`, true);
+      assert.equal(verified.code, 0, `${d}: ${verified.stderr}`);
+    }
+
+    // artifactTypes applies to the platform manifests' referrers too: only the SBOM travels.
+    const sbomOnly = await syncApp(src, dst, { prefix: "sbom", artifactTypes: [SPDX] });
+    assert.equal(sbomOnly.tag.referrers?.copied, 1, JSON.stringify(sbomOnly.tag.referrers));
+    assert.deepEqual(
+      (await listReferrers(client, parseReference(`${dst.host}/sbom/app@${arm64.digest}`))).referrers
+        .map((r) => r.digest),
+      [sbom],
+    );
+    assert.equal(
+      (await listReferrers(client, parseReference(`${dst.host}/sbom/app@${amd64.digest}`))).referrers.length,
+      0,
+    );
+  } finally {
+    await src.stop();
+    await dst.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

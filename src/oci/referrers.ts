@@ -13,8 +13,9 @@
  * returning junk gets an {@linkcode OciError} with reason `Protocol`, never a crash.
  *
  * This module gathers the parts: listing and parsing (`referrers_list.ts`), pushing with the
- * fallback-index merge (`referrers_push.ts`), recursive copying (`referrers_copy.ts`) and
- * cosign's tags (`referrers_cosign.ts`).
+ * fallback-index merge (`referrers_push.ts`), recursive copying (`referrers_copy.ts`),
+ * cosign's tags (`referrers_cosign.ts`) and the platform manifests of an index whose referrers
+ * travel too (`referrers_children.ts`).
  * @module
  */
 
@@ -48,6 +49,13 @@ export {
   DEFAULT_REFERRER_DEPTH,
   type ManifestCopier,
 } from "./referrers_copy.ts";
+export {
+  DEFAULT_CHILDREN_CACHE_ENTRIES,
+  DEFAULT_MAX_REFERRER_CHILDREN,
+  referrerChildren,
+  ReferrerChildrenCache,
+  type ReferrerChildrenOptions,
+} from "./referrers_children.ts";
 export {
   type CopiedCosignTag,
   copyCosignTags,

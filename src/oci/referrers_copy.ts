@@ -7,12 +7,19 @@
 import type { CallOptions, RegistryClient } from "./client.ts";
 import { OciError } from "./errors.ts";
 import { Reference } from "./reference.ts";
-import { hasReferrersApi, listReferrers, type Referrer, referrersTag, subjectOf } from "./referrers_list.ts";
+import {
+  hasReferrersApi,
+  listReferrers,
+  type Referrer,
+  type ReferrerList,
+  referrersTag,
+  subjectOf,
+} from "./referrers_list.ts";
 import { addToFallbackIndex, referrerDescriptor } from "./referrers_push.ts";
 
 /** Default depth of referrers copied: referrers of referrers (a signature on an SBOM) and so on. */
 export const DEFAULT_REFERRER_DEPTH = 4;
-/** Default most referrers copied for one image (over all depths). */
+/** Default most referrers copied for one image (over all depths, and its platform manifests'). */
 export const DEFAULT_MAX_COPIED_REFERRERS = 200;
 
 /** One referrer handled by {@linkcode copyReferrers}. */
@@ -55,6 +62,13 @@ export interface CopyReferrersOptions extends CallOptions {
   dryRun?: boolean;
   /** `false` when the source is known to lack the referrers API (see {@linkcode ListReferrersOptions.api}). */
   sourceApi?: boolean;
+  /** The source's referrers of `src` itself, when already listed (unfiltered): not listed again. */
+  listed?: ReferrerList;
+  /**
+   * Referrers already handled for the same image by earlier calls (its other platform
+   * manifests): they count against `maxReferrers`, so the bound holds for the whole image.
+   */
+  counted?: number;
 }
 
 /** A manifest copier, as {@linkcode copyReferrers} uses it (the OCI `Copier`). */
@@ -92,6 +106,7 @@ export async function copyReferrers(
   }
   const maxDepth = opts.maxDepth ?? DEFAULT_REFERRER_DEPTH;
   const max = opts.maxReferrers ?? DEFAULT_MAX_COPIED_REFERRERS;
+  const counted = opts.counted ?? 0;
   const types = opts.artifactTypes?.length ? new Set(opts.artifactTypes) : undefined;
   const dstRepo = new Reference({ registry: dst.registry, repository: dst.repository, digest: subject });
   const result: CopyReferrersResult = {
@@ -105,10 +120,11 @@ export async function copyReferrers(
   for (let depth = 1; depth <= maxDepth && level.length > 0; depth++) {
     const next: string[] = [];
     for (const parent of level) {
-      const listed = await listReferrers(clients.source, src.withDigest(parent), {
-        signal: opts.signal,
-        api: result.sourceApi ?? opts.sourceApi,
-      });
+      const listed = depth === 1 && opts.listed ? opts.listed : await listReferrers(
+        clients.source,
+        src.withDigest(parent),
+        { signal: opts.signal, api: result.sourceApi ?? opts.sourceApi },
+      );
       result.sourceApi ??= listed.source === "api";
       // The price of carrying referrers for an image without any: this one read.
       if (listed.referrers.length === 0) continue;
@@ -132,10 +148,11 @@ export async function copyReferrers(
           );
         }
         if (types && !types.has(descriptor.artifactType ?? "")) continue;
-        if (result.referrers.length >= max) {
+        if (counted + result.referrers.length >= max) {
           throw new OciError(
             "Protocol",
-            `registry ${src.registry}: more than ${max} referrers to copy for ${src}; refusing an unbounded copy`,
+            `registry ${src.registry}: more than ${max} referrers to copy for ${src}` +
+              `${counted > 0 ? " and the other manifests of its image" : ""}; refusing an unbounded copy`,
             { registry: src.registry },
           );
         }

@@ -64,15 +64,16 @@ export interface CopiedCosignTag {
  * Copies cosign's `sha256-<hex>.sig|.att|.sbom` tags of `src` (pinned by digest) to the same
  * tags in `dst`'s repository: signatures made in cosign's tag layout travel with the image.
  * A tag already at the same digest is left alone; a changed one (a new signature added) is
- * overwritten with the source's.
+ * overwritten with the source's. `found`: the tags {@linkcode findCosignTags} already returned
+ * for `src` (not looked up again).
  */
 export async function copyCosignTags(
   clients: { source: RegistryClient; copier: ManifestCopier },
   src: Reference,
   dst: Reference,
-  opts: CallOptions & { dryRun?: boolean; kinds?: readonly CosignTagKind[] } = {},
+  opts: CallOptions & { dryRun?: boolean; kinds?: readonly CosignTagKind[]; found?: CosignTagRef[] } = {},
 ): Promise<{ tags: CopiedCosignTag[]; bytesMoved: number }> {
-  const found = await findCosignTags(clients.source, src, opts);
+  const found = opts.found ?? await findCosignTags(clients.source, src, opts);
   const out: CopiedCosignTag[] = [];
   let bytesMoved = 0;
   for (const t of found) {

@@ -6,6 +6,7 @@ import { OCI_INDEX, OCI_MANIFEST } from "./manifest.ts";
 import { parseReference } from "./reference.ts";
 import {
   addToFallbackIndex,
+  copyReferrers,
   cosignTag,
   EMPTY_CONFIG_MEDIA_TYPE,
   findCosignTags,
@@ -304,4 +305,46 @@ Deno.test("resolveArtifactTypes reads the real type of entries listed with the e
     await resolveArtifactTypes(reg.client, reg.repo().withDigest(SUBJECT), listed, { max: 0 }),
     listed,
   );
+});
+
+Deno.test("copyReferrers: an earlier listing is used as is, and referrers counted for the image's other manifests share one bound", async () => {
+  await using reg = fakeRegistry({ api: true });
+  const refs = ["a/1", "a/2", "a/3"].map((t) => artifact(t));
+  for (const r of refs) await reg.client.putManifest(reg.repo().withDigest(sha256Digest(r.bytes)), r);
+  const listed = await listReferrers(reg.client, reg.repo().withDigest(SUBJECT));
+  assert.equal(listed.referrers.length, 3);
+  const copies: string[] = [];
+  const copier = {
+    copy(src: { digest?: string }) {
+      copies.push(src.digest!);
+      return Promise.resolve({ digest: src.digest!, bytesMoved: 0 });
+    },
+  };
+  const clients = { source: reg.client, destination: reg.client, copier };
+  const before = reg.requests.length;
+  const mirror = reg.repo("mirror").withDigest(SUBJECT);
+  const planned = await copyReferrers(clients, reg.repo().withDigest(SUBJECT), mirror, {
+    listed,
+    dryRun: true,
+    counted: 197,
+  });
+  assert.deepEqual(planned.referrers.map((r) => r.action), ["would-copy", "would-copy", "would-copy"]);
+  assert.deepEqual(
+    reg.requests.slice(before).filter((r) => r.includes(`/referrers/${SUBJECT}`)),
+    [`GET /v2/mirror/referrers/${SUBJECT}`],
+    "the source is not listed again; the destination is",
+  );
+  copies.length = 0;
+  await assert.rejects(
+    copyReferrers(clients, reg.repo().withDigest(SUBJECT), mirror, {
+      listed,
+      dryRun: true,
+      counted: 198,
+    }),
+    (e) =>
+      e instanceof OciError && e.reason === "Protocol" &&
+      /more than 200 referrers to copy for .* and the other manifests of its image; refusing an unbounded copy/
+        .test(e.message),
+  );
+  assert.equal(copies.length, 2, "stopped at the bound");
 });
