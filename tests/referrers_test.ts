@@ -429,6 +429,34 @@ Deno.test("copyReferrers of a multi-arch image through the OCI referrers API: or
       assert.equal(verified.code, 0, `${d}: ${verified.stderr}`);
     }
 
+    // The sync command (what the operator runs too) carries them the same way.
+    await Deno.writeTextFile(
+      `${dir}/sync.yaml`,
+      `apiVersion: portager.portager.io/v1alpha1
+kind: ImageSync
+metadata:
+  name: multi
+spec:
+  schedule: "@every 1h"
+  source: { registry: "${src.host}" }
+  destination: { registry: "${dst.host}", repositoryPrefix: cli, auth: { method: anonymous } }
+  images: [{ name: app, tags: [v1], platforms: [linux/arm64] }]
+  copyReferrers: { enabled: true }
+`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", "main.ts", "sync", "-f", `${dir}/sync.yaml`, "-o", "json"],
+      cwd: new URL("..", import.meta.url).pathname,
+      env: { NO_COLOR: "1", DOCKER_CONFIG: dir },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const cliTag = JSON.parse(new TextDecoder().decode(out.stdout)).imageSyncs[0].report.images[0].tags[0];
+    assert.equal(cliTag.referrers.copied, 2, "arm64's SBOM and bundle; not the index's or amd64's");
+    const cliVerified = await cosignVerify(dir, `${dst.host}/cli/app@${arm64.digest}`, true);
+    assert.equal(cliVerified.code, 0, cliVerified.stderr);
+
     // artifactTypes applies to the platform manifests' referrers too: only the SBOM travels.
     const sbomOnly = await syncApp(src, dst, { prefix: "sbom", artifactTypes: [SPDX] });
     assert.equal(sbomOnly.tag.referrers?.copied, 1, JSON.stringify(sbomOnly.tag.referrers));
