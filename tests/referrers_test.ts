@@ -475,3 +475,56 @@ spec:
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("operator end to end: an ImageSync with copyReferrers carries cosign sign --recursive's signatures of the kept platform manifests; cosign verify passes at the destination", async () => {
+  const { startKube } = await import("./harness/kube.ts");
+  const op = await import("./harness/operator.ts");
+  const kube = await startKube();
+  const src = await startRegistry("plain");
+  const dst = await startReferrersRegistry();
+  const dir = await Deno.makeTempDir();
+  let operator: Awaited<ReturnType<typeof op.startOperator>> | undefined;
+  try {
+    await cosign(["generate-key-pair"], { cwd: dir, env: ENV, check: true });
+    const img = await pushImage(src, { repository: "app", tag: "v1" }, {
+      seed: 74,
+      platforms: ["linux/amd64", "linux/arm64", "linux/arm/v7"],
+    });
+    const [amd64, arm64, armv7] = img.children!;
+    await cosign([
+      "sign",
+      "--key",
+      "cosign.key",
+      "--tlog-upload=false",
+      "--allow-insecure-registry",
+      "--recursive",
+      "--yes",
+      `${src.host}/app@${img.digest}`,
+    ], { cwd: dir, env: ENV, check: true });
+    await op.applyCrd(kube);
+    await op.createNamespace(kube, "multi");
+    operator = await op.startOperator(kube);
+    await kube.apply(op.imageSync("multi", "arches", {
+      schedule: "@every 1h",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" }, repositoryPrefix: "mirror" },
+      images: [{ name: "app", tags: ["v1"], platforms: ["linux/amd64", "linux/arm64"] }],
+      copyReferrers: { enabled: true },
+    }));
+    await op.waitForReady(kube, "multi", "arches", { logs: () => operator!.log() });
+    const carried = await op.waitForEvent(kube, "multi", "arches", "ReferrersCopied");
+    assert.match(carried.message, /^Copied 2 referrer\(s\) of /, carried.message);
+    for (const child of [amd64, arm64]) {
+      const verified = await cosignVerify(dir, `${dst.host}/mirror/app@${child.digest}`);
+      assert.equal(verified.code, 0, `${child.platform}: ${verified.stderr}`);
+    }
+    assert.equal((await getManifest(dst, "mirror/app", cosignTag(armv7.digest, "sig"))).status, 404);
+    assert.equal((await getManifest(dst, "mirror/app", cosignTag(img.digest, "sig"))).status, 404);
+  } finally {
+    await operator?.stop();
+    await src.stop();
+    await dst.stop();
+    await kube.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
