@@ -26,6 +26,14 @@ export type { BlobPlan } from "./copy_blobs.ts";
 
 /** Blob and manifest transfers in flight at once per batch, unless {@linkcode CopierOptions.concurrency} says otherwise. */
 export const DEFAULT_CONCURRENCY = 4;
+/**
+ * Blob existence checks (HEADs) in flight at once per batch, unless
+ * {@linkcode CopierOptions.checkConcurrency} says otherwise (16, as for tags' manifest checks
+ * in a sync). A check moves no bytes and costs one round trip: behind the transfer limit, the
+ * checks of an image with 40 blobs took 10 round trips before the first byte moved (B1 in
+ * docs/PERFORMANCE.md).
+ */
+export const DEFAULT_CHECK_CONCURRENCY = 16;
 /** How deep indexes may nest inside an index. */
 export const MAX_INDEX_DEPTH = 8;
 /**
@@ -58,6 +66,8 @@ export interface CopyProgress {
 export interface CopierOptions {
   /** Blob and manifest transfers in flight at once, across all copies of this batch (default {@linkcode DEFAULT_CONCURRENCY}). */
   concurrency?: number;
+  /** Blob existence checks (HEADs) in flight at once, across all copies of this batch (default {@linkcode DEFAULT_CHECK_CONCURRENCY}). */
+  checkConcurrency?: number;
   /** How blob transfers are restarted after a retryable failure (default: the destination client's policy). */
   retry?: RetryPolicy;
   /** Manifests one copy may read, the tagged one included (default {@linkcode DEFAULT_MAX_MANIFESTS}). */
@@ -154,6 +164,8 @@ export class Copier {
   readonly #destination: RegistryClient;
   readonly #opts: CopierOptions;
   readonly #limiter: Limiter;
+  /** Bounds the blob existence checks of this batch, apart from the transfers. */
+  readonly #checks: Limiter;
   /** The batch's blob plans and transfers: a blob moves once per batch. */
   readonly #blobs: BlobMover;
   /** Manifest bytes the copies of this batch hold right now. */
@@ -173,6 +185,7 @@ export class Copier {
     }
     this.#opts = opts;
     this.#limiter = new Limiter(opts.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#checks = new Limiter(opts.checkConcurrency ?? DEFAULT_CHECK_CONCURRENCY);
     this.#blobs = new BlobMover({ source: this.#source, destination: this.#destination }, {
       retry: opts.retry ?? this.#destination.retry,
       limiter: this.#limiter,
@@ -388,7 +401,7 @@ export class Copier {
     budget.bytes += add.bytes;
   }
 
-  /** Step 4: decides what to do with every blob, reading only. */
+  /** Step 4: decides what to do with every blob, reading only (HEADs, at the check limit). */
   #planBlobs(
     src: Reference,
     dst: Reference,
@@ -397,7 +410,7 @@ export class Copier {
     scope: Scope,
   ): Promise<PlannedBlob[]> {
     return settleAll(
-      blobs.map((d) => this.#limiter.run(() => this.#blobs.plan(src, dst, d, dryRun, scope.signal))),
+      blobs.map((d) => this.#checks.run(() => this.#blobs.plan(src, dst, d, dryRun, scope.signal))),
       scope.inner,
     );
   }
@@ -420,8 +433,12 @@ export class Copier {
         // A progress display must never break a copy.
       }
     };
-    const outcomes = await settleAll(
-      plans.map((p) =>
+    // Largest first: transfers queue in this order, so the blobs that take longest start first and
+    // a small one (the config) does not hold a slot while a large one waits (the copy ends when
+    // its last transfer does). Outcomes come back in plan order.
+    const byLargest = plans.map((p, i) => ({ p, i })).sort((a, b) => b.p.size - a.p.size || a.i - b.i);
+    const started = await settleAll(
+      byLargest.map(({ p }) =>
         this.#blobs.execute({
           src,
           dst,
@@ -433,6 +450,8 @@ export class Copier {
       ),
       scope.inner,
     );
+    const outcomes = new Array<(typeof started)[number]>(plans.length);
+    byLargest.forEach(({ i }, k) => outcomes[i] = started[k]);
     outcomes.forEach((o, i) => {
       const entry = result.blobs[i];
       if (o === "copied") {

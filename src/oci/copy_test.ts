@@ -226,6 +226,46 @@ Deno.test("copy: when the source cannot be read, the destination's HEAD is cance
   assert.equal(cancelled, true);
 });
 
+Deno.test("copy: blob checks are not held to the transfer limit; transfers start largest first", async () => {
+  const { from, to, makeCopier } = registries();
+  // 1 small config, then layers of growing size: in descriptor order the largest comes last
+  const img = from.image(["a", "bb".repeat(10), "ccc".repeat(100), "dddd".repeat(1000)], "1");
+  let inFlight = 0;
+  let most = 0;
+  const head = to.client.headBlob.bind(to.client);
+  to.client.headBlob = async (repo, digest, o) => {
+    most = Math.max(most, ++inFlight);
+    await new Promise((r) => setTimeout(r, 5));
+    inFlight--;
+    return head(repo, digest, o);
+  };
+  const result = await makeCopier({ concurrency: 1 }).copy(src("1"), dst("1"));
+  assert.equal(result.blobsCopied, 5);
+  assert.equal(most, 5, "all five HEADs in flight together with one transfer slot");
+  const sizes = from.ops.filter((o) => o.startsWith("getBlob")).map((o) =>
+    from.blobs.get(o.split(" ")[1])!.length
+  );
+  assert.deepEqual(sizes, [...sizes].sort((a, b) => b - a), `transfers by size, largest first: ${sizes}`);
+  const tree = parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs.map((b) =>
+    b.digest
+  );
+  assert.deepEqual(result.blobs.map((b) => b.digest), tree, "the result lists blobs in the manifest's order");
+
+  const narrow = registries();
+  narrow.from.image(["a", "b", "c", "d"], "1");
+  let now = 0;
+  let peak = 0;
+  const narrowHead = narrow.to.client.headBlob.bind(narrow.to.client);
+  narrow.to.client.headBlob = async (repo, digest, o) => {
+    peak = Math.max(peak, ++now);
+    await new Promise((r) => setTimeout(r, 5));
+    now--;
+    return narrowHead(repo, digest, o);
+  };
+  await narrow.makeCopier({ concurrency: 4, checkConcurrency: 2 }).copy(src("1"), dst("1"));
+  assert.equal(peak, 2, "checkConcurrency bounds the HEADs in flight");
+});
+
 Deno.test("copy: a dry run plans and writes nothing", async () => {
   const { from, to, makeCopier } = registries();
   from.image(["a", "bb"], "1");
