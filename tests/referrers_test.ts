@@ -289,6 +289,20 @@ function cosignVerify(dir: string, ref: string, bundle = false) {
   ], { cwd: dir, env: ENV });
 }
 
+/** `cosign sign --recursive` of `ref` (an index: the index and every platform manifest), offline; `bundle`: Sigstore bundles. */
+async function cosignSignRecursive(dir: string, ref: string, bundle = false): Promise<void> {
+  await cosign([
+    "sign",
+    "--key",
+    "cosign.key",
+    "--tlog-upload=false",
+    ...(bundle ? ["--new-bundle-format", "--use-signing-config=false"] : ["--allow-insecure-registry"]),
+    "--recursive",
+    "--yes",
+    ref,
+  ], { cwd: dir, env: ENV, check: true });
+}
+
 /** Requests in `reg`'s log since `from`, without the ping. */
 async function requestsSince(reg: Reg & { flushLog(): Promise<string[]> }, from: number): Promise<string[]> {
   return (await reg.flushLog()).slice(from).filter((l) => !/ \/v2\/? /.test(l));
@@ -309,16 +323,7 @@ for (const [srcKind, startSrc] of KINDS) {
         platforms: ["linux/amd64", "linux/arm64"],
       });
       const [amd64, arm64] = img.children!;
-      await cosign([
-        "sign",
-        "--key",
-        "cosign.key",
-        "--tlog-upload=false",
-        "--allow-insecure-registry",
-        "--recursive",
-        "--yes",
-        `${src.host}/app@${img.digest}`,
-      ], { cwd: dir, env: ENV, check: true });
+      await cosignSignRecursive(dir, `${src.host}/app@${img.digest}`);
       const sigTags = [img.digest, amd64.digest, arm64.digest].map((d) => cosignTag(d, "sig"));
 
       const first = await syncApp(src, dst, { prefix: "mirror" });
@@ -391,17 +396,7 @@ Deno.test("copyReferrers of a multi-arch image through the OCI referrers API: or
     });
     const [amd64, arm64] = img.children!;
     const sbom = await attach(dir, `${src.host}/app@${arm64.digest}`, SPDX, { spdxVersion: "SPDX-2.3" });
-    await cosign([
-      "sign",
-      "--key",
-      "cosign.key",
-      "--tlog-upload=false",
-      "--new-bundle-format",
-      "--use-signing-config=false",
-      "--recursive",
-      "--yes",
-      `${src.host}/app@${img.digest}`,
-    ], { cwd: dir, env: ENV, check: true });
+    await cosignSignRecursive(dir, `${src.host}/app@${img.digest}`, true);
 
     const plan = await syncApp(src, dst, { prefix: "mirror", dryRun: true });
     assert.equal(plan.tag.referrers?.copied, 4, JSON.stringify(plan.tag));
@@ -491,16 +486,7 @@ Deno.test("operator end to end: an ImageSync with copyReferrers carries cosign s
       platforms: ["linux/amd64", "linux/arm64", "linux/arm/v7"],
     });
     const [amd64, arm64, armv7] = img.children!;
-    await cosign([
-      "sign",
-      "--key",
-      "cosign.key",
-      "--tlog-upload=false",
-      "--allow-insecure-registry",
-      "--recursive",
-      "--yes",
-      `${src.host}/app@${img.digest}`,
-    ], { cwd: dir, env: ENV, check: true });
+    await cosignSignRecursive(dir, `${src.host}/app@${img.digest}`);
     await op.applyCrd(kube);
     await op.createNamespace(kube, "multi");
     operator = await op.startOperator(kube);
