@@ -74,10 +74,10 @@ interface SubjectAtSource {
  * digests are preserved). The referrers of the image's digest are carried when the destination
  * holds that digest (not when a platform filter rewrote the index), and those of each platform
  * manifest the destination's index lists, i.e. the ones the copy kept (`referrerChildren`: at
- * most 64). Every subject's listing and cosign
- * tag lookups are read first, a few at once; only subjects with something there are then copied,
- * one after another, under one referrer bound for the whole image. A failure to carry fails the
- * tag with reason ReferrerCopyFailed (the image itself stays synced).
+ * most 64). Every subject's listing and cosign tag lookups are read first, a few at once; only
+ * subjects with something there are then copied, one after another, under one referrer bound for
+ * the whole image. A failure to carry fails the tag with reason ReferrerCopyFailed (the image
+ * itself stays synced).
  */
 export function referrerCarrier(
   clients: { source: RegistryClient; destination: RegistryClient },
