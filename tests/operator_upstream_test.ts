@@ -59,6 +59,54 @@ async function renewalSeen(kube: KubeCluster, holder: string): Promise<number> {
   throw new Error(`${holder} never renewed the Lease`);
 }
 
+/** One read of upstream's Lease in "le": when it started (monotonic) and what it showed. */
+interface LeaseRead {
+  start: number;
+  holder: string;
+  renewTime: string;
+}
+
+/**
+ * Reads upstream's Lease in "le" back to back (10 ms apart) until `stop()`, which resolves with
+ * every read. `changes(n)` resolves once `n` reads have shown another record than the read
+ * before them (see {@linkcode clientGoRecord}).
+ */
+function trackLease(kube: KubeCluster) {
+  const reads: LeaseRead[] = [];
+  let stopped = false;
+  let changes = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const start = performance.now();
+      const spec = (await leaseOf(kube, "le", UPSTREAM_LEASE_NAME))?.spec;
+      const read = { start, holder: spec?.holderIdentity ?? "", renewTime: spec?.renewTime ?? "" };
+      const prev = reads.at(-1);
+      if (prev && clientGoRecord(prev) !== clientGoRecord(read)) changes++;
+      reads.push(read);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  return {
+    changes: (n: number) => waitFor(`${n} changes of the Lease record`, () => changes >= n || undefined),
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return reads;
+    },
+  };
+}
+
+/**
+ * The Lease record as client-go's elector compares it to restart its lease clock: its
+ * LeaderElectionRecord marshalled as JSON, where renewTime is a metav1.Time — whole seconds
+ * (k8s.io/client-go tools/leaderelection/resourcelock LeaseLock.Get). Renewals within one second
+ * (a retry period under 1 s) are no change to it. Holder and renewTime stand for the record here:
+ * its other fields do not change while one holder renews.
+ */
+function clientGoRecord(read: LeaseRead): string {
+  return `${read.holder} ${read.renewTime.slice(0, 19)}`;
+}
+
 async function leaseOf(kube: KubeCluster, ns: string, name: string) {
   const res = await kube.adminFetch(`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${name}`);
   if (res.status === 404) {
@@ -276,28 +324,39 @@ Deno.test("leader election interoperates with client-go's: never both leading on
       namespace: "le",
       identity: "upstream-pod-2",
       ...timings,
+      traceReads: true,
     });
     stops.push(() => peer2.stop({ signal: "SIGKILL" }));
     await watch(4 * timings.leaseDurationMs, peer2, a.logFile);
     assert.equal(peer2.isLeading(), false, "client-go stands by while ours renews");
 
-    // 4. ours crashes (no release): client-go takes over only once the lease expired by its clock.
-    //    Measured from the last renewal the dead process wrote (read after the kill), not from the
-    //    kill: on a loaded machine that renewal may be well before the kill, and client-go rightly
-    //    counts from when it saw it.
-    const lastRenewOfOurs = await renewalSeen(kube, "portager-1");
+    // 4. ours crashes (no release): client-go takes over only once the lease expired by its clock,
+    //    which restarts when the record it reads changes — with renewTime in whole seconds (see
+    //    clientGoRecord). So the lease runs from the first renewal in the second of our last one,
+    //    not from our last renewal: with a 300 ms retry period client-go may take over up to ~1 s
+    //    less than a lease after our last renewal (runs of this step: 2652–2853 ms after our last
+    //    renewal, 3275–3905 ms after the record changed for client-go; its reads in the message).
+    //    The reads run from before the kill to the takeover, so a renewal in flight when SIGKILL
+    //    lands is counted too.
+    const track = trackLease(kube);
+    await track.changes(1); // from here our last record's appearance is bounded by a read before it
+    // killed 700 ms into a second of renewals: our last renewals are no change to client-go
+    await new Promise((r) => setTimeout(r, 700));
     await a.kill("SIGKILL");
     await peer2.waitFor("LEADING upstream-pod-2", { timeoutMs: 20_000 });
-    //    The bound is half a lease: what this step guards is that client-go reads our record as a
-    //    live lease of a crashed holder and waits for it, rather than taking over at once (a record
-    //    it could not read as held). Never both leading is asserted in steps 1, 3 and 5. Two clean
-    //    CI runs saw takeovers 2829 ms (load 16–20) and 2643 ms (load ~2) after the renewal this
-    //    test saw, against 3000 ms: earlier than client-go's own rule allows by this test's
-    //    measure, cause not found (a read lag like CACHE_LAG_MS does not explain 357 ms unloaded).
-    const waited = performance.now() - lastRenewOfOurs;
+    const tookOver = performance.now();
+    const reads = await track.stop();
+    const last = reads.findLast((r) => r.holder === "portager-1")!;
+    const first = reads.findIndex((r) => clientGoRecord(r) === clientGoRecord(last));
+    assert.ok(first > 0, "the reads saw the record before our last one");
+    // the last record of ours appeared after the start of the read before it showed it
+    const waited = tookOver - reads[first - 1].start;
     assert.ok(
-      waited >= timings.leaseDurationMs / 2,
-      `client-go took over ${waited} ms after our last renewal: it did not wait for the lease`,
+      waited >= timings.leaseDurationMs - CACHE_LAG_MS,
+      `client-go took over ${waited.toFixed(0)} ms after our last record (${last.renewTime}) appeared: ` +
+        `it did not wait for the lease\n${
+          peer2.logs().filter((l) => l.startsWith("READ ")).slice(-12).join("\n")
+        }`,
     );
 
     // 5. client-go crashes: ours (new process) takes over only after a whole lease duration

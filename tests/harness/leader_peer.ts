@@ -45,6 +45,11 @@ export interface LeaderPeerOptions {
   retryPeriodMs?: number;
   /** Release the Lease when stopped with SIGTERM/SIGINT (default true). */
   releaseOnCancel?: boolean;
+  /**
+   * Log every read of the Lease on stderr ({@linkcode LeaderPeer.logs}) as client-go's elector
+   * sees it: `READ <unix µs> <monotonic µs> <changed|same> <renewTime> <raw record>` (default false).
+   */
+  traceReads?: boolean;
 }
 
 /** A running peer. */
@@ -102,6 +107,7 @@ export async function startLeaderPeer(
     "-retry-period",
     goDuration(opts.retryPeriodMs ?? 2_000),
     `-release-on-cancel=${opts.releaseOnCancel ?? true}`,
+    `-trace-reads=${opts.traceReads ?? false}`,
   ];
   const proc: LineProcess = spawnLineProcess(toolPath("leader-peer"), args);
   try {

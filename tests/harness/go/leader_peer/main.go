@@ -7,6 +7,16 @@
 //	STOPPED <identity>      we were leading and stopped (lost the Lease, or cancelled)
 //	EXIT <identity> <why>   just before the process exits ("signal" or "lost")
 //
+// With -trace-reads it also prints, on stderr, one line per read of the Lease, as client-go's
+// elector sees it:
+//
+//	READ <unix µs> <mono µs> <changed|same> <renewTime µs> <raw record>
+//
+// <unix µs> is the wall clock and <mono µs> the monotonic time since start, both taken when the
+// read returned (client-go's observedTime); <changed|same> says whether the raw record (the JSON
+// client-go compares, whose times have whole seconds) differs from the previous read's, which is
+// what restarts client-go's lease clock; <renewTime µs> is the renewTime as written.
+//
 // SIGTERM or SIGINT cancels the elector; with -release-on-cancel the Lease is released first
 // (holderIdentity cleared), as controller-runtime's LeaderElectionReleaseOnCancel does. Losing
 // the Lease without a signal exits with status 1, as controller-runtime's manager does.
@@ -30,12 +40,38 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
+var start = time.Now()
+
 var out sync.Mutex
 
 func say(format string, args ...any) {
 	out.Lock()
 	defer out.Unlock()
 	fmt.Fprintf(os.Stdout, format+"\n", args...)
+}
+
+// tracingLock is client-go's LeaseLock with each Get reported on stderr (see -trace-reads).
+type tracingLock struct {
+	*resourcelock.LeaseLock
+	last []byte
+}
+
+func (t *tracingLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	record, raw, err := t.LeaseLock.Get(ctx)
+	if err != nil {
+		return record, raw, err
+	}
+	now := time.Now()
+	changed := "same"
+	if string(raw) != string(t.last) {
+		changed = "changed"
+	}
+	t.last = append(t.last[:0], raw...)
+	out.Lock()
+	fmt.Fprintf(os.Stderr, "READ %d %d %s %s %s\n", now.UnixMicro(), now.Sub(start).Microseconds(),
+		changed, record.RenewTime.UTC().Format(time.RFC3339Nano), raw)
+	out.Unlock()
+	return record, raw, err
 }
 
 func main() {
@@ -47,6 +83,7 @@ func main() {
 	renewDeadline := flag.Duration("renew-deadline", 10*time.Second, "RenewDeadline")
 	retryPeriod := flag.Duration("retry-period", 2*time.Second, "RetryPeriod")
 	releaseOnCancel := flag.Bool("release-on-cancel", true, "release the Lease on SIGTERM/SIGINT")
+	traceReads := flag.Bool("trace-reads", false, "print each read of the Lease on stderr")
 	flag.Parse()
 	if *kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "leader_peer: -kubeconfig is required")
@@ -67,10 +104,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "leader_peer: client: %v\n", err)
 		os.Exit(2)
 	}
-	lock := &resourcelock.LeaseLock{
+	leaseLock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: *namespace, Name: *leaseName},
 		Client:     client,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	var lock resourcelock.Interface = leaseLock
+	if *traceReads {
+		lock = &tracingLock{LeaseLock: leaseLock}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
