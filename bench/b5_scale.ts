@@ -30,6 +30,7 @@ import {
 import { median, readMemory } from "./measure.ts";
 import { type ReadyCount, watchReady } from "./ready_watch.ts";
 import { type PortagerForm, ROOT, shippedFormProblem } from "./tools.ts";
+import { processCpuMs } from "./b6_shards.ts";
 
 /** Namespace of the operator's ServiceAccount (deploy/rbac.yaml's). */
 export const SA_NAMESPACE = "portager-system";
@@ -259,13 +260,15 @@ async function idleRss(
 }
 
 /** What one operator form did in B5 and at idle. */
-interface ScaleRun {
+export interface ScaleRun {
   form: string;
   namespace: string;
   ready: number;
   failed: Array<{ name: string; message: string }>;
   createMs: number;
   readyMs: number;
+  /** CPU (utime + stime, ms) of the operator from the first create to all Ready. */
+  cpuMs: number;
   requests: { total: number; byKind: Record<string, number> };
   /** VmRSS (KiB) a few seconds after /readyz, before any ImageSync existed. */
   emptyRssKiB?: number;
@@ -278,7 +281,8 @@ interface ScaleRun {
   idleRequests: number;
 }
 
-interface ScaleEnv {
+/** What every {@linkcode scaleRun} shares: the apiserver, the source registry and its images. */
+export interface ScaleEnv {
   kube: KubeCluster;
   source: RegistryServer;
   kubeconfig: string;
@@ -288,8 +292,11 @@ interface ScaleEnv {
   operators: Operator[];
 }
 
-/** One operator form: fresh namespace and destination, create every ImageSync, wait for Ready, then idle. */
-async function scaleRun(
+/**
+ * One operator form: fresh namespace (`bench-<index>`) and destination, create every ImageSync,
+ * wait for Ready, then idle. Exported for interleaved A/B runs of forms (several per form).
+ */
+export async function scaleRun(
   ctx: BenchContext,
   env: ScaleEnv,
   form: PortagerForm,
@@ -321,6 +328,7 @@ async function scaleRun(
       const empty = readMemory(op.child.pid);
 
       ctx.log(`B5 (${form.form}): creating ${count} ImageSyncs`);
+      const cpu0 = processCpuMs(op.child.pid) ?? NaN;
       const t0 = performance.now();
       await pool(names, 8, async (name) => {
         await ok(kube, `${GROUP_PATH}/namespaces/${namespace}/imagesyncs`, {
@@ -357,6 +365,7 @@ async function scaleRun(
         await sleep(100);
       }
       const tReady = performance.now();
+      const cpuMs = (processCpuMs(op.child.pid) ?? NaN) - cpu0;
       await readiness.close();
       const requests = countAudit((await env.auditLines()).slice(startLines), SA_USER);
       if (state.ready === count) {
@@ -372,8 +381,8 @@ async function scaleRun(
         );
       }
       ctx.log(
-        `B5 (${form.form}): ${state.ready}/${count} Ready in ${
-          seconds(tReady - t0)
+        `B5 (${form.form}): ${state.ready}/${count} Ready in ${seconds(tReady - t0)}; CPU ${
+          seconds(cpuMs)
         }; requests ${requests.total}`,
       );
 
@@ -389,6 +398,7 @@ async function scaleRun(
         failed: state.failed.slice(0, 10),
         createMs: tCreated - t0,
         readyMs: tReady - t0,
+        cpuMs,
         requests,
         idleRssKiB: idle.rssKiB,
         idleAnonKiB: idle.anonKiB,
@@ -444,6 +454,8 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
       columns: [
         "program",
         `${count} ImageSyncs created → all Ready`,
+        "operator CPU",
+        "CPU per ImageSync",
         "apiserver requests",
         "per ImageSync",
         "by kind (top 5)",
@@ -454,6 +466,8 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
           r.ready === count
             ? seconds(r.readyMs)
             : `not all Ready: ${r.ready}/${count} (${r.failed[0]?.message ?? "timeout"})`,
+          seconds(r.cpuMs),
+          `${(r.cpuMs / Math.max(1, r.ready)).toFixed(1)} ms`,
           String(r.requests.total),
           per(r.requests.total),
           Object.entries(r.requests.byKind).sort((x, y) => y[1] - x[1]).slice(0, 5).map(([k, n]) =>
@@ -464,6 +478,8 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
         [
           "skopeo, crane, regctl, regsync",
           "cannot: no Kubernetes controller (no ImageSync API)",
+          "—",
+          "—",
           "—",
           "—",
           "—",
@@ -526,6 +542,7 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
           `Time from the first create (${count} POSTs, 8 at a time, took ${
             runs.map((r) => seconds(r.createMs)).join(" / ")
           }) to all Ready; Ready followed with one watch (the bench's own LIST + WATCH).`,
+          "Operator CPU: utime + stime of the operator process (/proc/<pid>/stat) over the same span, per ImageSync Ready.",
           "Requests: the apiserver's audit log, ServiceAccount user only, from operator start to all Ready (one per request; a watch counts once).",
         ],
         data: runs,
