@@ -2,8 +2,10 @@
  * Leader election on a coordination.k8s.io Lease, with client-go's rules: a candidate takes
  * the lease when it is free or when its record has not changed for a whole lease duration (as
  * timed on the candidate's own clock, so clock skew does not matter); the leader renews every
- * retry period and steps down if it cannot renew within the renew deadline; on shutdown the
- * leader releases the lease so a standby takes over at once.
+ * retry period and steps down if it cannot renew within the renew deadline (counted from the
+ * start of its last renewal; a renewal still in flight there is aborted, so a stalled connection
+ * cannot keep it leading); on shutdown the leader releases the lease so a standby takes over at
+ * once.
  * @module
  */
 
@@ -183,10 +185,12 @@ export class LeaderElector {
   async run(signal: AbortSignal): Promise<void> {
     const period = this.#o.retryPeriodMs;
     while (!signal.aborted) {
-      const ok = await this.tryAcquireOrRenew(signal);
+      const started = this.#clock();
+      const ok = await this.#attempt(signal);
       if (signal.aborted) break;
       if (ok) {
-        this.#lastRenew = this.#clock();
+        // the renewal counts from before it was sent: a standby saw it after that, if at all
+        this.#lastRenew = started;
         if (!this.#leader) {
           this.#leader = true;
           this.#log?.info("became leader", {
@@ -201,7 +205,7 @@ export class LeaderElector {
       // another holder in the lease: it is theirs now, stop at once (client-go waits for the
       // renew deadline; stepping down earlier can only shorten an overlap)
       const taken = this.#observedHolder !== "" && this.#observedHolder !== this.#o.identity;
-      if (this.#leader && (taken || this.#clock() - this.#lastRenew > this.#o.renewDeadlineMs)) {
+      if (this.#leader && (taken || this.#renewLeft() <= 0)) {
         this.#leader = false;
         this.#log?.error(
           taken
@@ -211,10 +215,41 @@ export class LeaderElector {
         );
         this.#call(this.#onStop);
       }
-      // client-go jitters acquire retries by up to 20 %
-      await sleep(this.#leader ? period : period * (1 + Math.random() * 0.2), signal).catch(() => {});
+      // a leader retries until its renew deadline, and steps down there; client-go jitters
+      // acquire retries by up to 20 %
+      const wait = this.#leader ? Math.min(period, this.#renewLeft()) : period * (1 + Math.random() * 0.2);
+      await sleep(wait, signal).catch(() => {});
     }
     await this.release();
+  }
+
+  /** Time left until a leader's renew deadline (from the start of its last renewal). */
+  #renewLeft(): number {
+    return this.#lastRenew + this.#o.renewDeadlineMs - this.#clock();
+  }
+
+  /**
+   * One acquire-or-renew attempt. A leader's is cut at its renew deadline, as client-go's renew
+   * context cuts it: a renewal hanging on a stalled connection (the client's own timeout is 30 s)
+   * would otherwise keep this candidate leading after a standby took the lease.
+   */
+  async #attempt(signal: AbortSignal): Promise<boolean> {
+    if (!this.#leader) return await this.tryAcquireOrRenew(signal);
+    const left = this.#renewLeft();
+    if (left <= 0) return false;
+    const cut = new AbortController();
+    const onAbort = () => cut.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(
+      () => cut.abort(new DOMException("leader election: renew deadline passed", "TimeoutError")),
+      left,
+    );
+    try {
+      return await this.tryAcquireOrRenew(cut.signal);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    }
   }
 
   #call(fn?: () => void): void {

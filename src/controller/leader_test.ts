@@ -160,3 +160,31 @@ Deno.test("leader: a leader that finds another holder in the lease stops at once
   await stop();
   assert.equal(leases.peek("lock")!.spec.holderIdentity, "intruder", "not released: it is not ours");
 });
+
+Deno.test("leader: a renewal that hangs is cut at the renew deadline and the leader steps down before the lease runs out", async () => {
+  const leases = new MemoryLeases();
+  const leaseDurationMs = 5_000;
+  const { e, events, stop } = await leading(leases, { leaseDurationMs, renewDeadlineMs: 100 });
+  // the apiserver stops answering (a stalled connection): reads never end unless aborted
+  const aborted: unknown[] = [];
+  const get = leases.get.bind(leases);
+  leases.get = (_ns, _name, opts?: { signal?: AbortSignal }) =>
+    new Promise((_, reject) => {
+      opts?.signal?.addEventListener("abort", () => {
+        aborted.push(opts.signal!.reason);
+        reject(opts.signal!.reason);
+      }, { once: true });
+    });
+  // a standby takes the lease a lease duration after the last renewal it saw: stop before that
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    until(() => !e.isLeader).then(() => "stepped down"),
+    new Promise((r) => timer = setTimeout(() => r("still leading when the lease ran out"), leaseDurationMs)),
+  ]);
+  clearTimeout(timer);
+  assert.equal(outcome, "stepped down");
+  assert.deepEqual(events, ["start", "stop"]);
+  assert.ok(aborted.length > 0, "the hanging read was aborted");
+  leases.get = get;
+  await stop();
+});
