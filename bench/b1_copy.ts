@@ -20,8 +20,7 @@ import {
   withRegistry,
 } from "./context.ts";
 import { median, type RunResult } from "./measure.ts";
-import { DENO, ROOT } from "./tools.ts";
-import { CANDIDATE_V8_FLAGS, candidateForm } from "./b4_memory.ts";
+import { DENO, ROOT, sizeFlagsCounterpart, sizeFlagsNote } from "./tools.ts";
 
 const MiB = 1024 * 1024;
 
@@ -52,8 +51,9 @@ export function cpuPerGiB(cpuMs: number, bytes: number): number {
 
 /** Runs B1. */
 export async function runB1(ctx: BenchContext): Promise<CaseResult> {
-  /** The candidate V8 flag of B4/B5, measured here too: what it costs a copy's time and CPU. */
-  const candidate = `portager (+ ${CANDIDATE_V8_FLAGS.join(" ")})`;
+  /** The shipped form with or without B4/B5's V8 size flag, measured here too: what it costs a copy. */
+  const counterpart = sizeFlagsCounterpart(ctx.portager);
+  const candidate = `portager (${counterpart.form.replace(/^bundle, /, "")})`;
   const programs = ["portager", candidate, "skopeo", "crane", "regctl", "floor: upload", "floor: stream"];
   const cells: Cell[] = [];
   const unavailable = new Map<string, string>();
@@ -99,7 +99,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
             try {
               if (program === "portager" || program === candidate) {
                 r = await runOk(
-                  portagerSync(program === candidate ? candidateForm(ctx) : ctx.portager, {
+                  portagerSync(program === candidate ? counterpart : ctx.portager, {
                     source: a.host,
                     destination: b.host,
                     images: [{ name: repository, tags: ["v1"] }],
@@ -189,7 +189,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
       `${ctx.runs} run(s) per cell, median; every run copies into a new, empty registry; program order rotates per run.`,
       "Each program at its default concurrency: Portager 4 blobs, skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
       "floor: upload = the blob files PUT to B all at once from one Deno process; floor: stream = every blob streamed GET A → PUT B at once, no digest checks.",
-      `${candidate} = the shipped form plus the candidate V8 flag of B4 and B5, not what ships today.`,
+      sizeFlagsNote(ctx.portager),
       "Ratios: time ÷ Portager's time (below 1 = faster than Portager).",
       "CPU = user + system time of the process and its children from wait4 (each program runs under GNU time, which also gives its exact peak RSS), median over runs; per copied GiB = CPU ÷ the layers' bytes.",
     ],

@@ -20,26 +20,12 @@ import {
   withRegistry,
 } from "./context.ts";
 import { median } from "./measure.ts";
-import { type PortagerForm, shippedFormProblem, withV8Flags } from "./tools.ts";
+import { shippedFormProblem, sizeFlagsCounterpart, sizeFlagsNote } from "./tools.ts";
 
 const MiB = 1024 * 1024;
 
-/**
- * The V8 flag measured beside the shipped form as a candidate: V8 sizes its heap for memory
- * rather than speed (collects old-generation and ArrayBuffer garbage sooner).
- */
-export const CANDIDATE_V8_FLAGS = ["--optimize-for-size"];
-
 /** Upstream Portager's Helm memory limit, our target. */
 export const TARGET_MIB = 128;
-
-/**
- * A candidate, measured beside the shipped form: the shipped form (the compile task's flags)
- * plus {@linkcode CANDIDATE_V8_FLAGS}, which `deno compile --v8-flags=…` could bake in.
- */
-export function candidateForm(ctx: BenchContext): PortagerForm {
-  return withV8Flags(ctx.portager, CANDIDATE_V8_FLAGS);
-}
 
 interface Row {
   program: string;
@@ -75,7 +61,7 @@ export async function runB4Copy(ctx: BenchContext): Promise<CaseResult> {
   const forms = [
     ctx.portager,
     ctx.portagerSource,
-    candidateForm(ctx),
+    sizeFlagsCounterpart(ctx.portager),
   ];
   const rows: Row[] = [
     ...forms.map((f) => ({ program: `portager (${f.form})`, concurrency: "8", peakKiB: [], ms: [] })),
@@ -145,9 +131,7 @@ export async function runB4Copy(ctx: BenchContext): Promise<CaseResult> {
   const notes = [
     `Copy of one ${totalMiB} MiB image (8 × ${layerMiB} MiB layers) into a fresh registry; ${runs} run(s); peak RSS = the child's VmHWM from /proc/<pid>/status, sampled every 10 ms.`,
     `Portager (bundle) = ${ctx.portager.describe}; the compiled binary embeds this bundle in the same runtime. The source form runs main.ts with the same flags.`,
-    `The "+ ${
-      CANDIDATE_V8_FLAGS.join(" ")
-    }" row is a candidate, not what ships today: V8 sizes its heap for memory rather than speed.`,
+    sizeFlagsNote(ctx.portager),
   ];
   return {
     id: "B4",

@@ -17,7 +17,7 @@ import { sleep } from "../tests/harness/process.ts";
 import type { RegistryServer } from "../tests/harness/registry.ts";
 import { pool } from "./b2_unchanged.ts";
 import { withReadAccess } from "./commands.ts";
-import { candidateForm, refusedB4, TARGET_MIB } from "./b4_memory.ts";
+import { refusedB4, TARGET_MIB } from "./b4_memory.ts";
 import {
   type BenchContext,
   type CaseResult,
@@ -29,7 +29,7 @@ import {
 } from "./context.ts";
 import { median, readMemory } from "./measure.ts";
 import { type ReadyCount, watchReady } from "./ready_watch.ts";
-import { type PortagerForm, ROOT, shippedFormProblem } from "./tools.ts";
+import { type PortagerForm, ROOT, shippedFormProblem, sizeFlagsCounterpart, sizeFlagsNote } from "./tools.ts";
 import { processCpuMs } from "./b6_shards.ts";
 
 /** Namespace of the operator's ServiceAccount (deploy/rbac.yaml's). */
@@ -442,7 +442,7 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
       const forms = [
         ctx.portager,
         ...(ctx.portager.form === "bundle" ? [ctx.portagerSource] : []),
-        candidateForm(ctx),
+        sizeFlagsCounterpart(ctx.portager),
       ];
       const out: ScaleRun[] = [];
       for (const [i, form] of forms.entries()) out.push(await scaleRun(ctx, env, form, i));
@@ -524,6 +524,7 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
           `Operator requests while idle-sampling: ${
             runs.map((r) => `${r.form} ${r.idleRequests}`).join(", ")
           }.`,
+          sizeFlagsNote(ctx.portager),
         ],
         data: runs.map((r) => ({
           form: r.form,

@@ -184,6 +184,50 @@ export function withV8Flags(form: PortagerForm, extra: string[]): PortagerForm {
   };
 }
 
+/** `form` without the V8 flags `flags` (its `--v8-flags=` dropped when none is left). */
+export function withoutV8Flags(form: PortagerForm, flags: string[]): PortagerForm {
+  const args = form.args.flatMap((a) => {
+    if (!a.startsWith("--v8-flags=")) return [a];
+    const kept = a.slice("--v8-flags=".length).split(",").filter((f) => !flags.includes(f));
+    return kept.length ? [`--v8-flags=${kept.join(",")}`] : [];
+  });
+  return {
+    ...form,
+    form: `${form.form}, without ${flags.join(" ")}`,
+    args,
+    describe: `${form.describe}, without V8 flag(s) ${flags.join(" ")}`,
+  };
+}
+
+/**
+ * The V8 flag that sizes the heap for memory rather than speed: V8 collects old-generation
+ * and ArrayBuffer garbage sooner and grows its heap less. It only takes effect from the command
+ * line (`node:v8` `setFlagsFromString` once the isolate exists changes nothing measurable), so
+ * it is the compile task's choice, for every command of the binary.
+ */
+export const SIZE_V8_FLAGS = ["--optimize-for-size"];
+
+/**
+ * The form measured beside `form` to show what {@linkcode SIZE_V8_FLAGS} does: `form` without
+ * them when it has them (what the shipped flag costs and buys), with them when it has not (a
+ * candidate).
+ */
+export function sizeFlagsCounterpart(form: PortagerForm): PortagerForm {
+  const v8 = form.args.find((a) => a.startsWith("--v8-flags="))?.slice("--v8-flags=".length).split(",") ?? [];
+  return SIZE_V8_FLAGS.every((f) => v8.includes(f))
+    ? withoutV8Flags(form, SIZE_V8_FLAGS)
+    : withV8Flags(form, SIZE_V8_FLAGS);
+}
+
+/** The report's note on the row of {@linkcode sizeFlagsCounterpart}`(form)`: what it is and why it is there. */
+export function sizeFlagsNote(form: PortagerForm): string {
+  const other = sizeFlagsCounterpart(form);
+  const flags = SIZE_V8_FLAGS.join(" ");
+  return other.form.includes("without")
+    ? `The "${other.form}" row is the shipped form without ${flags}, which the compile task adds so that V8 sizes its heap for memory rather than speed: what the flag buys and costs.`
+    : `The "${other.form}" row is a candidate, not what ships: V8 sizes its heap for memory rather than speed.`;
+}
+
 /** deno.json's tasks. */
 function tasks(): Record<string, string> {
   return JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)).tasks ?? {};

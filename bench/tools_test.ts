@@ -11,8 +11,11 @@ import {
   type PortagerForm,
   shellWords,
   shippedFormProblem,
+  SIZE_V8_FLAGS,
+  sizeFlagsCounterpart,
   sourceForm,
   unreachableChunks,
+  withoutV8Flags,
   withV8Flags,
 } from "./tools.ts";
 import { runMeasured } from "./measure.ts";
@@ -46,14 +49,13 @@ Deno.test("the bench runs the bundle with exactly the flags deno.json's compile 
   assert.deepEqual(flags, compileWords);
 });
 
+/** A bundle form running `args`, for the V8 flag helpers. */
+function bundleForm(args: string[]): PortagerForm {
+  return { form: "bundle", cmd: "deno", args, describe: "d", env: {} };
+}
+
 Deno.test("withV8Flags appends to the form's --v8-flags, or adds one", () => {
-  const form: PortagerForm = {
-    form: "bundle",
-    cmd: "deno",
-    args: ["run", "--v8-flags=--max-semi-space-size=1", "--allow-net", "p.js"],
-    describe: "d",
-    env: {},
-  };
+  const form = bundleForm(["run", "--v8-flags=--max-semi-space-size=1", "--allow-net", "p.js"]);
   assert.deepEqual(withV8Flags(form, ["--optimize-for-size"]).args, [
     "run",
     "--v8-flags=--max-semi-space-size=1,--optimize-for-size",
@@ -66,6 +68,43 @@ Deno.test("withV8Flags appends to the form's --v8-flags, or adds one", () => {
     "p.js",
   ]);
   assert.deepEqual(form.args[1], "--v8-flags=--max-semi-space-size=1", "the shipped form is left alone");
+});
+
+Deno.test("withoutV8Flags removes only the named V8 flags, and --v8-flags when none is left", () => {
+  const form = bundleForm([
+    "run",
+    "--v8-flags=--max-semi-space-size=1,--optimize-for-size",
+    "--allow-net",
+    "p.js",
+  ]);
+  const without = withoutV8Flags(form, ["--optimize-for-size"]);
+  assert.deepEqual(without.args, ["run", "--v8-flags=--max-semi-space-size=1", "--allow-net", "p.js"]);
+  assert.equal(without.form, "bundle, without --optimize-for-size");
+  assert.deepEqual(
+    withoutV8Flags(form, ["--optimize-for-size", "--max-semi-space-size=1"]).args,
+    ["run", "--allow-net", "p.js"],
+  );
+  assert.equal(
+    form.args[1],
+    "--v8-flags=--max-semi-space-size=1,--optimize-for-size",
+    "the form is left alone",
+  );
+});
+
+Deno.test("sizeFlagsCounterpart: the shipped form without the size flag when it ships it, with it when not", () => {
+  const base = bundleForm(["run", "--v8-flags=--max-semi-space-size=1", "p.js"]);
+  const withSize = withV8Flags(base, SIZE_V8_FLAGS);
+  assert.deepEqual(sizeFlagsCounterpart(base).args, withSize.args);
+  assert.deepEqual(sizeFlagsCounterpart({ ...withSize, form: "bundle" }).args, base.args);
+  // the bench's own shipped form: its counterpart differs from it in exactly the size flag
+  const shipped = compileFlags();
+  const counterpart = sizeFlagsCounterpart(bundleForm(["run", ...shipped, "p.js"]));
+  const v8 = (args: string[]) =>
+    args.find((a) => a.startsWith("--v8-flags="))?.slice("--v8-flags=".length).split(",") ?? [];
+  const diff = [...v8(shipped), ...v8(counterpart.args)].filter((f) =>
+    v8(shipped).includes(f) !== v8(counterpart.args).includes(f)
+  );
+  assert.deepEqual(diff, SIZE_V8_FLAGS);
 });
 
 Deno.test("B4's guard: only the bundle with exactly the compile task's flags counts as shipped", () => {
