@@ -30,6 +30,7 @@ import {
 import { median, readMemory } from "./measure.ts";
 import { type ReadyCount, watchReady } from "./ready_watch.ts";
 import { type PortagerForm, ROOT, shippedFormProblem, sizeFlagsCounterpart, sizeFlagsNote } from "./tools.ts";
+import { type BaselineContext, baselineFor, vsBaseline } from "./baseline.ts";
 import { processCpuMs } from "./b6_shards.ts";
 
 /** Namespace of the operator's ServiceAccount (deploy/rbac.yaml's). */
@@ -419,8 +420,9 @@ function overTarget(kib: number): string {
 }
 
 /** Runs B5 and the operator half of B4, for the bundle and (when it differs) the source form. */
-export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
+export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseResult[]> {
   const count = ctx.quick ? 100 : 1000;
+  const baseline = await baselineFor(ctx);
   ctx.log(`B5: starting etcd + kube-apiserver`);
   const { kube, auditLines } = await startAuditedCluster(ctx, "b5-");
   const operators: Operator[] = [];
@@ -441,6 +443,7 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
       const env: ScaleEnv = { kube, source, kubeconfig, names, digests, auditLines, operators };
       const forms = [
         ctx.portager,
+        ...(baseline.form ? [baseline.form] : []), // right after today's: the ratio's two runs adjacent
         ...(ctx.portager.form === "bundle" ? [ctx.portagerSource] : []),
         sizeFlagsCounterpart(ctx.portager),
       ];
@@ -545,6 +548,9 @@ export async function runB5(ctx: BenchContext): Promise<CaseResult[]> {
           }) to all Ready; Ready followed with one watch (the bench's own LIST + WATCH).`,
           "Operator CPU: utime + stime of the operator process (/proc/<pid>/stat) over the same span, per ImageSync Ready.",
           "Requests: the apiserver's audit log, ServiceAccount user only, from operator start to all Ready (one per request; a watch counts once).",
+          ...baseline.form
+            ? [`Baseline: ${baseline.form.describe}.`, ...vsBaseline(runs, baseline.form.form, count)]
+            : [`Baseline ${baseline.problem}.`],
         ],
         data: runs,
       },
