@@ -16,7 +16,6 @@
  */
 import { Copier, type Reference, type RegistryClient } from "../oci/mod.ts";
 import {
-  type CopiedCosignTag,
   type CopiedReferrer,
   copyCosignTags,
   copyReferrers,
@@ -74,9 +73,9 @@ interface SubjectAtSource {
  * digests are preserved). The referrers of the image's digest are carried when the destination
  * holds that digest (not when a platform filter rewrote the index), and those of each platform
  * manifest the destination's index lists, i.e. the ones the copy kept (`referrerChildren`: at
- * most 64). Every subject's listing and cosign tag lookups are read first, a few at once; only
- * subjects with something there are then copied, one after another, under one referrer bound for
- * the whole image. A failure to carry fails the tag with reason ReferrerCopyFailed (the image
+ * most 64). Every subject's listing and cosign tag lookups are read first, a few at once; then
+ * the subjects' referrers are copied one after another, under one referrer bound for the whole
+ * image, while their cosign tags are copied (or compared) a few at once. A failure to carry fails the tag with reason ReferrerCopyFailed (the image
  * itself stays synced).
  */
 export function referrerCarrier(
@@ -87,7 +86,8 @@ export function referrerCarrier(
   const copier = new Copier(clients, { concurrency: opts.concurrency });
   const artifactTypes = config.artifactTypes?.length ? config.artifactTypes : undefined;
   // Learned from the first listing: a source without the referrers API is asked for the
-  // fallback tag directly afterwards (one read per subject, not two).
+  // fallback tag directly afterwards (one read per subject, not two; the subjects of the
+  // first tags in flight may each meet the 404 once).
   let sourceApi: boolean | undefined;
   const atSource = async (src: Reference, signal?: AbortSignal): Promise<SubjectAtSource> => {
     const [listed, cosignTags] = await Promise.all([
@@ -115,56 +115,47 @@ export function referrerCarrier(
       // referrers name a subject the destination does not have
       const own = !t.destinationDigest || t.destinationDigest === t.sourceDigest;
       const subjects = [...(own ? [t.sourceDigest] : []), ...children];
-      // until the source's answer taught whether it has the referrers API, one subject first
-      const first = sourceApi === undefined && subjects.length > 1
-        ? [await atSource(src.withDigest(subjects[0]), signal)]
-        : [];
-      const found = [
-        ...first,
-        ...await mapLimit(
-          subjects.slice(first.length),
-          LISTING_CONCURRENCY,
-          (d) => atSource(src.withDigest(d), signal),
-        ),
-      ];
+      const found = await mapLimit(subjects, LISTING_CONCURRENCY, (d) => atSource(src.withDigest(d), signal));
+      // Referrers one subject after another, so the image's bound holds before each copy; cosign's
+      // tags (at most three per subject, each copied whole or compared by HEAD) meanwhile.
       const referrers: CopiedReferrer[] = [];
-      const cosignTags: CopiedCosignTag[] = [];
       const fallbackTags = new Set<string>();
       let bytesMoved = 0;
-      for (const f of found) {
-        if (f.listed.referrers.length > 0) {
-          const carried = await copyReferrers(
-            { ...clients, copier },
-            src.withDigest(f.digest),
-            dst.withDigest(f.digest),
-            {
-              artifactTypes,
-              dryRun: opts.dryRun,
-              signal,
-              sourceApi,
-              listed: f.listed,
-              counted: referrers.length,
-            },
-          );
-          referrers.push(...carried.referrers);
-          carried.fallbackTags.forEach((tag) => fallbackTags.add(tag));
-          bytesMoved += carried.bytesMoved;
-        }
-        if (f.cosignTags.length > 0) {
-          const tags = await copyCosignTags(
-            { source: clients.source, copier },
-            src.withDigest(f.digest),
-            dst,
-            {
+      const [tagCopies] = await settled([
+        mapLimit(
+          found.filter((f) => f.cosignTags.length > 0),
+          LISTING_CONCURRENCY,
+          (f) =>
+            copyCosignTags({ source: clients.source, copier }, src.withDigest(f.digest), dst, {
               dryRun: opts.dryRun,
               signal,
               found: f.cosignTags,
-            },
-          );
-          cosignTags.push(...tags.tags);
-          bytesMoved += tags.bytesMoved;
-        }
-      }
+            }),
+        ),
+        (async () => {
+          for (const f of found) {
+            if (f.listed.referrers.length === 0) continue;
+            const carried = await copyReferrers(
+              { ...clients, copier },
+              src.withDigest(f.digest),
+              dst.withDigest(f.digest),
+              {
+                artifactTypes,
+                dryRun: opts.dryRun,
+                signal,
+                sourceApi,
+                listed: f.listed,
+                counted: referrers.length,
+              },
+            );
+            referrers.push(...carried.referrers);
+            carried.fallbackTags.forEach((tag) => fallbackTags.add(tag));
+            bytesMoved += carried.bytesMoved;
+          }
+        })(),
+      ]);
+      const cosignTags = tagCopies.flatMap((c) => c.tags);
+      bytesMoved += tagCopies.reduce((sum, c) => sum + c.bytesMoved, 0);
       const moved = [...referrers, ...cosignTags].filter((r) => r.action !== "up-to-date").length;
       const summary = {
         copied: moved,
@@ -201,6 +192,17 @@ export function referrerCarrier(
       };
     }
   };
+}
+
+/**
+ * Waits for every promise (nothing left running when this returns) and returns their values,
+ * or throws the first rejection in argument order.
+ */
+async function settled<A, B>(promises: [Promise<A>, Promise<B>]): Promise<[A, B]> {
+  const [a, b] = await Promise.allSettled(promises);
+  if (a.status === "rejected") throw a.reason;
+  if (b.status === "rejected") throw b.reason;
+  return [a.value, b.value];
 }
 
 /** `fn` over `items` with at most `limit` at once; results in input order. */
