@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseReference, RegistryClient } from "../oci/mod.ts";
+import { parseReference, RegistryClient, sha256Digest } from "../oci/mod.ts";
 import type { SyncEvent } from "./events.ts";
 import { referrerCarrier } from "./referrers.ts";
 import { pendingTag, type TagResult } from "./result.ts";
@@ -50,4 +50,48 @@ Deno.test("referrerCarrier: a registry that cannot be read fails the tag with Re
   assert.equal(t.synced, true);
   assert.equal(t.reason, "ReferrerCopyFailed");
   assert.match(t.error!, new RegExp(`^copying referrers of 127\\.0\\.0\\.1:1/app@${DIGEST} failed: `));
+});
+
+Deno.test("referrerCarrier: an index with more platform manifests than the bound fails the tag with ReferrerCopyFailed naming images[].platforms, before any referrer is read", async () => {
+  const index = new TextEncoder().encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.index.v1+json",
+    manifests: Array.from({ length: 65 }, (_, i) => ({
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: "sha256:" + i.toString(16).padStart(64, "0"),
+      size: 100,
+      platform: { os: "linux", architecture: `arch${i}` },
+    })),
+  }));
+  const digest = sha256Digest(index);
+  const requests: string[] = [];
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    requests.push(`${req.method} ${path}`);
+    if (path === "/v2/") return new Response("{}");
+    if (path === `/v2/app/manifests/${digest}`) {
+      return new Response(index, { headers: { "content-type": "application/vnd.oci.image.index.v1+json" } });
+    }
+    return new Response(null, { status: 404 });
+  });
+  const host = `127.0.0.1:${server.addr.port}`;
+  using source = new RegistryClient({ maxAttempts: 1 });
+  using destination = new RegistryClient({ maxAttempts: 1 });
+  const carry = referrerCarrier({ source, destination }, { enabled: true }, {
+    dryRun: false,
+    emit: () => {},
+  });
+  const j = {
+    ...job(),
+    source: parseReference(`${host}/app:v1`),
+    destination: parseReference(`${host}/app:v1`),
+  };
+  const copied: TagResult = { ...j.result.tags[0], synced: true, action: "up-to-date", sourceDigest: digest };
+  const t = await carry(j, copied);
+  assert.deepEqual([t.action, t.synced, t.reason], ["failed", true, "ReferrerCopyFailed"]);
+  assert.match(
+    t.error!,
+    /lists 65 platform manifests; the referrers of at most 64 are carried — narrow images\[\]\.platforms/,
+  );
+  assert.deepEqual(requests.filter((r) => r !== "GET /v2/"), [`GET /v2/app/manifests/${digest}`]);
 });
