@@ -12,6 +12,7 @@ import { credentialsForSpec, type SecretLike } from "../src/credentials/mod.ts";
 import {
   eventMessage,
   readyReason,
+  RegistryClientCache,
   statusFromReport,
   SyncError,
   type SyncEvent,
@@ -613,6 +614,102 @@ Deno.test("destination.overwrite never: a destination tag at another digest is l
     });
     assert.equal(always.images[0].tags[0].action, "copied");
     assert.equal((await getManifest(dst, "app", "v1")).digest, ours.digest);
+  } finally {
+    await src.stop();
+    await dst.stop();
+  }
+});
+
+/** "METHOD kind STATUS" of an access-log line: /v2/, manifests, blobs, uploads. */
+function requestKind(line: string): string {
+  const [method, uri, status] = line.split(" ");
+  const path = uri.split("?")[0];
+  const kind = path === "/v2/"
+    ? "/v2/"
+    : /\/blobs\/uploads\//.test(path)
+    ? "uploads"
+    : /\/(manifests|blobs)\//.exec(path)?.[1] ?? path;
+  return `${method} ${kind} ${status}`;
+}
+
+function countKinds(lines: string[]): Record<string, number> {
+  const by: Record<string, number> = {};
+  for (const l of lines) by[requestKind(l)] = (by[requestKind(l)] ?? 0) + 1;
+  return by;
+}
+
+Deno.test("syncs sharing a client cache ping each registry once; a destination repository costs one token (pull,push) and a dry run's asks pull; without the cache every sync pings", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("bearer");
+  try {
+    const names = ["a", "b", "c", "d", "e", "f"];
+    for (const [i, name] of names.entries()) {
+      await pushImage(src, { repository: `team/${name}`, tag: "1.0" }, { seed: 700 + i, layers: [1024] });
+    }
+    const credential = { username: dst.username!, password: dst.password! };
+    const credentials = {
+      sourceCredentials: ANONYMOUS,
+      destinationCredentials: {
+        resolve: (host: string) => Promise.resolve(host === dst.host ? credential : undefined),
+      },
+    };
+    const spec = (name: string, prefix: string): ImageSyncSpec => ({
+      schedule: "@daily",
+      source: { registry: src.host },
+      destination: { registry: dst.host, auth: { method: "anonymous" }, repositoryPrefix: prefix },
+      images: [{ name: `team/${name}`, tags: ["1.0"] }],
+    });
+    // six ImageSyncs, three at a time (a ping in flight is shared too), as the operator's workers run them
+    const round = async (prefix: string, cache?: RegistryClientCache) => {
+      const marks = [await logMark(src), await logMark(dst)];
+      const tokens = dst.tokenRequests!.length;
+      const reports: SyncReport[] = [];
+      for (let i = 0; i < names.length; i += 3) {
+        reports.push(
+          ...await Promise.all(
+            names.slice(i, i + 3).map((n) =>
+              syncImageSync(spec(n, prefix), { ...credentials, clientCache: cache })
+            ),
+          ),
+        );
+      }
+      for (const r of reports) {
+        assert.equal(r.images[0].tags[0].action, "copied", JSON.stringify(r.images[0]));
+      }
+      return {
+        src: countKinds(await logSince(src, marks[0])),
+        dst: countKinds(await logSince(dst, marks[1])),
+        tokens: dst.tokenRequests!.slice(tokens),
+      };
+    };
+    const shared = await round("shared", new RegistryClientCache());
+    // one ping per registry for all six; no request answered 401 but the ping
+    assert.equal(shared.src["GET /v2/ 200"], 1, JSON.stringify(shared.src));
+    assert.equal(shared.dst["GET /v2/ 401"], 1, JSON.stringify(shared.dst));
+    assert.deepEqual(Object.keys(shared.dst).filter((k) => k.endsWith(" 401")), ["GET /v2/ 401"]);
+    // a copied tag of one layer: at most 4 source and 8 destination requests (HEAD the tag,
+    // GET its manifest and 2 blobs; HEAD the tag, per blob HEAD + POST + PUT, PUT the tag)
+    const total = (by: Record<string, number>) => Object.values(by).reduce((a, b) => a + b, 0);
+    assert.ok(total(shared.src) - 1 <= 4 * names.length, JSON.stringify(shared.src));
+    assert.ok(total(shared.dst) - 1 <= 8 * names.length, JSON.stringify(shared.dst));
+    // one token per destination repository, with the push scope its reads and writes share
+    assert.deepEqual(
+      shared.tokens.map((t) => t.scope.join(" ")).sort(),
+      names.map((n) => `repository:shared/team/${n}:pull,push`),
+    );
+
+    const own = await round("own");
+    assert.equal(own.src["GET /v2/ 200"], names.length, JSON.stringify(own.src));
+    assert.equal(own.dst["GET /v2/ 401"], names.length, JSON.stringify(own.dst));
+    assert.equal(own.tokens.length, names.length);
+
+    // a dry run only reads the destination: it asks pull alone (a read-only credential plans)
+    const mark = dst.tokenRequests!.length;
+    const plan = await syncImageSync(spec("a", "dry"), { ...credentials, dryRun: true });
+    assert.equal(plan.images[0].tags[0].action, "would-copy");
+    assert.deepEqual(dst.tokenRequests!.slice(mark).map((t) => t.scope.join(" ")), [
+      "repository:dry/team/a:pull",
+    ]);
   } finally {
     await src.stop();
     await dst.stop();

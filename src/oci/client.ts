@@ -82,10 +82,6 @@ export type MountResult = { mounted: true } | { mounted: false; location: string
 
 const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
-function pull(ref: Reference): string[] {
-  return [repositoryScope(ref.repository, ["pull"])];
-}
-
 function pushPull(ref: Reference): string[] {
   return [repositoryScope(ref.repository, ["pull", "push"])];
 }
@@ -98,11 +94,30 @@ export class RegistryClient {
   /** The transport (auth, retries, redirects) this client sends through. */
   readonly transport: Transport;
   readonly #opts: RegistryClientOptions;
+  readonly #pushes = new Set<string>();
 
   /** Creates a client. */
   constructor(opts: RegistryClientOptions = {}) {
     this.#opts = opts;
     this.transport = new Transport(opts);
+  }
+
+  /**
+   * Reads of `repo`'s repository ask the `pull,push` scope its writes will need, from now on:
+   * a destination about to be written then costs one token request, not one for its first
+   * HEAD and another for its first upload (go-containerregistry's remote.Write asks push
+   * scope up front too). A token server grants what the credentials allow, so a read-only
+   * credential still reads. Kept for the client's life: one entry per repository named.
+   */
+  willPush(repo: Reference): void {
+    this.#pushes.add(`${repo.registry}/${repo.repository}`);
+  }
+
+  /** The scopes of a read of `ref`'s repository: `pull`, or `pull,push` after {@linkcode willPush}. */
+  #readScopes(ref: Reference): string[] {
+    return this.#pushes.has(`${ref.registry}/${ref.repository}`)
+      ? pushPull(ref)
+      : [repositoryScope(ref.repository, ["pull"])];
   }
 
   /** Attempts per operation, including the first (shared with the copier's blob restarts). */
@@ -133,7 +148,7 @@ export class RegistryClient {
     const res = await this.transport.request(ref.registry, {
       method: "HEAD",
       path: `/v2/${ref.repository}/manifests/${ref.identifier}`,
-      scopes: pull(ref),
+      scopes: this.#readScopes(ref),
       headers: { accept: MANIFEST_ACCEPT },
       accept: [404],
       reference: ref.toString(),
@@ -171,7 +186,7 @@ export class RegistryClient {
     const res = await this.transport.request(ref.registry, {
       method: "GET",
       path: `/v2/${ref.repository}/manifests/${ref.identifier}`,
-      scopes: pull(ref),
+      scopes: this.#readScopes(ref),
       headers: { accept: MANIFEST_ACCEPT },
       reference: ref.toString(),
       action: "pull manifest",
@@ -262,7 +277,7 @@ export class RegistryClient {
     const res = await this.transport.request(repo.registry, {
       method: "HEAD",
       path: blobPath(repo, digest),
-      scopes: pull(repo),
+      scopes: this.#readScopes(repo),
       accept: [404],
       reference: `${repo.name}@${digest}`,
       action: "check blob",
@@ -288,7 +303,7 @@ export class RegistryClient {
     const res = await this.transport.request(repo.registry, {
       method: "GET",
       path: blobPath(repo, digest),
-      scopes: pull(repo),
+      scopes: this.#readScopes(repo),
       reference,
       action: "pull blob",
       signal: opts.signal,
@@ -495,7 +510,7 @@ export class RegistryClient {
       const res = await this.transport.request(repo.registry, {
         method: "GET",
         path,
-        scopes: pull(repo),
+        scopes: this.#readScopes(repo),
         headers: { accept: "application/json" },
         reference: repo.name,
         action: "list tags of",

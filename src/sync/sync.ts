@@ -223,6 +223,8 @@ async function syncOnce(spec: ImageSyncSpec, opts: SyncOptions): Promise<SyncRep
       now,
       emit,
     });
+    // a destination repository's reads ask the push scope its copy needs: one token, not two
+    if (!dryRun) { for (const job of plan.jobs) destination.willPush(job.destination); }
     const { aborted } = await runTags(plan.jobs, {
       copierFor,
       overwrite: spec.destination.overwrite,
