@@ -2,10 +2,10 @@
  * Leader election on a coordination.k8s.io Lease, with client-go's rules: a candidate takes
  * the lease when it is free or when its record has not changed for a whole lease duration (as
  * timed on the candidate's own clock, so clock skew does not matter); the leader renews every
- * retry period and steps down if it cannot renew within the renew deadline (counted from the
- * start of its last renewal; a renewal still in flight there is aborted, so a stalled connection
- * cannot keep it leading); on shutdown the leader releases the lease so a standby takes over at
- * once.
+ * retry period and, as client-go's, steps down when a renew round (its attempts from a retry
+ * period after the last renewal on) has not succeeded within the renew deadline — an attempt still
+ * in flight then is aborted, so a stalled connection cannot keep it leading; on shutdown the
+ * leader releases the lease so a standby takes over at once.
  * @module
  */
 
@@ -59,7 +59,8 @@ export class LeaderElector {
   #observedAt = 0;
   #observedHolder = "";
   #lastSuccess = 0;
-  #lastRenew = 0;
+  /** A leader's renew round must succeed by this clock time; undefined: no round under way. */
+  #renewBy?: number;
   #lease?: Lease;
 
   /** Creates an elector; call `run` to campaign. */
@@ -185,12 +186,10 @@ export class LeaderElector {
   async run(signal: AbortSignal): Promise<void> {
     const period = this.#o.retryPeriodMs;
     while (!signal.aborted) {
-      const started = this.#clock();
       const ok = await this.#attempt(signal);
       if (signal.aborted) break;
       if (ok) {
-        // the renewal counts from before it was sent: a standby saw it after that, if at all
-        this.#lastRenew = started;
+        this.#renewBy = undefined; // renewed: the next attempt starts a new round
         if (!this.#leader) {
           this.#leader = true;
           this.#log?.info("became leader", {
@@ -207,6 +206,7 @@ export class LeaderElector {
       const taken = this.#observedHolder !== "" && this.#observedHolder !== this.#o.identity;
       if (this.#leader && (taken || this.#renewLeft() <= 0)) {
         this.#leader = false;
+        this.#renewBy = undefined;
         this.#log?.error(
           taken
             ? "lost leadership: another holder took the lease"
@@ -223,18 +223,20 @@ export class LeaderElector {
     await this.release();
   }
 
-  /** Time left until a leader's renew deadline (from the start of its last renewal). */
+  /** Time left in a leader's renew round. */
   #renewLeft(): number {
-    return this.#lastRenew + this.#o.renewDeadlineMs - this.#clock();
+    return (this.#renewBy ?? Infinity) - this.#clock();
   }
 
   /**
-   * One acquire-or-renew attempt. A leader's is cut at its renew deadline, as client-go's renew
-   * context cuts it: a renewal hanging on a stalled connection (the client's own timeout is 30 s)
-   * would otherwise keep this candidate leading after a standby took the lease.
+   * One acquire-or-renew attempt. A leader's first attempt after a renewal starts a renew round;
+   * every attempt of the round is cut at its deadline, as client-go's renew context cuts it: a
+   * renewal hanging on a stalled connection (the client's own timeout is 30 s) would otherwise
+   * keep this candidate leading after a standby took the lease.
    */
   async #attempt(signal: AbortSignal): Promise<boolean> {
     if (!this.#leader) return await this.tryAcquireOrRenew(signal);
+    this.#renewBy ??= this.#clock() + this.#o.renewDeadlineMs;
     const left = this.#renewLeft();
     if (left <= 0) return false;
     const cut = new AbortController();
