@@ -20,7 +20,14 @@ import { type Descriptor, filteredIndexBytes, formatPlatform, selectChildren } f
 import type { Reference } from "./reference.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { isDeadline } from "./send.ts";
-import { BlobMover, type BlobPlan, Limiter, type PlannedBlob, settleAll } from "./copy_blobs.ts";
+import {
+  BlobMover,
+  type BlobPlan,
+  Limiter,
+  type Outcome,
+  type PlannedBlob,
+  settleAll,
+} from "./copy_blobs.ts";
 
 export type { BlobPlan } from "./copy_blobs.ts";
 
@@ -56,7 +63,10 @@ export interface CopyProgress {
   ref: string;
   /** Blob bytes moved so far by this copy (drops back if a blob upload restarts). */
   bytes: number;
-  /** Bytes this copy plans to move (blobs neither present nor mountable). */
+  /**
+   * Bytes this copy plans to move (blobs neither present nor mountable); absent until every
+   * blob of the copy was checked (transfers start as their own checks answer).
+   */
   totalBytes?: number;
   /** The blob the latest bytes belong to. */
   digest?: string;
@@ -233,7 +243,7 @@ export class Copier {
     };
     try {
       const tree = await this.#readTree(src, target, scope);
-      const plans = await this.#planBlobs(src, dst, [...tree.blobs.values()], dryRun, scope);
+      const blobs = [...tree.blobs.values()];
       const result: CopyResult = {
         digest: target.digest,
         mediaType: tree.root.mediaType,
@@ -245,21 +255,21 @@ export class Copier {
         dryRun,
         manifestsPushed: 0,
         indexRewritten: target.indexRewritten,
-        blobs: plans.map(({ digest, size, action, from }) =>
-          from === undefined ? { digest, size, action } : { digest, size, action, from }
-        ),
+        blobs: blobs.map(({ digest, size }) => ({ digest, size, action: "copy" })),
       };
       if (dryRun) {
-        for (const p of plans) {
+        const plans = await this.#planBlobs(src, dst, blobs, scope);
+        plans.forEach((p, i) => {
+          result.blobs[i] = planEntry(p);
           if (p.action === "copy") {
             result.blobsCopied++;
             result.bytesMoved += p.size;
           } else if (p.action === "mount") result.blobsMounted++;
           else result.blobsSkipped++;
-        }
+        });
         return result;
       }
-      await this.#moveBlobs(src, dst, { pushRef, plans, result }, scope);
+      await this.#copyBlobs(src, dst, { pushRef, blobs, result }, scope);
       result.manifestsPushed += await this.#pushChildren(dst, tree.levels, scope);
       await this.#pushTag(pushRef, tree, scope.signal);
       result.manifestsPushed++;
@@ -401,30 +411,33 @@ export class Copier {
     budget.bytes += add.bytes;
   }
 
-  /** Step 4: decides what to do with every blob, reading only (HEADs, at the check limit). */
-  #planBlobs(
-    src: Reference,
-    dst: Reference,
-    blobs: Descriptor[],
-    dryRun: boolean,
-    scope: Scope,
-  ): Promise<PlannedBlob[]> {
+  /** Step 4 of a dry run: decides what to do with every blob, reading only (HEADs, at the check limit). */
+  #planBlobs(src: Reference, dst: Reference, blobs: Descriptor[], scope: Scope): Promise<PlannedBlob[]> {
     return settleAll(
-      blobs.map((d) => this.#checks.run(() => this.#blobs.plan(src, dst, d, dryRun, scope.signal))),
+      blobs.map((d) => this.#checks.run(() => this.#blobs.plan(src, dst, d, true, scope.signal))),
       scope.inner,
     );
   }
 
-  /** Step 5: moves the blobs, counting what each plan entry turned out to be. */
-  async #moveBlobs(
+  /**
+   * Steps 4 and 5: checks every blob at the destination (HEADs, at the check limit) and starts
+   * each one's transfer as soon as its own check answered, not once all have; then counts what
+   * each turned out to be. Largest first: checks go out in that order and transfers queue as
+   * checks answer, so the blobs that take longest start first and a small one (the config)
+   * does not hold a transfer slot while a large one waits (the copy ends when its last
+   * transfer does). Progress carries `totalBytes` once every blob is planned.
+   */
+  async #copyBlobs(
     src: Reference,
     dst: Reference,
-    work: { pushRef: Reference; plans: PlannedBlob[]; result: CopyResult },
+    work: { pushRef: Reference; blobs: Descriptor[]; result: CopyResult },
     scope: Scope,
   ): Promise<void> {
-    const { plans, result } = work;
+    const { blobs, result } = work;
     let moved = 0;
-    let totalBytes = plans.filter((p) => p.action === "copy").reduce((n, p) => n + p.size, 0);
+    let unplanned = blobs.length;
+    let planBytes = 0;
+    let totalBytes: number | undefined;
     const progress = (digest: string, n: number) => {
       moved += n;
       try {
@@ -433,30 +446,33 @@ export class Copier {
         // A progress display must never break a copy.
       }
     };
-    // Largest first: transfers queue in this order, so the blobs that take longest start first and
-    // a small one (the config) does not hold a slot while a large one waits (the copy ends when
-    // its last transfer does). Outcomes come back in plan order.
-    const byLargest = plans.map((p, i) => ({ p, i })).sort((a, b) => b.p.size - a.p.size || a.i - b.i);
-    const started = await settleAll(
-      byLargest.map(({ p }) =>
-        this.#blobs.execute({
+    const order = blobs.map((_, i) => i).sort((a, b) => blobs[b].size - blobs[a].size || a - b);
+    const outcomes = new Array<Outcome | "skip">(blobs.length);
+    await settleAll(
+      order.map(async (i) => {
+        const p = await this.#checks.run(() => this.#blobs.plan(src, dst, blobs[i], false, scope.signal));
+        result.blobs[i] = planEntry(p);
+        if (p.action === "copy") planBytes += p.size;
+        if (--unplanned === 0) totalBytes = planBytes;
+        outcomes[i] = await this.#blobs.execute({
           src,
           dst,
           p,
           signal: scope.signal,
           progress,
-          onFallbackCopy: () => totalBytes += p.size,
-        })
-      ),
+          onFallbackCopy: () => {
+            planBytes += p.size;
+            if (totalBytes !== undefined) totalBytes += p.size;
+          },
+        });
+      }),
       scope.inner,
     );
-    const outcomes = new Array<(typeof started)[number]>(plans.length);
-    byLargest.forEach(({ i }, k) => outcomes[i] = started[k]);
     outcomes.forEach((o, i) => {
       const entry = result.blobs[i];
       if (o === "copied") {
         result.blobsCopied++;
-        result.bytesMoved += plans[i].size;
+        result.bytesMoved += entry.size;
         entry.action = "copy";
         delete entry.from;
       } else if (o === "mounted") {
@@ -495,6 +511,11 @@ export class Copier {
       signal,
     });
   }
+}
+
+/** A plan as the result lists it. */
+function planEntry({ digest, size, action, from }: PlannedBlob): BlobPlan {
+  return from === undefined ? { digest, size, action } : { digest, size, action, from };
 }
 
 /**

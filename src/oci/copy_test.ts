@@ -266,6 +266,33 @@ Deno.test("copy: blob checks are not held to the transfer limit; transfers start
   assert.equal(peak, 2, "checkConcurrency bounds the HEADs in flight");
 });
 
+Deno.test("copy: a blob's transfer starts once its own check answered, not after every check", async () => {
+  const { from, to, makeCopier } = registries();
+  from.image(["a".repeat(100), "b".repeat(10)], "1");
+  let firstGet!: () => void;
+  const got = new Promise<string>((r) => firstGet = () => r("transfer"));
+  const getBlob = from.client.getBlob.bind(from.client);
+  from.client.getBlob = (repo, digest, o) => (firstGet(), getBlob(repo, digest, o));
+  const order: string[] = [];
+  const head = to.client.headBlob.bind(to.client);
+  let checks = 0;
+  to.client.headBlob = async (repo, digest, o) => {
+    // the last check (the smallest blob, the config) answers only once a transfer began,
+    // or after 2 s if none does (then the order below says so)
+    if (++checks === 3) {
+      let timer!: ReturnType<typeof setTimeout>;
+      order.push(
+        await Promise.race([got, new Promise<string>((r) => timer = setTimeout(() => r("timeout"), 2000))]),
+      );
+      clearTimeout(timer);
+    }
+    return head(repo, digest, o);
+  };
+  const result = await makeCopier({ checkConcurrency: 1 }).copy(src("1"), dst("1"));
+  assert.equal(result.blobsCopied, 3);
+  assert.deepEqual(order, ["transfer"], "the largest blob moved while the config was still being checked");
+});
+
 Deno.test("copy: a dry run plans and writes nothing", async () => {
   const { from, to, makeCopier } = registries();
   from.image(["a", "bb"], "1");
