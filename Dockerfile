@@ -7,7 +7,8 @@
 # that load on first use, so each command loads only its own code) then `deno compile`, which
 # embeds dist/bundle/main.js and every chunk it imports, with the operator's least permissions
 # baked in: no write, environment and reads scoped (deno.json, docs/DEPLOY.md "Permissions";
-# tests/packaging_test.ts checks they agree; bench/tools_test.ts that every chunk is embedded).
+# tests/packaging_test.ts checks they agree; bench/tools_test.ts that every chunk is embedded),
+# and its V8 heap flags (--max-semi-space-size=1,--optimize-for-size: docs/DEPLOY.md, "Memory").
 FROM denoland/deno:2.9.6 AS builder
 
 # The trust store the binary uses is fixed at compile time. "system" makes it read the

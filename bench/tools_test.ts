@@ -219,6 +219,17 @@ Deno.test("the bundle task splits code into dist/bundle and every compile task e
   assert.equal(compileEntryOf("deno compile -o dist/portager --allow-net dist/bundle/x.js", dir), "x.js");
 });
 
+Deno.test("the operator's binaries size V8's heap for memory, the workstation CLI's for speed; all cap the semi-space", () => {
+  const v8 = (task: string) =>
+    compileFlagsOf(task).find((f) => f.startsWith("--v8-flags="))?.slice("--v8-flags=".length).split(",") ??
+      [];
+  for (const name of ["compile", "compile:exec-plugins", "compile:cli"]) {
+    assert.ok(v8(TASKS[name]).includes("--max-semi-space-size=1"), name);
+    const operator = name !== "compile:cli";
+    for (const f of SIZE_V8_FLAGS) assert.equal(v8(TASKS[name]).includes(f), operator, `${name}: ${f}`);
+  }
+});
+
 Deno.test("the bench's bundle: every chunk reachable from the entry deno compile embeds, zod without its locales, the shipped form", async () => {
   const dir = await Deno.makeTempDir({ prefix: "portager-bundle-" });
   try {
