@@ -53,8 +53,16 @@ export function cpuPerGiB(cpuMs: number, bytes: number): number {
 export async function runB1(ctx: BenchContext): Promise<CaseResult> {
   /** The shipped form with or without B4/B5's V8 size flag, measured here too: what it costs a copy. */
   const counterpart = sizeFlagsCounterpart(ctx.portager);
-  const candidate = `portager (${counterpart.form.replace(/^bundle, /, "")})`;
-  const programs = ["portager", candidate, "skopeo", "crane", "regctl", "floor: upload", "floor: stream"];
+  const counterpartRow = `portager (${counterpart.form.replace(/^bundle, /, "")})`;
+  const programs = [
+    "portager",
+    counterpartRow,
+    "skopeo",
+    "crane",
+    "regctl",
+    "floor: upload",
+    "floor: stream",
+  ];
   const cells: Cell[] = [];
   const unavailable = new Map<string, string>();
   for (const name of ["skopeo", "crane", "regctl"]) {
@@ -97,9 +105,9 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
             await Deno.mkdir(scratch, { recursive: true });
             let r: RunResult;
             try {
-              if (program === "portager" || program === candidate) {
+              if (program === "portager" || program === counterpartRow) {
                 r = await runOk(
-                  portagerSync(program === candidate ? counterpart : ctx.portager, {
+                  portagerSync(program === counterpartRow ? counterpart : ctx.portager, {
                     source: a.host,
                     destination: b.host,
                     images: [{ name: repository, tags: ["v1"] }],
