@@ -32,6 +32,7 @@ import { type ReadyCount, watchReady } from "./ready_watch.ts";
 import { type PortagerForm, ROOT, shippedFormProblem, sizeFlagsCounterpart, sizeFlagsNote } from "./tools.ts";
 import { type BaselineContext, baselineFor, vsBaseline } from "./baseline.ts";
 import { processCpuMs } from "./b6_shards.ts";
+import { formatStackCpu, type StackCpu, stackCpu, stackCpuPer } from "./stack_cpu.ts";
 
 /** Namespace of the operator's ServiceAccount (deploy/rbac.yaml's). */
 export const SA_NAMESPACE = "portager-system";
@@ -270,6 +271,8 @@ export interface ScaleRun {
   readyMs: number;
   /** CPU (utime + stime, ms) of the operator from the first create to all Ready. */
   cpuMs: number;
+  /** CPU per ImageSync (ms) of the stack's processes by role over the same span (bench/stack_cpu.ts). */
+  stackCpuPer: StackCpu;
   requests: { total: number; byKind: Record<string, number> };
   /** VmRSS (KiB) a few seconds after /readyz, before any ImageSync existed. */
   emptyRssKiB?: number;
@@ -330,6 +333,7 @@ export async function scaleRun(
 
       ctx.log(`B5 (${form.form}): creating ${count} ImageSyncs`);
       const cpu0 = processCpuMs(op.child.pid) ?? NaN;
+      const stack0 = stackCpu(op.child.pid);
       const t0 = performance.now();
       await pool(names, 8, async (name) => {
         await ok(kube, `${GROUP_PATH}/namespaces/${namespace}/imagesyncs`, {
@@ -367,6 +371,7 @@ export async function scaleRun(
       }
       const tReady = performance.now();
       const cpuMs = (processCpuMs(op.child.pid) ?? NaN) - cpu0;
+      const stack = stackCpuPer(stack0, stackCpu(op.child.pid), Math.max(1, state.ready));
       await readiness.close();
       const requests = countAudit((await env.auditLines()).slice(startLines), SA_USER);
       if (state.ready === count) {
@@ -400,6 +405,7 @@ export async function scaleRun(
         createMs: tCreated - t0,
         readyMs: tReady - t0,
         cpuMs,
+        stackCpuPer: stack,
         requests,
         idleRssKiB: idle.rssKiB,
         idleAnonKiB: idle.anonKiB,
@@ -547,6 +553,7 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
             runs.map((r) => seconds(r.createMs)).join(" / ")
           }) to all Ready; Ready followed with one watch (the bench's own LIST + WATCH).`,
           "Operator CPU: utime + stime of the operator process (/proc/<pid>/stat) over the same span, per ImageSync Ready.",
+          ...runs.map((r) => `Stack CPU per ImageSync, ${r.form}: ${formatStackCpu(r.stackCpuPer)}.`),
           "Requests: the apiserver's audit log, ServiceAccount user only, from operator start to all Ready (one per request; a watch counts once).",
           ...baseline.form
             ? [`Baseline: ${baseline.form.describe}.`, ...vsBaseline(runs, baseline.form.form, count)]

@@ -161,11 +161,14 @@ export interface RunFigures {
   requests: { total: number };
   /** Operator CPU (utime + stime) over the same span, ms, when measured. */
   cpuMs?: number;
+  /** The stack's CPU per ImageSync by role, with its `total` (bench/stack_cpu.ts), when measured. */
+  stackCpuPer?: { total?: number };
 }
 
 /**
  * One note per run of today's forms, as ratios to the baseline's run (`baseline`): time to all
- * Ready, apiserver requests and, when both were measured, operator CPU. Empty when the
+ * Ready, apiserver requests and, when both were measured, operator CPU and the whole stack's
+ * CPU per ImageSync (steadier than time on a shared machine). Empty when the
  * baseline or a form did not get all `count` Ready (a ratio of unequal work means nothing).
  */
 export function vsBaseline(runs: RunFigures[], baseline: string, count: number): string[] {
@@ -182,6 +185,10 @@ export function vsBaseline(runs: RunFigures[], baseline: string, count: number):
     ];
     if (r.cpuMs !== undefined && base.cpuMs !== undefined) {
       parts.push(`operator CPU ${ratio(r.cpuMs, base.cpuMs)}`);
+    }
+    const [stack, baseStack] = [r.stackCpuPer?.total, base.stackCpuPer?.total];
+    if (stack !== undefined && baseStack !== undefined) {
+      parts.push(`the stack's CPU per ImageSync ${ratio(stack, baseStack)} (${stack} vs ${baseStack} ms)`);
     }
     return `${r.form} vs ${baseline}: ${parts.join(", ")}`;
   });

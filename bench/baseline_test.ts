@@ -35,15 +35,29 @@ Deno.test("bundlePlan: refuses a compile task that does not embed the bundle", (
 });
 
 Deno.test("vsBaseline: ratios of today's forms to the baseline's run, none for unequal work", () => {
-  const base = { form: "baseline fc7475b", ready: 10, readyMs: 40_000, requests: { total: 50 }, cpuMs: 140 };
+  const base = {
+    form: "baseline fc7475b",
+    ready: 10,
+    readyMs: 40_000,
+    requests: { total: 50 },
+    cpuMs: 140,
+    stackCpuPer: { total: 60 },
+  };
   const runs = [
-    { form: "bundle", ready: 10, readyMs: 20_000, requests: { total: 30 }, cpuMs: 70 },
+    {
+      form: "bundle",
+      ready: 10,
+      readyMs: 20_000,
+      requests: { total: 30 },
+      cpuMs: 70,
+      stackCpuPer: { total: 45 },
+    },
     base,
     { form: "source", ready: 10, readyMs: 30_000, requests: { total: 30 } },
     { form: "candidate", ready: 9, readyMs: 10_000, requests: { total: 30 } },
   ];
   assert.deepEqual(vsBaseline(runs, base.form, 10), [
-    "bundle vs baseline fc7475b: time to all Ready 0.50× (20.0 s vs 40.0 s), apiserver requests 0.60×, operator CPU 0.50×",
+    "bundle vs baseline fc7475b: time to all Ready 0.50× (20.0 s vs 40.0 s), apiserver requests 0.60×, operator CPU 0.50×, the stack's CPU per ImageSync 0.75× (45 vs 60 ms)",
     "source vs baseline fc7475b: time to all Ready 0.75× (30.0 s vs 40.0 s), apiserver requests 0.60×",
   ]);
   assert.deepEqual(vsBaseline([{ ...base, ready: 3 }, runs[0]], base.form, 10), [
