@@ -43,15 +43,9 @@ Deno.test("vsBaseline: ratios of today's forms to the baseline's run, none for u
     cpuMs: 140,
     stackCpuPer: { total: 60 },
   };
+  const today = { requests: { total: 30 }, cpuMs: 70, stackCpuPer: { total: 45 } };
   const runs = [
-    {
-      form: "bundle",
-      ready: 10,
-      readyMs: 20_000,
-      requests: { total: 30 },
-      cpuMs: 70,
-      stackCpuPer: { total: 45 },
-    },
+    { ...today, form: "bundle", ready: 10, readyMs: 20_000 },
     base,
     { form: "source", ready: 10, readyMs: 30_000, requests: { total: 30 } },
     { form: "candidate", ready: 9, readyMs: 10_000, requests: { total: 30 } },
