@@ -197,7 +197,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
       `${ctx.runs} run(s) per cell, median; every run copies into a new, empty registry; program order rotates per run.`,
       "Each program at its default concurrency: Portager 4 blobs, skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
       "floor: upload = the blob files PUT to B all at once from one Deno process; floor: stream = every blob streamed GET A → PUT B at once, no digest checks.",
-      sizeFlagsNote(ctx.portager),
+      sizeFlagsNote(ctx.portager, { row: counterpartRow }),
       "Ratios: time ÷ Portager's time (below 1 = faster than Portager).",
       "CPU = user + system time of the process and its children from wait4 (each program runs under GNU time, which also gives its exact peak RSS), median over runs; per copied GiB = CPU ÷ the layers' bytes.",
     ],

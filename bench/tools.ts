@@ -219,13 +219,17 @@ export function sizeFlagsCounterpart(form: PortagerForm): PortagerForm {
     : withV8Flags(form, SIZE_V8_FLAGS);
 }
 
-/** The report's note on the row of {@linkcode sizeFlagsCounterpart}`(form)`: what it is and why it is there. */
-export function sizeFlagsNote(form: PortagerForm): string {
+/**
+ * The report's note on the row of {@linkcode sizeFlagsCounterpart}`(form)`: what it is and why it
+ * is there. `opts.row` is the row's label when the table names it otherwise than the form.
+ */
+export function sizeFlagsNote(form: PortagerForm, opts: { row?: string } = {}): string {
   const other = sizeFlagsCounterpart(form);
+  const row = opts.row ?? other.form;
   const flags = SIZE_V8_FLAGS.join(" ");
   return other.form.includes("without")
-    ? `The "${other.form}" row is the shipped form without ${flags}, which the compile task adds so that V8 sizes its heap for memory rather than speed: what the flag buys and costs.`
-    : `The "${other.form}" row is a candidate, not what ships: V8 sizes its heap for memory rather than speed.`;
+    ? `The "${row}" row is the shipped form without ${flags}, which the compile task adds so that V8 sizes its heap for memory rather than speed: what the flag buys and costs.`
+    : `The "${row}" row is a candidate, not what ships: V8 sizes its heap for memory rather than speed.`;
 }
 
 /** deno.json's tasks. */

@@ -13,6 +13,7 @@ import {
   shippedFormProblem,
   SIZE_V8_FLAGS,
   sizeFlagsCounterpart,
+  sizeFlagsNote,
   sourceForm,
   unreachableChunks,
   withoutV8Flags,
@@ -105,6 +106,12 @@ Deno.test("sizeFlagsCounterpart: the shipped form without the size flag when it 
     v8(shipped).includes(f) !== v8(counterpart.args).includes(f)
   );
   assert.deepEqual(diff, SIZE_V8_FLAGS);
+  // the report says which of the two the extra row is, under the table's own label
+  assert.match(sizeFlagsNote(base), /"bundle, \+ --optimize-for-size" row is a candidate/);
+  assert.match(
+    sizeFlagsNote(withSize, { row: "portager (x)" }),
+    /"portager \(x\)" row is the shipped form without/,
+  );
 });
 
 Deno.test("B4's guard: only the bundle with exactly the compile task's flags counts as shipped", () => {
