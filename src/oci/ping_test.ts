@@ -42,21 +42,49 @@ Deno.test("ping reaches Docker Hub at its API host", async () => {
   assert.equal(got.challenge, undefined);
 });
 
-Deno.test("ping probes HTTPS briefly, then speaks plain HTTP to loopback and listed registries", async () => {
-  const probe = table({});
-  const sender = table({ "http://127.0.0.1:5000/v2/": { status: 200 } });
+Deno.test("ping speaks plain HTTP to loopback first, and probes HTTPS briefly before plain HTTP to listed registries", async () => {
+  const probe = table({ "http://127.0.0.1:5000/v2/": { status: 200 } });
+  const sender = table({});
   const got = await ping("127.0.0.1:5000", { probe, sender, timeoutMs: 60_000 });
   assert.equal(got.base.href, "http://127.0.0.1:5000/");
-  assert.deepEqual(probe.urls, ["https://127.0.0.1:5000/v2/"]);
-  assert.deepEqual(probe.timeouts, [10_000], "the HTTPS probe is bounded by PROBE_TIMEOUT_MS");
+  assert.deepEqual(
+    probe.urls,
+    ["http://127.0.0.1:5000/v2/"],
+    "no TLS connection for a plain loopback registry",
+  );
+  assert.deepEqual(probe.timeouts, [10_000], "the first scheme's probe is bounded by PROBE_TIMEOUT_MS");
+  assert.deepEqual(sender.urls, []);
+  // a loopback HTTPS registry answers plain HTTP with 400 (Go's servers) or drops it: then TLS
+  for (const plainAnswer of [{ status: 400 }, "Network" as const]) {
+    const tlsProbe = table({ "http://localhost:5443/v2/": plainAnswer });
+    const tlsSender = table({ "https://localhost:5443/v2/": { status: 200 } });
+    const viaTls = await ping("localhost:5443", { probe: tlsProbe, sender: tlsSender, timeoutMs: 1000 });
+    assert.equal(viaTls.base.href, "https://localhost:5443/");
+    assert.deepEqual(tlsSender.urls, ["https://localhost:5443/v2/"]);
+  }
+  // any other answer over plain HTTP is the registry's own, not a reason to try TLS
+  const broken = table({ "http://127.0.0.1:5000/v2/": { status: 404 } });
+  const brokenErr = await ping("127.0.0.1:5000", { probe: broken, sender: broken, timeoutMs: 1000 }).catch((
+    e,
+  ) => e);
+  assert.equal(brokenErr.reason, "NotFound");
+  assert.deepEqual(broken.urls, ["http://127.0.0.1:5000/v2/"]);
+  // a listed (non-loopback) registry keeps HTTPS first
+  const listedProbe = table({});
   const listed = table({ "http://reg.internal/v2/": { status: 200 } });
   const viaList = await ping("reg.internal", {
-    probe: table({}),
+    probe: listedProbe,
     sender: listed,
     insecureRegistries: ["reg.internal"],
     timeoutMs: 1000,
   });
   assert.equal(viaList.base.protocol, "http:");
+  assert.deepEqual(listedProbe.urls, ["https://reg.internal/v2/"]);
+  // a loopback registry that answers neither way: the error names the plain-HTTP attempt
+  const down = table({});
+  const downErr = await ping("127.0.0.1:1", { probe: down, sender: down, timeoutMs: 1000 }).catch((e) => e);
+  assert.equal(downErr.reason, "Network");
+  assert.match(downErr.message, /reach the registry API at http:\/\/127\.0\.0\.1:1\/v2\//);
 });
 
 Deno.test("ping failures say what was tried", async () => {
