@@ -29,7 +29,14 @@ import {
 } from "./context.ts";
 import { median, readMemory } from "./measure.ts";
 import { type ReadyCount, watchReady } from "./ready_watch.ts";
-import { type PortagerForm, ROOT, shippedFormProblem, sizeFlagsCounterpart, sizeFlagsNote } from "./tools.ts";
+import {
+  DENO,
+  type PortagerForm,
+  ROOT,
+  shippedFormProblem,
+  sizeFlagsCounterpart,
+  sizeFlagsNote,
+} from "./tools.ts";
 import { type BaselineContext, baselineFor, vsBaseline } from "./baseline.ts";
 import { processCpuMs } from "./b6_shards.ts";
 import { formatStackCpu, type StackCpu, stackCpu, stackCpuPer } from "./stack_cpu.ts";
@@ -392,10 +399,12 @@ export async function scaleRun(
         }; requests ${requests.total}`,
       );
 
-      ctx.log(`B4 (${form.form}): operator idle, settling ${settleMs / 1000} s`);
-      await sleep(settleMs);
+      // a floor has no idle behaviour worth measuring (B4 shows only Portager's forms)
+      const floor = isFloor(form.form);
+      if (!floor) ctx.log(`B4 (${form.form}): operator idle, settling ${settleMs / 1000} s`);
+      await sleep(floor ? 0 : settleMs);
       const idleFrom = (await env.auditLines()).length;
-      const idle = await idleRss(op.child.pid, sampleMs);
+      const idle = await idleRss(op.child.pid, floor ? 1000 : sampleMs);
       const idleRequests = countAudit((await env.auditLines()).slice(idleFrom), SA_USER).total;
       const run: ScaleRun = {
         form: form.form,
@@ -425,6 +434,46 @@ function overTarget(kib: number): string {
   return kib / 1024 <= TARGET_MIB ? "within" : `above by ${(kib / 1024 - TARGET_MIB).toFixed(0)} MiB`;
 }
 
+/** Whether a B5 form name is one of the floor rows ({@linkcode floorForm}). */
+export function isFloor(form: string): boolean {
+  return form.startsWith("floor");
+}
+
+/** Concurrencies of B5's floor rows: the operator's default (2) and a higher one. */
+export const FLOOR_CONCURRENCIES = [2, 8];
+
+/**
+ * B5's floor as a form of `portager run`: bench/b5_floor.ts, the least an operator must do per
+ * ImageSync (manifest GET, blob GETs, POST + PUT per blob, manifest PUT, one status patch), at
+ * `concurrency` syncs at a time. Not the shipped form: B4's memory rows never include it.
+ */
+export function floorForm(env: Record<string, string>, concurrency: number): PortagerForm {
+  return {
+    form: `floor, concurrency ${concurrency}`,
+    cmd: DENO,
+    args: [
+      "run",
+      "--no-prompt",
+      "-A",
+      `--config=${ROOT}/deno.json`,
+      `${ROOT}/bench/b5_floor.ts`,
+      `--concurrency=${concurrency}`,
+    ],
+    describe: `bench/b5_floor.ts --concurrency=${concurrency}`,
+    env,
+  };
+}
+
+/**
+ * The forms B5 runs, in order, filtered by the comma-separated `B5_FORMS` (form names, e.g.
+ * "bundle,floor, concurrency 8" — for interleaved comparisons; unset runs them all).
+ */
+export function selectForms(forms: PortagerForm[], only = Deno.env.get("B5_FORMS")): PortagerForm[] {
+  if (!only) return forms;
+  const wanted = only.split(/,(?! )/).map((s) => s.trim());
+  return forms.filter((f) => wanted.includes(f.form));
+}
+
 /** Runs B5 and the operator half of B4, for the bundle and (when it differs) the source form. */
 export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseResult[]> {
   const count = ctx.quick ? 100 : 1000;
@@ -447,12 +496,13 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
       const token = await kube.tokenFor(SA_NAMESPACE, SA_NAME, { expirationSeconds: 7200 });
       const kubeconfig = await kube.kubeconfigForToken(token, { namespace: SA_NAMESPACE });
       const env: ScaleEnv = { kube, source, kubeconfig, names, digests, auditLines, operators };
-      const forms = [
+      const forms = selectForms([
         ctx.portager,
         ...(baseline.form ? [baseline.form] : []), // right after today's: the ratio's two runs adjacent
+        ...FLOOR_CONCURRENCIES.map((n) => floorForm(ctx.portagerSource.env, n)),
         ...(ctx.portager.form === "bundle" ? [ctx.portagerSource] : []),
         sizeFlagsCounterpart(ctx.portager),
-      ];
+      ]);
       const out: ScaleRun[] = [];
       for (const [i, form] of forms.entries()) out.push(await scaleRun(ctx, env, form, i));
       return out;
@@ -471,7 +521,9 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
       ],
       rows: [
         ...runs.map((r) => [
-          `portager run (${r.form})`,
+          isFloor(r.form)
+            ? `${r.form.replace("floor,", "floor: ideal operator,")}`
+            : `portager run (${r.form})`,
           r.ready === count
             ? seconds(r.readyMs)
             : `not all Ready: ${r.ready}/${count} (${r.failed[0]?.message ?? "timeout"})`,
@@ -506,7 +558,7 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
         `peak vs ${TARGET_MIB} MiB`,
       ],
       rows: [
-        ...runs.map((r) => [
+        ...runs.filter((r) => !isFloor(r.form)).map((r) => [
           `portager run (${r.form})`,
           mib(r.emptyRssKiB),
           mib(r.idleRssKiB),
@@ -531,11 +583,11 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
             ctx.quick ? 3 : 10
           } s. "of which anonymous": RssAnon over the same samples — VmRSS less the pages of the deno executable and libraries mapped from disk (~45 MiB here), which the kernel can drop and re-read under memory pressure. Peak = VmHWM over the whole run, including the sync of all ${count}.`,
           `Operator requests while idle-sampling: ${
-            runs.map((r) => `${r.form} ${r.idleRequests}`).join(", ")
+            runs.filter((r) => !isFloor(r.form)).map((r) => `${r.form} ${r.idleRequests}`).join(", ")
           }.`,
           sizeFlagsNote(ctx.portager),
         ],
-        data: runs.map((r) => ({
+        data: runs.filter((r) => !isFloor(r.form)).map((r) => ({
           form: r.form,
           emptyRssKiB: r.emptyRssKiB,
           idleRssKiB: r.idleRssKiB,
@@ -554,6 +606,7 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
           }) to all Ready; Ready followed with one watch (the bench's own LIST + WATCH).`,
           "Operator CPU: utime + stime of the operator process (/proc/<pid>/stat) over the same span, per ImageSync Ready.",
           ...runs.map((r) => `Stack CPU per ImageSync, ${r.form}: ${formatStackCpu(r.stackCpuPer)}.`),
+          `Floor: bench/b5_floor.ts, an "ideal operator" on the same stack — one LIST + WATCH of the namespace, then per ImageSync at the given concurrency only a source manifest GET, per blob a GET and an upload POST + PUT (streamed), the manifest PUT and one status merge patch to Ready; no existence checks, pings, Events, retries or metrics. If its time is above half the baseline's, no operator on this stack reaches issue 16's ≤ 0.50×.`,
           "Requests: the apiserver's audit log, ServiceAccount user only, from operator start to all Ready (one per request; a watch counts once).",
           ...baseline.form
             ? [`Baseline: ${baseline.form.describe}.`, ...vsBaseline(runs, baseline.form.form, count)]
