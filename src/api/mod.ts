@@ -4,6 +4,7 @@
  * repository naming rules, and ECR host parsing.
  *
  * ```ts
+ * await loadCronParser(); // or import "src/api/cron.ts": cron schedules need cron-parser
  * const r = validateImageSync(obj);
  * if (!r.ok) console.error(formatProblems(r.problems)); // spec.images[2]: needs tags or semver
  * const due = nextRun(r.value.spec.schedule, lastSync);
@@ -61,6 +62,10 @@ export {
 } from "./validate.ts";
 export { crdObject, crdYaml, PRINTER_COLUMNS, toStructuralSchema } from "./crd.ts";
 export {
+  type CronParser,
+  installCronParser,
+  loadCronParser,
+  needsCronParser,
   nextRun,
   parseGoDuration,
   parseSchedule,

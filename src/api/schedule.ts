@@ -6,9 +6,15 @@
  *
  * `nextRun` is pure so the controller and `portager serve` decide the same way: for `@every`
  * the next run is the last sync plus the interval; for cron it is the next matching minute.
+ *
+ * Cron fields are checked and iterated by cron-parser (with luxon, ~8 ms of start-up CPU and the
+ * bundle's CommonJS shim), which this module does not import: `./cron.ts` installs it. A module
+ * that needs cron schedules imports `./cron.ts` (the controller) or awaits
+ * {@linkcode loadCronParser} first (`portager sync -f` only when a document has a cron
+ * schedule, so an `@every` copy never loads it). Parsing a cron expression before either throws
+ * a plain Error naming the fix; `@every` schedules and descriptors parse without it.
  * @module
  */
-import { CronExpressionParser } from "cron-parser";
 import { ValueError, valueProblem } from "./value_error.ts";
 
 /** A parsed schedule. */
@@ -49,6 +55,45 @@ const DESCRIPTORS: Record<string, string> = {
   "@midnight": "0 0 * * *",
   "@hourly": "0 * * * *",
 };
+
+/** What this module needs of cron-parser's `CronExpressionParser` (installed by `./cron.ts`). */
+export interface CronParser {
+  /** Parses a 6-field expression (seconds first); throws an Error saying what is wrong. */
+  parse(
+    expression: string,
+    options: { tz: string; currentDate?: Date },
+  ): { next(): { toDate(): Date } };
+}
+
+let cronParser: CronParser | undefined;
+
+/** Makes `parser` the one cron expressions are checked and iterated with (called by `./cron.ts`). */
+export function installCronParser(parser: CronParser): void {
+  cronParser = parser;
+}
+
+/** Loads cron-parser (a chunk of its own in the bundle) so cron schedules can be parsed; idempotent. */
+export async function loadCronParser(): Promise<void> {
+  if (!cronParser) await import("./cron.ts");
+}
+
+function cron(): CronParser {
+  if (!cronParser) {
+    throw new Error(
+      "cron schedules need cron-parser: await loadCronParser() or import src/api/cron.ts before parsing one",
+    );
+  }
+  return cronParser;
+}
+
+/**
+ * Whether parsing `text` needs cron-parser ({@linkcode loadCronParser}): anything but an
+ * `@every` schedule or a bare descriptor such as `@daily` (those parse without it).
+ */
+export function needsCronParser(text: string): boolean {
+  const trimmed = text.trim();
+  return !trimmed.startsWith("@every") && !Object.hasOwn(DESCRIPTORS, trimmed);
+}
 
 /** The shortest `@every` interval; shorter ones run at it, as upstream's robfig/cron does. */
 const MIN_EVERY_MS = 1000;
@@ -149,6 +194,8 @@ export function parseSchedule(text: string): Schedule {
           `or "@every <duration>"`,
       );
     }
+    // a descriptor's expansion is a valid expression: checked without cron-parser
+    if (!tz) return { kind: "cron", expression: expanded, timeZone, text };
     expr = expanded;
   }
   const fields = expr.split(/\s+/);
@@ -159,9 +206,10 @@ export function parseSchedule(text: string): Schedule {
         `day-of-week), found ${fields.length}`,
     );
   }
+  const parser = cron();
   try {
     // cron-parser wants a seconds field; ours are minute-resolution like upstream's.
-    CronExpressionParser.parse(`0 ${fields.join(" ")}`, { tz: timeZone });
+    parser.parse(`0 ${fields.join(" ")}`, { tz: timeZone });
   } catch (e) {
     throw new ScheduleError(text, `invalid schedule "${text}": ${(e as Error).message}`);
   }
@@ -180,6 +228,6 @@ export function scheduleProblem(text: string): string | undefined {
 export function nextRun(schedule: string | Schedule, from: Date): Date {
   const s = typeof schedule === "string" ? parseSchedule(schedule) : schedule;
   if (s.kind === "every") return new Date(from.getTime() + s.intervalMs);
-  const it = CronExpressionParser.parse(`0 ${s.expression}`, { tz: s.timeZone, currentDate: from });
+  const it = cron().parse(`0 ${s.expression}`, { tz: s.timeZone, currentDate: from });
   return it.next().toDate();
 }

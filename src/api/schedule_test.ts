@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import "./cron.ts";
 import { nextRun, parseGoDuration, parseSchedule, ScheduleError, scheduleProblem } from "./schedule.ts";
 
 Deno.test("parseGoDuration reads Go durations", () => {

@@ -18,12 +18,12 @@ spec:
       tags: ["1.27"]
 `;
 
-function messages(text: string, file = "sync.yaml"): string[] {
-  return parseImageSyncs(text, file).problems.map(formatLoadProblem);
+async function messages(text: string, file = "sync.yaml"): Promise<string[]> {
+  return (await parseImageSyncs(text, file)).problems.map(formatLoadProblem);
 }
 
-Deno.test("a valid document loads with defaults and namespace default", () => {
-  const r = parseImageSyncs(GOOD, "sync.yaml");
+Deno.test("a valid document loads with defaults and namespace default", async () => {
+  const r = await parseImageSyncs(GOOD, "sync.yaml");
   assert.deepEqual(r.problems, []);
   assert.equal(r.imageSyncs.length, 1);
   const s = r.imageSyncs[0];
@@ -32,11 +32,11 @@ Deno.test("a valid document loads with defaults and namespace default", () => {
   assert.equal(s.object.spec.images[0].maxTags, 10);
 });
 
-Deno.test("every problem of every document is reported with file, document and path", () => {
+Deno.test("every problem of every document is reported with file, document and path", async () => {
   const bad = GOOD.replace('tags: ["1.27"]', "tag: [x]\n    - name: other\n      tags: [1.20]")
     .replace("method: anonymous", "method: password");
   const text = `${GOOD}---\n${bad.replace("mirror-nginx", "second")}`;
-  const got = messages(text);
+  const got = await messages(text);
   assert.deepEqual(
     got.toSorted(),
     [
@@ -48,20 +48,20 @@ Deno.test("every problem of every document is reported with file, document and p
     ].toSorted(),
   );
   // the valid first document is still returned
-  assert.equal(parseImageSyncs(text, "sync.yaml").imageSyncs.length, 1);
+  assert.equal((await parseImageSyncs(text, "sync.yaml")).imageSyncs.length, 1);
 });
 
-Deno.test("malformed YAML names the file, line and column", () => {
-  const got = messages("apiVersion: x\n  kind: [oops\n", "broken.yaml");
+Deno.test("malformed YAML names the file, line and column", async () => {
+  const got = await messages("apiVersion: x\n  kind: [oops\n", "broken.yaml");
   assert.equal(got.length, 1);
   assert.match(got[0], /^broken\.yaml:\d+:\d+: invalid YAML: /);
 });
 
-Deno.test("documents that are not ImageSync objects are problems; empty ones are ignored", () => {
-  assert.deepEqual(messages("---\n---\n"), ["sync.yaml: no ImageSync in this file"]);
-  assert.deepEqual(messages("- a\n- b\n"), ["sync.yaml: expected an ImageSync object, found a list"]);
+Deno.test("documents that are not ImageSync objects are problems; empty ones are ignored", async () => {
+  assert.deepEqual(await messages("---\n---\n"), ["sync.yaml: no ImageSync in this file"]);
+  assert.deepEqual(await messages("- a\n- b\n"), ["sync.yaml: expected an ImageSync object, found a list"]);
   const secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\n";
-  const got = messages(`${GOOD}---\n${secret}`);
+  const got = await messages(`${GOOD}---\n${secret}`);
   assert.ok(
     got.includes("sync.yaml: doc 2 (creds): apiVersion: must be portager.portager.io/v1alpha1"),
     got.join("\n"),
@@ -70,7 +70,7 @@ Deno.test("documents that are not ImageSync objects are problems; empty ones are
   assert.ok(got.includes("sync.yaml: doc 2 (creds): spec: is required"), got.join("\n"));
 });
 
-Deno.test("JSON documents load too", () => {
+Deno.test("JSON documents load too", async () => {
   const obj = {
     apiVersion: "portager.portager.io/v1alpha1",
     kind: "ImageSync",
@@ -82,7 +82,7 @@ Deno.test("JSON documents load too", () => {
       images: [{ name: "app", semver: "^1.0.0" }],
     },
   };
-  const r = parseImageSyncs(JSON.stringify(obj), "x.json");
+  const r = await parseImageSyncs(JSON.stringify(obj), "x.json");
   assert.deepEqual(r.problems, []);
   assert.equal(r.imageSyncs[0].key, "team/j");
 });
@@ -127,4 +127,17 @@ Deno.test("which folder entries count as manifests", () => {
   assert.ok(!isManifestFile("a.yaml~"));
   assert.ok(!isManifestFile("a.yaml.swp"));
   assert.ok(!isManifestFile("README.md"));
+});
+
+Deno.test("cron schedules are checked as in the operator: a good one loads, a bad field is named", async () => {
+  const withSchedule = (schedule: string) => GOOD.replace(`schedule: "@every 1h"`, `schedule: "${schedule}"`);
+  const r = await parseImageSyncs(withSchedule("CRON_TZ=Europe/Paris 0 6 * * MON-FRI"), "sync.yaml");
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.imageSyncs[0].object.spec.schedule, "CRON_TZ=Europe/Paris 0 6 * * MON-FRI");
+  const [problem, ...rest] = await messages(withSchedule("61 * * * *"));
+  assert.deepEqual(rest, []);
+  assert.match(
+    problem,
+    /^sync\.yaml \(mirror-nginx\): spec\.schedule: invalid schedule "61 \* \* \* \*": .*61/,
+  );
 });
