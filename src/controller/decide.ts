@@ -14,6 +14,8 @@ import {
   parseSchedule,
   validateImageSyncSpec,
 } from "../api/mod.ts";
+// installs cron-parser: cron schedules parse synchronously here (`portager sync` loads it only on demand)
+import "../api/cron.ts";
 import { findCondition, READY, SYNCING } from "./conditions.ts";
 
 /** Why a sync runs. */
