@@ -8,7 +8,9 @@
  * as Google's client libraries do. The secret key never leaves this process: only a signature.
  * @module
  */
-import { createHash, createHmac } from "node:crypto";
+import { hmac as hmacOf } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256Hex } from "../oci/digest.ts";
 import type { ExternalCredentialSource } from "./gar_credentials.ts";
 import { garFail, textRequest } from "./gar_http.ts";
 
@@ -40,12 +42,11 @@ export interface AwsSignedRequest {
   headers: AwsRequestHeader[];
 }
 
-function sha256Hex(data: string): string {
-  return createHash("sha256").update(data).digest("hex");
-}
+const encoder = new TextEncoder();
 
+/** HMAC-SHA256 in JavaScript (no `node:crypto`: this module is loaded by every sync's credentials). */
 function hmac(key: string | Uint8Array, data: string): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(data).digest());
+  return hmacOf(sha256, typeof key === "string" ? encoder.encode(key) : key, encoder.encode(data));
 }
 
 /** RFC 3986 encoding as SigV4 wants it (unreserved characters kept, everything else %XX). */

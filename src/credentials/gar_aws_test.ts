@@ -35,6 +35,10 @@ Deno.test("signAwsRequest: the GetCallerIdentity request Google's STS replays (S
     /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/20200811\/us-east-1\/sts\/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token;x-goog-cloud-target-resource, Signature=[0-9a-f]{64}$/,
   );
   assert.ok(!JSON.stringify(signed).includes("wJalrXUtnFEMI"), "the secret key is not in the request");
+  // The signature node:crypto's HMAC-SHA256 gave for these inputs (the signing is now JavaScript's).
+  assert.ok(
+    h.Authorization.endsWith("Signature=fb3060105c0c6ad2d2bdcad1e11e116ae754fc69cf3e46c04ee1077527209c78"),
+  );
   // Deterministic for the same inputs, different for another secret.
   const again = signAwsRequest(signed.url, {
     accessKeyId: "AKIDEXAMPLE",

@@ -7,8 +7,8 @@
  * Written atomically (temporary file, then rename), so a kill never leaves half a file.
  * @module
  */
-import { createHash } from "node:crypto";
 import type { ImageSyncSpec, ImageSyncStatus } from "../api/mod.ts";
+import { sha256Hex } from "../oci/digest.ts";
 
 /** Version of the state file format. */
 export const STATE_VERSION = 1;
@@ -82,8 +82,7 @@ export function specHash(spec: ImageSyncSpec): string {
 
 /** A stable hash of any JSON value; object key order does not matter. */
 export function stableHash(value: unknown): string {
-  const bytes = new TextEncoder().encode(JSON.stringify(canonical(value)));
-  return createHash("sha256").update(bytes).digest("hex").slice(0, 32);
+  return sha256Hex(JSON.stringify(canonical(value))).slice(0, 32);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -8,7 +8,9 @@
  * `SBOM gate failed: …`) once, for status, Events and CLI lines.
  *
  * The keyless check loads the Sigstore libraries with a dynamic import, only when a spec uses
- * it: importing this module costs nothing of them.
+ * it: importing this module costs nothing of them. The key check (`cosign.ts`, on
+ * `node:crypto`) is loaded the same way, so a sync without a cosign gate never loads Deno's
+ * Node compatibility layer for it.
  *
  * ```ts
  * const outcome = await runGates(client, parseReference("ghcr.io/me/app@sha256:…"), {
@@ -22,7 +24,6 @@
 import { type CallOptions, OciError, type Reference, type RegistryClient } from "../oci/mod.ts";
 import { listReferrers, type Referrer, resolveArtifactTypes } from "../oci/referrers.ts";
 import { GateError, type GateName, type GateResult, isAbort, MAX_ARTIFACTS_READ } from "./artifacts.ts";
-import { verifyWithKey } from "./cosign.ts";
 import { checkVulnerabilities, type VulnerabilityGateConfig } from "./sarif.ts";
 import { checkSbom } from "./sbom.ts";
 
@@ -37,7 +38,6 @@ export {
   MAX_SMALL_ARTIFACT_BYTES,
   type Severity,
 } from "./artifacts.ts";
-export { parsePublicKey } from "./cosign.ts";
 export { describeFindings, findingsAtOrAbove, SARIF_ARTIFACT_TYPE, SEVERITIES } from "./sarif.ts";
 export { CYCLONEDX_ARTIFACT_TYPE, SPDX_ARTIFACT_TYPE } from "./sbom.ts";
 
@@ -98,6 +98,7 @@ async function cosignGate(
 ): Promise<string> {
   const cfg = opts.config.cosign!;
   if (cfg.publicKey) {
+    const { verifyWithKey } = await import("./cosign.ts");
     return await verifyWithKey(client, subject, {
       publicKey: cfg.publicKey,
       referrers: opts.referrers,

@@ -1,21 +1,32 @@
 /**
- * Blob streaming helpers: a digest-verifying TransformStream, digests of small buffers, and
- * re-chunking a stream for chunked uploads. Web Crypto has no incremental digest, so hashing
- * uses the runtime's native `node:crypto` hash (built into Deno, no package): it runs about
- * 8× faster than a pure-JavaScript sha256 and is what keeps blob copies at network speed.
+ * Blob streaming helpers: digest-verifying streams, digests of small buffers, and re-chunking a
+ * stream for chunked uploads. A blob of at most {@linkcode WHOLE_BLOB_MAX_BYTES} is read whole
+ * and hashed by Web Crypto's one-shot digest; a larger one is hashed as it streams by the
+ * native `node:crypto` hash (Web Crypto has no incremental digest; a pure-JavaScript sha256 is
+ * ~8× slower), loaded the first time such a blob is copied: a copy of small blobs never loads
+ * Deno's Node compatibility layer (~25–30 ms of CPU; B1 in docs/PERFORMANCE.md). See
+ * `digest.ts`.
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
+import {
+  type DigestAlgorithm,
+  hashHex,
+  isDigestAlgorithm,
+  type StreamingHash,
+  streamingHash,
+  webHashHex,
+} from "./digest.ts";
 import { OciError } from "./errors.ts";
 import { type IntoReader, readerInto } from "./read_into.ts";
 import { digestProblem } from "./reference.ts";
 
-function hasherFor(digest: string, context: string): Hash {
+/** The algorithm of `digest`; throws when the digest is malformed or of another algorithm. */
+function algorithmOf(digest: string, context: string): DigestAlgorithm {
   const problem = digestProblem(digest);
   if (problem) throw new OciError("DigestMismatch", `${context}: ${problem}`);
   const algorithm = digest.slice(0, digest.indexOf(":"));
-  if (algorithm === "sha256" || algorithm === "sha512") return createHash(algorithm);
+  if (isDigestAlgorithm(algorithm)) return algorithm;
   throw new OciError(
     "UnsupportedMediaType",
     `${context}: digest algorithm "${algorithm}" is not supported (sha256 and sha512 are)`,
@@ -24,14 +35,13 @@ function hasherFor(digest: string, context: string): Hash {
 
 /** The `sha256:<hex>` digest of a buffer. */
 export function sha256Digest(bytes: Uint8Array): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  return `sha256:${hashHex("sha256", bytes)}`;
 }
 
 /** The digest of a buffer with the same algorithm as `like` (sha256 or sha512). */
 export function digestLike(like: string, bytes: Uint8Array): string {
-  const h = hasherFor(like, "digest");
-  h.update(bytes);
-  return `${like.slice(0, like.indexOf(":"))}:${h.digest("hex")}`;
+  const algorithm = algorithmOf(like, "digest");
+  return `${algorithm}:${hashHex(algorithm, bytes)}`;
 }
 
 /** Options for {@linkcode verifyingStream}. */
@@ -44,24 +54,36 @@ export interface VerifyOptions {
   onChunk?: (bytes: number) => void;
 }
 
-/** Hashes and counts the bytes of one blob; throws DigestMismatch when they are not its own. */
+/**
+ * Counts and hashes the bytes of one blob; throws DigestMismatch when they are not its own.
+ * Bytes are hashed as they come ({@linkcode BlobCheck.update}, after {@linkcode BlobCheck.ready})
+ * or all at once at the end ({@linkcode BlobCheck.finishWhole}).
+ */
 class BlobCheck {
-  readonly #hasher: Hash;
-  readonly #algorithm: string;
+  readonly #algorithm: DigestAlgorithm;
   readonly #digest: string;
   readonly #opts: VerifyOptions;
+  #hash?: StreamingHash;
+  #loading?: Promise<void>;
   #total = 0;
 
   constructor(digest: string, opts: VerifyOptions) {
-    this.#hasher = hasherFor(digest, opts.context);
-    this.#algorithm = digest.slice(0, digest.indexOf(":"));
+    this.#algorithm = algorithmOf(digest, opts.context);
     this.#digest = digest;
     this.#opts = opts;
   }
 
-  /** Takes the next chunk; fails as soon as more bytes arrived than the descriptor declares. */
-  update(chunk: Uint8Array): void {
-    this.#total += chunk.byteLength;
+  /** Loads the incremental hash {@linkcode BlobCheck.update} needs (once). */
+  ready(): Promise<void> {
+    this.#loading ??= streamingHash(this.#algorithm).then((hash) => {
+      this.#hash = hash;
+    });
+    return this.#loading;
+  }
+
+  /** Counts (and reports) `bytes` more; fails as soon as more arrived than the descriptor declares. */
+  count(bytes: number): void {
+    this.#total += bytes;
     const { size, context } = this.#opts;
     if (size !== undefined && this.#total > size) {
       throw new OciError(
@@ -69,12 +91,28 @@ class BlobCheck {
         `${context}: received more than the ${size} bytes its descriptor declares`,
       );
     }
-    this.#hasher.update(chunk);
-    this.#opts.onChunk?.(chunk.byteLength);
+    this.#opts.onChunk?.(bytes);
   }
 
-  /** The content ended: fails unless size and digest match. */
+  /** Takes the next chunk (after {@linkcode BlobCheck.ready}): counts it, then hashes it. */
+  update(chunk: Uint8Array): void {
+    this.count(chunk.byteLength);
+    this.#hash!.update(chunk);
+  }
+
+  /** The content ended, every byte went through {@linkcode BlobCheck.update}: fails unless size and digest match. */
   finish(): void {
+    this.#checkSize();
+    this.#compare(this.#hash!.hex());
+  }
+
+  /** The content ended, all of it in `bytes` (counted with {@linkcode BlobCheck.count}): fails unless size and digest match. */
+  async finishWhole(bytes: Uint8Array): Promise<void> {
+    this.#checkSize();
+    this.#compare(await webHashHex(this.#algorithm, bytes));
+  }
+
+  #checkSize(): void {
     const { size, context } = this.#opts;
     if (size !== undefined && this.#total !== size) {
       throw new OciError(
@@ -82,11 +120,14 @@ class BlobCheck {
         `${context}: received ${this.#total} bytes, its descriptor declares ${size}`,
       );
     }
-    const got = `${this.#algorithm}:${this.#hasher.digest("hex")}`;
+  }
+
+  #compare(hex: string): void {
+    const got = `${this.#algorithm}:${hex}`;
     if (got !== this.#digest) {
       throw new OciError(
         "DigestMismatch",
-        `${context}: content digest is ${got}, expected ${this.#digest}; the registry served corrupt or different bytes`,
+        `${this.#opts.context}: content digest is ${got}, expected ${this.#digest}; the registry served corrupt or different bytes`,
       );
     }
   }
@@ -104,6 +145,7 @@ export function verifyingStream(
   const check = new BlobCheck(digest, opts);
   let held: Uint8Array | undefined;
   return new TransformStream<Uint8Array, Uint8Array>({
+    start: () => check.ready(),
     transform(chunk, controller) {
       if (chunk.byteLength === 0) return;
       check.update(chunk);
@@ -203,13 +245,22 @@ export class BlobBuffers {
 }
 
 /**
+ * Blobs of at most this many bytes (1 MiB) are read whole, hashed by Web Crypto and only then
+ * handed on, in one chunk ({@linkcode verifiedStream}): no Node compatibility layer for them,
+ * at the cost of one such buffer per blob in flight (a copy's 4 transfers: 4 MiB at most).
+ */
+export const WHOLE_BLOB_MAX_BYTES = 1024 * 1024;
+
+/**
  * {@linkcode verifyingStream} applied to `source`, as one pull-driven stream: the same checks
  * and the same held-back last chunk, without a TransformStream's writable side and queues in
  * between. Blob bodies go through it chunk by chunk, so each stage a chunk crosses costs CPU
  * on every copied byte (B1 in docs/PERFORMANCE.md): chunks are filled to
  * {@linkcode BLOB_CHUNK_BYTES} by BYOB reads of `source` (a byte stream or a reader into the
  * caller's buffers; any other stream is copied), and with `recycle` read into reused
- * buffers. Cancelling it cancels `source`.
+ * buffers. A blob whose `size` is known and at most {@linkcode WHOLE_BLOB_MAX_BYTES} is read
+ * into one buffer of its size instead, verified, and handed on as one chunk (`recycle` is not
+ * used): nothing of it leaves before it checked out. Cancelling it cancels `source`.
  */
 export function verifiedStream(
   source: ReadableStream<Uint8Array> | IntoReader,
@@ -218,6 +269,12 @@ export function verifiedStream(
 ): ReadableStream<Uint8Array> {
   const check = new BlobCheck(digest, opts);
   const reader = source instanceof ReadableStream ? readerInto(source) : source;
+  if (opts.size !== undefined && opts.size <= WHOLE_BLOB_MAX_BYTES) {
+    return wholeBlob(reader, check, opts.size);
+  }
+  // Load the incremental hash while the first bytes are on their way.
+  const ready = check.ready();
+  ready.catch(() => {}); // awaited (and reported) by the first pull
   const ring = opts.recycle;
   let received = 0;
   let held: Uint8Array | undefined;
@@ -246,6 +303,7 @@ export function verifiedStream(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
+        await ready;
         ring?.reclaim();
         while (true) {
           const { chunk, done } = await fill();
@@ -277,6 +335,40 @@ export function verifiedStream(
     },
     cancel(reason) {
       held = undefined;
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * The blob of {@linkcode verifiedStream} when it is small: read into one buffer (one byte
+ * longer than `size`, so a longer body fails before its end), verified whole by Web Crypto,
+ * then given as one chunk. Bytes are counted (and reported) as they arrive.
+ */
+function wholeBlob(reader: IntoReader, check: BlobCheck, size: number): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        let view = new Uint8Array(new ArrayBuffer(size + 1));
+        let filled = 0;
+        while (true) {
+          const { done, value } = await reader.read(view.subarray(filled));
+          if (value) view = new Uint8Array(value.buffer as ArrayBuffer);
+          if (done) break;
+          filled += value.byteLength;
+          check.count(value.byteLength);
+        }
+        reader.release();
+        const bytes = view.subarray(0, filled);
+        await check.finishWhole(bytes);
+        if (filled > 0) controller.enqueue(bytes);
+        controller.close();
+      } catch (e) {
+        await reader.cancel(e).catch(() => {});
+        controller.error(e);
+      }
+    },
+    cancel(reason) {
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

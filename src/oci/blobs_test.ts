@@ -9,6 +9,7 @@ import {
   verifiedStream,
   verifyingStream,
   type VerifyOptions,
+  WHOLE_BLOB_MAX_BYTES,
 } from "./blobs.ts";
 import { OciError } from "./errors.ts";
 
@@ -46,48 +47,95 @@ Deno.test("sha256Digest / digestLike hash like registries do", () => {
   assert.equal(digestLike("sha512:" + "0".repeat(128), new Uint8Array()).length, 7 + 128);
 });
 
-/** The two forms of the check: a TransformStream to pipe through, and the pull-driven wrapper. */
+/** A blob over {@linkcode WHOLE_BLOB_MAX_BYTES}: verifiedStream hashes it as it streams. */
+const large = new Uint8Array(WHOLE_BLOB_MAX_BYTES + 21).map((_, i) => (i * 7 + (i >> 10)) & 0xff);
+
+/**
+ * The forms of the check: a TransformStream to pipe through, and the pull-driven wrapper — for
+ * a small blob (read whole, hashed at once) and a large one (hashed as it streams).
+ */
 const forms: Array<
-  [string, (s: ReadableStream<Uint8Array>, digest: string, o: VerifyOptions) => ReadableStream<Uint8Array>]
+  [
+    string,
+    Uint8Array,
+    (s: ReadableStream<Uint8Array>, digest: string, o: VerifyOptions) => ReadableStream<Uint8Array>,
+  ]
 > = [
-  ["verifyingStream", (s, digest, o) => s.pipeThrough(verifyingStream(digest, o))],
-  ["verifiedStream", (s, digest, o) => verifiedStream(s, digest, o)],
+  ["verifyingStream", bytes, (s, digest, o) => s.pipeThrough(verifyingStream(digest, o))],
+  ["verifiedStream (small blob)", bytes, (s, digest, o) => verifiedStream(s, digest, o)],
+  ["verifiedStream (large blob)", large, (s, digest, o) => verifiedStream(s, digest, o)],
 ];
 
-for (const [name, verify] of forms) {
+for (const [name, content, verify] of forms) {
+  const parts = [content.subarray(0, 5), content.subarray(5, 12), content.subarray(12)];
+
   Deno.test(`${name} passes correct content through unchanged`, async () => {
     let counted = 0;
-    const out = verify(source(chunks), sha256Digest(bytes), {
-      size: bytes.length,
+    const out = verify(source(parts), sha256Digest(content), {
+      size: content.length,
       context: "c",
       onChunk: (n) => counted += n,
     });
     const { got, error } = await readAll(out);
     assert.equal(error, undefined);
-    assert.deepEqual(new Uint8Array(got.flatMap((c) => [...c])), bytes);
-    assert.equal(counted, bytes.length);
+    assert.deepEqual(concat(got), content);
+    assert.equal(counted, content.length);
   });
 
   Deno.test(`${name} fails on a digest mismatch before the last chunk is released`, async () => {
     const wrong = sha256Digest(new TextEncoder().encode("something else"));
-    const out = verify(source(chunks), wrong, { size: bytes.length, context: "blob x" });
+    const out = verify(source(parts), wrong, { size: content.length, context: "blob x" });
     const { got, error } = await readAll(out);
     assert(error instanceof OciError);
     assert.equal(error.reason, "DigestMismatch");
     assert.match(error.message, /^blob x: content digest is sha256:[0-9a-f]{64}, expected /);
     const seen = got.reduce((n, c) => n + c.length, 0);
-    assert(seen < bytes.length, `consumer saw ${seen} of ${bytes.length} bytes`);
+    assert(seen < content.length, `consumer saw ${seen} of ${content.length} bytes`);
   });
 
   Deno.test(`${name} fails on too many or too few bytes`, async () => {
-    const digest = sha256Digest(bytes);
-    const long = await readAll(verify(source(chunks), digest, { size: 6, context: "c" }));
+    const digest = sha256Digest(content);
+    const n = content.length;
+    const long = await readAll(verify(source(parts), digest, { size: n - 1, context: "c" }));
     assert.equal((long.error as OciError).reason, "DigestMismatch");
-    assert.match((long.error as OciError).message, /more than the 6 bytes/);
-    const short = await readAll(verify(source(chunks), digest, { size: 100, context: "c" }));
-    assert.match((short.error as OciError).message, /received 21 bytes, its descriptor declares 100/);
+    assert.match((long.error as OciError).message, new RegExp(`more than the ${n - 1} bytes`));
+    const short = await readAll(verify(source(parts), digest, { size: n + 79, context: "c" }));
+    assert.match(
+      (short.error as OciError).message,
+      new RegExp(`received ${n} bytes, its descriptor declares ${n + 79}`),
+    );
   });
 }
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+Deno.test("verifiedStream hands a blob of at most WHOLE_BLOB_MAX_BYTES on in one chunk, once verified; sha512 too", async () => {
+  for (const size of [0, 1, 70_000, WHOLE_BLOB_MAX_BYTES]) {
+    const content = large.subarray(0, size);
+    for (const digest of [sha256Digest(content), digestLike("sha512:" + "0".repeat(128), content)]) {
+      let counted = 0;
+      const { got, error } = await readAll(
+        verifiedStream(byteSource(content, 40_000), digest, {
+          size,
+          context: "c",
+          onChunk: (n) => counted += n,
+        }),
+      );
+      assert.equal(error, undefined);
+      assert.equal(got.length, size === 0 ? 0 : 1);
+      assert.deepEqual(concat(got), content);
+      assert.equal(counted, size);
+    }
+  }
+});
 
 Deno.test("verifiedStream: cancelling it cancels the source", async () => {
   let reason: unknown;
@@ -183,11 +231,8 @@ Deno.test("BlobBuffers.release hands a finished read's buffers to the next blob 
   const digest = sha256Digest(content);
   const readWith = async (buffers: BlobBuffers) => {
     const { got, error } = await readAll(
-      verifiedStream(byteSource(content, 50_000), digest, {
-        size: content.length,
-        context: "c",
-        recycle: buffers,
-      }),
+      // No size: streamed through the buffers (a blob of a known size this small is read whole).
+      verifiedStream(byteSource(content, 50_000), digest, { context: "c", recycle: buffers }),
     );
     assert.equal(error, undefined);
     return got;

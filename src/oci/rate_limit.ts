@@ -21,8 +21,8 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import type { Credential } from "./auth.ts";
+import { sha256Hex } from "./digest.ts";
 import { OciError } from "./errors.ts";
 import type { RegistryResponse } from "./response.ts";
 import { parseRetryAfter } from "./retry.ts";
@@ -100,7 +100,7 @@ export function budgetKey(registry: string, credential: Credential | undefined):
     : "identityToken" in credential
     ? `identity:${credential.identityToken}`
     : `token:${credential.registryToken}`;
-  return `${registry} (account ${createHash("sha256").update(who).digest("hex").slice(0, 8)})`;
+  return `${registry} (account ${sha256Hex(who).slice(0, 8)})`;
 }
 
 /** Whether the registry counts this request against its limit: a manifest GET (as Docker Hub does). */

@@ -158,6 +158,8 @@ Deno.test("budgetKey: one budget per account on a registry; no name or token in 
   assert.equal(budgetKey("docker.io", undefined), "docker.io");
   const alice = budgetKey("docker.io", { username: "alice", password: "p1" });
   assert.match(alice, /^docker\.io \(account [0-9a-f]{8}\)$/);
+  // the first 8 hex of SHA-256("user:alice"): the metric label earlier versions wrote
+  assert.equal(alice, "docker.io (account dabd1db8)");
   assert.equal(budgetKey("docker.io", { username: "alice", password: "rotated" }), alice);
   assert.notEqual(budgetKey("docker.io", { username: "bob", password: "p1" }), alice);
   const token = budgetKey("ghcr.io", { registryToken: "ghp_secret" });

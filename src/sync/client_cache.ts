@@ -22,8 +22,8 @@
  * request pings again.
  * @module
  */
-import { AsyncLocalStorage } from "node:async_hooks";
-import { createHash } from "node:crypto";
+import type { AsyncLocalStorage } from "node:async_hooks";
+import { sha256Hex } from "../oci/digest.ts";
 import type { Credential, RegistryClient, RetryEvent } from "../oci/mod.ts";
 
 /** How long a shared client takes new syncs after it was created: one minute. */
@@ -66,26 +66,36 @@ interface Entry {
   retired: boolean;
 }
 
-/** The retry hook of the sync whose code is running (shared clients report retries through it). */
-const retryHook = new AsyncLocalStorage<(e: RetryEvent) => void>();
+type RetryHook = (e: RetryEvent) => void;
+
+/**
+ * The retry hook of the sync whose code is running (shared clients report retries through it).
+ * `node:async_hooks` is loaded by the first sync that sets a hook: only processes that share
+ * clients (the operator, `serve`) pay for Deno's Node compatibility layer; `sync -f` does not.
+ */
+let retryHook: AsyncLocalStorage<RetryHook> | undefined;
+let loadingRetryHook: Promise<AsyncLocalStorage<RetryHook>> | undefined;
 
 /**
  * Runs `fn` with `onRetry` as the hook {@linkcode reportRetry} calls: a retry made by a shared
  * client is counted for the sync whose call chain made the request.
  */
-export function withRetryHook<T>(onRetry: ((e: RetryEvent) => void) | undefined, fn: () => T): T {
-  return onRetry ? retryHook.run(onRetry, fn) : fn();
+export async function withRetryHook<T>(onRetry: RetryHook | undefined, fn: () => Promise<T>): Promise<T> {
+  if (!onRetry) return await fn();
+  loadingRetryHook ??= import("node:async_hooks").then((m) =>
+    retryHook = new m.AsyncLocalStorage<RetryHook>()
+  );
+  return await (await loadingRetryHook).run(onRetry, fn);
 }
 
 /** The `onRetry` of a shared client: reports to the hook of the sync that made the request. */
 export function reportRetry(e: RetryEvent): void {
-  retryHook.getStore()?.(e);
+  retryHook?.getStore()?.(e);
 }
 
 /** The key of a client: a SHA-256 over registry, credential and settings. */
 export function clientKey(key: ClientKey): string {
-  return createHash("sha256").update(JSON.stringify([key.host, key.credential ?? null, key.settings]))
-    .digest("hex");
+  return sha256Hex(JSON.stringify([key.host, key.credential ?? null, key.settings]));
 }
 
 /** Registry clients shared across syncs for a short TTL; see the module documentation. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { ImageSyncSpec } from "../api/mod.ts";
-import { RegistryClient, sha256Digest } from "../oci/mod.ts";
-import { clientKey, RegistryClientCache } from "./client_cache.ts";
+import { RegistryClient, type RetryEvent, sha256Digest } from "../oci/mod.ts";
+import { clientKey, RegistryClientCache, reportRetry, withRetryHook } from "./client_cache.ts";
 import { syncImageSync } from "./sync.ts";
 
 /** A client whose close() is counted. */
@@ -32,6 +32,32 @@ Deno.test("RegistryClientCache: one client per key while fresh; past the TTL a n
   assert.deepEqual(closed, ["a"], "a fresh client stays for the next sync");
   cache.close();
   assert.deepEqual(closed, ["a", "c"]);
+});
+
+Deno.test("withRetryHook: a retry reported anywhere in a sync's call chain reaches that sync's hook, also while other syncs run", async () => {
+  const seen: string[] = [];
+  const event = (path: string): RetryEvent => ({
+    registry: "r",
+    reason: "BlobRestart",
+    attempt: 1,
+    delayMs: 0,
+    method: "GET",
+    path,
+  });
+  reportRetry(event("/outside")); // no sync: nobody hears it
+  const sync = (name: string, ms: number) =>
+    withRetryHook((e) => seen.push(`${name} ${e.path}`), async () => {
+      await new Promise((r) => setTimeout(r, ms));
+      reportRetry(event(`/${name}`));
+      return name;
+    });
+  const unhooked = withRetryHook(undefined, async () => {
+    await new Promise((r) => setTimeout(r, 5));
+    reportRetry(event("/unhooked"));
+    return "none";
+  });
+  assert.deepEqual(await Promise.all([sync("a", 20), sync("b", 1), unhooked]), ["a", "b", "none"]);
+  assert.deepEqual(seen.sort(), ["a /a", "b /b"]);
 });
 
 Deno.test("RegistryClientCache: bounded; the oldest retired first; the key depends on credential and settings, not readable from it", () => {
