@@ -5,7 +5,7 @@
  * permissive), plus the status subresource, printer columns and CEL rules.
  * @module
  */
-import * as z from "zod";
+import * as z from "zod/mini";
 import { dump } from "js-yaml";
 import { GROUP, ImageSyncSpecSchema, ImageSyncStatusSchema, KIND, PLURAL, VERSION } from "./schema.ts";
 
@@ -76,7 +76,7 @@ export function toStructuralSchema(node: SchemaNode, path = "openAPIV3Schema"): 
   return out;
 }
 
-function jsonSchemaOf(schema: z.ZodType): SchemaNode {
+function jsonSchemaOf(schema: z.core.$ZodType): SchemaNode {
   return z.toJSONSchema(schema, {
     io: "input",
     target: "openapi-3.0",

@@ -9,9 +9,13 @@
  * carries the CEL rules the apiserver enforces for the same checks the refinements do here.
  * @module
  */
-// A namespace import (not `{ z }`), here and in src/api: the bundler then keeps only what is used and
-// drops zod's ~40 locales (z.locales, 264 KB); bench/tools_test.ts checks the bundle.
-import * as z from "zod";
+// zod/mini (the functional API on zod's core): building these schemas and the first validation cost
+// about half of what zod's classic API costs at start-up (`portager sync -f`). A namespace import,
+// here and in src/api: the bundler then keeps only what is used and drops zod's ~40 locales
+// (z.locales, 264 KB; bench/tools_test.ts checks the bundle); English messages, as classic zod
+// sets them, come from the one locale configured below.
+import * as z from "zod/mini";
+import en from "zod/v4/locales/en.js";
 import { registryProblem, repositoryPathProblem, tagProblem } from "./names.ts";
 import { scheduleProblem } from "./schedule.ts";
 import { MAX_PATTERN_LENGTH, tagPatternProblem } from "./tag_pattern.ts";
@@ -39,6 +43,24 @@ export const OVERWRITE_POLICIES = ["always", "never"] as const;
 /** The destination auth methods upstream Portager v0.5 knows. */
 export const AUTH_METHODS = ["secret", "ecr", "gar", "anonymous"] as const;
 
+z.config(en());
+
+/** `schema` with `description` for the CRD (what classic zod's `.describe()` registers). */
+function described<T extends z.ZodMiniType>(schema: T, description: string): T {
+  return withMeta(schema, { description });
+}
+
+/** An optional field with `description` for the CRD (classic zod's `.optional().describe()`). */
+function optionalField<T extends z.ZodMiniType>(schema: T, description: string): z.ZodMiniOptional<T> {
+  return described(z.optional(schema), description);
+}
+
+/** `schema` with JSON-schema metadata for the CRD (classic zod's `.meta()`). */
+function withMeta<T extends z.ZodMiniType>(schema: T, meta: z.core.GlobalMeta): T {
+  z.globalRegistry.add(schema as z.ZodMiniType, meta);
+  return schema;
+}
+
 function rule<T>(problem: (value: T) => string | undefined) {
   return z.superRefine((value: T, ctx) => {
     const message = problem(value);
@@ -62,62 +84,79 @@ const REGISTRY_CEL = cel({
 });
 
 const registryField = (description: string) =>
-  z.string().check(rule(registryProblem)).meta({ description, ...REGISTRY_CEL });
+  withMeta(z.string().check(rule(registryProblem)), { description, ...REGISTRY_CEL });
 
 /** A reference to a `kubernetes.io/dockerconfigjson` Secret. */
-export const SecretReferenceSchema = z.strictObject({
-  name: z.string().min(1, "secret name is empty").describe("Name of the Secret."),
-  namespace: z.string().min(1).optional().describe(
-    "Namespace of the Secret; defaults to the ImageSync's namespace.",
-  ),
-}).describe("A kubernetes.io/dockerconfigjson Secret.");
+export const SecretReferenceSchema = described(
+  z.strictObject({
+    name: described(z.string().check(z.minLength(1, "secret name is empty")), "Name of the Secret."),
+    namespace: optionalField(
+      z.string().check(z.minLength(1)),
+      "Namespace of the Secret; defaults to the ImageSync's namespace.",
+    ),
+  }),
+  "A kubernetes.io/dockerconfigjson Secret.",
+);
 
 /** Where images are pulled from. */
-export const SourceSchema = z.strictObject({
-  registry: registryField(
-    "Source registry host with an optional path prefix and no scheme, e.g. cgr.dev/my-org or " +
-      "docker.io/library. Image names are relative to it.",
-  ),
-  authSecretRef: SecretReferenceSchema.optional().describe(
-    "dockerconfigjson Secret with pull credentials; omit for public registries.",
-  ),
-}).describe("Where images are pulled from.");
+export const SourceSchema = described(
+  z.strictObject({
+    registry: registryField(
+      "Source registry host with an optional path prefix and no scheme, e.g. cgr.dev/my-org or " +
+        "docker.io/library. Image names are relative to it.",
+    ),
+    authSecretRef: optionalField(
+      SecretReferenceSchema,
+      "dockerconfigjson Secret with pull credentials; omit for public registries.",
+    ),
+  }),
+  "Where images are pulled from.",
+);
 
 /** How to authenticate to the destination. */
-export const DestinationAuthSchema = z.strictObject({
-  method: z.enum(AUTH_METHODS).describe(
-    "secret: a dockerconfigjson Secret (secretRef); ecr: the AWS credential chain (IRSA) for an " +
-      "ECR registry; gar: Google credentials (Workload Identity or GOOGLE_APPLICATION_CREDENTIALS); " +
-      "anonymous: no credentials.",
-  ),
-  secretRef: SecretReferenceSchema.optional().describe(
-    "dockerconfigjson Secret with push credentials for method secret; without it the destination is " +
-      "reached anonymously, as upstream does.",
-  ),
-}).describe("How to authenticate to the destination registry.");
+export const DestinationAuthSchema = described(
+  z.strictObject({
+    method: described(
+      z.enum(AUTH_METHODS),
+      "secret: a dockerconfigjson Secret (secretRef); ecr: the AWS credential chain (IRSA) for an " +
+        "ECR registry; gar: Google credentials (Workload Identity or GOOGLE_APPLICATION_CREDENTIALS); " +
+        "anonymous: no credentials.",
+    ),
+    secretRef: optionalField(
+      SecretReferenceSchema,
+      "dockerconfigjson Secret with push credentials for method secret; without it the destination is " +
+        "reached anonymously, as upstream does.",
+    ),
+  }),
+  "How to authenticate to the destination registry.",
+);
 
 /** Where images are pushed to. */
-export const DestinationSchema = z.strictObject({
-  registry: registryField(
-    "Destination registry host with an optional path prefix and no scheme, e.g. " +
-      "123456789012.dkr.ecr.us-east-1.amazonaws.com or registry.example.com:5000/mirror.",
-  ),
-  auth: DestinationAuthSchema,
-  repositoryPrefix: z.string().check(rule((p: string) => repositoryPathProblem(p, "repositoryPrefix")))
-    .optional().describe(
+export const DestinationSchema = described(
+  z.strictObject({
+    registry: registryField(
+      "Destination registry host with an optional path prefix and no scheme, e.g. " +
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com or registry.example.com:5000/mirror.",
+    ),
+    auth: DestinationAuthSchema,
+    repositoryPrefix: optionalField(
+      z.string().check(rule((p: string) => repositoryPathProblem(p, "repositoryPrefix"))),
       "Prepended to image names at the destination: with prefix mirror, image library/nginx is " +
         "pushed to <registry>/mirror/library/nginx.",
     ),
-  overwrite: z.enum(OVERWRITE_POLICIES).optional().describe(
-    "What to do when a destination tag already points to another digest than the source's: " +
-      "always (the default) moves it; never leaves it as it is and reports the tag with reason " +
-      "TagConflict, for registries whose tags must be immutable.",
-  ),
-}).describe("Where images are pushed to.");
+    overwrite: optionalField(
+      z.enum(OVERWRITE_POLICIES),
+      "What to do when a destination tag already points to another digest than the source's: " +
+        "always (the default) moves it; never leaves it as it is and reports the tag with reason " +
+        "TagConflict, for registries whose tags must be immutable.",
+    ),
+  }),
+  "Where images are pushed to.",
+);
 
 function tagPatternList(description: string) {
-  return z.array(z.string().max(MAX_PATTERN_LENGTH).check(rule(tagPatternProblem))).max(MAX_TAG_PATTERNS)
-    .optional().describe(description);
+  const pattern = z.string().check(z.maxLength(MAX_PATTERN_LENGTH), rule(tagPatternProblem));
+  return optionalField(z.array(pattern).check(z.maxLength(MAX_TAG_PATTERNS)), description);
 }
 
 /** Why `text` is not `os/architecture[/variant]`, or undefined when it is. */
@@ -129,187 +168,243 @@ function platformProblem(text: string): string | undefined {
 }
 
 /** One image (repository) to sync and which of its tags. */
-export const ImageSpecSchema = z.strictObject({
-  name: z.string().check(rule((n: string) => repositoryPathProblem(n, "image name"))).describe(
-    "Repository path relative to the source registry, e.g. nginx or library/nginx. The same path " +
-      "(after repositoryPrefix) is used at the destination.",
-  ),
-  tags: z.array(z.string().check(rule(tagProblem))).optional().describe(
-    'Explicit tags to sync, e.g. [latest, "1.22"]. Synced first, before semver matches.',
-  ),
-  // A constraint that does not parse fails only this image's tag resolution (as upstream), so
-  // it is not a refusal of the whole spec here.
-  semver: z.string().optional().describe(
-    'Semver constraint (Masterminds syntax: 1.x, 1.2.x, ~1.3.0, ^1.3.0, ">= 1.22.0, < 1.23.0", ' +
-      "||) matched against the source's tags; tags that are not versions are skipped, " +
-      "pre-releases only match a constraint that names one. One that does not parse fails only " +
-      "this image's tag resolution (TagResolutionFailed); its explicit tags still sync.",
-  ),
-  maxTags: z.int().min(0, "must be 0 (unlimited) or more").default(DEFAULT_MAX_TAGS).describe(
-    "How many semver (or tagPatterns) matches to sync, newest first; 0 means unlimited. Explicit " +
-      "tags are not counted.",
-  ),
-  tagPatterns: tagPatternList(
-    "Regular expressions (a subset of RE2's syntax, e.g. 'v?\\d+\\.\\d+\\.\\d+-alpine') matched " +
-      "against the whole of each source tag; matching tags are synced, narrowed by semver when set. " +
-      "The source's tags are listed to match them.",
-  ),
-  excludeTagPatterns: tagPatternList(
-    "Regular expressions (same syntax) for source tags never to sync from tagPatterns or semver " +
-      "matches, e.g. '.*-rc\\d*'. Explicit tags are always synced.",
-  ),
-  platforms: z.array(z.string().check(rule(platformProblem))).max(MAX_PLATFORMS).optional().describe(
-    'Copy only these platforms of a multi-arch image, e.g. ["linux/amd64", "linux/arm64"]. The ' +
-      "destination then holds a smaller index with another digest than the source's; status " +
-      "records both. A single-platform image is copied as it is.",
-  ),
-}).check(z.superRefine((image, ctx) => {
-  if (typeof image !== "object" || image === null) return;
-  const hasTags = Array.isArray(image.tags) && image.tags.length > 0;
-  const hasSemver = typeof image.semver === "string" && image.semver.trim() !== "";
-  const hasPatterns = Array.isArray(image.tagPatterns) && image.tagPatterns.length > 0;
-  if (!hasTags && !hasSemver && !hasPatterns) {
-    ctx.addIssue({ code: "custom", message: "needs tags or semver" });
-  }
-}, { when: () => true })).meta({
-  description: "An image (repository) to sync and which of its tags.",
-  ...cel({
-    rule: "(has(self.tags) && size(self.tags) > 0) || (has(self.semver) && size(self.semver) > 0) || " +
-      "(has(self.tagPatterns) && size(self.tagPatterns) > 0)",
-    message: "needs tags or semver",
-  }),
-});
+export const ImageSpecSchema = withMeta(
+  z.strictObject({
+    name: described(
+      z.string().check(rule((n: string) => repositoryPathProblem(n, "image name"))),
+      "Repository path relative to the source registry, e.g. nginx or library/nginx. The same path " +
+        "(after repositoryPrefix) is used at the destination.",
+    ),
+    tags: optionalField(
+      z.array(z.string().check(rule(tagProblem))),
+      'Explicit tags to sync, e.g. [latest, "1.22"]. Synced first, before semver matches.',
+    ),
+    // A constraint that does not parse fails only this image's tag resolution (as upstream), so
+    // it is not a refusal of the whole spec here.
+    semver: optionalField(
+      z.string(),
+      'Semver constraint (Masterminds syntax: 1.x, 1.2.x, ~1.3.0, ^1.3.0, ">= 1.22.0, < 1.23.0", ' +
+        "||) matched against the source's tags; tags that are not versions are skipped, " +
+        "pre-releases only match a constraint that names one. One that does not parse fails only " +
+        "this image's tag resolution (TagResolutionFailed); its explicit tags still sync.",
+    ),
+    maxTags: described(
+      z._default(z.int().check(z.minimum(0, "must be 0 (unlimited) or more")), DEFAULT_MAX_TAGS),
+      "How many semver (or tagPatterns) matches to sync, newest first; 0 means unlimited. Explicit " +
+        "tags are not counted.",
+    ),
+    tagPatterns: tagPatternList(
+      "Regular expressions (a subset of RE2's syntax, e.g. 'v?\\d+\\.\\d+\\.\\d+-alpine') matched " +
+        "against the whole of each source tag; matching tags are synced, narrowed by semver when set. " +
+        "The source's tags are listed to match them.",
+    ),
+    excludeTagPatterns: tagPatternList(
+      "Regular expressions (same syntax) for source tags never to sync from tagPatterns or semver " +
+        "matches, e.g. '.*-rc\\d*'. Explicit tags are always synced.",
+    ),
+    platforms: optionalField(
+      z.array(z.string().check(rule(platformProblem))).check(z.maxLength(MAX_PLATFORMS)),
+      'Copy only these platforms of a multi-arch image, e.g. ["linux/amd64", "linux/arm64"]. The ' +
+        "destination then holds a smaller index with another digest than the source's; status " +
+        "records both. A single-platform image is copied as it is.",
+    ),
+  }).check(z.superRefine((image, ctx) => {
+    if (typeof image !== "object" || image === null) return;
+    const hasTags = Array.isArray(image.tags) && image.tags.length > 0;
+    const hasSemver = typeof image.semver === "string" && image.semver.trim() !== "";
+    const hasPatterns = Array.isArray(image.tagPatterns) && image.tagPatterns.length > 0;
+    if (!hasTags && !hasSemver && !hasPatterns) {
+      ctx.addIssue({ code: "custom", message: "needs tags or semver" });
+    }
+  }, { when: () => true })),
+  {
+    description: "An image (repository) to sync and which of its tags.",
+    ...cel({
+      rule: "(has(self.tags) && size(self.tags) > 0) || (has(self.semver) && size(self.semver) > 0) || " +
+        "(has(self.tagPatterns) && size(self.tagPatterns) > 0)",
+      message: "needs tags or semver",
+    }),
+  },
+);
 
 /** Cosign signature gate (upstream's fields). */
-export const CosignSchema = z.looseObject({
-  enabled: z.boolean().describe("Verify cosign signatures before copying."),
-  publicKey: z.string().optional().describe(
-    "PEM public key (ECDSA P-256/P-384/P-521, RSA, Ed25519) for key-based verification; " +
-      "takes precedence over keylessIssuer. No transparency log is required.",
-  ),
-  keylessIssuer: z.string().optional().describe(
-    "OIDC issuer for keyless (Fulcio) verification: certificate chain, issuer, SCT and " +
-      "transparency-log entry are checked against the Sigstore trusted root.",
-  ),
-}).describe(
+export const CosignSchema = described(
+  z.looseObject({
+    enabled: described(z.boolean(), "Verify cosign signatures before copying."),
+    publicKey: optionalField(
+      z.string(),
+      "PEM public key (ECDSA P-256/P-384/P-521, RSA, Ed25519) for key-based verification; " +
+        "takes precedence over keylessIssuer. No transparency log is required.",
+    ),
+    keylessIssuer: optionalField(
+      z.string(),
+      "OIDC issuer for keyless (Fulcio) verification: certificate chain, issuer, SCT and " +
+        "transparency-log entry are checked against the Sigstore trusted root.",
+    ),
+  }),
   "Cosign signature verification: one valid signature (.sig tag or Sigstore bundle referrer) passes.",
 );
 
 /** Vulnerability gate (upstream's fields). */
-export const VulnerabilityGateSchema = z.looseObject({
-  enabled: z.boolean().describe(
-    "Block images whose attached SARIF report has findings at or above maxSeverity.",
-  ),
-  maxSeverity: z.enum(["critical", "high", "medium", "low"]).default("critical").describe(
-    "Findings at or above this severity block the sync.",
-  ),
-  requireCveReport: z.boolean().default(true).describe("Block when no vulnerability report is attached."),
-}).describe("Vulnerability severity gate.");
+export const VulnerabilityGateSchema = described(
+  z.looseObject({
+    enabled: described(
+      z.boolean(),
+      "Block images whose attached SARIF report has findings at or above maxSeverity.",
+    ),
+    maxSeverity: described(
+      z._default(z.enum(["critical", "high", "medium", "low"]), "critical"),
+      "Findings at or above this severity block the sync.",
+    ),
+    requireCveReport: described(
+      z._default(z.boolean(), true),
+      "Block when no vulnerability report is attached.",
+    ),
+  }),
+  "Vulnerability severity gate.",
+);
 
 /** SBOM gate (upstream's field). */
-export const SbomGateSchema = z.looseObject({
-  enabled: z.boolean().describe("Require an SPDX or CycloneDX SBOM attached to the source image."),
-}).describe("SBOM presence gate.");
+export const SbomGateSchema = described(
+  z.looseObject({
+    enabled: described(z.boolean(), "Require an SPDX or CycloneDX SBOM attached to the source image."),
+  }),
+  "SBOM presence gate.",
+);
 
 /** Pre-sync validation gates, run on the source digest of a tag that needs a copy. */
-export const ValidationSchema = z.looseObject({
-  cosign: CosignSchema.optional(),
-  vulnerabilityGate: VulnerabilityGateSchema.optional(),
-  sbomGate: SbomGateSchema.optional(),
-}).describe(
+export const ValidationSchema = described(
+  z.looseObject({
+    cosign: z.optional(CosignSchema),
+    vulnerabilityGate: z.optional(VulnerabilityGateSchema),
+    sbomGate: z.optional(SbomGateSchema),
+  }),
   "Pre-sync validation gates, in order cosign, vulnerability, SBOM, on the source digest of a tag " +
     "that needs a copy; a failing tag is not copied (ValidationFailed). A gate that cannot check fails.",
 );
 
 /** Carrying referrers (ours; off by default, so upstream manifests behave as before). */
-export const CopyReferrersSchema = z.strictObject({
-  enabled: z.boolean().describe(
-    "Copy each synced image's referrers (signatures, attestations, SBOMs, scan reports) with it, " +
-      "recursively and with digests preserved; also cosign's sha256-<hex>.sig/.att/.sbom tags.",
-  ),
-  artifactTypes: z.array(z.string().min(1)).optional().describe(
-    "Only referrers of these artifact types (at every depth), e.g. application/spdx+json; " +
-      "when set, cosign's tags are not copied. All types when absent.",
-  ),
-}).describe("Copy referrers with the images (not in upstream Portager).");
+export const CopyReferrersSchema = described(
+  z.strictObject({
+    enabled: described(
+      z.boolean(),
+      "Copy each synced image's referrers (signatures, attestations, SBOMs, scan reports) with it, " +
+        "recursively and with digests preserved; also cosign's sha256-<hex>.sig/.att/.sbom tags.",
+    ),
+    artifactTypes: optionalField(
+      z.array(z.string().check(z.minLength(1))),
+      "Only referrers of these artifact types (at every depth), e.g. application/spdx+json; " +
+        "when set, cosign's tags are not copied. All types when absent.",
+    ),
+  }),
+  "Copy referrers with the images (not in upstream Portager).",
+);
 
 /** The desired state of an ImageSync. */
-export const ImageSyncSpecSchema = z.strictObject({
-  schedule: z.string().check(rule(scheduleProblem)).describe(
-    'When to sync: a 5-field cron expression ("0 */6 * * *", UTC, CRON_TZ=<zone> prefix allowed), ' +
-      '@hourly/@daily/@weekly/@monthly/@yearly, or "@every <duration>" (30s, 5m, 1h30m).',
-  ),
-  source: SourceSchema,
-  destination: DestinationSchema,
-  images: z.array(ImageSpecSchema).min(1, "needs at least one image").describe("Images to sync."),
-  createDestinationRepos: z.boolean().optional().describe(
-    "Create missing destination repositories before pushing (ECR; other registries create them on push).",
-  ),
-  validation: ValidationSchema.optional(),
-  copyReferrers: CopyReferrersSchema.optional(),
-  // method ecr with a host that is not ECR is AuthFailed when its token is asked for (as
-  // upstream), not a refusal of the spec.
-}).describe("The desired state: what to sync, from where, to where, and when.");
+export const ImageSyncSpecSchema = described(
+  z.strictObject({
+    schedule: described(
+      z.string().check(rule(scheduleProblem)),
+      'When to sync: a 5-field cron expression ("0 */6 * * *", UTC, CRON_TZ=<zone> prefix allowed), ' +
+        '@hourly/@daily/@weekly/@monthly/@yearly, or "@every <duration>" (30s, 5m, 1h30m).',
+    ),
+    source: SourceSchema,
+    destination: DestinationSchema,
+    images: described(
+      z.array(ImageSpecSchema).check(z.minLength(1, "needs at least one image")),
+      "Images to sync.",
+    ),
+    createDestinationRepos: optionalField(
+      z.boolean(),
+      "Create missing destination repositories before pushing (ECR; other registries create them on push).",
+    ),
+    validation: z.optional(ValidationSchema),
+    copyReferrers: z.optional(CopyReferrersSchema),
+    // method ecr with a host that is not ECR is AuthFailed when its token is asked for (as
+    // upstream), not a refusal of the spec.
+  }),
+  "The desired state: what to sync, from where, to where, and when.",
+);
 
-const timeField = (description: string) => z.string().meta({ description, format: "date-time" });
+const timeField = (description: string) => withMeta(z.string(), { description, format: "date-time" });
 
 /** A Kubernetes condition (metav1.Condition). */
-export const ConditionSchema = z.object({
-  type: z.string().max(316).describe("Condition type: Ready or Syncing."),
-  status: z.enum(["True", "False", "Unknown"]).describe("True, False or Unknown."),
-  reason: z.string().min(1).max(1024).describe("CamelCase reason, e.g. SyncSucceeded, AuthFailed."),
-  message: z.string().max(32768).describe("Human-readable details."),
-  lastTransitionTime: timeField("When the status last changed."),
-  observedGeneration: z.int().min(0).optional().describe("The generation the condition was set for."),
-}).describe("A condition of the ImageSync.");
+export const ConditionSchema = described(
+  z.object({
+    type: described(z.string().check(z.maxLength(316)), "Condition type: Ready or Syncing."),
+    status: described(z.enum(["True", "False", "Unknown"]), "True, False or Unknown."),
+    reason: described(
+      z.string().check(z.minLength(1), z.maxLength(1024)),
+      "CamelCase reason, e.g. SyncSucceeded, AuthFailed.",
+    ),
+    message: described(z.string().check(z.maxLength(32768)), "Human-readable details."),
+    lastTransitionTime: timeField("When the status last changed."),
+    observedGeneration: optionalField(
+      z.int().check(z.minimum(0)),
+      "The generation the condition was set for.",
+    ),
+  }),
+  "A condition of the ImageSync.",
+);
 
 /** The result of the last sync of one tag. */
-export const TagStatusSchema = z.object({
-  tag: z.string().describe("The tag."),
-  synced: z.boolean().describe("Whether the destination has this tag at the source's digest."),
-  sourceDigest: z.string().optional().describe("Manifest digest at the source, e.g. sha256:…"),
-  destinationDigest: z.string().optional().describe(
-    "Manifest digest at the destination when it differs from the source's: images[].platforms " +
-      "wrote a smaller index.",
-  ),
-  lastSyncTime: timeField("When this tag was last synced.").optional(),
-  error: z.string().optional().describe("Why the tag failed, when synced is false."),
-  reason: z.string().optional().describe(
-    "Stable failure reason, e.g. NotFound, Unauthorized, TagConflict (destination.overwrite never).",
-  ),
-  verified: z.boolean().optional().describe("Whether the validation gates passed."),
-  validationError: z.string().optional().describe("Why a validation gate failed."),
-}).describe("Sync result of one tag.");
+export const TagStatusSchema = described(
+  z.object({
+    tag: described(z.string(), "The tag."),
+    synced: described(z.boolean(), "Whether the destination has this tag at the source's digest."),
+    sourceDigest: optionalField(z.string(), "Manifest digest at the source, e.g. sha256:…"),
+    destinationDigest: optionalField(
+      z.string(),
+      "Manifest digest at the destination when it differs from the source's: images[].platforms " +
+        "wrote a smaller index.",
+    ),
+    lastSyncTime: z.optional(timeField("When this tag was last synced.")),
+    error: optionalField(z.string(), "Why the tag failed, when synced is false."),
+    reason: optionalField(
+      z.string(),
+      "Stable failure reason, e.g. NotFound, Unauthorized, TagConflict (destination.overwrite never).",
+    ),
+    verified: optionalField(z.boolean(), "Whether the validation gates passed."),
+    validationError: optionalField(z.string(), "Why a validation gate failed."),
+  }),
+  "Sync result of one tag.",
+);
 
 /** The results of the last sync of one image. */
-export const ImageStatusSchema = z.object({
-  name: z.string().describe("Image name as in spec.images[].name."),
-  tags: z.array(TagStatusSchema).optional().describe("Per-tag results."),
-}).describe("Sync results of one image.");
+export const ImageStatusSchema = described(
+  z.object({
+    name: described(z.string(), "Image name as in spec.images[].name."),
+    tags: optionalField(z.array(TagStatusSchema), "Per-tag results."),
+  }),
+  "Sync results of one image.",
+);
 
 /** The observed state of an ImageSync. */
-export const ImageSyncStatusSchema = z.object({
-  lastSyncTime: timeField("When the last sync finished.").optional(),
-  nextSyncTime: timeField("When the next scheduled sync is due.").optional(),
-  conditions: z.array(ConditionSchema).optional().meta({
-    description: "Ready and Syncing conditions.",
-    "x-kubernetes-list-type": "map",
-    "x-kubernetes-list-map-keys": ["type"],
+export const ImageSyncStatusSchema = described(
+  z.object({
+    lastSyncTime: z.optional(timeField("When the last sync finished.")),
+    nextSyncTime: z.optional(timeField("When the next scheduled sync is due.")),
+    conditions: withMeta(z.optional(z.array(ConditionSchema)), {
+      description: "Ready and Syncing conditions.",
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["type"],
+    }),
+    images: optionalField(z.array(ImageStatusSchema), "Per-image, per-tag results of the last sync."),
+    totalImages: optionalField(z.int().check(z.minimum(0)), "Number of image tags in the last sync."),
+    syncedImages: optionalField(z.int().check(z.minimum(0)), "Image tags synced or already up to date."),
+    failedImages: optionalField(z.int().check(z.minimum(0)), "Image tags that failed."),
+    observedGeneration: optionalField(z.int().check(z.minimum(0)), "The generation the last sync was for."),
   }),
-  images: z.array(ImageStatusSchema).optional().describe("Per-image, per-tag results of the last sync."),
-  totalImages: z.int().min(0).optional().describe("Number of image tags in the last sync."),
-  syncedImages: z.int().min(0).optional().describe("Image tags synced or already up to date."),
-  failedImages: z.int().min(0).optional().describe("Image tags that failed."),
-  observedGeneration: z.int().min(0).optional().describe("The generation the last sync was for."),
-}).describe("The observed state of the ImageSync.");
+  "The observed state of the ImageSync.",
+);
 
 /** Object metadata as far as Portager reads it; everything else is kept as is. */
 export const MetadataSchema = z.looseObject({
-  name: z.string().min(1, "is required"),
-  namespace: z.string().optional(),
-  generation: z.number().optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-  labels: z.record(z.string(), z.string()).optional(),
+  name: z.string().check(z.minLength(1, "is required")),
+  namespace: z.optional(z.string()),
+  generation: z.optional(z.number()),
+  annotations: z.optional(z.record(z.string(), z.string())),
+  labels: z.optional(z.record(z.string(), z.string())),
 });
 
 /** A whole ImageSync object, as found in a file or returned by the apiserver. */
@@ -318,7 +413,7 @@ export const ImageSyncSchema = z.strictObject({
   kind: z.literal(KIND, `must be ${KIND}`),
   metadata: MetadataSchema,
   spec: ImageSyncSpecSchema,
-  status: ImageSyncStatusSchema.optional(),
+  status: z.optional(ImageSyncStatusSchema),
 });
 
 /** A reference to a dockerconfigjson Secret. */

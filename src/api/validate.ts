@@ -4,7 +4,7 @@
  * `spec.images[0].tag: unknown field (did you mean "tags"?)`).
  * @module
  */
-import * as z from "zod";
+import * as z from "zod/mini";
 import {
   ImageSyncSchema,
   ImageSyncSpecSchema,
@@ -63,13 +63,25 @@ const EXPECTED_WORDS: Record<string, string> = {
   array: "a list",
 };
 
+/** The parts of a schema's definition {@linkcode knownKeys} walks. */
+interface SchemaDef {
+  type: string;
+  innerType?: z.core.$ZodType;
+  shape?: Record<string, z.core.$ZodType>;
+  element?: z.core.$ZodType;
+}
+
+function defOf(schema: z.core.$ZodType): SchemaDef {
+  return schema._zod.def as SchemaDef;
+}
+
 /** Walks the schema along `path` to find the fields an object there may have. */
-function knownKeys(root: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] {
-  let schema: z.ZodType | undefined = root;
-  const unwrap = (s: z.ZodType): z.ZodType => {
+function knownKeys(root: z.core.$ZodType, path: ReadonlyArray<PropertyKey>): string[] {
+  let schema: z.core.$ZodType | undefined = root;
+  const unwrap = (s: z.core.$ZodType): z.core.$ZodType => {
     let cur = s;
     for (let i = 0; i < 10; i++) {
-      const def = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
+      const def = defOf(cur);
       if (def.innerType && ["optional", "default", "nullable", "prefault", "readonly"].includes(def.type)) {
         cur = def.innerType;
       } else break;
@@ -78,14 +90,14 @@ function knownKeys(root: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] 
   };
   for (const part of path) {
     if (!schema) return [];
-    schema = unwrap(schema);
-    if (schema instanceof z.ZodObject && typeof part === "string") schema = schema.shape[part];
-    else if (schema instanceof z.ZodArray && typeof part === "number") schema = schema.element as z.ZodType;
+    const def = defOf(unwrap(schema));
+    if (def.type === "object" && typeof part === "string") schema = def.shape?.[part];
+    else if (def.type === "array" && typeof part === "number") schema = def.element;
     else return [];
   }
   if (!schema) return [];
-  schema = unwrap(schema);
-  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+  const def = defOf(unwrap(schema));
+  return def.type === "object" && def.shape ? Object.keys(def.shape) : [];
 }
 
 function editDistance(a: string, b: string): number {
@@ -125,7 +137,7 @@ function isDefaultMessage(message: string): boolean {
 
 function problemsFrom(
   issues: z.core.$ZodIssue[],
-  root: z.ZodType,
+  root: z.core.$ZodType,
   input: unknown,
   prefix: PropertyKey[],
 ): Problem[] {
