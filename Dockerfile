@@ -26,6 +26,9 @@ COPY deno.json deno.lock ./
 RUN deno install --frozen
 COPY main.ts ./
 COPY src/ ./src/
+# The bundle task's last step: the bundle's CommonJS require made lazy, so no command loads
+# Deno's Node compatibility layer before it needs it (the script says why).
+COPY scripts/bundle_lazy_require.ts ./scripts/
 # image/ is the final stage's root: the binary, and /manager as upstream's image names it.
 RUN deno task compile && ./dist/portager version \
   && mkdir image && mv dist/portager image/portager && ln -s portager image/manager

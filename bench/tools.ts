@@ -239,17 +239,27 @@ function tasks(): Record<string, string> {
 
 /**
  * The `deno bundle …` command of the bundle task `task`, writing into `outdir` instead of the
- * task's `--outdir` (the task's other steps, such as removing a stale `dist/bundle`, do not
- * apply to a fresh folder). `dir` is the task's own output folder, e.g. `dist/bundle`.
+ * task's `--outdir` (the task's other steps before it, such as removing a stale `dist/bundle`,
+ * do not apply to a fresh folder). `dir` is the task's own output folder, e.g. `dist/bundle`;
+ * `after` are the task's `deno …` steps after it (e.g. scripts/bundle_lazy_require.ts), each
+ * with `dir` replaced by `outdir`: the bundle is not the shipped one until they ran.
  */
-export function bundleCommandOf(task: string, outdir: string): { args: string[]; dir: string } {
-  const bundle = task.split("&&").map((s) => s.trim()).find((s) => s.startsWith("deno bundle")) ?? "";
-  const words = shellWords(bundle).slice(1);
+export function bundleCommandOf(
+  task: string,
+  outdir: string,
+): { args: string[]; dir: string; after: string[][] } {
+  const steps = task.split("&&").map((s) => s.trim());
+  const at = steps.findIndex((s) => s.startsWith("deno bundle"));
+  const words = shellWords(steps[at] ?? "").slice(1);
   const dir = words.find((w) => w.startsWith("--outdir="))?.slice("--outdir=".length);
-  if (!dir || !words.includes("--code-splitting")) {
+  if (at < 0 || !dir || !words.includes("--code-splitting")) {
     throw new Error(`the bundle task does not split code into an --outdir: ${task}`);
   }
-  return { args: words.map((w) => w.startsWith("--outdir=") ? `--outdir=${outdir}` : w), dir };
+  const after = steps.slice(at + 1).map((s) => {
+    if (!s.startsWith("deno ")) throw new Error(`the bundle task has a step the bench cannot run: ${s}`);
+    return shellWords(s).slice(1).map((w) => w.replaceAll(dir, outdir));
+  });
+  return { args: words.map((w) => w.startsWith("--outdir=") ? `--outdir=${outdir}` : w), dir, after };
 }
 
 /**
@@ -328,10 +338,12 @@ const BENCH_ENV = ["DENO_DIR"];
 export async function buildBundleForm(dir: string, env: Record<string, string>): Promise<PortagerForm> {
   const { bundle, compile } = tasks();
   const outdir = `${dir}/bundle`;
-  const { args, dir: taskDir } = bundleCommandOf(bundle ?? "", outdir);
+  const { args, dir: taskDir, after } = bundleCommandOf(bundle ?? "", outdir);
   const entry = `${outdir}/${compileEntryOf(compile ?? "", taskDir)}`;
-  const r = await runMeasured(DENO, args, { cwd: ROOT, timeoutMs: 300_000 });
-  if (r.code !== 0) throw new Error(`deno ${args.join(" ")} failed:\n${r.stderr.slice(-1500)}`);
+  for (const step of [args, ...after]) {
+    const r = await runMeasured(DENO, step, { cwd: ROOT, timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`deno ${step.join(" ")} failed:\n${r.stderr.slice(-1500)}`);
+  }
   const missing = await unreachableChunks(outdir, entry.slice(outdir.length + 1));
   if (missing.length) throw new Error(`deno compile would not embed ${missing.join(", ")}`);
   const flags = compileFlags();

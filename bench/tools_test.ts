@@ -208,9 +208,21 @@ Deno.test("B4's guard: the shipped form runs with exactly the image's ENV", () =
 });
 
 Deno.test("the bundle task splits code into dist/bundle and every compile task embeds its entry point", () => {
-  const { args, dir } = bundleCommandOf(TASKS.bundle, "/tmp/out");
+  const { args, dir, after } = bundleCommandOf(TASKS.bundle, "/tmp/out");
   assert.equal(dir, "dist/bundle");
   assert.ok(args.includes("--code-splitting") && args.includes("--outdir=/tmp/out"), args.join(" "));
+  // the steps after deno bundle run on the bench's folder too: the require shim made lazy
+  assert.deepEqual(after, [[
+    "run",
+    "--allow-read=/tmp/out",
+    "--allow-write=/tmp/out",
+    "scripts/bundle_lazy_require.ts",
+    "/tmp/out",
+  ]]);
+  assert.throws(
+    () => bundleCommandOf("deno bundle --code-splitting --outdir=dist/b main.ts && cp -r dist/b x", "/o"),
+    /a step the bench cannot run: cp -r dist\/b x/,
+  );
   assert.ok(TASKS.bundle.startsWith("rm -rf dist/bundle && "), "no stale chunk from an earlier build");
   for (const name of ["compile", "compile:cli", "compile:exec-plugins"]) {
     assert.equal(compileEntryOf(TASKS[name], dir), "main.js", name);
