@@ -77,6 +77,7 @@ export function makePrepareSync(
         userAgent: settings.userAgent ?? "portager-operator",
         clientCache,
         previous: run.previous,
+        tagsRecorded: true,
         onEvent: run.onEvent,
         onRetry: () => run.onRetry(),
         signal: run.signal,

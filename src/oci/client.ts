@@ -16,6 +16,7 @@ import {
 } from "./manifest.ts";
 import { isValidTag, type Reference } from "./reference.ts";
 import { nextLinkTarget } from "./tags.ts";
+import { parseRateLimitHeaders } from "./rate_limit.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { Transport, type TransportOptions } from "./transport.ts";
 
@@ -95,6 +96,8 @@ export class RegistryClient {
   readonly transport: Transport;
   readonly #opts: RegistryClientOptions;
   readonly #pushes = new Set<string>();
+  /** Registries by whether their last manifest GET announced a rate limit (see {@linkcode pullsUnmetered}). */
+  readonly #metered = new Map<string, boolean>();
 
   /** Creates a client. */
   constructor(opts: RegistryClientOptions = {}) {
@@ -111,6 +114,16 @@ export class RegistryClient {
    */
   willPush(repo: Reference): void {
     this.#pushes.add(`${repo.registry}/${repo.repository}`);
+  }
+
+  /**
+   * Whether `registry`'s last manifest GET through this client carried no rate-limit headers
+   * (false before any): a manifest GET it answers then costs no budget, so a copy may read a
+   * likely-new tag's manifest with a GET rather than a HEAD first. A registry that counts
+   * pulls (Docker Hub, a mirror in front of it) announces its budget on them.
+   */
+  pullsUnmetered(registry: string): boolean {
+    return this.#metered.get(registry) === false;
   }
 
   /** The scopes of a read of `ref`'s repository: `pull`, or `pull,push` after {@linkcode willPush}. */
@@ -192,6 +205,7 @@ export class RegistryClient {
       action: "pull manifest",
       signal: opts.signal,
     });
+    this.#metered.set(ref.registry, parseRateLimitHeaders(res.headers) !== undefined);
     const context = `registry ${ref.registry}: manifest ${ref}`;
     const where = { registry: ref.registry, reference: ref.toString() };
     // A descriptor's size bounds the read: a registry cannot make a small child a large one.

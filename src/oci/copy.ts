@@ -17,7 +17,7 @@ import { sha256Digest } from "./blobs.ts";
 import type { FetchedManifest, ManifestHead, RegistryClient } from "./client.ts";
 import { OciError } from "./errors.ts";
 import { type Descriptor, filteredIndexBytes, formatPlatform, selectChildren } from "./manifest.ts";
-import type { Reference } from "./reference.ts";
+import { isDockerHub, type Reference } from "./reference.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { isDeadline } from "./send.ts";
 import {
@@ -96,6 +96,22 @@ export interface CopyOptions {
   dryRun?: boolean;
   /** Cancels the copy. */
   signal?: AbortSignal;
+  /**
+   * The caller has no record of this tag at the destination, so it is most likely absent
+   * there: the source manifest is read with one GET by tag (its digest hashed from the bytes)
+   * beside the destination HEAD, not a HEAD and then a GET by digest — one request and one
+   * round trip less for a new tag, the same count (a manifest body more) when the destination
+   * turns out to have it. Only for a source whose manifest GETs announced no rate limit so far
+   * ({@linkcode RegistryClient.pullsUnmetered}), never for Docker Hub: where a GET counts as
+   * a pull and a HEAD does not, the HEAD first is what keeps the budget.
+   */
+  likelyNew?: boolean;
+  /**
+   * Digests the caller read a moment ago (HEADs of both tags, e.g. for `overwrite: never` or
+   * before validation gates): the copy does not ask again and copies exactly `source`.
+   * `destination` undefined means the destination tag is absent.
+   */
+  known?: { source: string; destination?: string };
 }
 
 /** The outcome of one copy. */
@@ -213,13 +229,16 @@ export class Copier {
     // the source cannot be resolved.
     const early = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, early.signal]) : early.signal;
-    const dstHead = dst.tag !== undefined
-      ? this.#destination.headManifest(dst.withTag(dst.tag), { signal })
-      : undefined;
+    const known = opts.known;
+    const dstHead = dst.tag === undefined
+      ? undefined
+      : known
+      ? Promise.resolve(known.destination ? { digest: known.destination, mediaType: "", size: 0 } : undefined)
+      : this.#destination.headManifest(dst.withTag(dst.tag), { signal });
     dstHead?.catch(() => {}); // awaited below; a rejection before then is not unhandled
     let target: Target;
     try {
-      target = await this.#resolveTarget(src, opts.signal);
+      target = await this.#resolveTarget(src, { signal: opts.signal, likelyNew: opts.likelyNew, known });
     } catch (err) {
       early.abort();
       throw err;
@@ -232,7 +251,8 @@ export class Copier {
       );
     }
     const pushRef = dst.tag !== undefined ? dst.withTag(dst.tag) : dst.withDigest(target.digest);
-    const upToDate = await this.#upToDate(pushRef, target, dryRun, opts.signal, dstHead);
+    const current = await (dstHead ?? this.#destination.headManifest(pushRef, { signal: opts.signal }));
+    const upToDate = this.#upToDate(target, dryRun, current);
     if (upToDate) return upToDate;
 
     const inner = new AbortController();
@@ -269,7 +289,14 @@ export class Copier {
         });
         return result;
       }
-      await this.#copyBlobs(src, dst, { pushRef, blobs, result }, scope);
+      // the destination tag is absent or elsewhere, so the image is new there and so, almost
+      // always, is its config blob: no destination check before its upload (one request and
+      // one round trip of that blob less; a tag added to an image already there uploads its
+      // small config again). Same-registry copies keep the check, which can lead to a mount.
+      const config = !tree.root.manifest.isIndex && src.registry !== dst.registry
+        ? tree.root.manifest.blobs[0]?.digest
+        : undefined;
+      await this.#copyBlobs(src, dst, { pushRef, blobs, result, unchecked: config }, scope);
       result.manifestsPushed += await this.#pushChildren(dst, tree.levels, scope);
       await this.#pushTag(pushRef, tree, scope.signal);
       result.manifestsPushed++;
@@ -282,11 +309,18 @@ export class Copier {
     }
   }
 
-  /** Step 1: what should the destination point at? Reads the root only when a platform filter needs it. */
-  async #resolveTarget(src: Reference, signal?: AbortSignal): Promise<Target> {
+  /**
+   * Step 1: what should the destination point at? Reads the root only when a platform filter
+   * needs it or the tag is likely new at the destination (see {@linkcode CopyOptions.likelyNew}).
+   */
+  async #resolveTarget(
+    src: Reference,
+    opts: { signal?: AbortSignal; likelyNew?: boolean; known?: CopyOptions["known"] },
+  ): Promise<Target> {
+    const { signal, known } = opts;
     const platforms = this.#opts.platforms ?? [];
     if (platforms.length > 0) {
-      const root = await this.#source.getManifest(src, { signal });
+      const root = await this.#source.getManifest(known ? src.withDigest(known.source) : src, { signal });
       if (!root.manifest.isIndex) return { digest: root.digest, root, indexRewritten: false };
       const all = root.manifest.manifests;
       const children = selectChildren(all, platforms);
@@ -305,26 +339,29 @@ export class Copier {
       return { digest: sha256Digest(pushBytes), root, pushBytes, children, indexRewritten: true };
     }
     if (src.digest) return { digest: src.digest, indexRewritten: false };
-    const head = await this.#source.headManifest(src, { signal });
-    if (!head) {
-      throw new OciError(
+    if (known) return { digest: known.source, indexRewritten: false };
+    const notFound = () =>
+      new OciError(
         "NotFound",
         `registry ${src.registry}: source image ${src} not found`,
         { registry: src.registry, reference: src.toString(), status: 404 },
       );
+    if (opts.likelyNew && !isDockerHub(src.registry) && this.#source.pullsUnmetered(src.registry)) {
+      try {
+        const root = await this.#source.getManifest(src, { signal });
+        return { digest: root.digest, root, indexRewritten: false };
+      } catch (e) {
+        // the same failure as the HEAD's, whichever request found the tag missing
+        throw e instanceof OciError && e.reason === "NotFound" ? notFound() : e;
+      }
     }
+    const head = await this.#source.headManifest(src, { signal });
+    if (!head) throw notFound();
     return { digest: head.digest, indexRewritten: false };
   }
 
-  /** Step 2: the result when the destination already points at the target (only manifests are looked at). */
-  async #upToDate(
-    pushRef: Reference,
-    target: Target,
-    dryRun: boolean,
-    signal?: AbortSignal,
-    head?: Promise<ManifestHead | undefined>,
-  ): Promise<CopyResult | undefined> {
-    const current = await (head ?? this.#destination.headManifest(pushRef, { signal }));
+  /** Step 2: the result when the destination (`current`, its HEAD) already points at the target. */
+  #upToDate(target: Target, dryRun: boolean, current?: ManifestHead): CopyResult | undefined {
     if (current?.digest !== target.digest) return undefined;
     return {
       digest: target.digest,
@@ -430,7 +467,7 @@ export class Copier {
   async #copyBlobs(
     src: Reference,
     dst: Reference,
-    work: { pushRef: Reference; blobs: Descriptor[]; result: CopyResult },
+    work: { pushRef: Reference; blobs: Descriptor[]; result: CopyResult; unchecked?: string },
     scope: Scope,
   ): Promise<void> {
     const { blobs, result } = work;
@@ -450,7 +487,10 @@ export class Copier {
     const outcomes = new Array<Outcome | "skip">(blobs.length);
     await settleAll(
       order.map(async (i) => {
-        const p = await this.#checks.run(() => this.#blobs.plan(src, dst, blobs[i], false, scope.signal));
+        const d = blobs[i];
+        const p: PlannedBlob = d.digest === work.unchecked
+          ? { digest: d.digest, size: d.size, descriptor: d, action: "copy" }
+          : await this.#checks.run(() => this.#blobs.plan(src, dst, d, false, scope.signal));
         result.blobs[i] = planEntry(p);
         if (p.action === "copy") planBytes += p.size;
         if (--unplanned === 0) totalBytes = planBytes;

@@ -24,6 +24,8 @@ class FakeRegistry {
   readonly cancelled: string[] = [];
   /** Delay of every manifest GET (ms), to make copies overlap. */
   delayMs = 0;
+  /** What pullsUnmetered answers: whether manifest GETs announced no rate limit. */
+  unmetered = true;
 
   constructor(retry = new RetryPolicy({ retryBaseMs: 1 })) {
     this.retry = retry;
@@ -76,6 +78,10 @@ class FakeRegistry {
 
   #resolve(ref: Reference): string | undefined {
     return ref.digest ?? this.tags.get(ref.tag ?? "latest");
+  }
+
+  pullsUnmetered(): boolean {
+    return this.unmetered;
   }
 
   headManifest(ref: Reference): Promise<ManifestHead | undefined> {
@@ -241,7 +247,11 @@ Deno.test("copy: blob checks are not held to the transfer limit; transfers start
   };
   const result = await makeCopier({ concurrency: 1 }).copy(src("1"), dst("1"));
   assert.equal(result.blobsCopied, 5);
-  assert.equal(most, 5, "all five HEADs in flight together with one transfer slot");
+  assert.equal(
+    most,
+    4,
+    "all four layers' HEADs in flight together with one transfer slot (a new image's config is not checked)",
+  );
   const sizes = from.ops.filter((o) => o.startsWith("getBlob")).map((o) =>
     from.blobs.get(o.split(" ")[1])!.length
   );
@@ -268,7 +278,7 @@ Deno.test("copy: blob checks are not held to the transfer limit; transfers start
 
 Deno.test("copy: a blob's transfer starts once its own check answered, not after every check", async () => {
   const { from, to, makeCopier } = registries();
-  from.image(["a".repeat(100), "b".repeat(10)], "1");
+  from.image(["a".repeat(100), "b".repeat(10), "c"], "1");
   let firstGet!: () => void;
   const got = new Promise<string>((r) => firstGet = () => r("transfer"));
   const getBlob = from.client.getBlob.bind(from.client);
@@ -277,7 +287,7 @@ Deno.test("copy: a blob's transfer starts once its own check answered, not after
   const head = to.client.headBlob.bind(to.client);
   let checks = 0;
   to.client.headBlob = async (repo, digest, o) => {
-    // the last check (the smallest blob, the config) answers only once a transfer began,
+    // the last check (the smallest layer; a new image's config is not checked) answers only once a transfer began,
     // or after 2 s if none does (then the order below says so)
     if (++checks === 3) {
       let timer!: ReturnType<typeof setTimeout>;
@@ -289,8 +299,8 @@ Deno.test("copy: a blob's transfer starts once its own check answered, not after
     return head(repo, digest, o);
   };
   const result = await makeCopier({ checkConcurrency: 1 }).copy(src("1"), dst("1"));
-  assert.equal(result.blobsCopied, 3);
-  assert.deepEqual(order, ["transfer"], "the largest blob moved while the config was still being checked");
+  assert.equal(result.blobsCopied, 4);
+  assert.deepEqual(order, ["transfer"], "the largest blob moved while the smallest was still being checked");
 });
 
 Deno.test("copy: a dry run plans and writes nothing", async () => {
@@ -450,4 +460,82 @@ Deno.test("copy: a deadline signal that ends a wait between attempts is a Timeou
   setTimeout(() => ac.abort(new Error("shutting down")), 50);
   const stopped = await copier.copy(src("1"), dst("2"), { signal: ac.signal }).catch((e) => e);
   assert.equal(stopped.reason, "Aborted");
+});
+
+/** Records the destination's blob checks of `reg` by digest. */
+function recordBlobChecks(reg: FakeRegistry): string[] {
+  const checked: string[] = [];
+  const head = reg.client.headBlob.bind(reg.client);
+  reg.client.headBlob = (repo, digest, o) => (checked.push(digest), head(repo, digest, o));
+  return checked;
+}
+
+Deno.test("copy: a likely-new tag reads the source manifest with one GET beside the destination HEAD; Docker Hub and metered registries keep HEAD then GET", async () => {
+  const { from, to, makeCopier } = registries();
+  const img = from.image(["a"], "1");
+  const r = await makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
+  assert.equal(r.digest, img.digest);
+  assert.equal(to.tags.get("1"), img.digest);
+  assert.deepEqual(from.ops.filter((o) => o.includes("Manifest")), ["getManifest 1"]);
+  assert.deepEqual(to.ops.filter((o) => o.startsWith("headManifest")), ["headManifest 1"]);
+  // the destination had it after all: up to date, nothing written, the same two requests
+  from.ops.length = 0;
+  to.ops.length = 0;
+  const again = await makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
+  assert.equal(again.upToDate, true);
+  assert.deepEqual(from.ops, ["getManifest 1"]);
+  assert.deepEqual(to.ops, ["headManifest 1"]);
+
+  const hub = new FakeRegistry();
+  hub.image(["a"], "1");
+  const copier = new Copier({ source: hub.client, destination: new FakeRegistry().client });
+  await copier.copy(parseReference("docker.io/library/app:1"), dst("1"), { likelyNew: true });
+  assert.deepEqual(hub.ops.filter((o) => o.includes("Manifest")).map((o) => o.split(" ")[0]), [
+    "headManifest",
+    "getManifest",
+  ]);
+  // a registry whose GETs announced a rate limit (or none seen yet) is HEADed first too
+  const metered = registries();
+  metered.from.image(["a"], "1");
+  metered.from.unmetered = false;
+  await metered.makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
+  assert.deepEqual(metered.from.ops.filter((o) => o.includes("Manifest")).map((o) => o.split(" ")[0]), [
+    "headManifest",
+    "getManifest",
+  ]);
+});
+
+Deno.test("copy: digests the caller already read are not asked again, and exactly that source digest is copied", async () => {
+  const { from, to, makeCopier } = registries();
+  const old = from.image(["old"], "1");
+  from.image(["new"], "1"); // the tag moved after the caller's HEAD
+  const r = await makeCopier().copy(src("1"), dst("1"), { known: { source: old.digest } });
+  assert.equal(r.digest, old.digest);
+  assert.equal(to.tags.get("1"), old.digest);
+  assert.deepEqual(from.ops.filter((o) => o.includes("Manifest")), [`getManifest ${old.digest}`]);
+  assert.deepEqual(to.ops.filter((o) => o.startsWith("headManifest")), []);
+  // known to be there already: up to date without a request
+  from.ops.length = 0;
+  const again = await makeCopier().copy(src("1"), dst("1"), {
+    known: { source: old.digest, destination: old.digest },
+  });
+  assert.equal(again.upToDate, true);
+  assert.deepEqual(from.ops, []);
+});
+
+Deno.test("copy: a new image's config blob is uploaded without a destination check; its layers are checked", async () => {
+  const { from, to, makeCopier } = registries();
+  const img = from.image(["a", "b"], "1");
+  const [config, ...layers] = parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs;
+  const checked = recordBlobChecks(to);
+  const r = await makeCopier().copy(src("1"), dst("1"));
+  assert.equal(r.blobsCopied, 3);
+  assert.deepEqual(checked.sort(), layers.map((l) => l.digest).sort());
+  assert.ok(to.ops.some((o) => o.startsWith(`uploadBlob ${config.digest}`)), to.ops.join());
+  // the same registry on both sides keeps the check (it may lead to a mount)
+  const same = new FakeRegistry();
+  same.image(["a"], "1");
+  const sameChecked = recordBlobChecks(same);
+  await new Copier(same.client).copy(src("1"), parseReference("src.example/other:2"));
+  assert.equal(sameChecked.length, 2, "config and layer checked");
 });

@@ -4,7 +4,7 @@
  * blob shared by several tags moves once. A tag's failure becomes its result, never a throw.
  * @module
  */
-import type { Copier, ManifestHead, Reference } from "../oci/mod.ts";
+import type { Copier, CopyOptions, ManifestHead, Reference } from "../oci/mod.ts";
 import { type SyncEvent, tagEvent, verifiedEvent } from "./events.ts";
 import { type GateCheck, unavailableGates } from "./gates.ts";
 import {
@@ -77,6 +77,13 @@ export interface RunContext {
   signal?: AbortSignal;
   /** Aborts copies in flight. */
   cancelInFlight?: AbortSignal;
+  /**
+   * The caller records each tag's digests in its status (the operator): a tag without a record
+   * is taken as new at the destination and its source manifest read with one GET beside the
+   * destination HEAD ({@linkcode CopyOptions.likelyNew}). Without it (the CLI) every tag is
+   * HEADed first.
+   */
+  tagsRecorded?: boolean;
   /** Told when a tag's copy starts and ends (maps copier progress to its tag). */
   onCopy?: (job: TagJob, active: boolean) => void;
   /** `spec.copyReferrers`: carries a finished tag's referrers (`referrers.ts`). */
@@ -127,7 +134,7 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
       ? await runGates(job, ctx, pre.sourceDigest)
       : undefined;
     if (gated && "action" in gated) return gated;
-    return await copy(job, ctx, { copier, sourceDigest: pre.sourceDigest, verified: gated?.verified });
+    return await copy(job, ctx, { copier, known: pre.known, verified: gated?.verified });
   } catch (e) {
     return {
       ...failedTag(job.tag, base, failureOf(e)),
@@ -158,7 +165,7 @@ async function precheck(
   job: TagJob,
   ctx: RunContext,
   copier: Pick<Copier, "copy">,
-): Promise<TagResult | { sourceDigest?: string }> {
+): Promise<TagResult | { sourceDigest?: string; known?: CopyOptions["known"] }> {
   const base = job.result.tags[job.slot];
   if (ctx.gates.length === 0 && !job.platforms && ctx.overwrite !== "never") return {};
   const digests = await compareDigests(job, ctx);
@@ -185,7 +192,7 @@ async function precheck(
       destinationDigest: digests.destination,
     };
   }
-  return { sourceDigest: digests.source };
+  return { sourceDigest: digests.source, known: digests };
 }
 
 /** The validation gates on the source digest, before any blob moves: the failed result, or verified. */
@@ -224,17 +231,20 @@ async function runGates(
 async function copy(
   job: TagJob,
   ctx: RunContext,
-  opts: { copier: Pick<Copier, "copy">; sourceDigest?: string; verified?: boolean },
+  opts: { copier: Pick<Copier, "copy">; known?: CopyOptions["known"]; verified?: boolean },
 ): Promise<TagResult> {
   const base = job.result.tags[job.slot];
   ctx.onCopy?.(job, true);
+  // digests the precheck read are not asked again; else a tag the status never recorded is
+  // most likely new at the destination
   const r = await opts.copier.copy(job.source, job.destination, {
     dryRun: ctx.dryRun,
     signal: ctx.cancelInFlight,
+    ...opts.known ? { known: opts.known } : { likelyNew: ctx.tagsRecorded === true && !job.previous },
   });
   const gated = opts.verified === undefined ? {} : { verified: opts.verified, gates: ctx.gates };
   // with a platform filter the copier's digest is the filtered index's; the source's is the HEAD's
-  const source = opts.sourceDigest ?? r.digest;
+  const source = opts.known?.source ?? r.digest;
   if (r.upToDate) return { ...upToDate(base, source, r.digest), ...gated };
   return {
     ...base,
@@ -255,16 +265,21 @@ function readsSourceDigest(e: unknown, job: TagJob): boolean {
   return (e as { reference?: unknown })?.reference === job.source.toString();
 }
 
-/** Source and destination digests of a tag (HEADs only; destination undefined when absent). */
+/**
+ * Source and destination digests of a tag (HEADs only, both in flight at once: one round trip;
+ * destination undefined when absent).
+ */
 async function compareDigests(
   job: TagJob,
   ctx: RunContext,
 ): Promise<{ source: string; destination?: string } | { failure: Failure }> {
   const signal = ctx.cancelInFlight;
+  const there = ctx.destination.headManifest(job.destination, { signal });
+  there.catch(() => {}); // awaited below unless the source fails first
   const head = await ctx.source.headManifest(job.source, { signal });
   if (!head) return { failure: { reason: "NotFound", message: `source ${job.source} not found` } };
-  const there = await ctx.destination.headManifest(job.destination, { signal });
-  return there ? { source: head.digest, destination: there.digest } : { source: head.digest };
+  const dst = await there;
+  return dst ? { source: head.digest, destination: dst.digest } : { source: head.digest };
 }
 
 /**

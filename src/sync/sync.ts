@@ -87,6 +87,12 @@ export interface SyncOptions {
   onRetry?: (e: RetryEvent) => void;
   /** The status of the previous sync: tags resolved then are reused when listing tags fails. */
   previous?: ImageSyncStatus;
+  /**
+   * The caller keeps each synced tag's digests in its status and passes it as `previous` (the
+   * operator): a tag it has no record of is taken as new at the destination, so its source
+   * manifest is read with one GET rather than a HEAD and then a GET (never for Docker Hub).
+   */
+  tagsRecorded?: boolean;
   /** Receives events as the sync goes. */
   onEvent?: (e: SyncEvent) => void;
   /** Receives byte progress of copies. */
@@ -245,6 +251,7 @@ async function syncOnce(spec: ImageSyncSpec, opts: SyncOptions): Promise<SyncRep
         : undefined,
       dryRun,
       tagConcurrency: opts.tagConcurrency ?? DEFAULT_TAG_CONCURRENCY,
+      tagsRecorded: opts.tagsRecorded,
       now,
       emit,
       signal,
