@@ -160,6 +160,12 @@ export interface Operator {
   metricsPort: number;
 }
 
+/** A form B5 runs: a Portager form, or one with extra flags of `run` (its default's alternatives). */
+export interface ScaleForm extends PortagerForm {
+  /** Flags of `run` after the bench's own (a later flag wins). */
+  runArgs?: string[];
+}
+
 /** Starts `portager run` in `form` with the bench's flags (plus `opts.args`), output drained. */
 export function startOperator(
   form: PortagerForm,
@@ -310,7 +316,7 @@ export interface ScaleEnv {
 export async function scaleRun(
   ctx: BenchContext,
   env: ScaleEnv,
-  form: PortagerForm,
+  form: ScaleForm,
   index: number,
 ): Promise<ScaleRun> {
   const { kube, names } = env;
@@ -331,6 +337,7 @@ export async function scaleRun(
       registries: [env.source.host, dst.host],
       namespace,
       scratch,
+      args: form.runArgs,
     });
     env.operators.push(op);
     try {
@@ -439,6 +446,11 @@ export function isFloor(form: string): boolean {
   return form.startsWith("floor");
 }
 
+/** Whether B4's memory table shows a form: Portager at its defaults (not a floor, not a variant). */
+function inB4(form: string): boolean {
+  return !isFloor(form) && !form.includes("--max-concurrent-syncs");
+}
+
 /** Concurrencies of B5's floor rows: the operator's default (2) and a higher one. */
 export const FLOOR_CONCURRENCIES = [2, 8];
 
@@ -464,14 +476,33 @@ export function floorForm(env: Record<string, string>, concurrency: number): Por
   };
 }
 
+/** `--max-concurrent-syncs` values B5 can run beside the default (2), when `B5_FORMS` names them. */
+export const CONCURRENCY_VARIANTS = [1, 4, 8];
+
+/** `form` with another `--max-concurrent-syncs`: "bundle, --max-concurrent-syncs 4". */
+export function concurrencyVariant(form: PortagerForm, n: number): ScaleForm {
+  return {
+    ...form,
+    form: `${form.form}, --max-concurrent-syncs ${n}`,
+    runArgs: [`--max-concurrent-syncs=${n}`],
+  };
+}
+
 /**
- * The forms B5 runs, in order, filtered by the comma-separated `B5_FORMS` (form names, e.g.
- * "bundle,floor, concurrency 8" — for interleaved comparisons; unset runs them all).
+ * The forms B5 runs, in order: `forms`, or when the comma-separated `B5_FORMS` is set (form
+ * names, e.g. "bundle,floor, concurrency 8,bundle" — for interleaved comparisons; a name may
+ * repeat) those of `forms` and `extra` it names, in its order.
  */
-export function selectForms(forms: PortagerForm[], only = Deno.env.get("B5_FORMS")): PortagerForm[] {
+export function selectForms(
+  forms: ScaleForm[],
+  extra: ScaleForm[] = [],
+  only = Deno.env.get("B5_FORMS"),
+): ScaleForm[] {
   if (!only) return forms;
-  const wanted = only.split(/,(?! )/).map((s) => s.trim());
-  return forms.filter((f) => wanted.includes(f.form));
+  const all = [...forms, ...extra];
+  return only.split(/,(?! )/).map((s) => s.trim()).flatMap((name) =>
+    all.filter((f) => f.form === name).slice(0, 1)
+  );
 }
 
 /** Runs B5 and the operator half of B4, for the bundle and (when it differs) the source form. */
@@ -502,7 +533,7 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
         ...FLOOR_CONCURRENCIES.map((n) => floorForm(ctx.portagerSource.env, n)),
         ...(ctx.portager.form === "bundle" ? [ctx.portagerSource] : []),
         sizeFlagsCounterpart(ctx.portager),
-      ]);
+      ], CONCURRENCY_VARIANTS.map((n) => concurrencyVariant(ctx.portager, n)));
       const out: ScaleRun[] = [];
       for (const [i, form] of forms.entries()) out.push(await scaleRun(ctx, env, form, i));
       return out;
@@ -558,7 +589,7 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
         `peak vs ${TARGET_MIB} MiB`,
       ],
       rows: [
-        ...runs.filter((r) => !isFloor(r.form)).map((r) => [
+        ...runs.filter((r) => inB4(r.form)).map((r) => [
           `portager run (${r.form})`,
           mib(r.emptyRssKiB),
           mib(r.idleRssKiB),
@@ -583,11 +614,11 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
             ctx.quick ? 3 : 10
           } s. "of which anonymous": RssAnon over the same samples — VmRSS less the pages of the deno executable and libraries mapped from disk (~45 MiB here), which the kernel can drop and re-read under memory pressure. Peak = VmHWM over the whole run, including the sync of all ${count}.`,
           `Operator requests while idle-sampling: ${
-            runs.filter((r) => !isFloor(r.form)).map((r) => `${r.form} ${r.idleRequests}`).join(", ")
+            runs.filter((r) => inB4(r.form)).map((r) => `${r.form} ${r.idleRequests}`).join(", ")
           }.`,
           sizeFlagsNote(ctx.portager),
         ],
-        data: runs.filter((r) => !isFloor(r.form)).map((r) => ({
+        data: runs.filter((r) => inB4(r.form)).map((r) => ({
           form: r.form,
           emptyRssKiB: r.emptyRssKiB,
           idleRssKiB: r.idleRssKiB,

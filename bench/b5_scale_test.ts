@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { countAudit } from "./b5_scale.ts";
+import { concurrencyVariant, countAudit, floorForm, selectForms } from "./b5_scale.ts";
+import type { PortagerForm } from "./tools.ts";
 
 const SA = "system:serviceaccount:portager-system:portager";
 
@@ -34,4 +35,28 @@ Deno.test("countAudit counts one request per auditID for the user, by verb and r
     total: 3,
     byKind: { "watch imagesyncs": 1, "patch imagesyncs/status": 2 },
   });
+});
+
+Deno.test("selectForms: all forms unless B5_FORMS names some, in its order, repeats and variants included", () => {
+  const bundle: PortagerForm = { form: "bundle", cmd: "deno", args: [], describe: "", env: {} };
+  const forms = [bundle, floorForm({}, 2), floorForm({}, 8)];
+  const extra = [concurrencyVariant(bundle, 4)];
+  assert.deepEqual(selectForms(forms, extra, undefined).map((f) => f.form), [
+    "bundle",
+    "floor, concurrency 2",
+    "floor, concurrency 8",
+  ]);
+  const picked = selectForms(
+    forms,
+    extra,
+    "floor, concurrency 8,bundle, --max-concurrent-syncs 4,bundle,floor, concurrency 8",
+  );
+  assert.deepEqual(picked.map((f) => f.form), [
+    "floor, concurrency 8",
+    "bundle, --max-concurrent-syncs 4",
+    "bundle",
+    "floor, concurrency 8",
+  ]);
+  assert.deepEqual(picked[1].runArgs, ["--max-concurrent-syncs=4"]);
+  assert.ok(picked[0].args.includes("--concurrency=8"));
 });
