@@ -352,7 +352,10 @@ export class Copier {
         return { digest: root.digest, root, indexRewritten: false };
       } catch (e) {
         // the same failure as the HEAD's, whichever request found the tag missing
-        throw e instanceof OciError && e.reason === "NotFound" ? notFound() : e;
+        if (e instanceof OciError && e.reason === "NotFound") throw notFound();
+        // a refusal (403, a bad manifest) goes the HEAD's way below, so it is told as before:
+        // the tag's digest unreadable, or the copy failed reading the manifest by digest
+        if (!(e instanceof OciError) || e.retryable || signal?.aborted) throw e;
       }
     }
     const head = await this.#source.headManifest(src, { signal });

@@ -539,3 +539,17 @@ Deno.test("copy: a new image's config blob is uploaded without a destination che
   await new Copier(same.client).copy(src("1"), parseReference("src.example/other:2"));
   assert.equal(sameChecked.length, 2, "config and layer checked");
 });
+
+Deno.test("copy: a likely-new tag whose GET is refused goes the HEAD way, so the failure is told as before", async () => {
+  const { from, makeCopier } = registries();
+  const img = from.image(["a"], "1");
+  const get = from.client.getManifest.bind(from.client);
+  from.client.getManifest = (ref, o) =>
+    ref.tag ? Promise.reject(new OciError("ManifestInvalid", "refused by tag")) : get(ref, o);
+  const r = await makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
+  assert.equal(r.digest, img.digest);
+  assert.deepEqual(from.ops.filter((o) => o.includes("Manifest")), [
+    "headManifest 1",
+    `getManifest ${img.digest}`,
+  ]);
+});
