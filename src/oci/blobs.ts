@@ -192,6 +192,9 @@ export interface VerifiedStreamOptions extends VerifyOptions {
 /** Most spare blob buffers kept between transfers (8 × 256 KiB = 2 MiB). */
 const MAX_SPARE_BLOB_BUFFERS = 8;
 const spareBlobBuffers: ArrayBuffer[] = [];
+/** Most spare whole-blob buffers kept between transfers (2 × 1 MiB). */
+const MAX_SPARE_WHOLE_BUFFERS = 2;
+const spareWholeBuffers: ArrayBuffer[] = [];
 
 /**
  * The buffers one recycling blob read reuses ({@linkcode VerifiedStreamOptions.recycle}): lent
@@ -209,6 +212,12 @@ export class BlobBuffers {
   /** A buffer to read into. */
   take(): ArrayBuffer {
     return this.#free.pop() ?? spareBlobBuffers.pop() ?? new ArrayBuffer(BLOB_CHUNK_BYTES);
+  }
+
+  /** A buffer to read a whole blob of `size` bytes (at most {@linkcode WHOLE_BLOB_MAX_BYTES}) and one more into. */
+  takeWhole(size: number): ArrayBuffer {
+    if (size < BLOB_CHUNK_BYTES) return this.take();
+    return spareWholeBuffers.pop() ?? new ArrayBuffer(WHOLE_BUFFER_BYTES);
   }
 
   /** `chunk` went to the consumer. */
@@ -238,8 +247,14 @@ export class BlobBuffers {
     this.#released = true;
     for (const { buffer } of this.#lent.splice(0)) this.#free.push(buffer);
     for (const buffer of this.#free.splice(0)) {
-      if (spareBlobBuffers.length >= MAX_SPARE_BLOB_BUFFERS) break;
-      if (!buffer.detached && buffer.byteLength === BLOB_CHUNK_BYTES) spareBlobBuffers.push(buffer);
+      if (buffer.detached) continue;
+      if (buffer.byteLength === BLOB_CHUNK_BYTES && spareBlobBuffers.length < MAX_SPARE_BLOB_BUFFERS) {
+        spareBlobBuffers.push(buffer);
+      } else if (
+        buffer.byteLength === WHOLE_BUFFER_BYTES && spareWholeBuffers.length < MAX_SPARE_WHOLE_BUFFERS
+      ) {
+        spareWholeBuffers.push(buffer);
+      }
     }
   }
 }
@@ -250,6 +265,8 @@ export class BlobBuffers {
  * at the cost of one such buffer per blob in flight (a copy's 4 transfers: 4 MiB at most).
  */
 export const WHOLE_BLOB_MAX_BYTES = 1024 * 1024;
+/** A whole-blob buffer: the largest blob read whole, and the byte that shows a longer body. */
+const WHOLE_BUFFER_BYTES = WHOLE_BLOB_MAX_BYTES + 1;
 
 /**
  * {@linkcode verifyingStream} applied to `source`, as one pull-driven stream: the same checks
@@ -270,7 +287,7 @@ export function verifiedStream(
   const check = new BlobCheck(digest, opts);
   const reader = source instanceof ReadableStream ? readerInto(source) : source;
   if (opts.size !== undefined && opts.size <= WHOLE_BLOB_MAX_BYTES) {
-    return wholeBlob(reader, check, opts.size);
+    return wholeBlob(reader, check, { size: opts.size, recycle: opts.recycle });
   }
   // Load the incremental hash while the first bytes are on their way.
   const ready = check.ready();
@@ -345,15 +362,20 @@ export function verifiedStream(
  * longer than `size`, so a longer body fails before its end), verified whole by Web Crypto,
  * then given as one chunk. Bytes are counted (and reported) as they arrive.
  */
-function wholeBlob(reader: IntoReader, check: BlobCheck, size: number): ReadableStream<Uint8Array> {
+function wholeBlob(
+  reader: IntoReader,
+  check: BlobCheck,
+  opts: { size: number; recycle?: BlobBuffers },
+): ReadableStream<Uint8Array> {
+  const { size, recycle } = opts;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        let view = new Uint8Array(new ArrayBuffer(size + 1));
+        let view = new Uint8Array(recycle?.takeWhole(size) ?? new ArrayBuffer(size + 1), 0, size + 1);
         let filled = 0;
         while (true) {
           const { done, value } = await reader.read(view.subarray(filled));
-          if (value) view = new Uint8Array(value.buffer as ArrayBuffer);
+          if (value) view = new Uint8Array(value.buffer as ArrayBuffer, 0, size + 1);
           if (done) break;
           filled += value.byteLength;
           check.count(value.byteLength);
@@ -361,7 +383,10 @@ function wholeBlob(reader: IntoReader, check: BlobCheck, size: number): Readable
         reader.release();
         const bytes = view.subarray(0, filled);
         await check.finishWhole(bytes);
-        if (filled > 0) controller.enqueue(bytes);
+        if (filled > 0) {
+          recycle?.lend(bytes);
+          controller.enqueue(bytes);
+        }
         controller.close();
       } catch (e) {
         await reader.cancel(e).catch(() => {});

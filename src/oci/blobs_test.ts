@@ -246,3 +246,29 @@ Deno.test("BlobBuffers.release hands a finished read's buffers to the next blob 
   await readWith(new BlobBuffers());
   assert(second.some((c) => c.byteLength === 0), "the next read did not reuse a released buffer");
 });
+
+Deno.test("BlobBuffers: a whole blob's buffer goes back to the spares on release and serves the next whole blob; never before", async () => {
+  const content = new Uint8Array(600_000).map((_, i) => (i * 13) & 0xff);
+  const digest = sha256Digest(content);
+  const readWith = async (buffers: BlobBuffers) => {
+    const { got, error } = await readAll(
+      verifiedStream(byteSource(content, 50_000), digest, {
+        size: content.length,
+        context: "c",
+        recycle: buffers,
+      }),
+    );
+    assert.equal(error, undefined);
+    assert.equal(got.length, 1, "read whole: one chunk");
+    assert.deepEqual(got[0], content);
+    return got[0];
+  };
+  // two reads that are never released take whatever spares earlier reads left
+  const kept = [await readWith(new BlobBuffers()), await readWith(new BlobBuffers())];
+  const released = new BlobBuffers();
+  const chunk = await readWith(released);
+  released.release();
+  await readWith(new BlobBuffers());
+  assert.equal(chunk.byteLength, 0, "the next whole read did not reuse the released buffer");
+  assert(kept.every((c) => c.byteLength === content.length), "an unreleased whole buffer was reused");
+});
