@@ -276,8 +276,8 @@ const WHOLE_BUFFER_BYTES = WHOLE_BLOB_MAX_BYTES + 1;
  * {@linkcode BLOB_CHUNK_BYTES} by BYOB reads of `source` (a byte stream or a reader into the
  * caller's buffers; any other stream is copied), and with `recycle` read into reused
  * buffers. A blob whose `size` is known and at most {@linkcode WHOLE_BLOB_MAX_BYTES} is read
- * into one buffer of its size instead, verified, and handed on as one chunk (`recycle` is not
- * used): nothing of it leaves before it checked out. Cancelling it cancels `source`.
+ * into one buffer instead (with `recycle`, a reused one), verified, and handed on as one chunk:
+ * nothing of it leaves before it checked out. Cancelling it cancels `source`.
  */
 export function verifiedStream(
   source: ReadableStream<Uint8Array> | IntoReader,
