@@ -62,8 +62,6 @@ export {
 } from "./validate.ts";
 export { crdObject, crdYaml, PRINTER_COLUMNS, toStructuralSchema } from "./crd.ts";
 export {
-  type CronParser,
-  installCronParser,
   loadCronParser,
   needsCronParser,
   nextRun,
