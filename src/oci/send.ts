@@ -10,6 +10,7 @@
 import { describeCause, OciError, type OciErrorReason } from "./errors.ts";
 import { type IntoReader, readerInto } from "./read_into.ts";
 import { RegistryResponse } from "./response.ts";
+import { type QueuedTimer, timers } from "./timer_queue.ts";
 
 /** Idle timeout per request: no response headers or no body bytes for this long (60 s). */
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -306,15 +307,18 @@ interface Limits {
  * fires while still waiting it either expires the exchange or sleeps for the rest of the idle
  * time. The exchange still ends exactly `idleMs` after the wait began, with one timer per idle
  * period instead of a setTimeout/clearTimeout pair per chunk.
+ *
+ * The timers are the {@linkcode timers} queue's, not `setTimeout`: the first `setTimeout` of a
+ * process loads Deno's Node timers (6–12 ms), which the first request would wait for.
  */
 class Watchdog {
   readonly controller = new AbortController();
   /** The limit that ended the exchange, once one did. */
   expired?: LimitExceeded;
-  #idle: ReturnType<typeof setTimeout> | undefined;
+  #idle: QueuedTimer | undefined;
   /** When the current wait on the other side began (undefined: not waiting). */
   #waitingSince: number | undefined;
-  #deadline: ReturnType<typeof setTimeout> | undefined;
+  #deadline: QueuedTimer | undefined;
   readonly #limits: Limits;
   #waitedMs = 0;
   #bytes = 0;
@@ -323,7 +327,7 @@ class Watchdog {
   constructor(limits: Limits) {
     this.#limits = limits;
     if (limits.deadlineMs !== undefined && limits.deadlineMs > 0) {
-      this.#deadline = setTimeout(
+      this.#deadline = timers.schedule(
         () => this.#expire(`the ${limits.deadlineMs} ms request deadline passed`),
         limits.deadlineMs,
       );
@@ -345,16 +349,19 @@ class Watchdog {
   }
 
   #idleTimer(ms: number): void {
-    this.#idle = setTimeout(() => {
-      this.#idle = undefined;
-      if (this.#waitingSince === undefined) return; // not waiting: the next arm() starts a timer
-      const left = this.#limits.idleMs - (performance.now() - this.#waitingSince);
-      if (left > 0) this.#idleTimer(left);
-      else this.#expire(`no data for ${this.#limits.idleMs} ms (idle timeout)`);
-    }, Math.max(0, Math.ceil(ms)));
-    // A body its reader stopped pulling without cancelling leaves this timer pending until
-    // it fires (then it stops): it must not keep the process alive meanwhile.
-    Deno.unrefTimer(this.#idle);
+    // A body its reader stopped pulling without cancelling leaves this timer pending until it
+    // fires (then it stops): it must not keep the process alive meanwhile (ref: false).
+    this.#idle = timers.schedule(
+      () => {
+        this.#idle = undefined;
+        if (this.#waitingSince === undefined) return; // not waiting: the next arm() starts a timer
+        const left = this.#limits.idleMs - (performance.now() - this.#waitingSince);
+        if (left > 0) this.#idleTimer(left);
+        else this.#expire(`no data for ${this.#limits.idleMs} ms (idle timeout)`);
+      },
+      ms,
+      { ref: false },
+    );
   }
 
   /** The other side answered: not waiting on it any more (a pending timer finds that out). */
@@ -369,14 +376,14 @@ class Watchdog {
 
   #stopIdleTimer(): void {
     this.#waitingSince = undefined;
-    if (this.#idle !== undefined) clearTimeout(this.#idle);
+    timers.cancel(this.#idle);
     this.#idle = undefined;
   }
 
   /** The exchange is over (body read, cancelled or failed): no more limits. */
   finish(): void {
     this.#stopIdleTimer();
-    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
+    timers.cancel(this.#deadline);
     this.#deadline = undefined;
   }
 

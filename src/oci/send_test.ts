@@ -306,3 +306,22 @@ Deno.test("HttpSender: a body is a byte stream; a BYOB read pending when the idl
     await srv.stop();
   }
 });
+
+Deno.test("HttpSender: an exchange never reads the global setTimeout (whose first use loads Node's timers, 6–12 ms)", async () => {
+  const url = new URL("./send.ts", import.meta.url).href;
+  const script = `const d = Object.getOwnPropertyDescriptor(globalThis, "setTimeout");
+    Object.defineProperty(globalThis, "setTimeout", { configurable: true, get() { console.log("setTimeout read"); return d.get.call(globalThis); } });
+    const { HttpSender } = await import(${JSON.stringify(url)});
+    const srv = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response("hello"));
+    const url = new URL("http://127.0.0.1:" + srv.addr.port + "/v2/");
+    const res = await new HttpSender().send({ registry: "r", url, method: "GET", headers: {}, authOrigin: url.origin });
+    console.log(res.status, new TextDecoder().decode(await res.bytes(100, () => new Error("too big"))));
+    await srv.shutdown();`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-config", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout), "200 hello\n");
+});

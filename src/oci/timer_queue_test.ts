@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { TimerQueue } from "./timer_queue.ts";
+
+/** Resolves after `ms` on the queue itself (the test must not depend on setTimeout's accuracy). */
+function after(queue: TimerQueue, ms: number): Promise<number> {
+  return new Promise((resolve) => queue.schedule(() => resolve(performance.now()), ms));
+}
+
+Deno.test("TimerQueue runs callbacks in time order, none before its time; a cancelled one never runs", async () => {
+  const queue = new TimerQueue();
+  const ran: Array<[string, number]> = [];
+  const t0 = performance.now();
+  const at = (name: string, ms: number) => queue.schedule(() => ran.push([name, performance.now() - t0]), ms);
+  at("late", 120);
+  const dropped = at("dropped", 60);
+  at("early", 40); // earlier than the armed time: arms another signal
+  at("same", 40);
+  queue.cancel(dropped);
+  queue.cancel(dropped); // twice is ignored
+  assert.equal(queue.size, 3);
+  await after(queue, 150);
+  assert.deepEqual(ran.map(([n]) => n), ["early", "same", "late"]);
+  for (const [name, t] of ran) assert(t >= (name === "late" ? 120 : 40), `${name} ran at ${t} ms`);
+  assert.equal(queue.size, 0);
+});
+
+Deno.test("TimerQueue: a callback may schedule another; cancelling the earliest re-arms for the next", async () => {
+  const queue = new TimerQueue();
+  const t0 = performance.now();
+  let chained = 0;
+  queue.schedule(() => queue.schedule(() => chained = performance.now() - t0, 30), 20);
+  const first = queue.schedule(() => assert.fail("cancelled"), 10);
+  const later = after(queue, 80);
+  queue.cancel(first);
+  const ended = await later;
+  assert(chained >= 50, `the chained callback ran at ${chained} ms`);
+  assert(ended - t0 >= 80);
+});
+
+Deno.test("TimerQueue keeps a process alive for a ref callback, not for an unref one, and never loads Node's timers", async () => {
+  const url = new URL("./timer_queue.ts", import.meta.url).href;
+  // The child notes whether anything read the global setTimeout (Node's timers, loaded on first use).
+  const script = (ms: number, ref: boolean) =>
+    `const d = Object.getOwnPropertyDescriptor(globalThis, "setTimeout");
+     Object.defineProperty(globalThis, "setTimeout", { configurable: true, get() { console.log("setTimeout read"); return d.get.call(globalThis); } });
+     const { timers } = await import(${JSON.stringify(url)});
+     const t0 = performance.now();
+     timers.schedule(() => console.log("ran", Math.round(performance.now() - t0)), ${ms}, { ref: ${ref} });`;
+  const run = async (ms: number, ref: boolean) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-config", script(ms, ref)],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout);
+  };
+  const kept = await run(300, true);
+  assert.match(kept, /^ran (\d+)\n$/);
+  assert(Number(kept.match(/\d+/)![0]) >= 300, kept);
+  const started = performance.now();
+  assert.equal(await run(60_000, false), "");
+  assert(performance.now() - started < 30_000, "an unref callback kept the process alive");
+});
