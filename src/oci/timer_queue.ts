@@ -10,9 +10,10 @@
  * re-arms for what is left), and only a callback due earlier than the armed time arms another.
  * Callbacks run when their time has come, never before (as `setTimeout` does).
  *
- * A signal is watched through a stream pipe's abort steps (`pipeTo`'s `signal`), which do not
- * keep the process alive, as `Deno.unrefTimer` would not; an `abort` listener does, so one is
- * added while a callback scheduled with `ref` (the default) waits.
+ * `AbortSignal.timeout`'s timer keeps the process alive while the signal has `abort` listeners
+ * (its `addEventListener` refs the timer): the queue listens through `EventTarget`'s own
+ * `addEventListener`, which does not, and adds a no-op listener the signal's way while a
+ * callback scheduled with `ref` (the default) waits.
  * @module
  */
 
@@ -32,6 +33,8 @@ interface Entry extends QueuedTimer {
   index: number;
 }
 
+const { addEventListener: listen, removeEventListener: unlisten } = EventTarget.prototype;
+
 /** Options of {@linkcode TimerQueue.schedule}. */
 export interface ScheduleOptions {
   /**
@@ -42,9 +45,8 @@ export interface ScheduleOptions {
 }
 
 /**
- * Callbacks run at their time off a single pending `AbortSignal.timeout`. The signal is watched
- * through a stream pipe's abort steps, which do not keep the process alive; while a `ref`
- * callback waits, a listener on it does.
+ * Callbacks run at their time off a single pending `AbortSignal.timeout`; the process is kept
+ * alive while a `ref` callback waits, and only then.
  */
 export class TimerQueue {
   /** Min-heap on `at`. */
@@ -54,6 +56,8 @@ export class TimerQueue {
   #armedAt = Infinity;
   /** Waiting callbacks that keep the process alive. */
   #refs = 0;
+  /** Runs what is due when `#signal` fires. */
+  #onFire: (() => void) | undefined;
   /** Whether {@linkcode TimerQueue.#keepAlive} listens to `#signal` (which refs its timer). */
   #listening = false;
   readonly #keepAlive = () => {};
@@ -91,10 +95,12 @@ export class TimerQueue {
     const first = this.#heap[0];
     if (first !== undefined && first.at < this.#armedAt) {
       this.#release();
+      if (this.#signal !== undefined) unlisten.call(this.#signal, "abort", this.#onFire!); // left to fire alone
       const signal = AbortSignal.timeout(Math.max(0, Math.ceil(first.at - performance.now())));
       this.#signal = signal;
       this.#armedAt = first.at;
-      new ReadableStream().pipeTo(new WritableStream(), { signal }).catch(() => this.#fire(signal));
+      this.#onFire = () => this.#fire(signal);
+      listen.call(signal, "abort", this.#onFire); // unlike signal.addEventListener, no ref
     }
     this.#hold();
   }
@@ -107,15 +113,20 @@ export class TimerQueue {
     } else this.#release();
   }
 
+  /** Unrefs the armed signal's timer: that happens when its last listener goes, so ours goes too. */
   #release(): void {
-    if (this.#listening) this.#signal?.removeEventListener("abort", this.#keepAlive);
+    if (!this.#listening || this.#signal === undefined) return;
+    unlisten.call(this.#signal, "abort", this.#onFire!);
+    this.#signal.removeEventListener("abort", this.#keepAlive);
+    listen.call(this.#signal, "abort", this.#onFire!);
     this.#listening = false;
   }
 
   #fire(signal: AbortSignal): void {
     if (signal !== this.#signal) return; // replaced by an earlier one
-    this.#release();
+    this.#listening = false;
     this.#signal = undefined;
+    this.#onFire = undefined;
     this.#armedAt = Infinity;
     const now = performance.now();
     while (this.#heap.length > 0 && this.#heap[0].at <= now) {

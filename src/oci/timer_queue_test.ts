@@ -37,28 +37,35 @@ Deno.test("TimerQueue: a callback may schedule another; cancelling the earliest 
   assert(ended - t0 >= 80);
 });
 
-Deno.test("TimerQueue keeps a process alive for a ref callback, not for an unref one, and never loads Node's timers", async () => {
+Deno.test("TimerQueue keeps a process alive for a ref callback, not for an unref or a cancelled one, and never loads Node's timers", async () => {
   const url = new URL("./timer_queue.ts", import.meta.url).href;
   // The child notes whether anything read the global setTimeout (Node's timers, loaded on first use).
-  const script = (ms: number, ref: boolean) =>
-    `const d = Object.getOwnPropertyDescriptor(globalThis, "setTimeout");
-     Object.defineProperty(globalThis, "setTimeout", { configurable: true, get() { console.log("setTimeout read"); return d.get.call(globalThis); } });
-     const { timers } = await import(${JSON.stringify(url)});
-     const t0 = performance.now();
-     timers.schedule(() => console.log("ran", Math.round(performance.now() - t0)), ${ms}, { ref: ${ref} });`;
-  const run = async (ms: number, ref: boolean) => {
+  const run = async (body: string) => {
+    const script = `const d = Object.getOwnPropertyDescriptor(globalThis, "setTimeout");
+      Object.defineProperty(globalThis, "setTimeout", { configurable: true, get() { console.log("setTimeout read"); return d.get.call(globalThis); } });
+      const { timers } = await import(${JSON.stringify(url)});
+      const t0 = performance.now();
+      const ran = () => console.log("ran", Math.round(performance.now() - t0));
+      ${body}`;
+    const started = performance.now();
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--no-config", script(ms, ref)],
+      args: ["eval", "--no-config", script],
       stdout: "piped",
       stderr: "piped",
     }).output();
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    return new TextDecoder().decode(out.stdout);
+    return { out: new TextDecoder().decode(out.stdout), ms: performance.now() - started };
   };
-  const kept = await run(300, true);
-  assert.match(kept, /^ran (\d+)\n$/);
-  assert(Number(kept.match(/\d+/)![0]) >= 300, kept);
-  const started = performance.now();
-  assert.equal(await run(60_000, false), "");
-  assert(performance.now() - started < 30_000, "an unref callback kept the process alive");
+  const kept = await run("timers.schedule(ran, 300);");
+  assert.match(kept.out, /^ran (\d+)\n$/);
+  assert(Number(kept.out.match(/\d+/)![0]) >= 300, kept.out);
+  // the ref callback goes, then an earlier unref one arms another signal: neither holds the process
+  const gone = await run(
+    "timers.cancel(timers.schedule(ran, 60_000)); timers.schedule(ran, 60_000, { ref: false }); timers.schedule(ran, 50_000, { ref: false });",
+  );
+  assert.deepEqual(gone.out, "");
+  assert(gone.ms < 30_000, "a cancelled or unref callback kept the process alive");
+  // an unref callback still runs while something else keeps the process alive
+  const alive = await run("timers.schedule(ran, 100, { ref: false }); timers.schedule(() => {}, 400);");
+  assert.match(alive.out, /^ran (\d+)\n$/);
 });
