@@ -7,7 +7,7 @@
  */
 
 import type { RegistryResponse } from "./response.ts";
-import { type Sender, SendFailure, type SendRequest } from "./send.ts";
+import { isStreamBody, type Sender, SendFailure, type SendRequest } from "./send.ts";
 import { sleep } from "./sleep.ts";
 
 /** Attempts per request, including the first. */
@@ -140,7 +140,7 @@ export class RetrySender implements Sender {
 
   /** Sends, retrying what is safe to retry. */
   async send(req: SendRequest): Promise<RegistryResponse> {
-    const idempotent = req.idempotent ?? !(req.body instanceof ReadableStream);
+    const idempotent = req.idempotent ?? !isStreamBody(req.body);
     const max = idempotent ? this.#policy.maxAttempts : 1;
     const path = req.url.pathname;
     for (let attempt = 1;; attempt++) {
