@@ -637,6 +637,10 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
           }) to all Ready; Ready followed with one watch (the bench's own LIST + WATCH).`,
           "Operator CPU: utime + stime of the operator process (/proc/<pid>/stat) over the same span, per ImageSync Ready.",
           ...runs.map((r) => `Stack CPU per ImageSync, ${r.form}: ${formatStackCpu(r.stackCpuPer)}.`),
+          // B4 leaves variants out; their peak is what a change of the default would cost
+          ...runs.filter((r) => !inB4(r.form) && !isFloor(r.form)).map((r) =>
+            `Peak RSS (VmHWM, whole run), ${r.form}: ${mib(r.peakRssKiB)}.`
+          ),
           `Floor: bench/b5_floor.ts, an "ideal operator" on the same stack — one LIST + WATCH of the namespace, then per ImageSync at the given concurrency only a source manifest GET, per blob a GET and an upload POST + PUT (streamed), the manifest PUT and one status merge patch to Ready; no existence checks, pings, Events, retries or metrics. If its time is above half the baseline's, no operator on this stack reaches issue 16's ≤ 0.50×.`,
           "Requests: the apiserver's audit log, ServiceAccount user only, from operator start to all Ready (one per request; a watch counts once).",
           ...baseline.form
