@@ -33,6 +33,9 @@ interface Entry extends QueuedTimer {
   index: number;
 }
 
+/** The longest delay a timer takes (2³¹−1 ms, ~24.8 days). */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
 const { addEventListener: listen, removeEventListener: unlisten } = EventTarget.prototype;
 
 /** Options of {@linkcode TimerQueue.schedule}. */
@@ -96,7 +99,10 @@ export class TimerQueue {
     if (first !== undefined && first.at < this.#armedAt) {
       this.#release();
       if (this.#signal !== undefined) unlisten.call(this.#signal, "abort", this.#onFire!); // left to fire alone
-      const signal = AbortSignal.timeout(Math.max(0, Math.ceil(first.at - performance.now())));
+      // A timer's delay is a 32-bit count of ms (a longer one fires at once): a far callback is
+      // reached in steps, each firing finding nothing due and arming the next.
+      const delay = Math.min(MAX_DELAY_MS, Math.max(0, Math.ceil(first.at - performance.now())));
+      const signal = AbortSignal.timeout(delay);
       this.#signal = signal;
       this.#armedAt = first.at;
       this.#onFire = () => this.#fire(signal);

@@ -37,6 +37,24 @@ Deno.test("TimerQueue: a callback may schedule another; cancelling the earliest 
   assert(ended - t0 >= 80);
 });
 
+Deno.test("TimerQueue: a callback further away than a timer's 32-bit delay arms one timer, not one per turn", async () => {
+  const queue = new TimerQueue();
+  const timeout = AbortSignal.timeout;
+  let armed = 0;
+  AbortSignal.timeout = (ms: number) => {
+    armed++;
+    return timeout.call(AbortSignal, ms);
+  };
+  try {
+    const far = queue.schedule(() => assert.fail("ran early"), 2 ** 32, { ref: false });
+    await new Promise((resolve) => timeout.call(AbortSignal, 100).addEventListener("abort", resolve));
+    assert.equal(armed, 1);
+    queue.cancel(far);
+  } finally {
+    AbortSignal.timeout = timeout;
+  }
+});
+
 Deno.test("TimerQueue keeps a process alive for a ref callback, not for an unref or a cancelled one, and never loads Node's timers", async () => {
   const url = new URL("./timer_queue.ts", import.meta.url).href;
   // The child notes whether anything read the global setTimeout (Node's timers, loaded on first use).
