@@ -16,6 +16,7 @@ import { parseDuration } from "./common.ts";
 import { formatLoadProblem, loadImageSyncs } from "./load.ts";
 import { COMMON_FLAGS, commonSettings, logLevelFlag } from "./sync.ts";
 import { DEFAULT_SYNC_TIMEOUT, limitFlags } from "./limits.ts";
+import { preloadStreamingHash } from "../oci/mod.ts";
 
 const FLAGS: FlagSpec[] = [
   {
@@ -156,6 +157,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     fallbackCredentials: secrets.fallback,
     logger: log,
   });
+  // A long-running process: every blob streams (see runOperator).
+  await preloadStreamingHash();
   const manager = new Manager({
     store,
     source: store,

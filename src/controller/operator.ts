@@ -25,6 +25,7 @@ import type { ProbeResult } from "../server/http.ts";
 import { selfSignedCertificate } from "../server/self_signed.ts";
 import type { Logger } from "../log/mod.ts";
 import { parseAllowedRegistries } from "../credentials/allowed_registries.ts";
+import { preloadStreamingHash } from "../oci/mod.ts";
 import { DEFAULT_WORKERS, type EventSource, type HttpOptions, type KeySink, Manager } from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
 import { shardElection, type ShardIdentity } from "./shard.ts";
@@ -297,6 +298,9 @@ async function metricsCertificate(options: OperatorOptions): Promise<{ cert: str
 /** Runs the operator until `options.signal` aborts, then shuts down gracefully. */
 export async function runOperator(options: OperatorOptions): Promise<void> {
   const log = options.logger;
+  // The Node layer is loaded here anyway (prom-client, kube): with the native hash loaded every
+  // blob streams, holding less of it than reading small ones whole (B4 in docs/PERFORMANCE.md).
+  await preloadStreamingHash();
   const conn = loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context });
   const metrics = options.metrics ?? createMetrics();
   const runtime = runtimeMetrics(metrics.registry);

@@ -1,7 +1,8 @@
 /**
  * Blob streaming helpers: digest-verifying streams, digests of small buffers, and re-chunking a
  * stream for chunked uploads. A blob of at most {@linkcode WHOLE_BLOB_MAX_BYTES} is read whole
- * and hashed by Web Crypto's one-shot digest; a larger one is hashed as it streams by the
+ * and hashed by Web Crypto's one-shot digest while the native hash is not loaded; a larger
+ * one (and, once the hash is loaded, every one) is hashed as it streams by the
  * native `node:crypto` hash (Web Crypto has no incremental digest; a pure-JavaScript sha256 is
  * ~8× slower), loaded the first time such a blob is copied: a copy of small blobs never loads
  * Deno's Node compatibility layer (~25–30 ms of CPU; B1 in docs/PERFORMANCE.md). See
@@ -15,6 +16,7 @@ import {
   isDigestAlgorithm,
   type StreamingHash,
   streamingHash,
+  streamingHashLoaded,
   webHashHex,
 } from "./digest.ts";
 import { OciError } from "./errors.ts";
@@ -187,6 +189,11 @@ export interface VerifiedStreamOptions extends VerifyOptions {
    * chunks.
    */
   recycle?: BlobBuffers;
+  /**
+   * Whether the native streaming hash is loaded (default {@linkcode streamingHashLoaded}): a
+   * small blob is read whole only while it is not ({@linkcode WHOLE_BLOB_MAX_BYTES}).
+   */
+  streamingHashLoaded?: () => boolean;
 }
 
 /** Most spare blob buffers kept between transfers (8 × 256 KiB = 2 MiB). */
@@ -263,6 +270,9 @@ export class BlobBuffers {
  * Blobs of at most this many bytes (1 MiB) are read whole, hashed by Web Crypto and only then
  * handed on, in one chunk ({@linkcode verifiedStream}): no Node compatibility layer for them,
  * at the cost of one such buffer per blob in flight (a copy's 4 transfers: 4 MiB at most).
+ * Only while the native streaming hash is not loaded: once it is (a copy streamed a larger
+ * blob, or the operator preloaded it, `preloadStreamingHash` in `digest.ts`), every blob
+ * streams, which holds less of it in memory (B4 in docs/PERFORMANCE.md).
  */
 export const WHOLE_BLOB_MAX_BYTES = 1024 * 1024;
 /** A whole-blob buffer: the largest blob read whole, and the byte that shows a longer body. */
@@ -275,7 +285,8 @@ const WHOLE_BUFFER_BYTES = WHOLE_BLOB_MAX_BYTES + 1;
  * on every copied byte (B1 in docs/PERFORMANCE.md): chunks are filled to
  * {@linkcode BLOB_CHUNK_BYTES} by BYOB reads of `source` (a byte stream or a reader into the
  * caller's buffers; any other stream is copied), and with `recycle` read into reused
- * buffers. A blob whose `size` is known and at most {@linkcode WHOLE_BLOB_MAX_BYTES} is read
+ * buffers. A blob whose `size` is known and at most {@linkcode WHOLE_BLOB_MAX_BYTES} is read,
+ * while the native hash is not loaded ({@linkcode VerifiedStreamOptions.streamingHashLoaded}),
  * into one buffer instead (with `recycle`, a reused one), verified, and handed on as one chunk:
  * nothing of it leaves before it checked out. Cancelling it cancels `source`.
  */
@@ -286,7 +297,8 @@ export function verifiedStream(
 ): ReadableStream<Uint8Array> {
   const check = new BlobCheck(digest, opts);
   const reader = source instanceof ReadableStream ? readerInto(source) : source;
-  if (opts.size !== undefined && opts.size <= WHOLE_BLOB_MAX_BYTES) {
+  const streaming = opts.streamingHashLoaded ?? streamingHashLoaded;
+  if (opts.size !== undefined && opts.size <= WHOLE_BLOB_MAX_BYTES && !streaming()) {
     return wholeBlob(reader, check, { size: opts.size, recycle: opts.recycle });
   }
   // Load the incremental hash while the first bytes are on their way.

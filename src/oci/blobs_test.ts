@@ -54,6 +54,9 @@ const large = new Uint8Array(WHOLE_BLOB_MAX_BYTES + 21).map((_, i) => (i * 7 + (
  * The forms of the check: a TransformStream to pipe through, and the pull-driven wrapper — for
  * a small blob (read whole, hashed at once) and a large one (hashed as it streams).
  */
+/** The streaming hash taken as not loaded (once a large blob streamed in this process, it is). */
+const wholeRead = { streamingHashLoaded: () => false };
+
 const forms: Array<
   [
     string,
@@ -62,7 +65,8 @@ const forms: Array<
   ]
 > = [
   ["verifyingStream", bytes, (s, digest, o) => s.pipeThrough(verifyingStream(digest, o))],
-  ["verifiedStream (small blob)", bytes, (s, digest, o) => verifiedStream(s, digest, o)],
+  // a small blob is read whole only while the streaming hash is not loaded
+  ["verifiedStream (small blob)", bytes, (s, digest, o) => verifiedStream(s, digest, { ...o, ...wholeRead })],
   ["verifiedStream (large blob)", large, (s, digest, o) => verifiedStream(s, digest, o)],
 ];
 
@@ -127,6 +131,7 @@ Deno.test("verifiedStream hands a blob of at most WHOLE_BLOB_MAX_BYTES on in one
           size,
           context: "c",
           onChunk: (n) => counted += n,
+          ...wholeRead,
         }),
       );
       assert.equal(error, undefined);
@@ -135,6 +140,38 @@ Deno.test("verifiedStream hands a blob of at most WHOLE_BLOB_MAX_BYTES on in one
       assert.equal(counted, size);
     }
   }
+});
+
+Deno.test("verifiedStream streams a blob of at most WHOLE_BLOB_MAX_BYTES once the streaming hash is loaded; reads it whole while it is not", async () => {
+  const content = large.subarray(0, WHOLE_BLOB_MAX_BYTES);
+  const digest = sha256Digest(content);
+  for (const loaded of [true, false]) {
+    const { got, error } = await readAll(
+      verifiedStream(byteSource(content, 40_000), digest, {
+        size: content.length,
+        context: "c",
+        streamingHashLoaded: () => loaded,
+      }),
+    );
+    assert.equal(error, undefined);
+    assert.deepEqual(concat(got), content);
+    assert.deepEqual(
+      got.map((c) => c.byteLength),
+      loaded ? Array(WHOLE_BLOB_MAX_BYTES / BLOB_CHUNK_BYTES).fill(BLOB_CHUNK_BYTES) : [content.length],
+      loaded ? "streamed in chunks" : "read whole",
+    );
+  }
+  const corrupt = content.slice();
+  corrupt[corrupt.length - 1] ^= 1;
+  const { got, error } = await readAll(
+    verifiedStream(byteSource(corrupt, 40_000), digest, {
+      size: content.length,
+      context: "c",
+      streamingHashLoaded: () => true,
+    }),
+  );
+  assert(error instanceof OciError && error.reason === "DigestMismatch");
+  assert.equal(concat(got).length, content.length - BLOB_CHUNK_BYTES, "the last chunk was held back");
 });
 
 Deno.test("verifiedStream: cancelling it cancels the source", async () => {
@@ -256,6 +293,7 @@ Deno.test("BlobBuffers: a whole blob's buffer goes back to the spares on release
         size: content.length,
         context: "c",
         recycle: buffers,
+        ...wholeRead,
       }),
     );
     assert.equal(error, undefined);

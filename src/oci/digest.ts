@@ -8,7 +8,9 @@
  * - a whole blob held in memory is hashed by Web Crypto's one-shot digest, native and off the
  *   main thread ({@linkcode webHashHex});
  * - only a blob hashed while it streams needs an incremental hash, which Web Crypto lacks:
- *   {@linkcode streamingHash} loads `node:crypto`'s native one the first time it is asked for.
+ *   {@linkcode streamingHash} loads `node:crypto`'s native one the first time it is asked for
+ *   (or at start, {@linkcode preloadStreamingHash}, in the operator: once it is loaded, every
+ *   blob streams).
  * @module
  */
 
@@ -57,14 +59,40 @@ export interface StreamingHash {
 }
 
 let nodeCrypto: Promise<typeof import("node:crypto")> | undefined;
+let nodeCryptoLoaded = false;
+
+/** Starts loading `node:crypto` (once); resolves when it is loaded. */
+function loadNodeCrypto(): Promise<typeof import("node:crypto")> {
+  nodeCrypto ??= import("node:crypto").then((module) => {
+    nodeCryptoLoaded = true;
+    return module;
+  });
+  return nodeCrypto;
+}
+
+/**
+ * Whether {@linkcode streamingHash}'s native hash is loaded: once it is, a blob costs nothing
+ * more to stream than to read whole, and streaming holds less of it in memory.
+ */
+export function streamingHashLoaded(): boolean {
+  return nodeCryptoLoaded;
+}
+
+/**
+ * Loads {@linkcode streamingHash}'s native hash now, for a long-running process (the operator,
+ * `serve`): the Node compatibility layer is loaded there anyway, and with the hash loaded every
+ * blob streams ({@linkcode streamingHashLoaded}) instead of small ones being read whole.
+ */
+export async function preloadStreamingHash(): Promise<void> {
+  await loadNodeCrypto();
+}
 
 /**
  * A native incremental hash (`node:crypto`, loaded the first time one is asked for, so a
  * process that never streams a large blob never loads the Node compatibility layer).
  */
 export async function streamingHash(algorithm: DigestAlgorithm): Promise<StreamingHash> {
-  nodeCrypto ??= import("node:crypto");
-  const hash = (await nodeCrypto).createHash(algorithm);
+  const hash = (await loadNodeCrypto()).createHash(algorithm);
   return {
     update: (chunk) => void hash.update(chunk),
     hex: () => hash.digest("hex"),

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { hashHex, isDigestAlgorithm, sha256Hex, streamingHash, webHashHex } from "./digest.ts";
+import {
+  hashHex,
+  isDigestAlgorithm,
+  preloadStreamingHash,
+  sha256Hex,
+  streamingHash,
+  streamingHashLoaded,
+  webHashHex,
+} from "./digest.ts";
 
 const abc = new TextEncoder().encode("abc");
 const ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -35,4 +43,9 @@ Deno.test("the three ways agree on multi-block input; a string is hashed as UTF-
 Deno.test("isDigestAlgorithm names sha256 and sha512 only", () => {
   assert(isDigestAlgorithm("sha256") && isDigestAlgorithm("sha512"));
   assert(!isDigestAlgorithm("md5") && !isDigestAlgorithm("SHA256") && !isDigestAlgorithm(""));
+});
+
+Deno.test("preloadStreamingHash loads the streaming hash: streamingHashLoaded says so", async () => {
+  await preloadStreamingHash();
+  assert.equal(streamingHashLoaded(), true);
 });

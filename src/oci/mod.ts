@@ -14,6 +14,7 @@
 export * from "./auth.ts";
 export { basicAuth } from "./basic.ts";
 export { digestLike, sha256Digest, verifyingStream, type VerifyOptions } from "./blobs.ts";
+export { preloadStreamingHash } from "./digest.ts";
 export {
   type BlobStream,
   type CallOptions,
