@@ -78,3 +78,17 @@ export function drip(everyMs: number, byte = 0x20): ReadableStream<Uint8Array> {
     },
   });
 }
+
+/**
+ * Runs `script` in a fresh `deno eval --no-config` process (a clean global state: nothing
+ * loaded yet); asserts it exited 0 and returns its stdout.
+ */
+export async function evalInChild(script: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-config", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}

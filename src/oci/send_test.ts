@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { drip, serve } from "./_test_utils.ts";
+import { drip, evalInChild, serve } from "./_test_utils.ts";
 import { OciError } from "./errors.ts";
 import { HttpSender, MAX_REDIRECTS, SendFailure, sendFailureError, type SendRequest } from "./send.ts";
 
@@ -321,13 +321,7 @@ Deno.test("HttpSender: an exchange never reads the global setTimeout (whose firs
     const res = await new HttpSender().send({ registry: "r", url, method: "GET", headers: {}, authOrigin: url.origin });
     console.log(res.status, new TextDecoder().decode(await res.bytes(100, () => new Error("too big"))));
     await srv.shutdown();`;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-config", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  const lines = (await evalInChild(script)).trim().split("\n");
   // (RegistryResponse tells a body stream from a reader: after the answer, once fetch made its body)
   assert.deepEqual([lines[0], lines.at(-1)], ["fetch", "200 hello"]);
   assert(!lines.includes("setTimeout read"), lines.join("\n"));

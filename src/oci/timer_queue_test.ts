@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { evalInChild } from "./_test_utils.ts";
 import { TimerQueue } from "./timer_queue.ts";
 
 /** Resolves after `ms` on the queue itself (the test must not depend on setTimeout's accuracy). */
@@ -66,13 +67,8 @@ Deno.test("TimerQueue keeps a process alive for a ref callback, not for an unref
       const ran = () => console.log("ran", Math.round(performance.now() - t0));
       ${body}`;
     const started = performance.now();
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--no-config", script],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    return { out: new TextDecoder().decode(out.stdout), ms: performance.now() - started };
+    const out = await evalInChild(script);
+    return { out, ms: performance.now() - started };
   };
   const kept = await run("timers.schedule(ran, 300);");
   assert.match(kept.out, /^ran (\d+)\n$/);
