@@ -130,9 +130,7 @@ async function syncTag(job: TagJob, ctx: RunContext): Promise<TagResult> {
   try {
     const pre = await precheck(job, ctx, copier);
     if ("action" in pre) return pre;
-    const gated = pre.sourceDigest && ctx.gates.length > 0
-      ? await runGates(job, ctx, pre.sourceDigest)
-      : undefined;
+    const gated = pre.known && ctx.gates.length > 0 ? await runGates(job, ctx, pre.known.source) : undefined;
     if (gated && "action" in gated) return gated;
     return await copy(job, ctx, { copier, known: pre.known, verified: gated?.verified });
   } catch (e) {
@@ -158,14 +156,14 @@ function upToDate(base: TagResult, sourceDigest: string, destinationDigest?: str
 
 /**
  * Digests at both ends (HEADs) when something must be decided before the copy: the tag's
- * final result when it is decided here (up to date, source missing, TagConflict), else the
- * source's digest (undefined when nothing needed a look).
+ * final result when it is decided here (up to date, source missing, TagConflict), else both
+ * digests (undefined when nothing needed a look).
  */
 async function precheck(
   job: TagJob,
   ctx: RunContext,
   copier: Pick<Copier, "copy">,
-): Promise<TagResult | { sourceDigest?: string; known?: CopyOptions["known"] }> {
+): Promise<TagResult | { known?: CopyOptions["known"] }> {
   const base = job.result.tags[job.slot];
   if (ctx.gates.length === 0 && !job.platforms && ctx.overwrite !== "never") return {};
   const digests = await compareDigests(job, ctx);
@@ -192,7 +190,7 @@ async function precheck(
       destinationDigest: digests.destination,
     };
   }
-  return { sourceDigest: digests.source, known: digests };
+  return { known: digests };
 }
 
 /** The validation gates on the source digest, before any blob moves: the failed result, or verified. */
