@@ -16,7 +16,7 @@
  * Hashing on a worker thread instead was built and measured (issue 16, round 5; "B1: hashing on
  * a worker" in docs/PERFORMANCE.md) and not kept: it frees the main thread (~110 → ~18 ms per
  * 200 MiB) but costs the process more CPU in all (a second isolate, its own Node layer, a copy
- * of every byte) and ~20–30 MiB more peak RSS, and B1 on two cores is bound by the CPU of the
+ * of every byte) and 20–50 MiB more peak RSS, and B1 on two cores is bound by the CPU of the
  * whole stack (registry B alone spends ~0.5 s per copy): the cold copy got 40–50 ms slower.
  * @module
  */
