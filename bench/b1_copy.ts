@@ -21,6 +21,7 @@ import {
 } from "./context.ts";
 import { median, type RunResult } from "./measure.ts";
 import { DENO, ROOT, sizeFlagsCounterpart, sizeFlagsNote } from "./tools.ts";
+import { stackCpu } from "./stack_cpu.ts";
 
 const MiB = 1024 * 1024;
 
@@ -41,12 +42,21 @@ interface Cell {
   peakRssKiB: number[];
   /** User + system CPU per run (GNU time's rusage), ms. */
   cpuMs: number[];
+  /** CPU the two registries (A and B) spent during each run (/proc stat before and after), ms. */
+  registryCpuMs: number[];
   error?: string;
 }
 
 /** CPU seconds per GiB copied: `cpuMs` spent moving `bytes`. */
 export function cpuPerGiB(cpuMs: number, bytes: number): number {
   return cpuMs / 1000 / (bytes / (1024 * MiB));
+}
+
+/** Median over runs of the registries' CPU plus the program's, ms (NaN without samples). */
+function stackMs(cell: Cell): number {
+  const n = Math.min(cell.cpuMs.length, cell.registryCpuMs.length);
+  if (n === 0 || cell.error) return NaN;
+  return median(Array.from({ length: n }, (_, i) => cell.cpuMs[i] + cell.registryCpuMs[i]));
 }
 
 /** Runs B1. */
@@ -97,13 +107,19 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
         for (const program of order) {
           if (unavailable.has(program)) continue;
           let cell = cells.find((c) => c.program === program && c.shape === shape.name);
-          if (!cell) cells.push(cell = { program, shape: shape.name, ms: [], peakRssKiB: [], cpuMs: [] });
+          if (!cell) {
+            cells.push(
+              cell = { program, shape: shape.name, ms: [], peakRssKiB: [], cpuMs: [], registryCpuMs: [] },
+            );
+          }
           if (cell.error) continue;
           await withRegistry(async (b) => {
             const dst: ImageRef = { host: b.host, repository, tag: "v1" };
             const scratch = `${ctx.scratch}/home-${program.replace(/\W+/g, "-")}`;
             await Deno.mkdir(scratch, { recursive: true });
             let r: RunResult;
+            // the registries' CPU from here to the run's end: B is up and idle, A holds the image
+            const registriesBefore = stackCpu().registries ?? 0;
             try {
               if (program === "portager" || program === counterpartRow) {
                 r = await runOk(
@@ -138,10 +154,14 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
                 if (program === "regctl") regctlConfig([a.host, b.host], { scratch });
                 r = await runOk(peerCopy(peer(ctx, program), src, dst, { scratch }), { cpu: true });
               }
+              const registriesCpu = (stackCpu().registries ?? 0) - registriesBefore;
               await expectDigests(b.url, [{ repository, tag: "v1", digest: pushed.digest }]);
               cell!.ms.push(r.ms);
               if (r.peakRssKiB !== undefined) cell!.peakRssKiB.push(r.peakRssKiB);
-              if (r.cpuMs !== undefined) cell!.cpuMs.push(r.cpuMs);
+              if (r.cpuMs !== undefined) {
+                cell!.cpuMs.push(r.cpuMs);
+                cell!.registryCpuMs.push(registriesCpu);
+              }
             } catch (e) {
               cell!.error = (e as Error).message.split("\n").slice(0, 3).join(" ");
               ctx.log(`B1 ${program} ${shape.name} failed: ${(e as Error).message}`);
@@ -189,10 +209,30 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
       }),
     ]),
   };
+  const stackTable: Table = {
+    columns: [
+      "program",
+      ...shapeNames.flatMap((s) => [`${s}: registries' CPU`, "+ program's", "vs Portager"]),
+    ],
+    rows: programs.map((program) => [
+      program,
+      ...shapeNames.flatMap((shape) => {
+        const cell = cells.find((c) => c.program === program && c.shape === shape);
+        const base = cells.find((c) => c.program === "portager" && c.shape === shape);
+        if (!cell || cell.error || cell.registryCpuMs.length === 0) return ["—", "—", "—"];
+        const stack = stackMs(cell);
+        return [
+          seconds(median(cell.registryCpuMs)),
+          seconds(stack),
+          ratio(stack, base ? stackMs(base) : NaN),
+        ];
+      }),
+    ]),
+  };
   return {
     id: "B1",
     title: "Cold copy A → fresh B (wall time, median; CPU beside it)",
-    tables: [table, cpuTable],
+    tables: [table, cpuTable, stackTable],
     notes: [
       `${ctx.runs} run(s) per cell, median; every run copies into a new, empty registry; program order rotates per run.`,
       "Each program at its default concurrency: Portager 4 blobs, skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
@@ -200,6 +240,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
       sizeFlagsNote(ctx.portager, { row: counterpartRow }),
       "Ratios: time ÷ Portager's time (below 1 = faster than Portager).",
       "CPU = user + system time of the process and its children from wait4 (each program runs under GNU time, which also gives its exact peak RSS), median over runs; per copied GiB = CPU ÷ the layers' bytes.",
+      "registries' CPU = what registries A and B spent while the program ran (utime + stime from /proc, 10 ms steps), median; + program's = the median over runs of registries' and the program's CPU together: on two cores the copy's wall time follows this whole stack's CPU, not the program's alone.",
     ],
     data: { shapes: shapes(ctx.quick), cells },
   };
