@@ -14,11 +14,16 @@ import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { parseDuration } from "./common.ts";
 import { formatLoadProblem, loadImageSyncs } from "./load.ts";
-import { COMMON_FLAGS, commonSettings, logLevelFlag } from "./sync.ts";
+import { commonFlags, commonSettings, logLevelFlag } from "./sync.ts";
 import { DEFAULT_SYNC_TIMEOUT, limitFlags } from "./limits.ts";
-import { preloadStreamingHash } from "../oci/mod.ts";
+import { DEFAULT_CONCURRENCY, preloadStreamingHash } from "../oci/mod.ts";
 
-const FLAGS: FlagSpec[] = [
+/**
+ * `portager serve`'s flags. Its `--concurrency` default stays the copier's (4), as the operator's:
+ * `--max-concurrent-syncs` syncs run at once, each with its own transfers, so the process's peak
+ * follows their product (docs/DEPLOY.md).
+ */
+export const SERVE_FLAGS: FlagSpec[] = [
   {
     name: "file",
     short: "f",
@@ -26,7 +31,7 @@ const FLAGS: FlagSpec[] = [
     multiple: true,
     help: "folder of ImageSync *.yaml/*.yml/*.json files, or a file (repeatable); watched for changes",
   },
-  ...COMMON_FLAGS,
+  ...commonFlags({ concurrency: DEFAULT_CONCURRENCY }),
   ...limitFlags({ syncTimeout: DEFAULT_SYNC_TIMEOUT }),
   {
     name: "state-file",
@@ -78,7 +83,7 @@ problems is reported while its last good version keeps running. Last results liv
 file, so a restart does not sync again what is not due. SIGINT/SIGTERM stop gracefully.
 
 Flags:
-${formatFlags(FLAGS)}
+${formatFlags(SERVE_FLAGS)}
 
 Examples:
   portager serve -f ./imagesyncs/ --metrics-addr 127.0.0.1:9090
@@ -87,7 +92,7 @@ Examples:
 
 /** Runs `portager serve` until SIGINT/SIGTERM; returns the exit code. */
 export async function serveCommand(args: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(args, FLAGS);
+  const { flags, positional } = parseArgs(args, SERVE_FLAGS);
   if (flags.help) {
     console.log(HELP);
     return 0;

@@ -22,7 +22,6 @@ import { type FileCredentials, loadFileCredentials } from "./auth.ts";
 import { readCaFiles, splitList } from "./common.ts";
 import { limitFlags, limitSettings } from "./limits.ts";
 import type { SyncLimits } from "../sync/options.ts";
-import { DEFAULT_CONCURRENCY } from "../oci/mod.ts";
 import { EXIT } from "./mod.ts";
 import { formatLoadProblem, type LoadedImageSync, loadImageSyncs, type LoadProblem } from "./load.ts";
 import {
@@ -35,45 +34,57 @@ import {
   type TagLine,
 } from "./progress.ts";
 
-/** Flags shared by `sync` and `serve`. */
-export const COMMON_FLAGS: FlagSpec[] = [
-  {
-    name: "authfile",
-    type: "string",
-    env: "REGISTRY_AUTH_FILE",
-    help:
-      "Docker config with registry credentials (default $DOCKER_CONFIG/config.json, ~/.docker/config.json)",
-  },
-  {
-    name: "secret",
-    type: "string",
-    multiple: true,
-    help:
-      "NAME=PATH: a dockerconfigjson Secret manifest or Docker config standing in for secretRef NAME (repeatable)",
-  },
-  {
-    name: "concurrency",
-    type: "string",
-    env: "PORTAGER_CONCURRENCY",
-    default: String(DEFAULT_CONCURRENCY),
-    help: "blob and manifest transfers in flight at once per ImageSync",
-  },
-  {
-    name: "insecure-registry",
-    type: "string",
-    multiple: true,
-    env: "INSECURE_REGISTRIES",
-    help: "registry host allowed over plain HTTP (repeatable or comma list; loopback always is)",
-  },
-  {
-    name: "ca-file",
-    type: "string",
-    multiple: true,
-    help: "extra CA bundle (PEM) trusted for registries (repeatable)",
-  },
-];
+/**
+ * `sync -f`'s default `--concurrency`: blob and manifest transfers in flight at once. A one-shot
+ * copy runs one ImageSync at a time, so its transfers are the process's; 8 fills the gaps one
+ * transfer's round trips leave (B1 40 × 1 MiB cold copy 0.50 → 0.47–0.48 s against 4; 16 was slower)
+ * and costs ≤ 1–2 MiB of buffers per transfer. `serve` and the operator, which run several syncs at
+ * once, keep the copier's `DEFAULT_CONCURRENCY`, 4 (docs/DEPLOY.md, memory).
+ */
+export const SYNC_CONCURRENCY = 8;
 
-const FLAGS: FlagSpec[] = [
+/** Flags shared by `sync` and `serve`, with the command's `--concurrency` default. */
+export function commonFlags(options: { concurrency: number }): FlagSpec[] {
+  return [
+    {
+      name: "authfile",
+      type: "string",
+      env: "REGISTRY_AUTH_FILE",
+      help:
+        "Docker config with registry credentials (default $DOCKER_CONFIG/config.json, ~/.docker/config.json)",
+    },
+    {
+      name: "secret",
+      type: "string",
+      multiple: true,
+      help:
+        "NAME=PATH: a dockerconfigjson Secret manifest or Docker config standing in for secretRef NAME (repeatable)",
+    },
+    {
+      name: "concurrency",
+      type: "string",
+      env: "PORTAGER_CONCURRENCY",
+      default: String(options.concurrency),
+      help: "blob and manifest transfers in flight at once per ImageSync",
+    },
+    {
+      name: "insecure-registry",
+      type: "string",
+      multiple: true,
+      env: "INSECURE_REGISTRIES",
+      help: "registry host allowed over plain HTTP (repeatable or comma list; loopback always is)",
+    },
+    {
+      name: "ca-file",
+      type: "string",
+      multiple: true,
+      help: "extra CA bundle (PEM) trusted for registries (repeatable)",
+    },
+  ];
+}
+
+/** `portager sync`'s flags. */
+export const SYNC_FLAGS: FlagSpec[] = [
   {
     name: "file",
     short: "f",
@@ -81,7 +92,7 @@ const FLAGS: FlagSpec[] = [
     multiple: true,
     help: "ImageSync YAML/JSON file, folder of them, or - for standard input (repeatable)",
   },
-  ...COMMON_FLAGS,
+  ...commonFlags({ concurrency: SYNC_CONCURRENCY }),
   ...limitFlags(),
   {
     name: "dry-run",
@@ -113,7 +124,7 @@ before anything runs. Credentials come from Docker's config; --secret NAME=PATH 
 a Secret the spec names; auth method ecr uses the AWS credential chain.
 
 Flags:
-${formatFlags(FLAGS)}
+${formatFlags(SYNC_FLAGS)}
 
 Exit codes: 0 all tags synced or up to date (--dry-run: plan computed), 1 some tags failed
 (--dry-run: would fail), 2 bad input (invalid file, unreadable file, bad flags).
@@ -323,7 +334,7 @@ async function runOne(
 
 /** Runs `portager sync`; returns the exit code. */
 export async function syncCommand(args: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(args, FLAGS);
+  const { flags, positional } = parseArgs(args, SYNC_FLAGS);
   if (flags.help) {
     console.log(HELP);
     return EXIT.ok;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { UsageError } from "./args.ts";
-import { commonSettings, tagLineOf } from "./sync.ts";
+import { parseArgs, UsageError } from "./args.ts";
+import { SERVE_FLAGS } from "./serve.ts";
+import { commonSettings, SYNC_FLAGS, tagLineOf } from "./sync.ts";
 
 const BASE = {
   warning: false,
@@ -62,6 +63,20 @@ Deno.test("per-tag sync events become display lines; other events do not", () =>
     }),
     undefined,
   );
+});
+
+Deno.test("--concurrency: sync -f moves 8 transfers at once by default, serve the operator's 4", async () => {
+  type Env = { env: (name: string) => string | undefined };
+  const noEnv: Env = { env: () => undefined };
+  const concurrency = async (specs: typeof SYNC_FLAGS, argv: string[], env = noEnv) =>
+    (await commonSettings(parseArgs(["-f", "x.yaml", ...argv], specs, env).flags, "test", env)).concurrency;
+  assert.equal(await concurrency(SYNC_FLAGS, []), 8);
+  assert.equal(await concurrency(SERVE_FLAGS, []), 4);
+  // the environment and the flag still override either default
+  const env: Env = { env: (name: string) => name === "PORTAGER_CONCURRENCY" ? "3" : undefined };
+  assert.equal(await concurrency(SYNC_FLAGS, [], env), 3);
+  assert.equal(await concurrency(SERVE_FLAGS, [], env), 3);
+  assert.equal(await concurrency(SYNC_FLAGS, ["--concurrency", "2"], env), 2);
 });
 
 Deno.test("shared flags: -f is required and numbers are checked", async () => {
