@@ -37,8 +37,8 @@ import {
 /**
  * `sync -f`'s default `--concurrency`: blob and manifest transfers in flight at once. A one-shot
  * copy runs one ImageSync at a time, so its transfers are the process's; 8 fills the gaps one
- * transfer's round trips leave (B1 40 × 1 MiB cold copy 0.50 → 0.47–0.48 s against 4; 16 was slower)
- * and costs ≤ 1–2 MiB of buffers per transfer. `serve` and the operator, which run several syncs at
+ * transfer's round trips leave (B1 40 × 1 MiB cold copy 3–5 % sooner than at 4, same CPU; 16 was
+ * slower) and costs ≤ 1–2 MiB of buffers per transfer (peak +7.5 MiB there). `serve` and the operator, which run several syncs at
  * once, keep the copier's `DEFAULT_CONCURRENCY`, 4 (docs/DEPLOY.md, memory).
  */
 export const SYNC_CONCURRENCY = 8;
