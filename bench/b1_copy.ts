@@ -235,7 +235,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
     tables: [table, cpuTable, stackTable],
     notes: [
       `${ctx.runs} run(s) per cell, median; every run copies into a new, empty registry; program order rotates per run.`,
-      "Each program at its default concurrency: Portager 4 blobs, skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
+      "Each program at its default concurrency: Portager 8 blobs (sync -f's default; the operator copies 4 per sync), skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
       "floor: upload = the blob files PUT to B all at once from one Deno process; floor: stream = every blob streamed GET A → PUT B at once, no digest checks.",
       sizeFlagsNote(ctx.portager, { row: counterpartRow }),
       "Ratios: time ÷ Portager's time (below 1 = faster than Portager).",
