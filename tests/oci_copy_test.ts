@@ -328,6 +328,69 @@ Deno.test("layers shared by two tags are uploaded once per batch", async () => {
   }
 });
 
+Deno.test("a tag into a repository that does not exist yet: one tags/list, no blob HEAD; the next tag checks again", async () => {
+  const src = await startRegistry("plain");
+  const dst = await startRegistry("basic");
+  const client = clientFor([src, dst]);
+  try {
+    const a = await pushImage(src, { repository: "cold/app", tag: "a" }, {
+      seed: 55,
+      sharedLayers: [20_000, 30_000],
+      layers: [10_000, 40_000, 50_000],
+    });
+    const b = await pushImage(src, { repository: "cold/app", tag: "b" }, {
+      seed: 56,
+      sharedLayers: [20_000, 30_000],
+      layers: [15_000],
+    });
+    const shared = a.blobs.filter((x) => b.blobs.some((y) => y.digest === x.digest));
+    assert.equal(shared.length, 2);
+    let mark = await logMark(dst);
+    const ra = await new Copier(client).copy(ref(src.host, "cold/app:a"), ref(dst.host, "mirror/cold:a"), {
+      likelyNew: true,
+    });
+    assert.equal(ra.blobsCopied, a.blobs.length);
+    let log = await logSince(dst, mark);
+    await assertSameImage(dst, "mirror/cold", "a", a); // after the log: it HEADs every blob
+    assert.deepEqual(log.filter((l) => l.startsWith("HEAD ") && l.includes("/blobs/")), [], log.join("\n"));
+    assert.deepEqual(log.filter((l) => l.includes("/tags/list")), ["GET /v2/mirror/cold/tags/list?n=1 404"]);
+    assert.equal(log.filter((l) => /^PUT \S+\/blobs\/uploads\/.* 201$/.test(l)).length, a.blobs.length);
+
+    // the repository exists now: a later copy (a fresh copier, as the next sync) probes again,
+    // checks the layers and uploads only what is missing
+    mark = await logMark(dst);
+    const rb = await new Copier(client).copy(ref(src.host, "cold/app:b"), ref(dst.host, "mirror/cold:b"), {
+      likelyNew: true,
+    });
+    log = await logSince(dst, mark);
+    await assertSameImage(dst, "mirror/cold", "b", b);
+    assert.deepEqual(log.filter((l) => l.includes("/tags/list")), ["GET /v2/mirror/cold/tags/list?n=1 200"]);
+    for (const s of shared) {
+      assert.ok(log.some((l) => l === `HEAD /v2/mirror/cold/blobs/${s.digest} 200`), log.join("\n"));
+      assert.ok(
+        !log.some((l) => l.startsWith("PUT ") && l.includes(hex(s.digest))),
+        `${s.digest} uploaded again`,
+      );
+    }
+    assert.equal(rb.blobsSkipped, shared.length);
+    assert.equal(rb.blobsCopied, b.blobs.length - shared.length);
+
+    // without likelyNew (the CLI) the probe goes once the tag's HEAD said absent
+    mark = await logMark(dst);
+    await new Copier(client).copy(ref(src.host, "cold/app:a"), ref(dst.host, "mirror/cli:a"));
+    log = await logSince(dst, mark);
+    await assertSameImage(dst, "mirror/cli", "a", a);
+    assert.deepEqual(log.filter((l) => l.startsWith("HEAD ") || l.includes("/tags/list")), [
+      "HEAD /v2/mirror/cli/manifests/a 404",
+      "GET /v2/mirror/cli/tags/list?n=1 404",
+    ]);
+  } finally {
+    client.close();
+    await src.stop();
+    await dst.stop();
+  }
+});
+
 Deno.test("a copy within one registry mounts blobs instead of streaming them", async () => {
   const reg = await startRegistry("basic");
   const client = clientFor([reg]);

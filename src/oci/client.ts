@@ -6,7 +6,7 @@
 
 import { repositoryScope } from "./auth.ts";
 import { type BlobBuffers, digestLike, pieces, sha256Digest, verifiedStream } from "./blobs.ts";
-import { OciError } from "./errors.ts";
+import { OciError, parseRegistryErrors } from "./errors.ts";
 import {
   contentDigestProblem,
   MANIFEST_ACCEPT,
@@ -487,6 +487,36 @@ export class RegistryClient {
   }
 
   /**
+   * Whether the registry says `repo`'s repository does not exist: one `GET …/tags/list?n=1`,
+   * true only for HTTP 404 with an error body whose codes are all `NAME_UNKNOWN`
+   * ({@linkcode namesUnknownRepository}). Any other answer — tags or none, 401/403, another
+   * 404, a broken body, a failed request — is false: the caller then asks as if it had not
+   * probed; never throws. Sent with the scopes of the repository's
+   * other reads (`pull,push` after {@linkcode willPush}); a tag list is not a counted pull.
+   */
+  async repositoryUnknown(repo: Reference, opts: CallOptions = {}): Promise<boolean> {
+    try {
+      const res = await this.transport.request(repo.registry, {
+        method: "GET",
+        path: `/v2/${repo.repository}/tags/list?n=1`,
+        scopes: this.#readScopes(repo),
+        headers: { accept: "application/json" },
+        accept: [404],
+        reference: repo.name,
+        action: "list tags of",
+        signal: opts.signal,
+      });
+      if (res.status !== 404) {
+        await res.discard();
+        return false;
+      }
+      return namesUnknownRepository(res.status, await res.text(REPOSITORY_PROBE_BODY_LIMIT));
+    } catch {
+      return false;
+    }
+  }
+
+  /**
    * Lists a repository's tags, following `Link: <…>; rel="next"` pagination. `pageSize`
    * sets `n` on the first request. A registry cannot make the listing endless or huge: it is
    * bounded in tags, bytes and pages (TagListTooLarge), and a page that repeats an earlier
@@ -555,6 +585,20 @@ export class RegistryClient {
     }
     return [...tags];
   }
+}
+
+/** Most bytes of a repository probe's 404 body read (a `NAME_UNKNOWN` body takes about 150). */
+export const REPOSITORY_PROBE_BODY_LIMIT = 4096;
+
+/**
+ * Whether a tag-list answer says the repository does not exist: status 404 and an OCI error
+ * body (`{"errors":[…]}`) whose every code is `NAME_UNKNOWN`. A body cut at the read limit is
+ * not JSON, so not such an answer.
+ */
+export function namesUnknownRepository(status: number, body: string): boolean {
+  if (status !== 404) return false;
+  const errors = parseRegistryErrors(body);
+  return errors.length > 0 && errors.every((e) => e.code === "NAME_UNKNOWN");
 }
 
 /**

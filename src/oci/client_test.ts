@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { serve } from "./_test_utils.ts";
 import { BlobBuffers, sha256Digest } from "./blobs.ts";
-import { RegistryClient, withDigest } from "./client.ts";
+import { namesUnknownRepository, RegistryClient, withDigest } from "./client.ts";
 import { OciError } from "./errors.ts";
 import { OCI_INDEX } from "./manifest.ts";
 import { parseReference } from "./reference.ts";
@@ -178,4 +178,62 @@ Deno.test("a recycled blob stream uploads intact to a destination that reads slo
   } finally {
     await srv.stop();
   }
+});
+
+Deno.test("namesUnknownRepository: only a 404 whose error codes are all NAME_UNKNOWN says the repository is absent", () => {
+  const unknown = JSON.stringify({
+    errors: [{ code: "NAME_UNKNOWN", message: "repository name not known" }],
+  });
+  assert.equal(namesUnknownRepository(404, unknown), true);
+  assert.equal(namesUnknownRepository(200, unknown), false, "a 200 is never 'absent'");
+  assert.equal(namesUnknownRepository(401, unknown), false);
+  assert.equal(namesUnknownRepository(403, JSON.stringify({ errors: [{ code: "DENIED" }] })), false);
+  assert.equal(
+    namesUnknownRepository(404, JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN" }] })),
+    false,
+  );
+  const mixed = { errors: [{ code: "NAME_UNKNOWN" }, { code: "UNAUTHORIZED" }] };
+  assert.equal(namesUnknownRepository(404, JSON.stringify(mixed)), false);
+  assert.equal(namesUnknownRepository(404, JSON.stringify({ errors: [] })), false);
+  assert.equal(namesUnknownRepository(404, "404 page not found"), false);
+  assert.equal(namesUnknownRepository(404, ""), false);
+  assert.equal(namesUnknownRepository(404, unknown.slice(0, 20)), false, "a cut body is not an answer");
+});
+
+Deno.test("repositoryUnknown: one tags/list?n=1; true only for 404 NAME_UNKNOWN, false (never a throw) otherwise", async () => {
+  const answers: Array<() => Response> = [
+    () =>
+      Response.json({ errors: [{ code: "NAME_UNKNOWN", message: "repository name not known" }] }, {
+        status: 404,
+      }),
+    () => Response.json({ name: "a", tags: ["1"] }),
+    () => Response.json({ name: "a", tags: [] }),
+    () => Response.json({ errors: [{ code: "DENIED", message: "no" }] }, { status: 403 }),
+    () => new Response("404 page not found", { status: 404 }),
+    () => new Response("{".repeat(10_000), { status: 404 }),
+  ];
+  const seen: string[] = [];
+  let answer = answers[0];
+  const srv = serve((req, url) => {
+    if (url.pathname === "/v2/") return new Response("{}");
+    seen.push(`${req.method} ${url.pathname}${url.search}`);
+    return answer();
+  });
+  const client = new RegistryClient({ retryBaseMs: 1, maxAttempts: 1 });
+  const repo = parseReference(`${srv.host}/a`, { defaultTag: false });
+  try {
+    const got: boolean[] = [];
+    for (const a of answers) {
+      answer = a;
+      got.push(await client.repositoryUnknown(repo));
+    }
+    assert.deepEqual(got, [true, false, false, false, false, false]);
+    assert.deepEqual(new Set(seen), new Set(["GET /v2/a/tags/list?n=1"]));
+    assert.equal(seen.length, answers.length);
+  } finally {
+    await srv.stop();
+  }
+  // a registry that cannot be reached: false, not an error
+  assert.equal(await client.repositoryUnknown(repo), false);
+  client.close();
 });

@@ -196,6 +196,12 @@ export class Copier {
   readonly #blobs: BlobMover;
   /** Manifest bytes the copies of this batch hold right now. */
   #heldBytes = 0;
+  /**
+   * Destination repositories (`registry/repository`) this batch need not ask about again: one
+   * had a tag, or answered the repository probe with anything but "unknown". Only that fact is
+   * kept: "does not exist" holds until the batch's first write there, so it is asked per copy.
+   */
+  readonly #existing = new Set<string>();
 
   /** Creates a copier for one batch. */
   constructor(
@@ -236,6 +242,19 @@ export class Copier {
       ? Promise.resolve(known.destination ? { digest: known.destination, mediaType: "", size: 0 } : undefined)
       : this.#destination.headManifest(dst.withTag(dst.tag), { signal });
     dstHead?.catch(() => {}); // awaited below; a rejection before then is not unhandled
+    // A tag absent at the destination may be its repository's first: ask whether the
+    // repository exists at all; if not, no blob can be there to check (see #copyBlobs). A
+    // likely-new tag asks in the first round trip, beside the HEADs (its source manifest is
+    // read by then, so a later probe would be a round trip more); others once the HEAD says the
+    // tag is absent, beside the reading of the source's manifests.
+    const repository = `${dst.registry}/${dst.repository}`;
+    const mayProbe = dst.tag !== undefined && !this.#existing.has(repository);
+    const probeRepository = () =>
+      this.#destination.repositoryUnknown(dst, { signal }).then((unknown) => {
+        if (!unknown) this.#existing.add(repository);
+        return unknown;
+      }).catch(() => false);
+    const probe = opts.likelyNew && mayProbe ? probeRepository() : undefined;
     let target: Target;
     try {
       target = await this.#resolveTarget(src, { signal: opts.signal, likelyNew: opts.likelyNew, known });
@@ -244,6 +263,7 @@ export class Copier {
       throw err;
     }
     if (dst.digest && dst.digest !== target.digest) {
+      early.abort();
       throw new OciError(
         "InvalidReference",
         `destination ${dst} pins digest ${dst.digest} but the source ${src} is ${target.digest}`,
@@ -253,7 +273,15 @@ export class Copier {
     const pushRef = dst.tag !== undefined ? dst.withTag(dst.tag) : dst.withDigest(target.digest);
     const current = await (dstHead ?? this.#destination.headManifest(pushRef, { signal: opts.signal }));
     const upToDate = this.#upToDate(target, dryRun, current);
-    if (upToDate) return upToDate;
+    if (upToDate) {
+      early.abort(); // the probe, if still out
+      return upToDate;
+    }
+    // a tag there (at another digest) means the repository is
+    if (current !== undefined) this.#existing.add(repository);
+    const newRepository = current === undefined && mayProbe
+      ? probe ?? probeRepository()
+      : Promise.resolve(false);
 
     const inner = new AbortController();
     const scope = {
@@ -278,7 +306,7 @@ export class Copier {
         blobs: blobs.map(({ digest, size }) => ({ digest, size, action: "copy" })),
       };
       if (dryRun) {
-        const plans = await this.#planBlobs(src, dst, blobs, scope);
+        const plans = await this.#planBlobs(src, dst, { blobs, newRepository: await newRepository }, scope);
         plans.forEach((p, i) => {
           result.blobs[i] = planEntry(p);
           if (p.action === "copy") {
@@ -296,7 +324,9 @@ export class Copier {
       const config = !tree.root.manifest.isIndex && src.registry !== dst.registry
         ? tree.root.manifest.blobs[0]?.digest
         : undefined;
-      await this.#copyBlobs(src, dst, { pushRef, blobs, result, unchecked: config }, scope);
+      const work = { pushRef, blobs, result, unchecked: config, newRepository: await newRepository };
+      await this.#copyBlobs(src, dst, work, scope);
+      this.#existing.add(repository); // blobs are there now (a registry may still say unknown)
       result.manifestsPushed += await this.#pushChildren(dst, tree.levels, scope);
       await this.#pushTag(pushRef, tree, scope.signal);
       result.manifestsPushed++;
@@ -305,6 +335,7 @@ export class Copier {
       throw cancelled(e, { src, dst, signal: opts.signal });
     } finally {
       inner.abort();
+      early.abort();
       this.#heldBytes -= scope.budget.bytes;
     }
   }
@@ -451,10 +482,20 @@ export class Copier {
     budget.bytes += add.bytes;
   }
 
-  /** Step 4 of a dry run: decides what to do with every blob, reading only (HEADs, at the check limit). */
-  #planBlobs(src: Reference, dst: Reference, blobs: Descriptor[], scope: Scope): Promise<PlannedBlob[]> {
+  /**
+   * Step 4 of a dry run: decides what to do with every blob, reading only (HEADs, at the check
+   * limit; none for most blobs of a new repository, as in #copyBlobs).
+   */
+  #planBlobs(
+    src: Reference,
+    dst: Reference,
+    work: { blobs: Descriptor[]; newRepository: boolean },
+    scope: Scope,
+  ): Promise<PlannedBlob[]> {
     return settleAll(
-      blobs.map((d) => this.#checks.run(() => this.#blobs.plan(src, dst, d, true, scope.signal))),
+      work.blobs.map((d) =>
+        this.#checks.run(() => this.#blobs.plan(src, dst, d, true, scope.signal, work.newRepository))
+      ),
       scope.inner,
     );
   }
@@ -465,12 +506,21 @@ export class Copier {
    * each turned out to be. Largest first: checks go out in that order and transfers queue as
    * checks answer, so the blobs that take longest start first and a small one (the config)
    * does not hold a transfer slot while a large one waits (the copy ends when its last
-   * transfer does). Progress carries `totalBytes` once every blob is planned.
+   * transfer does). Progress carries `totalBytes` once every blob is planned. In a repository
+   * the destination said does not exist (`newRepository`: a likely-new tag's probe answered
+   * 404 NAME_UNKNOWN) blobs below NEW_REPOSITORY_CHECK_MIN_SIZE are not checked: one request
+   * per blob and the round trips before the uploads less (B1 in docs/PERFORMANCE.md).
    */
   async #copyBlobs(
     src: Reference,
     dst: Reference,
-    work: { pushRef: Reference; blobs: Descriptor[]; result: CopyResult; unchecked?: string },
+    work: {
+      pushRef: Reference;
+      blobs: Descriptor[];
+      result: CopyResult;
+      unchecked?: string;
+      newRepository: boolean;
+    },
     scope: Scope,
   ): Promise<void> {
     const { blobs, result } = work;
@@ -493,7 +543,9 @@ export class Copier {
         const d = blobs[i];
         const p: PlannedBlob = d.digest === work.unchecked
           ? { digest: d.digest, size: d.size, descriptor: d, action: "copy" }
-          : await this.#checks.run(() => this.#blobs.plan(src, dst, d, false, scope.signal));
+          : await this.#checks.run(() =>
+            this.#blobs.plan(src, dst, d, false, scope.signal, work.newRepository)
+          );
         result.blobs[i] = planEntry(p);
         if (p.action === "copy") planBytes += p.size;
         if (--unplanned === 0) totalBytes = planBytes;

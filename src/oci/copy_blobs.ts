@@ -54,6 +54,15 @@ export class Limiter {
   }
 }
 
+/**
+ * Blobs of this size or more keep their destination check even in a repository the
+ * destination said does not exist (16 MiB). A registry may answer `NAME_UNKNOWN` for a
+ * repository that holds blobs but no tag yet (CNCF distribution does, after a first copy
+ * failed before its manifest): skipping the check of such a blob uploads it again, and a
+ * check costs one round trip, small beside a large blob's upload.
+ */
+export const NEW_REPOSITORY_CHECK_MIN_SIZE = 16 * 1024 * 1024;
+
 /** What a blob transfer did. */
 export type Outcome = "copied" | "mounted";
 
@@ -103,13 +112,20 @@ export class BlobMover {
     this.#limiter = opts.limiter;
   }
 
-  /** Decides what to do with one blob, reading only. */
+  /**
+   * Decides what to do with one blob, reading only. In a repository the destination said does
+   * not exist (`newRepository`, see {@linkcode RegistryClient.repositoryUnknown}) a blob below
+   * {@linkcode NEW_REPOSITORY_CHECK_MIN_SIZE} is planned without its HEAD: not there, so
+   * mounted (same registry, or written by this batch to another repository) or copied. A blob
+   * this batch moves or moved to `dst` is still known through its transfers.
+   */
   async plan(
     src: Reference,
     dst: Reference,
     d: Descriptor,
     dryRun: boolean,
     signal: AbortSignal,
+    newRepository = false,
   ): Promise<PlannedBlob> {
     const key = `${dst.registry}/${dst.repository}@${d.digest}`;
     const base = { digest: d.digest, size: d.size, descriptor: d };
@@ -118,7 +134,8 @@ export class BlobMover {
     // Claim the blob before awaiting the HEAD, so concurrent dry-run copies in this batch
     // plan a shared blob once (the real path dedupes in execute through #tasks).
     if (dryRun) this.#planned.add(key);
-    if (await this.#destination.headBlob(dst, d.digest, { signal })) {
+    const unchecked = newRepository && d.size < NEW_REPOSITORY_CHECK_MIN_SIZE;
+    if (!unchecked && await this.#destination.headBlob(dst, d.digest, { signal })) {
       return { ...base, action: "skip" };
     }
     const from = this.#mountSource(src, dst, d.digest);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { sha256Digest } from "./blobs.ts";
 import type { FetchedManifest, ManifestHead, RegistryClient } from "./client.ts";
 import { Copier, type CopierOptions } from "./copy.ts";
+import { NEW_REPOSITORY_CHECK_MIN_SIZE } from "./copy_blobs.ts";
 import { OciError } from "./errors.ts";
 import { OCI_INDEX, OCI_MANIFEST, parseManifest } from "./manifest.ts";
 import { parseReference, type Reference } from "./reference.ts";
@@ -107,6 +108,17 @@ class FakeRegistry {
     this.manifests.set(digest, { bytes: m.bytes, mediaType: m.mediaType });
     if (ref.tag) this.tags.set(ref.tag, digest);
     return Promise.resolve(digest);
+  }
+
+  /** What repositoryUnknown answers: true, false (default) or true until a tag is written. */
+  repositoryMissing: boolean | "untilTagged" = false;
+  /** repositoryUnknown calls (apart from `ops`, which existing tests compare whole). */
+  probes = 0;
+
+  repositoryUnknown(): Promise<boolean> {
+    this.probes++;
+    const m = this.repositoryMissing;
+    return Promise.resolve(m === "untilTagged" ? this.tags.size === 0 : m);
   }
 
   headBlob(_repo: Reference, digest: string): Promise<{ size: number } | undefined> {
@@ -479,12 +491,14 @@ Deno.test("copy: a likely-new tag reads the source manifest with one GET beside 
   assert.deepEqual(from.ops.filter((o) => o.includes("Manifest")), ["getManifest 1"]);
   assert.deepEqual(to.ops.filter((o) => o.startsWith("headManifest")), ["headManifest 1"]);
   // the destination had it after all: up to date, nothing written, the same two requests
+  // (and the destination's repository probe beside its HEAD)
   from.ops.length = 0;
   to.ops.length = 0;
   const again = await makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
   assert.equal(again.upToDate, true);
   assert.deepEqual(from.ops, ["getManifest 1"]);
   assert.deepEqual(to.ops, ["headManifest 1"]);
+  assert.equal(to.probes, 2, "one per copier");
 
   const hub = new FakeRegistry();
   hub.image(["a"], "1");
@@ -552,4 +566,102 @@ Deno.test("copy: a likely-new tag whose GET is refused goes the HEAD way, so the
     "headManifest 1",
     `getManifest ${img.digest}`,
   ]);
+});
+
+Deno.test("copy: a tag into a repository the destination says does not exist uploads its blobs unchecked", async () => {
+  const { from, to, makeCopier } = registries();
+  to.repositoryMissing = "untilTagged";
+  const img = from.image(["a", "b", "c"], "1");
+  const blobs = parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs;
+  const checked = recordBlobChecks(to);
+  const r = await makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
+  assert.equal(r.blobsCopied, 4);
+  assert.deepEqual(checked, [], "no blob HEAD in a new repository");
+  assert.equal(to.probes, 1);
+  for (const b of blobs) assert.deepEqual(to.blobs.get(b.digest), from.blobs.get(b.digest));
+  assert.equal(to.tags.get("1"), img.digest);
+
+  // the next copy (the next sync's copier) probes again: the repository exists now, so its
+  // blobs are checked and the ones already there not uploaded again
+  const next = from.image(["a", "b", "d"], "2");
+  const copier = makeCopier();
+  const r2 = await copier.copy(src("2"), dst("2"), { likelyNew: true });
+  assert.equal(to.probes, 2);
+  assert.equal(checked.length, 3, "layers checked (the config is uploaded unchecked as before)");
+  assert.equal(r2.blobsSkipped, 2);
+  assert.equal(r2.blobsCopied, 2);
+  assert.equal(to.tags.get("2"), next.digest);
+  // a repository this copier saw exist is not asked about again
+  await copier.copy(src("1"), dst("3"), { likelyNew: true });
+  assert.equal(to.probes, 2);
+
+  // without likelyNew (the CLI) the probe waits for the HEAD: not sent for a tag already there
+  to.repositoryMissing = true;
+  to.ops.length = 0;
+  const up = await makeCopier().copy(src("1"), dst("1"));
+  assert.equal(up.upToDate, true);
+  assert.equal(to.probes, 2);
+  const elsewhere = registries();
+  elsewhere.to.repositoryMissing = true;
+  elsewhere.from.image(["a", "b"], "1");
+  const elsewhereChecked = recordBlobChecks(elsewhere.to);
+  await elsewhere.makeCopier().copy(src("1"), dst("1"));
+  assert.equal(elsewhere.to.probes, 1);
+  assert.deepEqual(elsewhereChecked, []);
+});
+
+Deno.test("copy: two tags copied at once into a new repository upload a shared blob once; a dry run plans the same", async () => {
+  const { from, to, makeCopier } = registries();
+  const a = from.image(["shared", "a"], "a");
+  const b = from.image(["shared", "b"], "b");
+  const shared = parseManifest(from.manifests.get(a.digest)!.bytes, { context: "t" }).blobs[1].digest;
+  from.delayMs = 5;
+  to.repositoryMissing = "untilTagged";
+  const checked = recordBlobChecks(to);
+  const plan = await makeCopier().copy(src("a"), dst("a"), { likelyNew: true, dryRun: true });
+  assert.deepEqual(plan.blobs.map((p) => p.action), ["copy", "copy", "copy"]);
+  assert.equal(plan.bytesMoved, plan.blobs.reduce((n, p) => n + p.size, 0));
+  assert.deepEqual(checked, [], "the plan checks no blob either");
+  const copier = makeCopier();
+  const [ra, rb] = await Promise.all([
+    copier.copy(src("a"), dst("a"), { likelyNew: true }),
+    copier.copy(src("b"), dst("b"), { likelyNew: true }),
+  ]);
+  assert.deepEqual(checked, []);
+  assert.equal(to.ops.filter((o) => o.startsWith(`uploadBlob ${shared}`)).length, 1, to.ops.join("\n"));
+  assert.equal(ra.blobsCopied + rb.blobsCopied, 5);
+  assert.equal(ra.blobsSkipped + rb.blobsSkipped, 1);
+  assert.equal(to.tags.get("a"), a.digest);
+  assert.equal(to.tags.get("b"), b.digest);
+});
+
+Deno.test("copy: a new repository still gets a HEAD for a large blob, and a same-registry copy mounts without HEADs", async () => {
+  const { from, to, makeCopier } = registries();
+  to.repositoryMissing = true;
+  const large = "x".repeat(NEW_REPOSITORY_CHECK_MIN_SIZE);
+  const img = from.image([large, "small"], "1");
+  const [, big] = parseManifest(from.manifests.get(img.digest)!.bytes, { context: "t" }).blobs;
+  const checked = recordBlobChecks(to);
+  await makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
+  assert.deepEqual(checked, [big.digest]);
+
+  const same = new FakeRegistry();
+  same.image(["a", "b"], "1");
+  same.repositoryMissing = true;
+  const sameChecked = recordBlobChecks(same);
+  const r = await new Copier(same.client).copy(src("1"), parseReference("src.example/other:2"), {
+    likelyNew: true,
+  });
+  assert.deepEqual(sameChecked, []);
+  assert.equal(r.blobsMounted, 3);
+  assert.equal(r.blobsCopied, 0);
+});
+
+Deno.test("copy: a destination that does not say the repository is unknown keeps the blob checks", async () => {
+  const { from, to, makeCopier } = registries();
+  from.image(["a", "b"], "1");
+  to.repositoryMissing = false;
+  const checked = recordBlobChecks(to);
+  await makeCopier().copy(src("1"), dst("1"), { likelyNew: true });
+  assert.equal(checked.length, 2, "both layers checked");
 });
