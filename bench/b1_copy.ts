@@ -179,56 +179,50 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
   });
 
   const shapeNames = shapes(ctx.quick).map((s) => s.name);
-  const table: Table = {
-    columns: ["program", ...shapeNames.flatMap((s) => [s, "vs Portager"])],
+  const cellOf = (program: string, shape: string) =>
+    cells.find((c) => c.program === program && c.shape === shape);
+  /** One row per program; per shape, `columns` filled by `render` from the program's cell and Portager's. */
+  const perShape = (
+    columns: (shape: string) => string[],
+    render: (
+      cell: Cell | undefined,
+      base: Cell | undefined,
+      ctx: { program: string; shape: string },
+    ) => string[],
+  ): Table => ({
+    columns: ["program", ...shapeNames.flatMap(columns)],
     rows: programs.map((program) => [
       program,
-      ...shapeNames.flatMap((shape) => {
-        if (unavailable.has(program)) return ["not available", "—"];
-        const cell = cells.find((c) => c.program === program && c.shape === shape);
-        const base = cells.find((c) => c.program === "portager" && c.shape === shape);
-        if (!cell || cell.error) return [`failed: ${cell?.error ?? "not run"}`, "—"];
-        const m = median(cell.ms);
-        return [seconds(m), ratio(m, base && !base.error ? median(base.ms) : NaN)];
-      }),
+      ...shapeNames.flatMap((shape) =>
+        render(cellOf(program, shape), cellOf("portager", shape), { program, shape })
+      ),
     ]),
-  };
+  });
+  const table = perShape((s) => [s, "vs Portager"], (cell, base, { program }) => {
+    if (unavailable.has(program)) return ["not available", "—"];
+    if (!cell || cell.error) return [`failed: ${cell?.error ?? "not run"}`, "—"];
+    const m = median(cell.ms);
+    return [seconds(m), ratio(m, base && !base.error ? median(base.ms) : NaN)];
+  });
   const bytesOf = new Map(shapes(ctx.quick).map((s) => [s.name, s.layers.reduce((a, b) => a + b, 0)]));
-  const cpuTable: Table = {
-    columns: ["program", ...shapeNames.flatMap((s) => [`${s}: CPU`, "per copied GiB", "vs Portager"])],
-    rows: programs.map((program) => [
-      program,
-      ...shapeNames.flatMap((shape) => {
-        const cell = cells.find((c) => c.program === program && c.shape === shape);
-        const base = cells.find((c) => c.program === "portager" && c.shape === shape);
-        if (!cell || cell.error || cell.cpuMs.length === 0) return ["—", "—", "—"];
-        const cpu = median(cell.cpuMs);
-        const per = cpuPerGiB(cpu, bytesOf.get(shape)!);
-        const basePer = base && base.cpuMs.length ? cpuPerGiB(median(base.cpuMs), bytesOf.get(shape)!) : NaN;
-        return [seconds(cpu), `${per.toFixed(2)} s/GiB`, ratio(per, basePer)];
-      }),
-    ]),
-  };
-  const stackTable: Table = {
-    columns: [
-      "program",
-      ...shapeNames.flatMap((s) => [`${s}: registries' CPU`, "+ program's", "vs Portager"]),
-    ],
-    rows: programs.map((program) => [
-      program,
-      ...shapeNames.flatMap((shape) => {
-        const cell = cells.find((c) => c.program === program && c.shape === shape);
-        const base = cells.find((c) => c.program === "portager" && c.shape === shape);
-        if (!cell || cell.error || cell.registryCpuMs.length === 0) return ["—", "—", "—"];
-        const stack = stackMs(cell);
-        return [
-          seconds(median(cell.registryCpuMs)),
-          seconds(stack),
-          ratio(stack, base ? stackMs(base) : NaN),
-        ];
-      }),
-    ]),
-  };
+  const cpuTable = perShape(
+    (s) => [`${s}: CPU`, "per copied GiB", "vs Portager"],
+    (cell, base, { shape }) => {
+      if (!cell || cell.error || cell.cpuMs.length === 0) return ["—", "—", "—"];
+      const cpu = median(cell.cpuMs);
+      const per = cpuPerGiB(cpu, bytesOf.get(shape)!);
+      const basePer = base && base.cpuMs.length ? cpuPerGiB(median(base.cpuMs), bytesOf.get(shape)!) : NaN;
+      return [seconds(cpu), `${per.toFixed(2)} s/GiB`, ratio(per, basePer)];
+    },
+  );
+  const stackTable = perShape(
+    (s) => [`${s}: registries' CPU`, "+ program's", "vs Portager"],
+    (cell, base) => {
+      if (!cell || cell.error || cell.registryCpuMs.length === 0) return ["—", "—", "—"];
+      const stack = stackMs(cell);
+      return [seconds(median(cell.registryCpuMs)), seconds(stack), ratio(stack, base ? stackMs(base) : NaN)];
+    },
+  );
   return {
     id: "B1",
     title: "Cold copy A → fresh B (wall time, median; CPU beside it)",
