@@ -25,6 +25,16 @@ import { stackCpu } from "./stack_cpu.ts";
 
 const MiB = 1024 * 1024;
 
+/**
+ * Runs per B1 cell for `runs` (the bench's `--runs`): 2 × runs − 1, so 9 in the recorded run.
+ * A copy takes half a second and pairs of the same two programs move ±10 % between runs on two
+ * cores, so B1's medians need more samples than the minute-long cases to decide cells a few
+ * per cent apart.
+ */
+function b1Runs(runs: number): number {
+  return Math.max(1, 2 * runs - 1);
+}
+
 /** The two image shapes of B1. */
 export function shapes(quick: boolean): Array<{ name: string; layers: number[]; seed: number }> {
   const large = quick ? 25 : 50;
@@ -73,6 +83,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
     "floor: upload",
     "floor: stream",
   ];
+  const runs = b1Runs(ctx.runs);
   const cells: Cell[] = [];
   const unavailable = new Map<string, string>();
   for (const name of ["skopeo", "crane", "regctl"]) {
@@ -101,7 +112,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
       const manifestFile = `${dir}/manifest.json`;
       await Deno.writeFile(manifestFile, built.manifestBytes);
 
-      for (let i = 0; i < ctx.runs; i++) {
+      for (let i = 0; i < runs; i++) {
         // rotate the order each run so no program always goes first (page cache, CPU boost)
         const order = programs.slice(i % programs.length).concat(programs.slice(0, i % programs.length));
         for (const program of order) {
@@ -228,7 +239,7 @@ export async function runB1(ctx: BenchContext): Promise<CaseResult> {
     title: "Cold copy A → fresh B (wall time, median; CPU beside it)",
     tables: [table, cpuTable, stackTable],
     notes: [
-      `${ctx.runs} run(s) per cell, median; every run copies into a new, empty registry; program order rotates per run.`,
+      `${runs} run(s) per cell (2 × --runs − 1), median; every run copies into a new, empty registry; program order rotates per run.`,
       "Each program at its default concurrency: Portager 8 blobs (sync -f's default; the operator copies 4 per sync), skopeo up to 6 layers (no switch in 1.9), crane GOMAXPROCS (= cores), regctl 3 requests per host.",
       "floor: upload = the blob files PUT to B all at once from one Deno process; floor: stream = every blob streamed GET A → PUT B at once, no digest checks.",
       sizeFlagsNote(ctx.portager, { row: counterpartRow }),
