@@ -200,6 +200,23 @@ export function withoutV8Flags(form: PortagerForm, flags: string[]): PortagerFor
 }
 
 /**
+ * `form` with its `--v8-flags=` replaced by exactly `flags` (none: no `--v8-flags` at all): a
+ * candidate V8 flag set measured beside what ships (bench/v8_flags.ts). The label names the set.
+ */
+export function withOnlyV8Flags(form: PortagerForm, flags: string[]): PortagerForm {
+  const at = form.args.findIndex((a) => a.startsWith("--v8-flags="));
+  const args = form.args.filter((_, i) => i !== at);
+  if (flags.length) args.splice(at >= 0 ? at : 1, 0, `--v8-flags=${flags.join(",")}`);
+  const label = flags.length ? flags.join(" ") : "(no V8 flags)";
+  return {
+    ...form,
+    form: `${form.form}, v8 ${label}`,
+    args,
+    describe: `${form.describe}, V8 flags ${label} only`,
+  };
+}
+
+/**
  * The V8 flag that sizes the heap for memory rather than speed: V8 collects old-generation
  * and ArrayBuffer garbage sooner and grows its heap less. It only takes effect from the command
  * line (`node:v8` `setFlagsFromString` once the isolate exists changes nothing measurable), so

@@ -16,6 +16,7 @@ import {
   sizeFlagsNote,
   sourceForm,
   unreachableChunks,
+  withOnlyV8Flags,
   withoutV8Flags,
   withV8Flags,
 } from "./tools.ts";
@@ -90,6 +91,30 @@ Deno.test("withoutV8Flags removes only the named V8 flags, and --v8-flags when n
     "--v8-flags=--max-semi-space-size=1,--optimize-for-size",
     "the form is left alone",
   );
+});
+
+Deno.test("withOnlyV8Flags sets exactly the given V8 flags in place, or none", () => {
+  const form = bundleForm([
+    "run",
+    "--no-code-cache",
+    "--v8-flags=--max-semi-space-size=1,--optimize-for-size",
+    "p.js",
+  ]);
+  const only = withOnlyV8Flags(form, ["--max-semi-space-size=1", "--heap-growing-percent=30"]);
+  assert.deepEqual(only.args, [
+    "run",
+    "--no-code-cache",
+    "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=30",
+    "p.js",
+  ]);
+  assert.equal(only.form, "bundle, v8 --max-semi-space-size=1 --heap-growing-percent=30");
+  assert.deepEqual(withOnlyV8Flags(form, []).args, ["run", "--no-code-cache", "p.js"]);
+  assert.deepEqual(withOnlyV8Flags(bundleForm(["run", "p.js"]), ["--a"]).args, [
+    "run",
+    "--v8-flags=--a",
+    "p.js",
+  ]);
+  assert.match(shippedFormProblem(only)!, /not the bundle|flags/, "a candidate is never the shipped form");
 });
 
 Deno.test("sizeFlagsCounterpart: the shipped form without the size flag when it ships it, with it when not", () => {
