@@ -75,7 +75,7 @@ async function assertComplete(
  * distribution keeps a cancelled session's files until its upload purger runs, so the
  * registry's access log — what the client did — is the evidence, not the storage directory.
  * (A session whose POST was cut short holds no bytes; the engine leaves those to the registry's
- * expiry, as it says in src/oci/client.ts startUpload.)
+ * expiry, as it says in src/oci/upload.ts BlobUploader.start.)
  */
 async function assertUploadsSettled(reg: RegistryServer, repo: string): Promise<void> {
   const log = (await reg.flushLog()).filter((l) => l.includes(`/v2/${repo}/blobs/uploads/`));

@@ -1,12 +1,14 @@
 /**
  * Registry operations on top of the transport: manifests (HEAD/GET/PUT), blobs (HEAD, streamed
- * GET, monolithic or chunked upload, cross-repository mount) and tag listing with pagination.
+ * GET; uploads and cross-repository mounts through `upload.ts`) and tag listing with
+ * pagination (`tag_list.ts`). The client holds what its operations share: the transport, the
+ * scopes each repository is read with, and which registries meter manifest pulls.
  * @module
  */
 
 import { repositoryScope } from "./auth.ts";
-import { type BlobBuffers, digestLike, pieces, sha256Digest, verifiedStream } from "./blobs.ts";
-import { OciError, parseRegistryErrors } from "./errors.ts";
+import { type BlobBuffers, digestLike, sha256Digest, verifiedStream } from "./blobs.ts";
+import { OciError } from "./errors.ts";
 import {
   contentDigestProblem,
   MANIFEST_ACCEPT,
@@ -14,22 +16,16 @@ import {
   type ParsedManifest,
   parseManifest,
 } from "./manifest.ts";
-import { isValidTag, type Reference } from "./reference.ts";
-import { nextLinkTarget } from "./tags.ts";
+import { blobPath, pushPull } from "./paths.ts";
+import type { Reference } from "./reference.ts";
 import { parseRateLimitHeaders } from "./rate_limit.ts";
 import type { RetryPolicy } from "./retry.ts";
+import { listTags, type ListTagsOptions, repositoryUnknown } from "./tag_list.ts";
 import { Transport, type TransportOptions } from "./transport.ts";
+import { BlobUploader, type MountResult, type UploadBlob, type UploadOptions } from "./upload.ts";
 
 /** Options for {@linkcode RegistryClient}. */
-export interface RegistryClientOptions extends TransportOptions, ListTagsOptions {
-  /**
-   * How blobs are uploaded: one streamed PUT ("monolithic", default) or PATCH pieces of
-   * `chunkSize` bytes ("chunked", for registries that require it).
-   */
-  uploadMode?: "monolithic" | "chunked";
-  /** Piece size for chunked uploads (default 8 MiB). */
-  chunkSize?: number;
-}
+export interface RegistryClientOptions extends TransportOptions, ListTagsOptions, UploadOptions {}
 
 /** Per-call options. */
 export interface CallOptions {
@@ -63,30 +59,6 @@ export interface BlobStream {
   size?: number;
 }
 
-/** Bounds of a tag listing, per client or per call. */
-export interface ListTagsOptions {
-  /** Most tags a listing may return (default {@linkcode DEFAULT_MAX_TAGS}). */
-  maxTags?: number;
-  /** Most bytes a listing may read over all its pages (default {@linkcode DEFAULT_MAX_TAG_LIST_BYTES}). */
-  maxTagListBytes?: number;
-}
-
-/** Most tags one listing returns (100 000). */
-export const DEFAULT_MAX_TAGS = 100_000;
-/** Most bytes one tag listing reads over all its pages (16 MiB; 100 000 tags take about 3 MiB). */
-export const DEFAULT_MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
-/** Most pages one tag listing follows. */
-export const MAX_TAG_PAGES = 10_000;
-
-/** Result of a cross-repository mount attempt. */
-export type MountResult = { mounted: true } | { mounted: false; location: string };
-
-const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
-
-function pushPull(ref: Reference): string[] {
-  return [repositoryScope(ref.repository, ["pull", "push"])];
-}
-
 /**
  * A client for OCI registries with one set of credentials (a resolver mapping each registry
  * host to its secret). Call {@linkcode RegistryClient.close} when done if `caCerts` were given.
@@ -95,6 +67,7 @@ export class RegistryClient {
   /** The transport (auth, retries, redirects) this client sends through. */
   readonly transport: Transport;
   readonly #opts: RegistryClientOptions;
+  readonly #uploads: BlobUploader;
   readonly #pushes = new Set<string>();
   /** Registries by whether their last manifest GET announced a rate limit (see {@linkcode pullsUnmetered}). */
   readonly #metered = new Map<string, boolean>();
@@ -103,6 +76,7 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions = {}) {
     this.#opts = opts;
     this.transport = new Transport(opts);
+    this.#uploads = new BlobUploader(this.transport, opts);
   }
 
   /**
@@ -345,145 +319,30 @@ export class RegistryClient {
    * Tries a cross-repository mount of `digest` from `fromRepository` (same registry). On
    * success nothing is transferred; otherwise the registry's fresh upload session is returned.
    */
-  async mountBlob(
+  mountBlob(
     dst: Reference,
     digest: string,
     opts: CallOptions & { fromRepository: string },
   ): Promise<MountResult> {
-    blobPath(dst, digest);
-    const params = new URLSearchParams({ mount: digest, from: opts.fromRepository });
-    const res = await this.transport.request(dst.registry, {
-      method: "POST",
-      path: `/v2/${dst.repository}/blobs/uploads/?${params}`,
-      scopes: [...pushPull(dst), repositoryScope(opts.fromRepository, ["pull"])],
-      reference: `${dst.name}@${digest}`,
-      action: "mount blob",
-      signal: opts.signal,
-    });
-    await res.discard();
-    if (res.status === 201) return { mounted: true };
-    return { mounted: false, location: this.#location(res.headers, dst, "mount blob") };
+    return this.#uploads.mount(dst, digest, opts);
   }
 
   /** Starts an upload session; returns its Location (absolute or relative to the registry). */
-  async startUpload(dst: Reference, opts: CallOptions = {}): Promise<string> {
-    const res = await this.transport.request(dst.registry, {
-      method: "POST",
-      path: `/v2/${dst.repository}/blobs/uploads/`,
-      scopes: pushPull(dst),
-      reference: dst.name,
-      action: "start blob upload",
-      signal: opts.signal,
-      // A retried POST only leaves an orphan session behind, which registries expire.
-      idempotent: true,
-    });
-    await res.discard();
-    return this.#location(res.headers, dst, "start blob upload");
+  startUpload(dst: Reference, opts: CallOptions = {}): Promise<string> {
+    return this.#uploads.start(dst, opts);
   }
 
   /**
-   * Uploads a blob from a stream: monolithic PUT (streamed, never buffered) or chunked PATCH.
-   * On any failure the upload session is deleted and the error rethrown.
+   * Uploads a blob from a stream: monolithic PUT (streamed, never buffered) or chunked PATCH
+   * (the client's `uploadMode`, or a blob of unknown size). On any failure the upload session
+   * is deleted and the error rethrown.
    */
-  async uploadBlob(
+  uploadBlob(
     dst: Reference,
-    blob: { digest: string; stream: ReadableStream<Uint8Array>; size?: number },
+    blob: UploadBlob,
     opts: CallOptions & { location?: string } = {},
   ): Promise<void> {
-    let location = opts.location;
-    try {
-      location ??= await this.startUpload(dst, opts);
-    } catch (e) {
-      await blob.stream.cancel().catch(() => {});
-      throw e;
-    }
-    const reference = `${dst.name}@${blob.digest}`;
-    try {
-      const chunked = this.#opts.uploadMode === "chunked" || blob.size === undefined;
-      if (!chunked) {
-        const url = withDigest(location, blob.digest);
-        const res = await this.transport.request(dst.registry, {
-          method: "PUT",
-          path: url,
-          scopes: pushPull(dst),
-          headers: { "content-type": "application/octet-stream" },
-          stream: blob.stream,
-          reference,
-          action: "upload blob",
-          signal: opts.signal,
-          bulk: true,
-        });
-        await res.discard();
-        return;
-      }
-      let offset = 0;
-      for await (const piece of pieces(blob.stream, this.#opts.chunkSize ?? DEFAULT_CHUNK_SIZE)) {
-        const res = await this.transport.request(dst.registry, {
-          method: "PATCH",
-          path: location,
-          scopes: pushPull(dst),
-          headers: {
-            "content-type": "application/octet-stream",
-            "content-range": `${offset}-${offset + piece.byteLength - 1}`,
-            "content-length": String(piece.byteLength),
-          },
-          body: piece,
-          reference,
-          action: "upload blob chunk",
-          signal: opts.signal,
-          bulk: true,
-          // The registry may have taken the piece before failing: restart the blob instead.
-          idempotent: false,
-        });
-        await res.discard();
-        location = this.#location(res.headers, dst, "upload blob chunk", location);
-        offset += piece.byteLength;
-      }
-      const res = await this.transport.request(dst.registry, {
-        method: "PUT",
-        path: withDigest(location, blob.digest),
-        scopes: pushPull(dst),
-        reference,
-        action: "finish blob upload",
-        signal: opts.signal,
-        // The registry may move a large blob into place before answering: a blob step.
-        bulk: true,
-      });
-      await res.discard();
-    } catch (e) {
-      await blob.stream.cancel().catch(() => {});
-      await this.#abandon(dst, location);
-      throw e;
-    }
-  }
-
-  /** Deletes an upload session, ignoring failures (the registry expires it anyway). */
-  async #abandon(dst: Reference, location: string): Promise<void> {
-    try {
-      const res = await this.transport.request(dst.registry, {
-        method: "DELETE",
-        path: location,
-        scopes: pushPull(dst),
-        accept: [400, 404, 405],
-        action: "cancel blob upload",
-        idempotent: false,
-      });
-      await res.discard();
-    } catch {
-      // Best effort.
-    }
-  }
-
-  #location(headers: Headers, dst: Reference, action: string, fallback?: string): string {
-    const loc = headers.get("location") ?? fallback;
-    if (!loc) {
-      throw new OciError(
-        "Protocol",
-        `registry ${dst.registry}: no Location header in the answer to ${action} for ${dst.name}`,
-        { registry: dst.registry, reference: dst.name },
-      );
-    }
-    return loc;
+    return this.#uploads.upload(dst, blob, opts);
   }
 
   /**
@@ -494,26 +353,8 @@ export class RegistryClient {
    * probed; never throws. Sent with the scopes of the repository's
    * other reads (`pull,push` after {@linkcode willPush}); a tag list is not a counted pull.
    */
-  async repositoryUnknown(repo: Reference, opts: CallOptions = {}): Promise<boolean> {
-    try {
-      const res = await this.transport.request(repo.registry, {
-        method: "GET",
-        path: `/v2/${repo.repository}/tags/list?n=1`,
-        scopes: this.#readScopes(repo),
-        headers: { accept: "application/json" },
-        accept: [404],
-        reference: repo.name,
-        action: "list tags of",
-        signal: opts.signal,
-      });
-      if (res.status !== 404) {
-        await res.discard();
-        return false;
-      }
-      return namesUnknownRepository(res.status, await res.text(REPOSITORY_PROBE_BODY_LIMIT));
-    } catch {
-      return false;
-    }
+  repositoryUnknown(repo: Reference, opts: CallOptions = {}): Promise<boolean> {
+    return repositoryUnknown(this.transport, repo, { scopes: this.#readScopes(repo), signal: opts.signal });
   }
 
   /**
@@ -521,105 +362,18 @@ export class RegistryClient {
    * sets `n` on the first request. A registry cannot make the listing endless or huge: it is
    * bounded in tags, bytes and pages (TagListTooLarge), and a page that repeats an earlier
    * URL or only tags already listed is a loop (Protocol). Tags come back once each, in order.
+   * The bounds are the call's, else the client's, else the defaults.
    */
-  async listTags(
+  listTags(
     repo: Reference,
     opts: CallOptions & ListTagsOptions & { pageSize?: number } = {},
   ): Promise<string[]> {
-    const maxTags = opts.maxTags ?? this.#opts.maxTags ?? DEFAULT_MAX_TAGS;
-    const maxBytes = opts.maxTagListBytes ?? this.#opts.maxTagListBytes ?? DEFAULT_MAX_TAG_LIST_BYTES;
-    const where = { registry: repo.registry, reference: repo.name };
-    const tooLarge = (what: string) =>
-      new OciError(
-        "TagListTooLarge",
-        `registry ${repo.registry}: the tag list of ${repo.name} has ${what}; ` +
-          "list fewer tags (a narrower tag filter does not help: the registry sends them all)",
-        where,
-      );
-    const loops = () =>
-      new OciError(
-        "Protocol",
-        `registry ${repo.registry}: tag list pagination for ${repo.name} loops`,
-        where,
-      );
-    const tags = new Set<string>();
-    let bytesRead = 0;
-    let path: string | undefined = `/v2/${repo.repository}/tags/list` +
-      (opts.pageSize ? `?n=${opts.pageSize}` : "");
-    const seen = new Set<string>();
-    while (path) {
-      if (seen.has(path)) throw loops();
-      if (seen.size >= MAX_TAG_PAGES) throw tooLarge(`more than ${MAX_TAG_PAGES} pages`);
-      seen.add(path);
-      const res = await this.transport.request(repo.registry, {
-        method: "GET",
-        path,
-        scopes: this.#readScopes(repo),
-        headers: { accept: "application/json" },
-        reference: repo.name,
-        action: "list tags of",
-        signal: opts.signal,
-      });
-      const page = await res.bytes(maxBytes - bytesRead, () => tooLarge(`more than ${maxBytes} bytes`));
-      bytesRead += page.byteLength;
-      let body: { tags?: unknown };
-      try {
-        body = JSON.parse(new TextDecoder().decode(page));
-      } catch {
-        throw new OciError(
-          "Protocol",
-          `registry ${repo.registry}: the tag list of ${repo.name} is not JSON`,
-          where,
-        );
-      }
-      const before = tags.size;
-      const listed = Array.isArray(body.tags) ? body.tags : [];
-      // Only valid tags: a tag goes into a manifest URL, so `../x` from a registry is dropped.
-      for (const t of listed) if (typeof t === "string" && isValidTag(t)) tags.add(t);
-      if (tags.size > maxTags) throw tooLarge(`more than ${maxTags} tags`);
-      const next = nextLinkTarget(res.headers.get("link"));
-      // An empty page ends the listing; a page of only known tags is a loop with fresh URLs.
-      if (!next || listed.length === 0) break;
-      if (tags.size === before) throw loops();
-      path = new URL(next, res.url).href;
-    }
-    return [...tags];
-  }
-}
-
-/** Most bytes of a repository probe's 404 body read (a `NAME_UNKNOWN` body takes about 150). */
-export const REPOSITORY_PROBE_BODY_LIMIT = 4096;
-
-/**
- * Whether a tag-list answer says the repository does not exist: status 404 and an OCI error
- * body (`{"errors":[…]}`) whose every code is `NAME_UNKNOWN`. A body cut at the read limit is
- * not JSON, so not such an answer.
- */
-export function namesUnknownRepository(status: number, body: string): boolean {
-  if (status !== 404) return false;
-  const errors = parseRegistryErrors(body);
-  return errors.length > 0 && errors.every((e) => e.code === "NAME_UNKNOWN");
-}
-
-/**
- * `/v2/<repository>/blobs/<digest>`, refusing a digest that is not one (it goes into the URL:
- * `../../` in its place would reach another path with this registry's credentials).
- */
-function blobPath(repo: Reference, digest: string): string {
-  const problem = contentDigestProblem(digest);
-  if (problem) {
-    throw new OciError("InvalidReference", `invalid blob digest for ${repo.name}: ${problem}`, {
-      registry: repo.registry,
-      reference: repo.name,
+    return listTags(this.transport, repo, {
+      scopes: this.#readScopes(repo),
+      signal: opts.signal,
+      pageSize: opts.pageSize,
+      maxTags: opts.maxTags ?? this.#opts.maxTags,
+      maxTagListBytes: opts.maxTagListBytes ?? this.#opts.maxTagListBytes,
     });
   }
-  return `/v2/${repo.repository}/blobs/${digest}`;
-}
-
-/** Adds `digest=` to an upload Location, keeping its other query parameters. */
-export function withDigest(location: string, digest: string): string {
-  const absolute = /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
-  const url = new URL(location, "http://placeholder.invalid");
-  url.searchParams.set("digest", digest);
-  return absolute ? url.href : `${url.pathname}${url.search}`;
 }

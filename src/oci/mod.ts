@@ -18,11 +18,8 @@ export { preloadStreamingHash } from "./digest.ts";
 export {
   type BlobStream,
   type CallOptions,
-  DEFAULT_MAX_TAG_LIST_BYTES,
-  DEFAULT_MAX_TAGS,
   type FetchedManifest,
   type ManifestHead,
-  type MountResult,
   RegistryClient,
   type RegistryClientOptions,
 } from "./client.ts";
@@ -65,6 +62,7 @@ export {
   type ReferenceParts,
   registryApiHost,
 } from "./reference.ts";
+export { DEFAULT_MAX_TAG_LIST_BYTES, DEFAULT_MAX_TAGS } from "./tag_list.ts";
 export { nextLinkTarget, parseLinkHeader } from "./tags.ts";
 export {
   DEFAULT_ATTEMPTS,
@@ -95,3 +93,4 @@ export {
   registryBudgets,
 } from "./rate_limit.ts";
 export { type TransportOptions } from "./transport.ts";
+export { type MountResult } from "./upload.ts";
