@@ -8,16 +8,15 @@
  * is pushed under the tag; its digest then differs from the source's. When every child
  * matches, the source index is pushed unchanged. A single-image source is copied as is.
  *
- * This module reads the manifest tree and orchestrates the steps; the blobs' plans and
- * transfers are in `copy_blobs.ts`.
+ * This module orchestrates the steps of a copy; the manifests' (target, tree, child pushes)
+ * are in `copy_manifests.ts`, the blobs' plans and transfers in `copy_blobs.ts`.
  * @module
  */
 
-import { sha256Digest } from "./blobs.ts";
-import type { FetchedManifest, ManifestHead, RegistryClient } from "./client.ts";
+import type { ManifestHead, RegistryClient } from "./client.ts";
 import { OciError } from "./errors.ts";
-import { type Descriptor, filteredIndexBytes, formatPlatform, selectChildren } from "./manifest.ts";
-import { isDockerHub, type Reference } from "./reference.ts";
+import type { Descriptor } from "./manifest.ts";
+import type { Reference } from "./reference.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { isDeadline } from "./send.ts";
 import {
@@ -28,6 +27,15 @@ import {
   type PlannedBlob,
   settleAll,
 } from "./copy_blobs.ts";
+import {
+  type CopyScope,
+  ManifestCaps,
+  type ManifestTree,
+  pushChildren,
+  readTree,
+  resolveTarget,
+  type Target,
+} from "./copy_manifests.ts";
 
 export type { BlobPlan } from "./copy_blobs.ts";
 
@@ -41,8 +49,6 @@ export const DEFAULT_CONCURRENCY = 4;
  * docs/PERFORMANCE.md).
  */
 export const DEFAULT_CHECK_CONCURRENCY = 16;
-/** How deep indexes may nest inside an index. */
-export const MAX_INDEX_DEPTH = 8;
 /**
  * Manifests one copy may read (the tagged one and every child, 1000): real multi-arch images
  * with attestations have a few dozen.
@@ -140,46 +146,6 @@ export interface CopyResult {
   blobs: BlobPlan[];
 }
 
-/** What the destination tag should point at, found in step 1. */
-interface Target {
-  /** Digest of the manifest to push under the tag. */
-  digest: string;
-  /** The source's top manifest, when step 1 already had to read it. */
-  root?: FetchedManifest;
-  /** The bytes to push under the tag when they differ from the root's (a filtered index). */
-  pushBytes?: Uint8Array;
-  /** The children to copy (the platform filter's choice). */
-  children?: Descriptor[];
-  /** Whether a platform filter made a new, smaller index. */
-  indexRewritten: boolean;
-}
-
-/** A child manifest to push by digest: only what the push needs, not its parsed JSON. */
-interface ChildManifest {
-  digest: string;
-  mediaType: string;
-  bytes: Uint8Array;
-}
-
-/** The source's manifest tree, read in step 3. */
-interface Tree {
-  root: FetchedManifest;
-  /** Bytes pushed under the tag. */
-  pushBytes: Uint8Array;
-  /** Child manifests by depth (0 = the root's children). */
-  levels: ChildManifest[][];
-  /** Every blob of the tree, by digest. */
-  blobs: Map<string, Descriptor>;
-}
-
-/** What the steps of one copy share: the caller's signal plus a sibling abort, and what it holds. */
-interface Scope {
-  signal: AbortSignal;
-  inner: AbortController;
-  /** Manifests read and manifest bytes held by this copy (released when it ends). */
-  budget: { manifests: number; bytes: number };
-}
-
 /**
  * Copies images between registries. Give one client (used for both sides) or a source and a
  * destination client (different credentials). Reuse one instance for a batch of copies so
@@ -194,8 +160,8 @@ export class Copier {
   readonly #checks: Limiter;
   /** The batch's blob plans and transfers: a blob moves once per batch. */
   readonly #blobs: BlobMover;
-  /** Manifest bytes the copies of this batch hold right now. */
-  #heldBytes = 0;
+  /** The caps on the manifests this batch's copies read and hold. */
+  readonly #caps: ManifestCaps;
   /**
    * Destination repositories (`registry/repository`) this batch need not ask about again: one
    * had a tag, or answered the repository probe with anything but "unknown". Only that fact is
@@ -218,6 +184,10 @@ export class Copier {
     this.#opts = opts;
     this.#limiter = new Limiter(opts.concurrency ?? DEFAULT_CONCURRENCY);
     this.#checks = new Limiter(opts.checkConcurrency ?? DEFAULT_CHECK_CONCURRENCY);
+    this.#caps = new ManifestCaps({
+      maxManifests: opts.maxManifests ?? DEFAULT_MAX_MANIFESTS,
+      maxBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+    });
     this.#blobs = new BlobMover({ source: this.#source, destination: this.#destination }, {
       retry: opts.retry ?? this.#destination.retry,
       limiter: this.#limiter,
@@ -257,7 +227,12 @@ export class Copier {
     const probe = opts.likelyNew && mayProbe ? probeRepository() : undefined;
     let target: Target;
     try {
-      target = await this.#resolveTarget(src, { signal: opts.signal, likelyNew: opts.likelyNew, known });
+      target = await resolveTarget(this.#source, src, {
+        platforms: this.#opts.platforms ?? [],
+        signal: opts.signal,
+        likelyNew: opts.likelyNew,
+        known,
+      });
     } catch (err) {
       early.abort();
       throw err;
@@ -284,13 +259,18 @@ export class Copier {
       : Promise.resolve(false);
 
     const inner = new AbortController();
-    const scope = {
+    const scope: CopyScope = {
       signal: opts.signal ? AbortSignal.any([opts.signal, inner.signal]) : inner.signal,
       inner,
       budget: { manifests: 0, bytes: 0 },
     };
     try {
-      const tree = await this.#readTree(src, target, scope);
+      const tree = await readTree(this.#source, src, {
+        target,
+        scope,
+        caps: this.#caps,
+        limiter: this.#limiter,
+      });
       const blobs = [...tree.blobs.values()];
       const result: CopyResult = {
         digest: target.digest,
@@ -327,7 +307,11 @@ export class Copier {
       const work = { pushRef, blobs, result, unchecked: config, newRepository: await newRepository };
       await this.#copyBlobs(src, dst, work, scope);
       this.#existing.add(repository); // blobs are there now (a registry may still say unknown)
-      result.manifestsPushed += await this.#pushChildren(dst, tree.levels, scope);
+      result.manifestsPushed += await pushChildren(this.#destination, dst, {
+        levels: tree.levels,
+        scope,
+        limiter: this.#limiter,
+      });
       await this.#pushTag(pushRef, tree, scope.signal);
       result.manifestsPushed++;
       return result;
@@ -336,62 +320,8 @@ export class Copier {
     } finally {
       inner.abort();
       early.abort();
-      this.#heldBytes -= scope.budget.bytes;
+      this.#caps.release(scope.budget);
     }
-  }
-
-  /**
-   * Step 1: what should the destination point at? Reads the root only when a platform filter
-   * needs it or the tag is likely new at the destination (see {@linkcode CopyOptions.likelyNew}).
-   */
-  async #resolveTarget(
-    src: Reference,
-    opts: { signal?: AbortSignal; likelyNew?: boolean; known?: CopyOptions["known"] },
-  ): Promise<Target> {
-    const { signal, known } = opts;
-    const platforms = this.#opts.platforms ?? [];
-    if (platforms.length > 0) {
-      const root = await this.#source.getManifest(known ? src.withDigest(known.source) : src, { signal });
-      if (!root.manifest.isIndex) return { digest: root.digest, root, indexRewritten: false };
-      const all = root.manifest.manifests;
-      const children = selectChildren(all, platforms);
-      if (children.length === 0) {
-        throw new OciError(
-          "NoMatchingPlatform",
-          `source ${src} offers ${all.map((m) => formatPlatform(m.platform)).join(", ")}; ` +
-            `none matches ${platforms.join(", ")}`,
-          { registry: src.registry, reference: src.toString() },
-        );
-      }
-      if (children.length === all.length) {
-        return { digest: root.digest, root, children, indexRewritten: false };
-      }
-      const pushBytes = filteredIndexBytes(root.manifest.json, children);
-      return { digest: sha256Digest(pushBytes), root, pushBytes, children, indexRewritten: true };
-    }
-    if (src.digest) return { digest: src.digest, indexRewritten: false };
-    if (known) return { digest: known.source, indexRewritten: false };
-    const notFound = () =>
-      new OciError(
-        "NotFound",
-        `registry ${src.registry}: source image ${src} not found`,
-        { registry: src.registry, reference: src.toString(), status: 404 },
-      );
-    if (opts.likelyNew && !isDockerHub(src.registry) && this.#source.pullsUnmetered(src.registry)) {
-      try {
-        const root = await this.#source.getManifest(src, { signal });
-        return { digest: root.digest, root, indexRewritten: false };
-      } catch (e) {
-        // the same failure as the HEAD's, whichever request found the tag missing
-        if (e instanceof OciError && e.reason === "NotFound") throw notFound();
-        // a refusal (403, a bad manifest) goes the HEAD's way below, so it is told as before:
-        // the tag's digest unreadable, or the copy failed reading the manifest by digest
-        if (!(e instanceof OciError) || e.retryable || signal?.aborted) throw e;
-      }
-    }
-    const head = await this.#source.headManifest(src, { signal });
-    if (!head) throw notFound();
-    return { digest: head.digest, indexRewritten: false };
   }
 
   /** Step 2: the result when the destination (`current`, its HEAD) already points at the target. */
@@ -412,76 +342,6 @@ export class Copier {
     };
   }
 
-  /** Step 3: reads the manifest tree, by digest so a moving tag cannot mix two versions. */
-  async #readTree(src: Reference, target: Target, scope: Scope): Promise<Tree> {
-    const root = target.root ??
-      await this.#source.getManifest(src.withDigest(target.digest), { signal: scope.signal });
-    const tree: Tree = { root, pushBytes: target.pushBytes ?? root.bytes, levels: [], blobs: new Map() };
-    for (const b of root.manifest.blobs) tree.blobs.set(b.digest, b);
-    this.#spend(src, scope.budget, { manifests: 1, bytes: root.size + (target.pushBytes?.byteLength ?? 0) });
-    let children = target.children ?? root.manifest.manifests;
-    for (let depth = 0; children.length > 0; depth++) {
-      if (depth > MAX_INDEX_DEPTH) {
-        throw new OciError(
-          "ManifestInvalid",
-          `source ${src}: indexes nested more than ${MAX_INDEX_DEPTH} deep`,
-          {
-            registry: src.registry,
-            reference: src.toString(),
-          },
-        );
-      }
-      const unique = [...new Map(children.map((c) => [c.digest, c])).values()];
-      this.#spend(src, scope.budget, {
-        manifests: unique.length,
-        bytes: unique.reduce((n, c) => n + c.size, 0),
-      });
-      const fetched = await settleAll(
-        unique.map((c) =>
-          this.#limiter.run(() =>
-            this.#source.getManifest(src.withDigest(c.digest), { signal: scope.signal, size: c.size })
-          )
-        ),
-        scope.inner,
-      );
-      tree.levels[depth] = fetched.map(({ digest, mediaType, bytes }) => ({ digest, mediaType, bytes }));
-      children = [];
-      for (const m of fetched) {
-        for (const b of m.manifest.blobs) tree.blobs.set(b.digest, b);
-        children.push(...m.manifest.manifests);
-      }
-    }
-    return tree;
-  }
-
-  /**
-   * Counts manifests against the caps before they are read (by declared size; the read is
-   * bounded by it): per copy in number, per copier in bytes held at once. Over a cap the copy
-   * fails with ManifestTreeTooLarge.
-   */
-  #spend(src: Reference, budget: Scope["budget"], add: { manifests: number; bytes: number }): void {
-    const maxManifests = this.#opts.maxManifests ?? DEFAULT_MAX_MANIFESTS;
-    const maxBytes = this.#opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
-    budget.manifests += add.manifests;
-    const held = this.#heldBytes + add.bytes;
-    let over: string | undefined;
-    if (budget.manifests > maxManifests) {
-      over = `more than ${maxManifests} manifests (the maxManifests limit)`;
-    } else if (held > maxBytes) {
-      const beside = held > budget.bytes + add.bytes ? " with the copies beside it" : "";
-      over = `${held} bytes of manifests to hold${beside}, more than the ${maxBytes} allowed ` +
-        "(the maxManifestBytes limit)";
-    }
-    if (over) {
-      throw new OciError("ManifestTreeTooLarge", `source ${src}: the image's manifest tree has ${over}`, {
-        registry: src.registry,
-        reference: src.toString(),
-      });
-    }
-    this.#heldBytes = held;
-    budget.bytes += add.bytes;
-  }
-
   /**
    * Step 4 of a dry run: decides what to do with every blob, reading only (HEADs, at the check
    * limit; none for most blobs of a new repository, as in #copyBlobs).
@@ -490,7 +350,7 @@ export class Copier {
     src: Reference,
     dst: Reference,
     work: { blobs: Descriptor[]; newRepository: boolean },
-    scope: Scope,
+    scope: CopyScope,
   ): Promise<PlannedBlob[]> {
     return settleAll(
       work.blobs.map((d) =>
@@ -521,7 +381,7 @@ export class Copier {
       unchecked?: string;
       newRepository: boolean;
     },
-    scope: Scope,
+    scope: CopyScope,
   ): Promise<void> {
     const { blobs, result } = work;
     let moved = 0;
@@ -580,28 +440,8 @@ export class Copier {
     });
   }
 
-  /** Step 6: child manifests, deepest first, by digest; returns how many were written. */
-  async #pushChildren(dst: Reference, levels: ChildManifest[][], scope: Scope): Promise<number> {
-    let pushed = 0;
-    for (let depth = levels.length - 1; depth >= 0; depth--) {
-      const written = await settleAll(
-        levels[depth].map((m) =>
-          this.#limiter.run(async () => {
-            const ref = dst.withDigest(m.digest);
-            if (await this.#destination.headManifest(ref, { signal: scope.signal })) return 0;
-            await this.#destination.putManifest(ref, m, { signal: scope.signal });
-            return 1;
-          })
-        ),
-        scope.inner,
-      );
-      pushed += written.reduce((a: number, b) => a + b, 0);
-    }
-    return pushed;
-  }
-
   /** Step 7: the tagged manifest, last, so the tag never points to an incomplete image. */
-  async #pushTag(pushRef: Reference, tree: Tree, signal: AbortSignal): Promise<void> {
+  async #pushTag(pushRef: Reference, tree: ManifestTree, signal: AbortSignal): Promise<void> {
     await this.#destination.putManifest(pushRef, { bytes: tree.pushBytes, mediaType: tree.root.mediaType }, {
       signal,
     });
