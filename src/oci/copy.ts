@@ -8,25 +8,25 @@
  * is pushed under the tag; its digest then differs from the source's. When every child
  * matches, the source index is pushed unchanged. A single-image source is copied as is.
  *
- * This module orchestrates the steps of a copy; the manifests' (target, tree, child pushes)
- * are in `copy_manifests.ts`, the blobs' plans and transfers in `copy_blobs.ts`.
+ * This module orchestrates the steps of a copy and holds a batch's state: the manifests' steps
+ * (target, tree, child pushes) are in `copy_manifests.ts`, the blobs' steps of one copy in
+ * `copy_blob_steps.ts`, and the batch's blob plans and transfers in `copy_blobs.ts`.
  * @module
  */
 
 import type { ManifestHead, RegistryClient } from "./client.ts";
 import { OciError } from "./errors.ts";
-import type { Descriptor } from "./manifest.ts";
 import type { Reference } from "./reference.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { isDeadline } from "./send.ts";
 import {
-  BlobMover,
-  type BlobPlan,
-  Limiter,
-  type Outcome,
-  type PlannedBlob,
-  settleAll,
-} from "./copy_blobs.ts";
+  type BlobBatch,
+  type CopyBlobs,
+  copyBlobs,
+  type CopyProgress,
+  planBlobs,
+} from "./copy_blob_steps.ts";
+import { BlobMover, type BlobPlan, Limiter } from "./copy_blobs.ts";
 import {
   type CopyScope,
   ManifestCaps,
@@ -38,6 +38,7 @@ import {
 } from "./copy_manifests.ts";
 
 export type { BlobPlan } from "./copy_blobs.ts";
+export type { CopyProgress } from "./copy_blob_steps.ts";
 
 /** Blob and manifest transfers in flight at once per batch, unless {@linkcode CopierOptions.concurrency} says otherwise. */
 export const DEFAULT_CONCURRENCY = 4;
@@ -62,21 +63,6 @@ export const DEFAULT_MAX_MANIFESTS = 1000;
  * times the bytes).
  */
 export const DEFAULT_MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
-
-/** A progress report: bytes moved so far for one copy. */
-export interface CopyProgress {
-  /** The destination reference being written. */
-  ref: string;
-  /** Blob bytes moved so far by this copy (drops back if a blob upload restarts). */
-  bytes: number;
-  /**
-   * Bytes this copy plans to move (blobs neither present nor mountable); absent until every
-   * blob of the copy was checked (transfers start as their own checks answer).
-   */
-  totalBytes?: number;
-  /** The blob the latest bytes belong to. */
-  digest?: string;
-}
 
 /** Options for {@linkcode Copier}. */
 export interface CopierOptions {
@@ -155,11 +141,13 @@ export class Copier {
   readonly #source: RegistryClient;
   readonly #destination: RegistryClient;
   readonly #opts: CopierOptions;
+  /** Bounds the blob and manifest transfers of this batch. */
   readonly #limiter: Limiter;
-  /** Bounds the blob existence checks of this batch, apart from the transfers. */
-  readonly #checks: Limiter;
-  /** The batch's blob plans and transfers: a blob moves once per batch. */
-  readonly #blobs: BlobMover;
+  /**
+   * The batch's blob plans and transfers (a blob moves once per batch) and the limit on its
+   * blob existence checks, apart from the transfers.
+   */
+  readonly #batch: BlobBatch;
   /** The caps on the manifests this batch's copies read and hold. */
   readonly #caps: ManifestCaps;
   /**
@@ -183,15 +171,17 @@ export class Copier {
     }
     this.#opts = opts;
     this.#limiter = new Limiter(opts.concurrency ?? DEFAULT_CONCURRENCY);
-    this.#checks = new Limiter(opts.checkConcurrency ?? DEFAULT_CHECK_CONCURRENCY);
     this.#caps = new ManifestCaps({
       maxManifests: opts.maxManifests ?? DEFAULT_MAX_MANIFESTS,
       maxBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
     });
-    this.#blobs = new BlobMover({ source: this.#source, destination: this.#destination }, {
-      retry: opts.retry ?? this.#destination.retry,
-      limiter: this.#limiter,
-    });
+    this.#batch = {
+      mover: new BlobMover({ source: this.#source, destination: this.#destination }, {
+        retry: opts.retry ?? this.#destination.retry,
+        limiter: this.#limiter,
+      }),
+      checks: new Limiter(opts.checkConcurrency ?? DEFAULT_CHECK_CONCURRENCY),
+    };
   }
 
   /**
@@ -213,7 +203,7 @@ export class Copier {
       : this.#destination.headManifest(dst.withTag(dst.tag), { signal });
     dstHead?.catch(() => {}); // awaited below; a rejection before then is not unhandled
     // A tag absent at the destination may be its repository's first: ask whether the
-    // repository exists at all; if not, no blob can be there to check (see #copyBlobs). A
+    // repository exists at all; if not, no blob can be there to check (see copyBlobs). A
     // likely-new tag asks in the first round trip, beside the HEADs (its source manifest is
     // read by then, so a later probe would be a round trip more); others once the HEAD says the
     // tag is absent, beside the reading of the source's manifests.
@@ -285,16 +275,17 @@ export class Copier {
         indexRewritten: target.indexRewritten,
         blobs: blobs.map(({ digest, size }) => ({ digest, size, action: "copy" })),
       };
+      const work: CopyBlobs = {
+        src,
+        dst,
+        blobs,
+        newRepository: await newRepository,
+        signal: scope.signal,
+        inner: scope.inner,
+        tally: result,
+      };
       if (dryRun) {
-        const plans = await this.#planBlobs(src, dst, { blobs, newRepository: await newRepository }, scope);
-        plans.forEach((p, i) => {
-          result.blobs[i] = planEntry(p);
-          if (p.action === "copy") {
-            result.blobsCopied++;
-            result.bytesMoved += p.size;
-          } else if (p.action === "mount") result.blobsMounted++;
-          else result.blobsSkipped++;
-        });
+        await planBlobs(this.#batch, work);
         return result;
       }
       // the destination tag is absent or elsewhere, so the image is new there and so, almost
@@ -304,8 +295,12 @@ export class Copier {
       const config = !tree.root.manifest.isIndex && src.registry !== dst.registry
         ? tree.root.manifest.blobs[0]?.digest
         : undefined;
-      const work = { pushRef, blobs, result, unchecked: config, newRepository: await newRepository };
-      await this.#copyBlobs(src, dst, work, scope);
+      await copyBlobs(this.#batch, {
+        ...work,
+        ref: pushRef.toString(),
+        unchecked: config,
+        onProgress: (e) => this.#opts.onProgress?.(e),
+      });
       this.#existing.add(repository); // blobs are there now (a registry may still say unknown)
       result.manifestsPushed += await pushChildren(this.#destination, dst, {
         levels: tree.levels,
@@ -342,115 +337,12 @@ export class Copier {
     };
   }
 
-  /**
-   * Step 4 of a dry run: decides what to do with every blob, reading only (HEADs, at the check
-   * limit; none for most blobs of a new repository, as in #copyBlobs).
-   */
-  #planBlobs(
-    src: Reference,
-    dst: Reference,
-    work: { blobs: Descriptor[]; newRepository: boolean },
-    scope: CopyScope,
-  ): Promise<PlannedBlob[]> {
-    return settleAll(
-      work.blobs.map((d) =>
-        this.#checks.run(() => this.#blobs.plan(src, dst, d, true, scope.signal, work.newRepository))
-      ),
-      scope.inner,
-    );
-  }
-
-  /**
-   * Steps 4 and 5: checks every blob at the destination (HEADs, at the check limit) and starts
-   * each one's transfer as soon as its own check answered, not once all have; then counts what
-   * each turned out to be. Largest first: checks go out in that order and transfers queue as
-   * checks answer, so the blobs that take longest start first and a small one (the config)
-   * does not hold a transfer slot while a large one waits (the copy ends when its last
-   * transfer does). Progress carries `totalBytes` once every blob is planned. In a repository
-   * the destination said does not exist (`newRepository`: a likely-new tag's probe answered
-   * 404 NAME_UNKNOWN) blobs below NEW_REPOSITORY_CHECK_MIN_SIZE are not checked: one request
-   * per blob and the round trips before the uploads less (B1 in docs/PERFORMANCE.md).
-   */
-  async #copyBlobs(
-    src: Reference,
-    dst: Reference,
-    work: {
-      pushRef: Reference;
-      blobs: Descriptor[];
-      result: CopyResult;
-      unchecked?: string;
-      newRepository: boolean;
-    },
-    scope: CopyScope,
-  ): Promise<void> {
-    const { blobs, result } = work;
-    let moved = 0;
-    let unplanned = blobs.length;
-    let planBytes = 0;
-    let totalBytes: number | undefined;
-    const progress = (digest: string, n: number) => {
-      moved += n;
-      try {
-        this.#opts.onProgress?.({ ref: work.pushRef.toString(), bytes: moved, totalBytes, digest });
-      } catch {
-        // A progress display must never break a copy.
-      }
-    };
-    const order = blobs.map((_, i) => i).sort((a, b) => blobs[b].size - blobs[a].size || a - b);
-    const outcomes = new Array<Outcome | "skip">(blobs.length);
-    await settleAll(
-      order.map(async (i) => {
-        const d = blobs[i];
-        const p: PlannedBlob = d.digest === work.unchecked
-          ? { digest: d.digest, size: d.size, descriptor: d, action: "copy" }
-          : await this.#checks.run(() =>
-            this.#blobs.plan(src, dst, d, false, scope.signal, work.newRepository)
-          );
-        result.blobs[i] = planEntry(p);
-        if (p.action === "copy") planBytes += p.size;
-        if (--unplanned === 0) totalBytes = planBytes;
-        outcomes[i] = await this.#blobs.execute({
-          src,
-          dst,
-          p,
-          signal: scope.signal,
-          progress,
-          onFallbackCopy: () => {
-            planBytes += p.size;
-            if (totalBytes !== undefined) totalBytes += p.size;
-          },
-        });
-      }),
-      scope.inner,
-    );
-    outcomes.forEach((o, i) => {
-      const entry = result.blobs[i];
-      if (o === "copied") {
-        result.blobsCopied++;
-        result.bytesMoved += entry.size;
-        entry.action = "copy";
-        delete entry.from;
-      } else if (o === "mounted") {
-        result.blobsMounted++;
-      } else {
-        result.blobsSkipped++;
-        entry.action = "skip";
-        delete entry.from;
-      }
-    });
-  }
-
   /** Step 7: the tagged manifest, last, so the tag never points to an incomplete image. */
   async #pushTag(pushRef: Reference, tree: ManifestTree, signal: AbortSignal): Promise<void> {
     await this.#destination.putManifest(pushRef, { bytes: tree.pushBytes, mediaType: tree.root.mediaType }, {
       signal,
     });
   }
-}
-
-/** A plan as the result lists it. */
-function planEntry({ digest, size, action, from }: PlannedBlob): BlobPlan {
-  return from === undefined ? { digest, size, action } : { digest, size, action, from };
 }
 
 /**
