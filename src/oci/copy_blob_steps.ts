@@ -7,8 +7,14 @@
  * @module
  */
 
-import type { BlobMover, BlobPlan, Limiter, Outcome, PlannedBlob } from "./copy_blobs.ts";
-import { settleAll } from "./copy_blobs.ts";
+import {
+  type BlobMover,
+  type BlobPlan,
+  type Limiter,
+  type Outcome,
+  type PlannedBlob,
+  settleAll,
+} from "./copy_blobs.ts";
 import type { Descriptor } from "./manifest.ts";
 import type { Reference } from "./reference.ts";
 
