@@ -1,12 +1,13 @@
 /**
  * V8 flag sets for the operator, measured interleaved (issue 16, B4/B5): for each set, B5's
  * 1000 ImageSyncs → all Ready (time, operator CPU per ImageSync, peak VmHWM, idle RSS after), one
- * operator with `--big` ImageSyncs (peak), and the 1 GiB copy at concurrency 8 (peak, CPU). The
+ * operator with `--big` ImageSyncs (peak), and a copy (default: B4's 1 GiB at concurrency 8; peak, CPU). The
  * sets run in rotation (A, B, C, A, B, C, …) on one apiserver and one source registry, so a
  * machine shared with other work moves every set alike.
  *
  *   deno run -A bench/v8_flags.ts --sets "shipped;--max-semi-space-size=1;…" [--rounds 4]
- *     [--count 1000] [--big 3000] [--big-rounds 2] [--copy-runs 3] [--concurrency 2]
+ *     [--count 1000] [--big 3000] [--big-rounds 2] [--concurrency 2]
+ *     [--copy-runs 3] [--copy-shape 8x128] [--copy-concurrency 8]
  *
  * A set is `shipped` (the compile task's flags as they are) or its comma-separated V8 flags,
  * which replace the compile task's `--v8-flags` (empty: none). Prints one line per run and a
@@ -17,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { pushImage } from "../tests/harness/fixtures.ts";
 import { pool } from "./b2_unchanged.ts";
+import { parseShape } from "./b4_syncs.ts";
 import { portagerSync } from "./commands.ts";
 import { expectDigests, runOk, withRegistry } from "./context.ts";
 import { median } from "./measure.ts";
@@ -33,8 +35,6 @@ import {
   startAuditedCluster,
 } from "./b5_scale.ts";
 import { buildBundleForm, denoDir, type PortagerForm, withOnlyV8Flags } from "./tools.ts";
-
-const MiB = 1024 * 1024;
 
 /** The forms of `sets` ("shipped", or comma-separated V8 flags replacing the shipped ones). */
 export function flagSetForms(shipped: PortagerForm, sets: string[]): PortagerForm[] {
@@ -63,20 +63,28 @@ async function main(): Promise<void> {
       big: { type: "string", default: "0" },
       "big-rounds": { type: "string", default: "2" },
       "copy-runs": { type: "string", default: "0" },
+      "copy-shape": { type: "string", default: "8x128" },
+      "copy-concurrency": { type: "string", default: "8" },
       concurrency: { type: "string", default: "2" },
     },
   });
-  const [rounds, count, big, bigRounds, copyRuns, concurrency] = [
+  const shape = parseShape(values["copy-shape"]);
+  const [rounds, count, big, bigRounds, copyRuns, concurrency, copyConcurrency] = [
     values.rounds,
     values.count,
     values.big,
     values["big-rounds"],
     values["copy-runs"],
     values.concurrency,
+    values["copy-concurrency"],
   ].map(Number);
-  if (![rounds, count, big, bigRounds, copyRuns, concurrency].every((n) => Number.isInteger(n) && n >= 0)) {
+  if (
+    ![rounds, count, big, bigRounds, copyRuns, concurrency, copyConcurrency].every((n) =>
+      Number.isInteger(n) && n >= 0
+    )
+  ) {
     throw new Error(
-      "--rounds, --count, --big, --big-rounds, --copy-runs and --concurrency are whole numbers",
+      "--rounds, --count, --big, --big-rounds, --copy-runs, --concurrency and --copy-concurrency are whole numbers (--copy-concurrency 0: sync's default)",
     );
   }
   const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
@@ -164,11 +172,12 @@ async function main(): Promise<void> {
     if (copyRuns > 0) {
       await withRegistry(async (a) => {
         const repository = "bench/b4";
-        log("pushing a 1024 MiB image");
+        log(`pushing an image of ${shape.label}`);
         const pushed = await pushImage(a, { repository, tag: "v1" }, {
           seed: 404,
-          layers: Array(8).fill(128 * MiB),
+          layers: Array(shape.layers).fill(shape.bytes),
         });
+        const key = `copy ${shape.label} at ${copyConcurrency || "default"}`;
         for (let r = 0; r < copyRuns; r++) {
           for (const f of forms) {
             await withRegistry(async (b) => {
@@ -178,13 +187,14 @@ async function main(): Promise<void> {
                 source: a.host,
                 destination: b.host,
                 images: [{ name: repository, tags: ["v1"] }],
-              }, { scratch: dir, concurrency: 8 });
+              }, { scratch: dir, concurrency: copyConcurrency || undefined });
               const res = await runOk(inv, { sampleMs: 10, cpu: true });
               await expectDigests(b.url, [{ repository, tag: "v1", digest: pushed.digest }]);
-              add(f.form, "copy peak MiB", (res.peakRssKiB ?? NaN) / 1024);
-              add(f.form, "copy CPU s", (res.cpuMs ?? NaN) / 1000);
+              add(f.form, `${key}: peak MiB`, (res.peakRssKiB ?? NaN) / 1024);
+              add(f.form, `${key}: CPU s`, (res.cpuMs ?? NaN) / 1000);
+              add(f.form, `${key}: time s`, res.ms / 1000);
               console.log(
-                `RUN copy ${f.form}: ${(res.ms / 1000).toFixed(2)} s, CPU ${
+                `RUN ${key} ${f.form}: ${(res.ms / 1000).toFixed(2)} s, CPU ${
                   ((res.cpuMs ?? NaN) / 1000).toFixed(2)
                 } s, peak ${((res.peakRssKiB ?? NaN) / 1024).toFixed(1)} MiB`,
               );
