@@ -10,7 +10,8 @@
  *     [--copy-runs 3] [--copy-shape 8x128] [--copy-concurrency 8]
  *
  * A set is `shipped` (the compile task's flags as they are) or its comma-separated V8 flags,
- * which replace the compile task's `--v8-flags` (empty: none). Prints one line per run and a
+ * which replace the compile task's `--v8-flags` (empty: none), either with an optional "@N" for
+ * `--max-concurrent-syncs N` (2 vs 4 interleaved: "shipped@2;shipped@4"). Prints one line per run and a
  * summary per set (min–max and median).
  * @module
  */
@@ -36,13 +37,20 @@ import {
 } from "./b5_scale.ts";
 import { buildBundleForm, denoDir, type PortagerForm, withOnlyV8Flags } from "./tools.ts";
 
-/** The forms of `sets` ("shipped", or comma-separated V8 flags replacing the shipped ones). */
-export function flagSetForms(shipped: PortagerForm, sets: string[]): PortagerForm[] {
-  return sets.map((s) =>
-    s.trim() === "shipped"
+/**
+ * The forms of `sets`: "shipped", or comma-separated V8 flags replacing the shipped ones; either
+ * may end in "@N" for `--max-concurrent-syncs N` (default: the operator's, 2).
+ */
+export function flagSetForms(shipped: PortagerForm, sets: string[]): ScaleForm[] {
+  return sets.map((text) => {
+    const [set, at] = text.split("@").map((s) => s.trim());
+    const form = set === "shipped"
       ? shipped
-      : withOnlyV8Flags(shipped, s.split(",").map((f) => f.trim()).filter((f) => f))
-  );
+      : withOnlyV8Flags(shipped, set.split(",").map((f) => f.trim()).filter((f) => f));
+    if (at === undefined) return form;
+    if (!/^[1-9]\d*$/.test(at)) throw new Error(`"@${at}" in the set "${text}" is not a concurrency`);
+    return { ...concurrencyVariant(form, Number(at)), form: `${form.form} @${at}` };
+  });
 }
 
 /** "min–max (median m, n runs)" of `values`, each with `digits` decimals. */
@@ -107,8 +115,8 @@ async function main(): Promise<void> {
     (s[key] ??= []).push(v);
     stats.set(form, s);
   };
-  const scaleForm = (f: PortagerForm): ScaleForm =>
-    concurrency === 2 ? f : { ...concurrencyVariant(f, concurrency), form: f.form };
+  const scaleForm = (f: ScaleForm): ScaleForm =>
+    concurrency === 2 || f.runArgs ? f : { ...concurrencyVariant(f, concurrency), form: f.form };
   try {
     if (rounds > 0 || big > 0) {
       const { kube, auditLines } = await startAuditedCluster(ctx, "v8f-");

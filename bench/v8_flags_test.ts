@@ -19,6 +19,11 @@ Deno.test("flagSetForms: `shipped` is the form itself, a set replaces its V8 fla
   assert.deepEqual(b.args, ["run", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=30", "p.js"]);
   assert.equal(b.form, "bundle, v8 --max-semi-space-size=1 --heap-growing-percent=30");
   assert.deepEqual(c.args, ["run", "p.js"]);
+  const [d] = flagSetForms(shipped, ["shipped@4"]);
+  assert.equal(d.form, "bundle @4");
+  assert.deepEqual(d.runArgs, ["--max-concurrent-syncs=4"]);
+  assert.deepEqual(d.args, shipped.args);
+  assert.throws(() => flagSetForms(shipped, ["shipped@x"]), /not a concurrency/);
 });
 
 Deno.test("spread reports min–max and the median", () => {
