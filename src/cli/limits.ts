@@ -11,6 +11,7 @@ import {
   DEFAULT_MAX_MANIFEST_BYTES,
   DEFAULT_MAX_MANIFESTS,
   DEFAULT_MAX_TAGS,
+  DEFAULT_MAX_TRANSFERS,
   DEFAULT_MIN_BYTES_PER_SECOND,
   DEFAULT_REQUEST_DEADLINE_MS,
 } from "../oci/mod.ts";
@@ -121,6 +122,27 @@ export function limitFlags(options: { syncTimeout?: string } = {}): FlagSpec[] {
         "clusters); default the Sigstore public-good root",
     },
   ];
+}
+
+/**
+ * `--max-transfers` of the long-running commands (`run`, `serve`): the process's budget of
+ * blob and manifest transfers in flight, shared by the syncs it runs at once, on top of each
+ * sync's own limit. `sync -f` has none of its own: one ImageSync at a time, its `--concurrency`
+ * is the process's budget.
+ */
+export const MAX_TRANSFERS_FLAG: FlagSpec = {
+  name: "max-transfers",
+  type: "string",
+  env: "PORTAGER_MAX_TRANSFERS",
+  default: String(DEFAULT_MAX_TRANSFERS),
+  help: "blob and manifest transfers in flight at once over all the syncs of this process (each sync " +
+    "also keeps to its own limit); raise --max-concurrent-syncs without raising the memory the transfers take",
+};
+
+/** The value of {@linkcode MAX_TRANSFERS_FLAG}: a whole number ≥ 1, else a usage error. */
+export function maxTransfers(flags: Record<string, unknown>): number {
+  const value = flags["max-transfers"] as string | undefined;
+  return value === undefined ? DEFAULT_MAX_TRANSFERS : parseCount(value, "--max-transfers");
 }
 
 /** What the flags of {@linkcode limitFlags} set. */

@@ -9,7 +9,13 @@ import { parseAllowedRegistries } from "../credentials/allowed_registries.ts";
 import { createLogger, type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../log/mod.ts";
 import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
-import { DEFAULT_SYNC_TIMEOUT, limitFlags, limitSettings } from "./limits.ts";
+import {
+  DEFAULT_SYNC_TIMEOUT,
+  limitFlags,
+  limitSettings,
+  MAX_TRANSFERS_FLAG,
+  maxTransfers,
+} from "./limits.ts";
 import { parseListenAddress } from "../server/http.ts";
 import { parseDuration, readCaFiles, splitList } from "./common.ts";
 import { EXIT } from "./mod.ts";
@@ -37,6 +43,7 @@ const FLAGS: FlagSpec[] = [
     default: "2",
     help: "ImageSyncs synced at the same time",
   },
+  MAX_TRANSFERS_FLAG,
   {
     name: "shards",
     type: "string",
@@ -345,6 +352,7 @@ export async function runCommand(args: string[]): Promise<number> {
       `--max-concurrent-syncs must be a whole number ≥ 1, got "${flags["max-concurrent-syncs"]}"`,
     );
   }
+  const transfers = maxTransfers(flags);
   const shard = parseShard(flags.shards as string | undefined, flags["shard-index"] as string | undefined);
   if (shard && flags["leader-elect"] === false) {
     throw new UsageError("--shards needs leader election: each shard elects on its own Lease");
@@ -389,6 +397,7 @@ export async function runCommand(args: string[]): Promise<number> {
       context: flags.context as string | undefined,
       namespaces: splitList(flags.namespace as string[]),
       maxConcurrentSyncs: maxConcurrent,
+      maxTransfers: transfers,
       leaderElection: (flags["leader-elect"] as boolean | undefined) ??
         (inCluster() || shard !== undefined || watchLabelSelector !== undefined),
       shard,

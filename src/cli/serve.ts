@@ -15,7 +15,7 @@ import { WEBHOOK_FLAGS, webhookOptions } from "./webhook.ts";
 import { parseDuration } from "./common.ts";
 import { formatLoadProblem, loadImageSyncs } from "./load.ts";
 import { commonFlags, commonSettings, logLevelFlag } from "./sync.ts";
-import { DEFAULT_SYNC_TIMEOUT, limitFlags } from "./limits.ts";
+import { DEFAULT_SYNC_TIMEOUT, limitFlags, MAX_TRANSFERS_FLAG, maxTransfers } from "./limits.ts";
 import { DEFAULT_CONCURRENCY, preloadStreamingHash } from "../oci/mod.ts";
 
 /**
@@ -54,6 +54,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
     default: "2",
     help: "ImageSyncs synced at the same time",
   },
+  MAX_TRANSFERS_FLAG,
   {
     name: "grace-period",
     type: "string",
@@ -115,6 +116,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       `--max-concurrent-syncs must be a whole number ≥ 1, got "${flags["max-concurrent-syncs"]}"`,
     );
   }
+  const transfers = maxTransfers(flags);
   const gracePeriodMs = parseDuration(flags["grace-period"] as string, "--grace-period");
   const statePath = (flags["state-file"] as string | undefined) || defaultStatePath();
   for (const path of settings.files) {
@@ -174,6 +176,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       insecureRegistries: settings.insecureRegistries,
       caCerts: settings.caCerts,
       concurrency: settings.concurrency,
+      maxTransfers: transfers,
       userAgent: "portager-serve",
       allowCrossNamespaceRefs: secrets.allowCrossNamespaceRefs,
       limits: settings.limits,

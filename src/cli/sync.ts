@@ -21,6 +21,7 @@ import { type FlagSpec, formatFlags, parseArgs, UsageError } from "./args.ts";
 import { type FileCredentials, loadFileCredentials } from "./auth.ts";
 import { readCaFiles, splitList } from "./common.ts";
 import { limitFlags, limitSettings } from "./limits.ts";
+import { Limiter } from "../oci/mod.ts";
 import type { SyncLimits } from "../sync/options.ts";
 import { EXIT } from "./mod.ts";
 import { formatLoadProblem, type LoadedImageSync, loadImageSyncs, type LoadProblem } from "./load.ts";
@@ -288,6 +289,9 @@ async function runOne(
       repositories: creds.repositories,
       dryRun: options.dryRun,
       concurrency: settings.concurrency,
+      // ImageSyncs run one after another: the sync's copiers (one per platform filter, the
+      // referrers') share --concurrency, the process's transfers
+      transferBudget: new Limiter(settings.concurrency),
       insecureRegistries: settings.insecureRegistries,
       caCerts: settings.caCerts,
       limits: settings.limits,

@@ -108,6 +108,11 @@ export interface OperatorOptions {
   /** Blob copies in flight per sync; default the sync engine's. */
   copyConcurrency?: number;
   /**
+   * Blob and manifest transfers in flight at once over every sync of this process, on top of
+   * `copyConcurrency` per sync (`--max-transfers`); default `DEFAULT_MAX_TRANSFERS` (8).
+   */
+  maxTransfers?: number;
+  /**
    * Run as shard `index` of `shards` (needs `leaderElection`): only the ImageSyncs whose
    * FNV-1a hash of namespace/name falls in this shard, elected on `<leaseName>-shard-<index>`.
    */
@@ -380,6 +385,7 @@ export async function runOperator(options: OperatorOptions): Promise<void> {
       insecureRegistries: options.insecureRegistries,
       caCerts: options.caCerts,
       concurrency: options.copyConcurrency,
+      maxTransfers: options.maxTransfers,
       userAgent: "portager-operator",
       allowCrossNamespaceRefs: options.allowCrossNamespaceRefs ?? false,
       cloudIdentityNamespaces: options.cloudIdentityNamespaces,

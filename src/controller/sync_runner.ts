@@ -12,7 +12,7 @@
 
 import type { ImageSyncSpec } from "../api/mod.ts";
 import { type AllowedRegistries, credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
-import type { CredentialResolver } from "../oci/mod.ts";
+import { type CredentialResolver, DEFAULT_MAX_TRANSFERS, Limiter } from "../oci/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import { RegistryClientCache, syncImageSync, type SyncLimits } from "../sync/mod.ts";
 import type { StoredImageSync, SyncRunner } from "./reconcile.ts";
@@ -25,6 +25,11 @@ export interface SyncSettings {
   caCerts?: string[];
   /** Blob transfers in flight per sync; default the sync engine's. */
   concurrency?: number;
+  /**
+   * Blob and manifest transfers in flight at once over all the syncs of this manager (the
+   * process's budget, on top of `concurrency` per sync); default `DEFAULT_MAX_TRANSFERS` (8).
+   */
+  maxTransfers?: number;
   /** User-Agent of registry requests; default "portager-operator". */
   userAgent?: string;
   /** Whether a secretRef may name another namespace than the ImageSync's; default false. */
@@ -55,6 +60,9 @@ export function makePrepareSync(
   settings: SyncSettings = {},
 ): (obj: StoredImageSync, spec: ImageSyncSpec, signal: AbortSignal) => Promise<SyncRunner> {
   const clientCache = new RegistryClientCache();
+  // one budget for every sync this manager runs: raising the workers raises the checks in
+  // flight, not the transfers (and the memory their buffers take)
+  const transferBudget = new Limiter(settings.maxTransfers ?? DEFAULT_MAX_TRANSFERS);
   return async (obj, spec) => {
     const creds = await credentialsForSpec(spec, {
       namespace: obj.metadata.namespace,
@@ -72,6 +80,7 @@ export function makePrepareSync(
         insecureRegistries: settings.insecureRegistries,
         caCerts: settings.caCerts,
         concurrency: settings.concurrency,
+        transferBudget,
         limits: settings.limits,
         trustedRootPath: settings.trustedRootPath,
         userAgent: settings.userAgent ?? "portager-operator",

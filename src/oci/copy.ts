@@ -37,11 +37,20 @@ import {
   type Target,
 } from "./copy_manifests.ts";
 
-export type { BlobPlan } from "./copy_blobs.ts";
+export { type BlobPlan, Limiter, type LimiterOptions, type LimiterRunOptions } from "./copy_blobs.ts";
 export type { CopyProgress } from "./copy_blob_steps.ts";
 
 /** Blob and manifest transfers in flight at once per batch, unless {@linkcode CopierOptions.concurrency} says otherwise. */
 export const DEFAULT_CONCURRENCY = 4;
+/**
+ * Blob and manifest transfers in flight at once over every sync of a long-running process
+ * (`portager run`, `portager serve`), unless configured otherwise: 8, the two syncs of the
+ * default `--max-concurrent-syncs` times {@linkcode DEFAULT_CONCURRENCY}, so the defaults move
+ * exactly what they did before the budget. More syncs at once then add the latency-bound work
+ * (tag and blob checks, manifest reads) but not the transfers, whose buffers are the memory.
+ * Shared as a {@linkcode Limiter} given to each copier as {@linkcode CopierOptions.budget}.
+ */
+export const DEFAULT_MAX_TRANSFERS = 8;
 /**
  * Blob existence checks (HEADs) in flight at once per batch, unless
  * {@linkcode CopierOptions.checkConcurrency} says otherwise (16, as for tags' manifest checks
@@ -68,6 +77,13 @@ export const DEFAULT_MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 export interface CopierOptions {
   /** Blob and manifest transfers in flight at once, across all copies of this batch (default {@linkcode DEFAULT_CONCURRENCY}). */
   concurrency?: number;
+  /**
+   * A limiter shared by several copiers (the process's transfer budget, e.g.
+   * `new Limiter(DEFAULT_MAX_TRANSFERS)`): each blob or manifest transfer of this batch holds
+   * one of its slots too, so all the copiers sharing it never run more transfers at once than
+   * its size, whatever their own `concurrency`. A cancelled copy leaves its queue.
+   */
+  budget?: Limiter;
   /** Blob existence checks (HEADs) in flight at once, across all copies of this batch (default {@linkcode DEFAULT_CHECK_CONCURRENCY}). */
   checkConcurrency?: number;
   /** How blob transfers are restarted after a retryable failure (default: the destination client's policy). */
@@ -170,7 +186,7 @@ export class Copier {
       this.#destination = clients;
     }
     this.#opts = opts;
-    this.#limiter = new Limiter(opts.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#limiter = new Limiter(opts.concurrency ?? DEFAULT_CONCURRENCY, { parent: opts.budget });
     this.#caps = new ManifestCaps({
       maxManifests: opts.maxManifests ?? DEFAULT_MAX_MANIFESTS,
       maxBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,

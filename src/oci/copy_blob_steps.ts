@@ -85,7 +85,9 @@ export async function planBlobs(batch: BlobBatch, work: CopyBlobs): Promise<void
   const { src, dst, tally } = work;
   const plans = await settleAll(
     work.blobs.map((d) =>
-      batch.checks.run(() => batch.mover.plan(src, dst, d, true, work.signal, work.newRepository))
+      batch.checks.run(() => batch.mover.plan(src, dst, d, true, work.signal, work.newRepository), {
+        signal: work.signal,
+      })
     ),
     work.inner,
   );
@@ -135,7 +137,10 @@ export async function copyBlobs(
       const d = blobs[i];
       const p: PlannedBlob = d.digest === work.unchecked
         ? { digest: d.digest, size: d.size, descriptor: d, action: "copy" }
-        : await batch.checks.run(() => batch.mover.plan(src, dst, d, false, work.signal, work.newRepository));
+        : await batch.checks.run(
+          () => batch.mover.plan(src, dst, d, false, work.signal, work.newRepository),
+          { signal: work.signal },
+        );
       tally.blobs[i] = planEntry(p);
       if (p.action === "copy") planBytes += p.size;
       if (--unplanned === 0) totalBytes = planBytes;

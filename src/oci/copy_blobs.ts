@@ -26,31 +26,102 @@ export interface BlobPlan {
   from?: string;
 }
 
-/** Runs at most `max` tasks at once, in arrival order. */
+/** Options for {@linkcode Limiter}. */
+export interface LimiterOptions {
+  /**
+   * A limiter shared with others (the process's transfer budget): each task holds a slot of
+   * this limiter and then one of the parent's while it runs, so tasks of all the limiters that
+   * share the parent never run more than the parent's `max` at once. Slots are always taken in
+   * that order (own, then parent's) and released together when the task ends.
+   */
+  parent?: Limiter;
+}
+
+/** Per-task options of {@linkcode Limiter.run}. */
+export interface LimiterRunOptions {
+  /** Gives up a place in the queue: `run` rejects with the signal's reason, `fn` never runs. */
+  signal?: AbortSignal;
+}
+
+/** One task waiting for a slot. */
+interface Waiter {
+  grant: () => void;
+}
+
+/**
+ * Runs at most `max` tasks at once, in arrival order; with a `parent`, also at most the
+ * parent's `max` over every limiter sharing it (see {@linkcode LimiterOptions.parent}).
+ *
+ * It cannot deadlock as long as no task waits for a slot of any limiter while it runs: the
+ * copier's tasks (a blob's mount or stream with its restarts, a manifest's GET, a child
+ * manifest's HEAD and PUT) only send requests and sleep, and a waiter holds its own
+ * limiter's slot while it waits for the parent's, never the other way round.
+ */
 export class Limiter {
   #active = 0;
-  #queue: Array<() => void> = [];
+  #queue: Waiter[] = [];
   readonly #max: number;
+  readonly #parent?: Limiter;
 
   /** A limiter letting `max` tasks (at least one) run at once. */
-  constructor(max: number) {
+  constructor(max: number, opts: LimiterOptions = {}) {
     this.#max = Math.max(1, Math.floor(max));
+    this.#parent = opts.parent;
   }
 
-  /** Runs `fn` once fewer than `max` tasks are running. */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#active >= this.#max) {
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
-    } else {
-      this.#active++;
-    }
+  /** Tasks holding a slot of this limiter (running, or waiting for the parent's slot). */
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Tasks waiting for a slot of this limiter. */
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Runs `fn` once fewer than `max` tasks are running (here and, with a parent, there). An
+   * aborted `signal` takes the task out of the queues: it rejects with the signal's reason.
+   */
+  async run<T>(fn: () => Promise<T>, opts: LimiterRunOptions = {}): Promise<T> {
+    await this.#acquire(opts.signal);
     try {
-      return await fn();
+      return this.#parent ? await this.#parent.run(fn, opts) : await fn();
     } finally {
-      const next = this.#queue.shift();
-      if (next) next();
-      else this.#active--;
+      this.#release();
     }
+  }
+
+  /** Takes a slot, waiting in arrival order; an abort leaves the queue. */
+  #acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#active < this.#max) {
+      this.#active++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.#queue.indexOf(waiter);
+        if (i >= 0) this.#queue.splice(i, 1);
+        reject(signal!.reason);
+      };
+      // the slot passes straight from the releasing task to this one (#active unchanged)
+      const waiter: Waiter = {
+        grant: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.push(waiter);
+    });
+  }
+
+  /** Hands the slot to the first waiter, or frees it. */
+  #release(): void {
+    const next = this.#queue.shift();
+    if (next) next.grant();
+    else this.#active--;
   }
 }
 
@@ -171,7 +242,7 @@ export class BlobMover {
       await again;
       return "skip";
     }
-    const task = this.#limiter.run(() => this.#transfer(job));
+    const task = this.#transfer(job);
     this.#tasks.set(key, task);
     try {
       const outcome = await task;
@@ -186,44 +257,20 @@ export class BlobMover {
     }
   }
 
-  /** Mounts or streams one blob, restarting the whole transfer (fresh GET) on retryable failures. */
+  /**
+   * Mounts or streams one blob, restarting the whole transfer (fresh GET) on retryable
+   * failures. Each attempt holds a transfer slot (the batch's limiter and, through it, the
+   * process's budget); the backoff before a restart does not, so a blob waiting to be retried
+   * keeps no other sync's transfer waiting.
+   */
   async #transfer(job: BlobJob): Promise<Outcome> {
-    const { src, dst, p, signal, progress } = job;
+    const { src, dst, p, signal } = job;
     const max = this.#retry.maxAttempts;
-    let countedFallback = false;
+    const fallback = { counted: false };
     for (let attempt = 1;; attempt++) {
-      let moved = 0;
       try {
-        let location: string | undefined;
-        const from = p.action === "mount" ? p.from ?? this.#mountSource(src, dst, p.digest) : undefined;
-        if (from) {
-          const r = await this.#destination.mountBlob(dst, p.digest, { fromRepository: from, signal });
-          if (r.mounted) return "mounted";
-          location = r.location;
-          if (!countedFallback) {
-            countedFallback = true;
-            job.onFallbackCopy();
-          }
-        }
-        const buffers = new BlobBuffers();
-        const blob = await this.#openTransfer(job, {
-          location,
-          buffers,
-          onChunk: (n) => {
-            moved += n;
-            progress(p.digest, n);
-          },
-        });
-        await this.#destination.uploadBlob(
-          dst,
-          { digest: p.digest, stream: blob.stream, size: p.size },
-          { location: blob.location, signal },
-        );
-        // The registry took the whole blob: fetch sent every chunk, their buffers are free.
-        buffers.release();
-        return "copied";
+        return await this.#limiter.run(() => this.#attempt(job, fallback), { signal });
       } catch (e) {
-        if (moved > 0) progress(p.digest, -moved);
         const retryable = e instanceof OciError && e.retryable && !signal.aborted;
         if (!retryable || attempt >= max) throw e;
         const delayMs = this.#retry.backoff(attempt);
@@ -237,6 +284,45 @@ export class BlobMover {
         });
         await sleep(delayMs, signal);
       }
+    }
+  }
+
+  /** One attempt of a blob's transfer: a mount, else (or when the mount fell back) a stream. */
+  async #attempt(job: BlobJob, fallback: { counted: boolean }): Promise<Outcome> {
+    const { src, dst, p, signal, progress } = job;
+    let moved = 0;
+    try {
+      let location: string | undefined;
+      const from = p.action === "mount" ? p.from ?? this.#mountSource(src, dst, p.digest) : undefined;
+      if (from) {
+        const r = await this.#destination.mountBlob(dst, p.digest, { fromRepository: from, signal });
+        if (r.mounted) return "mounted";
+        location = r.location;
+        if (!fallback.counted) {
+          fallback.counted = true;
+          job.onFallbackCopy();
+        }
+      }
+      const buffers = new BlobBuffers();
+      const blob = await this.#openTransfer(job, {
+        location,
+        buffers,
+        onChunk: (n) => {
+          moved += n;
+          progress(p.digest, n);
+        },
+      });
+      await this.#destination.uploadBlob(
+        dst,
+        { digest: p.digest, stream: blob.stream, size: p.size },
+        { location: blob.location, signal },
+      );
+      // The registry took the whole blob: fetch sent every chunk, their buffers are free.
+      buffers.release();
+      return "copied";
+    } catch (e) {
+      if (moved > 0) progress(p.digest, -moved);
+      throw e;
     }
   }
 

@@ -213,8 +213,9 @@ export async function readTree(
     });
     const fetched = await settleAll(
       unique.map((c) =>
-        limiter.run(() =>
-          source.getManifest(src.withDigest(c.digest), { signal: scope.signal, size: c.size })
+        limiter.run(
+          () => source.getManifest(src.withDigest(c.digest), { signal: scope.signal, size: c.size }),
+          { signal: scope.signal },
         )
       ),
       scope.inner,
@@ -248,7 +249,7 @@ export async function pushChildren(
           if (await destination.headManifest(ref, { signal: scope.signal })) return 0;
           await destination.putManifest(ref, m, { signal: scope.signal });
           return 1;
-        })
+        }, { signal: scope.signal })
       ),
       scope.inner,
     );

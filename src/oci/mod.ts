@@ -33,6 +33,10 @@ export {
   DEFAULT_CONCURRENCY,
   DEFAULT_MAX_MANIFEST_BYTES,
   DEFAULT_MAX_MANIFESTS,
+  DEFAULT_MAX_TRANSFERS,
+  Limiter,
+  type LimiterOptions,
+  type LimiterRunOptions,
 } from "./copy.ts";
 export { OciError, type OciErrorOptions, type OciErrorReason, redactUrls } from "./errors.ts";
 export {

@@ -14,7 +14,7 @@
  * index's own referrers do not apply to it and are not carried; its platform manifests' are.
  * @module
  */
-import { Copier, type Reference, type RegistryClient } from "../oci/mod.ts";
+import { Copier, type Limiter, type Reference, type RegistryClient } from "../oci/mod.ts";
 import {
   type CopiedReferrer,
   copyCosignTags,
@@ -47,6 +47,8 @@ export interface ReferrerCarrierOptions {
   dryRun: boolean;
   /** Transfers in flight at once for referrer blobs. */
   concurrency?: number;
+  /** The process's transfer budget, shared with the sync's other copiers (`CopierOptions.budget`). */
+  budget?: Limiter;
   /** Receives the ReferrersCopied event. */
   emit: (e: SyncEvent) => void;
 }
@@ -83,7 +85,7 @@ export function referrerCarrier(
   config: CopyReferrersConfig,
   opts: ReferrerCarrierOptions,
 ): ReferrerCarrier {
-  const copier = new Copier(clients, { concurrency: opts.concurrency });
+  const copier = new Copier(clients, { concurrency: opts.concurrency, budget: opts.budget });
   const artifactTypes = config.artifactTypes?.length ? config.artifactTypes : undefined;
   // Learned from the first listing: a source without the referrers API is asked for the
   // fallback tag directly afterwards (one read per subject, not two; the subjects of the

@@ -26,6 +26,7 @@ import {
   type CopyProgress,
   type Credential,
   type CredentialResolver,
+  type Limiter,
   normalizeRegistryHost,
   RegistryClient,
   type RetryEvent,
@@ -67,6 +68,12 @@ export interface SyncOptions {
   dryRun?: boolean;
   /** Blob and manifest transfers in flight at once (default: the copier's `DEFAULT_CONCURRENCY`). */
   concurrency?: number;
+  /**
+   * The process's transfer budget, shared with the other syncs it runs at once: every copier
+   * of this sync (one per platform filter, the referrers') holds one of its slots per blob or
+   * manifest transfer, on top of `concurrency` (see `CopierOptions.budget`). Default none.
+   */
+  transferBudget?: Limiter;
   /** Tags worked on at once (default 4; the Copier counts a blob shared by tags once, dry run too). */
   tagConcurrency?: number;
   /** Copy only these platforms of multi-arch images. */
@@ -192,6 +199,7 @@ async function syncOnce(spec: ImageSyncSpec, opts: SyncOptions): Promise<SyncRep
   const onProgress = opts.onProgress;
   const copierOptions = {
     concurrency: opts.concurrency,
+    budget: opts.transferBudget,
     maxManifests: opts.limits?.maxManifests,
     maxManifestBytes: opts.limits?.maxManifestBytes,
     onProgress: onProgress &&
@@ -246,6 +254,7 @@ async function syncOnce(spec: ImageSyncSpec, opts: SyncOptions): Promise<SyncRep
         ? referrerCarrier({ source, destination }, spec.copyReferrers, {
           dryRun,
           concurrency: opts.concurrency,
+          budget: opts.transferBudget,
           emit,
         })
         : undefined,

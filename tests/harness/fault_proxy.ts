@@ -89,7 +89,11 @@ function matches(rule: FaultRule, req: Request, url: URL): boolean {
   return true;
 }
 
-async function forward(upstream: string, self: string, req: Request, url: URL): Promise<Response> {
+/**
+ * Forwards `req` to the registry at `upstream` (body streamed), rewriting a `Location` into it
+ * so that it points at `self`, the proxy's own base URL.
+ */
+export async function forward(upstream: string, self: string, req: Request, url: URL): Promise<Response> {
   const headers = new Headers(req.headers);
   headers.delete("host");
   const hasBody = req.method !== "GET" && req.method !== "HEAD" && req.body !== null;
