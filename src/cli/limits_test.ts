@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { parseArgs, UsageError } from "./args.ts";
-import { DEFAULT_SYNC_TIMEOUT, limitFlags, limitSettings, parseSize } from "./limits.ts";
+import {
+  DEFAULT_SYNC_TIMEOUT,
+  limitFlags,
+  limitSettings,
+  MAX_TRANSFERS_FLAG,
+  maxTransfers,
+  parseSize,
+} from "./limits.ts";
+import { main } from "./mod.ts";
 
 const noEnv = () => undefined;
 
@@ -93,4 +101,36 @@ Deno.test("parseSize: whole numbers with Kubernetes quantity suffixes", () => {
   assert.equal(parseSize("1Gi", "--x"), 1 << 30);
   assert.throws(() => parseSize("1.5Mi", "--x"), UsageError);
   assert.throws(() => parseSize("Mi", "--x"), UsageError);
+});
+
+Deno.test("--max-transfers (PORTAGER_MAX_TRANSFERS): default 8, a whole number ≥ 1, else a usage error", () => {
+  const parse = (args: string[], env: (n: string) => string | undefined = noEnv) =>
+    maxTransfers(parseArgs(args, [MAX_TRANSFERS_FLAG], { env }).flags);
+  assert.equal(parse([]), 8);
+  assert.equal(parse(["--max-transfers=16"]), 16);
+  assert.equal(parse([], (n) => n === "PORTAGER_MAX_TRANSFERS" ? "3" : undefined), 3);
+  for (const bad of ["0", "-2", "1.5", "eight", ""]) {
+    assert.throws(
+      () => parse([`--max-transfers=${bad}`]),
+      (e: unknown) =>
+        e instanceof UsageError && e.message === `--max-transfers must be a whole number ≥ 1, got "${bad}"`,
+    );
+  }
+});
+
+Deno.test("run and serve refuse a bad --max-transfers before anything starts: exit 2 with the flag's message", async () => {
+  const out: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => void out.push(a.join(" "));
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(await main(["run", "--max-transfers=0", "--health-probe-bind-address=0"]), 2);
+    assert.match(out.join("\n"), /--max-transfers must be a whole number ≥ 1, got "0"/);
+    out.length = 0;
+    assert.equal(await main(["serve", "-f", dir, "--max-transfers=many"]), 2);
+    assert.match(out.join("\n"), /--max-transfers must be a whole number ≥ 1, got "many"/);
+  } finally {
+    console.error = error;
+    await Deno.remove(dir, { recursive: true });
+  }
 });
