@@ -441,6 +441,11 @@ function overTarget(kib: number): string {
   return kib / 1024 <= TARGET_MIB ? "within" : `above by ${(kib / 1024 - TARGET_MIB).toFixed(0)} MiB`;
 }
 
+/** `runs` with those of the `shipped` form first, the others in their order. */
+export function shippedFirst<T extends { form: string }>(runs: T[], shipped: string): T[] {
+  return [...runs.filter((r) => r.form === shipped), ...runs.filter((r) => r.form !== shipped)];
+}
+
 /** Whether a B5 form name is one of the floor rows ({@linkcode floorForm}). */
 export function isFloor(form: string): boolean {
   return form.startsWith("floor");
@@ -513,7 +518,7 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
   const { kube, auditLines } = await startAuditedCluster(ctx, "b5-");
   const operators: Operator[] = [];
   try {
-    const runs = await withRegistry(async (source) => {
+    const ran = await withRegistry(async (source) => {
       ctx.log(`B5: pushing ${count} small images`);
       const names = Array.from({ length: count }, (_, i) => `app-${String(i).padStart(4, "0")}`);
       const digests = new Map<string, string>();
@@ -527,17 +532,23 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
       const token = await kube.tokenFor(SA_NAMESPACE, SA_NAME, { expirationSeconds: 7200 });
       const kubeconfig = await kube.kubeconfigForToken(token, { namespace: SA_NAMESPACE });
       const env: ScaleEnv = { kube, source, kubeconfig, names, digests, auditLines, operators };
+      // the shipped form sits between its two comparisons, so each pair runs back to back: the
+      // form without --optimize-for-size just before it, the baseline (the B5 goal's ratio) just
+      // after (round 6: run 12 minutes apart, the counterpart's row had looked 19 % faster)
       const forms = selectForms([
+        sizeFlagsCounterpart(ctx.portager),
         ctx.portager,
-        ...(baseline.form ? [baseline.form] : []), // right after today's: the ratio's two runs adjacent
+        ...(baseline.form ? [baseline.form] : []),
         ...FLOOR_CONCURRENCIES.map((n) => floorForm(ctx.portagerSource.env, n)),
         ...(ctx.portager.form === "bundle" ? [ctx.portagerSource] : []),
-        sizeFlagsCounterpart(ctx.portager),
       ], CONCURRENCY_VARIANTS.map((n) => concurrencyVariant(ctx.portager, n)));
       const out: ScaleRun[] = [];
       for (const [i, form] of forms.entries()) out.push(await scaleRun(ctx, env, form, i));
       return out;
     });
+    const runOrder = ran.map((r) => r.form).join(" → ");
+    // the tables list the shipped form first, whatever the order the forms ran in
+    const runs = shippedFirst(ran, ctx.portager.form);
 
     const per = (n: number) => (n / count).toFixed(2);
     const b5: Table = {
@@ -635,6 +646,7 @@ export async function runB5(ctx: BenchContext & BaselineContext): Promise<CaseRe
           `Time from the first create (${count} POSTs, 8 at a time, took ${
             runs.map((r) => seconds(r.createMs)).join(" / ")
           }) to all Ready; Ready followed with one watch (the bench's own LIST + WATCH).`,
+          `Forms ran one after another in this order, each pair compared back to back: ${runOrder}.`,
           "Operator CPU: utime + stime of the operator process (/proc/<pid>/stat) over the same span, per ImageSync Ready.",
           ...runs.map((r) => `Stack CPU per ImageSync, ${r.form}: ${formatStackCpu(r.stackCpuPer)}.`),
           // B4 leaves variants out; their peak is what a change of the default would cost

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concurrencyVariant, countAudit, floorForm, selectForms } from "./b5_scale.ts";
+import { concurrencyVariant, countAudit, floorForm, selectForms, shippedFirst } from "./b5_scale.ts";
 import type { PortagerForm } from "./tools.ts";
 
 const SA = "system:serviceaccount:portager-system:portager";
@@ -59,4 +59,17 @@ Deno.test("selectForms: all forms unless B5_FORMS names some, in its order, repe
   ]);
   assert.deepEqual(picked[1].runArgs, ["--max-concurrent-syncs=4"]);
   assert.ok(picked[0].args.includes("--concurrency=8"));
+});
+
+Deno.test("shippedFirst: the shipped form's rows lead, the rest keep the order they ran in", () => {
+  const ran = [{ form: "bundle, without --optimize-for-size" }, { form: "bundle" }, { form: "baseline" }, {
+    form: "source",
+  }];
+  assert.deepEqual(shippedFirst(ran, "bundle").map((r) => r.form), [
+    "bundle",
+    "bundle, without --optimize-for-size",
+    "baseline",
+    "source",
+  ]);
+  assert.deepEqual(shippedFirst(ran, "absent"), ran);
 });
