@@ -14,6 +14,7 @@ import type { ImageSyncSpec } from "../api/mod.ts";
 import { type AllowedRegistries, credentialsForSpec, type SecretLoader } from "../credentials/mod.ts";
 import { type CredentialResolver, DEFAULT_MAX_TRANSFERS, Limiter } from "../oci/mod.ts";
 import type { Logger } from "../log/mod.ts";
+import type { Metrics } from "../metrics/mod.ts";
 import { RegistryClientCache, syncImageSync, type SyncLimits } from "../sync/mod.ts";
 import type { StoredImageSync, SyncRunner } from "./reconcile.ts";
 
@@ -44,6 +45,11 @@ export interface SyncSettings {
   trustedRootPath?: string;
   /** Logger. */
   logger?: Logger;
+  /**
+   * Metrics to expose the transfer budget on (`portager_transfers_in_flight`, `_waiting`,
+   * `_max`, read at each scrape); none by default.
+   */
+  metrics?: Metrics;
 }
 
 /** Where a store's Secrets come from. */
@@ -63,6 +69,7 @@ export function makePrepareSync(
   // one budget for every sync this manager runs: raising the workers raises the checks in
   // flight, not the transfers (and the memory their buffers take)
   const transferBudget = new Limiter(settings.maxTransfers ?? DEFAULT_MAX_TRANSFERS);
+  settings.metrics?.watchTransfers(transferBudget);
   return async (obj, spec) => {
     const creds = await credentialsForSpec(spec, {
       namespace: obj.metadata.namespace,

@@ -55,6 +55,19 @@ export interface SyncObservation {
   finishedAt?: string;
 }
 
+/**
+ * What the transfer-budget gauges read at each scrape: the process's budget of blob and
+ * manifest transfers (`--max-transfers`), a `Limiter` of src/oci without a parent.
+ */
+export interface TransferBudgetReading {
+  /** Transfers in flight (tasks holding a slot of the budget). */
+  readonly active: number;
+  /** Transfers their copier let through that wait for a slot of the budget. */
+  readonly waiting: number;
+  /** The budget's size. */
+  readonly max: number;
+}
+
 /** The labels every per-ImageSync series has, as upstream. */
 export type NameNs = "name" | "namespace";
 
@@ -102,6 +115,14 @@ export class Metrics {
   readonly registryRateLimitRemaining: Gauge<"registry">;
   /** Reads the registries' rate-limit budgets when /metrics is scraped. */
   #rateLimits?: () => Iterable<{ registry: string; remaining: number }>;
+  /** portager_transfers_in_flight: blob and manifest transfers holding a slot of the process's budget. */
+  readonly transfersInFlight: Gauge;
+  /** portager_transfers_waiting: transfers waiting for a slot of the budget (not for their copier's own limit). */
+  readonly transfersWaiting: Gauge;
+  /** portager_transfers_max: the budget's size (`--max-transfers`). */
+  readonly transfersMax: Gauge;
+  /** The budget the transfer gauges read at each scrape. */
+  #transfers?: TransferBudgetReading;
   /** `portage_shard_imagesyncs{shard,shards[,selector]}`: ImageSyncs this shard owns (sharded operators only). */
   readonly shardImageSyncs: Gauge;
   /** portager_last_success_timestamp_seconds{name,namespace}: when the last successful sync finished. */
@@ -225,6 +246,34 @@ export class Metrics {
         for (const b of rateLimits()) this.set({ registry: b.registry }, b.remaining);
       },
     });
+    // read from the budget when scraped: no cost per transfer
+    const transfers = () => this.#transfers;
+    const budgetGauge = (name: string, help: string, read: (b: TransferBudgetReading) => number) =>
+      new Gauge({
+        name,
+        help: `${help} (--max-transfers)`,
+        registers,
+        collect() {
+          const budget = transfers();
+          this.set(budget ? read(budget) : 0);
+        },
+      });
+    this.transfersInFlight = budgetGauge(
+      "portager_transfers_in_flight",
+      "Blob and manifest transfers in flight under the process's budget",
+      (b) => b.active,
+    );
+    this.transfersWaiting = budgetGauge(
+      "portager_transfers_waiting",
+      "Blob and manifest transfers waiting for a slot of the process's budget, " +
+        "not those waiting for their sync's own concurrency",
+      (b) => b.waiting,
+    );
+    this.transfersMax = budgetGauge(
+      "portager_transfers_max",
+      "Size of the process's budget of blob and manifest transfers",
+      (b) => b.max,
+    );
     this.syncStartFailures = new Counter({
       name: "portage_sync_start_failures_total",
       help: "Syncs that could not start (credentials, Secrets: reason AuthFailed, …); " +
@@ -347,6 +396,14 @@ export class Metrics {
   /** Where `portager_registry_ratelimit_remaining` reads the budgets from at each scrape. */
   watchRateLimits(read: () => Iterable<{ registry: string; remaining: number }>): void {
     this.#rateLimits = read;
+  }
+
+  /**
+   * Where `portager_transfers_in_flight`, `portager_transfers_waiting` and
+   * `portager_transfers_max` read the process's transfer budget at each scrape.
+   */
+  watchTransfers(budget: TransferBudgetReading): void {
+    this.#transfers = budget;
   }
 
   /** Drops the per-object series of a deleted ImageSync. */

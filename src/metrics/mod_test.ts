@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { promtoolCheckMetrics } from "../../tests/harness/supply_chain.ts";
+import { Limiter } from "../oci/mod.ts";
 import { createMetrics, type SyncObservation } from "./mod.ts";
 
 function includes(text: string, part: string): void {
@@ -138,4 +139,43 @@ Deno.test("last success and schedule interval: set by a successful sync or a sta
   // forgotten means forgotten: an older time is taken again for a re-created ImageSync
   fromStatus(10);
   assert.equal(await lastSuccess(), at(10).getTime() / 1000);
+});
+
+Deno.test("transfer gauges: in flight and waiting read from the budget at each scrape; copier waits are not the budget's", async () => {
+  const m = createMetrics();
+  const gauge = async (name: string) => {
+    const line = (await m.expose()).split("\n").find((l) => l.startsWith(`${name} `));
+    assert.ok(line, `${name} missing`);
+    return Number(line.split(" ").pop());
+  };
+  const figures = async () => [
+    await gauge("portager_transfers_in_flight"),
+    await gauge("portager_transfers_waiting"),
+    await gauge("portager_transfers_max"),
+  ];
+  assert.deepEqual(await figures(), [0, 0, 0], "no budget watched yet");
+  const budget = new Limiter(2);
+  m.watchTransfers(budget);
+  assert.deepEqual(await figures(), [0, 0, 2]);
+  // two copiers of 2 with 3 tasks each: 4 pass their copiers, 2 run, 2 wait for the budget
+  const copiers = [new Limiter(2, { parent: budget }), new Limiter(2, { parent: budget })];
+  const open: Array<() => void> = [];
+  const hold = () => new Promise<void>((r) => open.push(r));
+  const runs = copiers.flatMap((c) => [c.run(hold), c.run(hold), c.run(hold)]);
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(await figures(), [2, 2, 2]);
+  open.shift()!();
+  await new Promise((r) => setTimeout(r, 0));
+  // the freed slot went to a budget waiter; its copier let its third task through to the budget
+  assert.deepEqual(await figures(), [2, 2, 2]);
+  while (open.length > 0 || budget.active > 0) {
+    for (const release of open.splice(0)) release();
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  await Promise.all(runs);
+  assert.deepEqual(await figures(), [0, 0, 2]);
+  const text = await m.expose();
+  includes(text, "# TYPE portager_transfers_waiting gauge");
+  const res = await promtoolCheckMetrics(text);
+  assert.equal(res.output.trim(), "", "promtool reported lint problems");
 });

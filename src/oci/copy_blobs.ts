@@ -69,12 +69,25 @@ export class Limiter {
     this.#parent = opts.parent;
   }
 
-  /** Tasks holding a slot of this limiter (running, or waiting for the parent's slot). */
+  /** Tasks allowed to hold a slot at once. */
+  get max(): number {
+    return this.#max;
+  }
+
+  /**
+   * Tasks holding a slot of this limiter: running, or (with a parent) waiting for the parent's
+   * slot. For a limiter without a parent (the process's transfer budget) that is the tasks
+   * running: its `active` is the transfers in flight.
+   */
   get active(): number {
     return this.#active;
   }
 
-  /** Tasks waiting for a slot of this limiter. */
+  /**
+   * Tasks waiting for a slot of this limiter. For the transfer budget, these are the tasks
+   * their own copier let through and the budget holds back; a task its copier's own limit
+   * holds back is counted by the copier's limiter, not here.
+   */
   get waiting(): number {
     return this.#queue.length;
   }
