@@ -26,11 +26,11 @@ import type { GateResult, ShardIdentity } from "./shard.ts";
 import { ExponentialBackoff, WorkQueue } from "./queue.ts";
 import { type ReconcileDeps, Reconciler } from "./reconcile.ts";
 import { type HttpOptions, startHttpServers } from "./servers.ts";
-import type { EventSource, KeySink, Store } from "./store.ts";
+import type { EventSource, KeySink, RemovalReason, Store } from "./store.ts";
 import { makePrepareSync, type SyncSettings } from "./sync_runner.ts";
 
 export type { HttpOptions } from "./servers.ts";
-export type { EventSource, KeySink, Store } from "./store.ts";
+export type { EventSource, KeySink, RemovalReason, Store } from "./store.ts";
 
 /** ImageSyncs synced at the same time unless told otherwise. */
 export const DEFAULT_WORKERS = 2;
@@ -97,6 +97,27 @@ interface Term {
   cancelInFlight: AbortController;
 }
 
+/**
+ * The abort reason of a sync cancelled because its ImageSync left this process's set: deleted,
+ * or (`unselected`) relabeled out of this shard's `--watch-label-selector`.
+ */
+export class SyncCancelledError extends Error {
+  /** Stable reason. */
+  readonly reason = "SyncCancelled";
+  /** Why the ImageSync left. */
+  readonly why: RemovalReason;
+  /** Creates the reason for `key`. */
+  constructor(key: string, why: RemovalReason) {
+    super(
+      why === "unselected"
+        ? `sync of ${key} cancelled: the ImageSync is no longer selected by this shard (its new shard syncs it)`
+        : `sync of ${key} cancelled: the ImageSync was deleted`,
+    );
+    this.name = "SyncCancelledError";
+    this.why = why;
+  }
+}
+
 function splitKey(key: string): [string, string] {
   const i = key.indexOf("/");
   return [key.slice(0, i), key.slice(i + 1)];
@@ -120,6 +141,8 @@ export class Manager {
   readonly #httpStop = new AbortController();
   /** Sharding: the term the closed gate is draining (the Lease stays held until it ends). */
   #draining?: Promise<void>;
+  /** The cancel switch of each reconcile in flight, by key (a set: a draining term may overlap a new one). */
+  readonly #running = new Map<string, Set<AbortController>>();
 
   /** controller-runtime's series (reconciles, work queue, leader status, process). */
   readonly runtime: RuntimeMetrics;
@@ -259,15 +282,48 @@ export class Manager {
 
   #sink: KeySink = {
     add: (key) => this.#term?.queue.add(key),
-    remove: (key) => {
+    remove: (key, why = "deleted") => {
       const q = this.#term?.queue;
       q?.cancelTimer(key);
       q?.forget(key);
       this.#requested.delete(key);
       const [ns, name] = splitKey(key);
       this.#reconciler.forget(ns, name);
+      this.#cancelRunning(key, why);
     },
   };
+
+  /**
+   * Cancels the reconcile of `key` in flight, if any (its object is gone from this process's
+   * set): its copies stop, and it writes nothing more about the object (status, Events, metrics).
+   * A reconcile started later for the same key (re-created, or relabeled back) is not affected.
+   */
+  #cancelRunning(key: string, why: RemovalReason): void {
+    const runs = this.#running.get(key);
+    if (!runs) return;
+    this.#running.delete(key);
+    const what = why === "unselected"
+      ? "the ImageSync left this shard (no longer selected by --watch-label-selector)"
+      : "the ImageSync was deleted";
+    this.#log.info(`sync cancelled: ${what}`, { imagesync: key, why });
+    for (const run of runs) run.abort(new SyncCancelledError(key, why));
+  }
+
+  /** A per-key signal for one reconcile of `key`, aborted by {@linkcode Manager.#cancelRunning}. */
+  #trackRun(key: string): { signal: AbortSignal; end: () => void } {
+    const run = new AbortController();
+    let runs = this.#running.get(key);
+    if (!runs) this.#running.set(key, runs = new Set());
+    runs.add(run);
+    return {
+      signal: run.signal,
+      end: () => {
+        const now = this.#running.get(key);
+        now?.delete(run);
+        if (now?.size === 0) this.#running.delete(key);
+      },
+    };
+  }
 
   async #worker(term: Term, id: number): Promise<void> {
     const q = term.queue;
@@ -276,6 +332,7 @@ export class Manager {
       if (key === undefined) return;
       const [ns, name] = splitKey(key);
       const log = this.#log.child({ imagesync: key, worker: id });
+      const removal = this.#trackRun(key);
       try {
         let res;
         let thrown = false;
@@ -284,14 +341,22 @@ export class Manager {
         this.#requested.delete(key);
         try {
           res = await this.#reconciler.reconcile(ns, name, {
-            signal: term.stopStarting.signal,
-            cancelInFlight: term.cancelInFlight.signal,
+            signal: AbortSignal.any([term.stopStarting.signal, removal.signal]),
+            cancelInFlight: AbortSignal.any([term.cancelInFlight.signal, removal.signal]),
+            removed: removal.signal,
             requestedBy,
           });
         } catch (err) {
           // reconcile itself failed (the store refused a read or write), not the sync
           res = { error: err as Error, requeueAfterMs: undefined };
           thrown = true;
+        }
+        if (removal.signal.aborted) {
+          // the object left while it was reconciled: whatever happened is nobody's failure now,
+          // and a retry or its metrics would bring back a key that was forgotten
+          ended("success");
+          log.debug("reconcile of a removed ImageSync ended", { error: res.error?.message });
+          continue;
         }
         // controller-runtime's results: a zero delay re-queues at once ("requeue")
         ended(
@@ -326,6 +391,7 @@ export class Manager {
           }
         }
       } finally {
+        removal.end();
         q.done(key);
       }
     }

@@ -373,3 +373,103 @@ Deno.test("manager: a push's ImageSyncs are queued where owned, else requested t
   await until("the push's sync", () => file.syncs.started.includes("c"));
   await file.stop();
 });
+
+/**
+ * A runner that copies until cancelled and then ends as the sync engine does: the tag in flight
+ * failed (its Event emitted), one registry retry counted, the report not ok.
+ */
+function copyUntilCancelled(started: Array<{ name: string; signal: AbortSignal; cancel: AbortSignal }>) {
+  const prepareSync: ManagerOptions["prepareSync"] = (obj) => {
+    const name = obj.metadata.name;
+    const runner: SyncRunner = (_spec, opts) => {
+      started.push({ name, signal: opts.signal, cancel: opts.cancelInFlight });
+      return new Promise<SyncReport>((resolve) => {
+        opts.cancelInFlight.addEventListener("abort", () => {
+          opts.onRetry();
+          opts.onEvent({
+            type: "SyncFailed",
+            warning: true,
+            image: "app",
+            tag: "1.0",
+            source: "src.example/app:1.0",
+            destination: "dst.example/app:1.0",
+            dryRun: false,
+            reason: "Aborted",
+            error: "copy of src.example/app:1.0 to dst.example/app:1.0 was cancelled",
+            step: "copy",
+          });
+          resolve(report(false));
+        }, { once: true });
+      });
+    };
+    return Promise.resolve(runner);
+  };
+  return prepareSync;
+}
+
+for (const why of ["deleted", "unselected"] as const) {
+  Deno.test(`manager: a key removed (${why}) mid-sync cancels its sync, which then writes, records and retries nothing`, async () => {
+    const started: Array<{ name: string; signal: AbortSignal; cancel: AbortSignal }> = [];
+    const t = setup({ prepareSync: copyUntilCancelled(started), gracePeriodMs: 1 });
+    t.known("doomed", "other");
+    await until("both syncs", () => started.length === 2);
+    const doomed = started.find((s) => s.name === "doomed")!;
+    const other = started.find((s) => s.name === "other")!;
+    const statusBefore = structuredClone(t.store.objects.get("ns/doomed")!.status);
+    // relabeled out of a selector, the object is still there (its new owner writes its status)
+    t.source.sink!.remove("ns/doomed", why === "deleted" ? undefined : why);
+    if (why === "deleted") t.store.objects.delete("ns/doomed");
+    assert.ok(doomed.cancel.aborted && doomed.signal.aborted, "copies in flight and tags not started stop");
+    assert.equal(other.cancel.aborted || other.signal.aborted, false, "the other key's sync runs on");
+    const cancelled = t.lines.filter((l) => typeof l.msg === "string" && l.msg.startsWith("sync cancelled"));
+    assert.deepEqual(cancelled.map((l) => [l.level, l.imagesync, l.why]), [["info", "ns/doomed", why]]);
+    assert.match(
+      String(cancelled[0].msg),
+      why === "deleted" ? /the ImageSync was deleted/ : /left this shard/,
+    );
+    await until("the cancelled reconcile to end", () => t.manager.inFlight === 1);
+    await new Promise((r) => setTimeout(r, 50)); // a retry would come after 5 ms
+    assert.equal(started.filter((s) => s.name === "doomed").length, 1, "not retried");
+    assert.deepEqual(t.store.events.filter((e) => e.name === "doomed"), [], "no Event about it");
+    if (why === "unselected") {
+      assert.deepEqual(t.store.objects.get("ns/doomed")!.status, statusBefore, "no status write");
+    }
+    assert.ok(!t.lines.some((l) => l.imagesync === "ns/doomed" && /failed|interrupted/.test(String(l.msg))));
+    assert.doesNotMatch(await t.manager.metrics.expose(), /name="doomed"/, "its series stay forgotten");
+    await t.stop();
+  });
+}
+
+Deno.test("manager: a key deleted and re-created while its sync runs is synced again for the new object", async () => {
+  const started: Array<{ name: string; signal: AbortSignal; cancel: AbortSignal }> = [];
+  const cancelling = copyUntilCancelled(started);
+  let second: ((r: SyncReport) => void) | undefined;
+  const t = setup({
+    // the first run copies until cancelled; the second (the new object's) until released
+    prepareSync: (obj, spec, signal) =>
+      started.length === 0 ? cancelling!(obj, spec, signal) : Promise.resolve((_s, opts) => {
+        started.push({ name: obj.metadata.name, signal: opts.signal, cancel: opts.cancelInFlight });
+        return new Promise<SyncReport>((resolve) => second = resolve);
+      }),
+  });
+  t.known("app");
+  await until("the first sync", () => started.length === 1);
+  t.source.sink!.remove("ns/app");
+  t.store.objects.delete("ns/app");
+  t.store.add("app");
+  t.store.objects.get("ns/app")!.metadata.uid = "new";
+  t.source.sink!.add("ns/app");
+  assert.ok(started[0].cancel.aborted);
+  await until("the new object's sync", () => second);
+  assert.equal(
+    started[1].cancel.aborted || started[1].signal.aborted,
+    false,
+    "not cancelled by the old removal",
+  );
+  second!(report(true));
+  await until("the new object Ready", () => t.store.condition("app", "Ready")?.status === "True");
+  assert.ok(t.store.events.some((e) => e.name === "app" && e.reason === "SyncComplete"));
+  assert.ok(!t.store.events.some((e) => e.reason === "SyncFailed"), "nothing of the cancelled run");
+  assert.match(await t.manager.metrics.expose(), /portage_sync_total\{[^}]*name="app"[^}]*status="success"/);
+  await t.stop();
+});

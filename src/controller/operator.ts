@@ -28,6 +28,7 @@ import { parseAllowedRegistries } from "../credentials/allowed_registries.ts";
 import { preloadStreamingHash } from "../oci/mod.ts";
 import { DEFAULT_WORKERS, type EventSource, type HttpOptions, type KeySink, Manager } from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
+import { type LabelRequirement, parseLabelSelector } from "./label_selector.ts";
 import { shardElection, type ShardIdentity } from "./shard.ts";
 import type { SyncSettings } from "./sync_runner.ts";
 
@@ -192,6 +193,7 @@ export class InformerSource implements EventSource {
     },
   ) {
     const log = options.logger;
+    const selector = options.labelSelector ? parseLabelSelector(options.labelSelector) : undefined;
     const add = (obj: CachedImageSync) => this.#sink?.add(objectKey(obj));
     const handlers = {
       onAdd: add,
@@ -200,11 +202,14 @@ export class InformerSource implements EventSource {
       },
       onDelete: (obj: CachedImageSync) => {
         const key = objectKey(obj);
-        this.#sink?.remove(key);
-        // with a selector, relabeling an ImageSync out of it reads as a delete (another shard's now)
+        // with a selector, relabeling an ImageSync out of it reads as a delete (another shard's
+        // now): the watch's DELETED carries the object as relabeled, which the selector refuses
+        const why = selector && !selects(selector, obj.metadata.labels) ? "unselected" : "deleted";
         log.info(options.labelSelector ? "ImageSync deleted or no longer selected" : "ImageSync deleted", {
           imagesync: key,
+          why,
         });
+        this.#sink?.remove(key, why);
       },
     };
     const scopes = options.namespaces?.length ? options.namespaces : [undefined];
@@ -253,6 +258,34 @@ export class InformerSource implements EventSource {
       if (inf.get(objectKey(obj as StoredImageSync))) inf.observe(obj as StoredImageSync);
     }
   }
+}
+
+/** Whether `labels` satisfy every requirement (apimachinery's `labels.Selector.Matches`). */
+export function selects(requirements: LabelRequirement[], labels: Record<string, string> = {}): boolean {
+  return requirements.every((r) => {
+    const has = Object.hasOwn(labels, r.key);
+    const value = labels[r.key];
+    switch (r.op) {
+      case "exists":
+        return has;
+      case "!":
+        return !has;
+      case "=":
+        return has && value === r.values[0];
+      case "!=":
+        return !has || value !== r.values[0];
+      case "in":
+        return has && r.values.includes(value);
+      case "notin":
+        return !has || !r.values.includes(value);
+      default: {
+        if (!has || !/^-?\d+$/.test(value)) return false;
+        const n = Number(value);
+        const bound = Number(r.values[0]);
+        return r.op === ">" ? n > bound : n < bound;
+      }
+    }
+  });
 }
 
 /** upstream Portager's LeaderElectionID: the Lease both elect on, so they never lead at once. */

@@ -146,6 +146,13 @@ export interface ReconcileSignals {
   cancelInFlight: AbortSignal;
   /** Set when a registry push asked for a sync now (the webhook): what was pushed, for the Event. */
   requestedBy?: string;
+  /**
+   * Aborted when the ImageSync left this process's set while it is reconciled (deleted, or
+   * relabeled out of this shard's selector): besides stopping the sync (the manager folds it
+   * into `signal` and `cancelInFlight`), nothing more is written about it — no status, no
+   * Event, no metric — since it is gone or another process owns it now.
+   */
+  removed?: AbortSignal;
 }
 
 /** Reconciles ImageSyncs; one instance serves all keys. */
@@ -179,8 +186,13 @@ export class Reconciler {
   async #writeStatus(
     obj: StoredImageSync,
     build: (cur: ImageSync) => Partial<ImageSyncStatus>,
+    options: { signal?: AbortSignal } = {},
   ): Promise<StoredImageSync | undefined> {
-    const stored = await this.#d.imagesyncs.updateStatus(obj, (cur) => capStatusMessages(build(cur)));
+    const stored = await this.#d.imagesyncs.updateStatus(
+      obj,
+      (cur) => capStatusMessages(build(cur)),
+      options,
+    );
     if (stored) this.#d.observe?.(stored);
     return stored as StoredImageSync | undefined;
   }
@@ -239,6 +251,7 @@ export class Reconciler {
     this.#observeSchedule(obj);
     if (annotated) {
       obj = await this.#removeSyncNow(obj);
+      if (signals.removed?.aborted) return this.#cancelled(log);
       this.#event(obj, "Normal", "SyncNowTriggered", "Immediate sync triggered via annotation");
     } else if (signals.requestedBy !== undefined) {
       this.#event(obj, "Normal", "SyncNowTriggered", `Immediate sync triggered by ${signals.requestedBy}`);
@@ -279,7 +292,12 @@ export class Reconciler {
   }
 
   /** Ready=False with `reason`, Syncing=False when it was True, in one write. */
-  async #fail(obj: StoredImageSync, reason: string, message: string, extra: Partial<ImageSyncStatus> = {}) {
+  async #fail(
+    obj: StoredImageSync,
+    failure: { reason: string; message: string; removed?: AbortSignal },
+    extra: Partial<ImageSyncStatus> = {},
+  ) {
+    const { reason, message } = failure;
     const generation = obj.metadata.generation;
     await this.#writeStatus(obj, (cur) => {
       const now = this.#now();
@@ -295,7 +313,7 @@ export class Reconciler {
         observedGeneration: generation,
       }, { now });
       return { ...extra, conditions, observedGeneration: generation };
-    });
+    }, { signal: failure.removed });
   }
 
   async #sync(
@@ -308,24 +326,30 @@ export class Reconciler {
     const { namespace, name } = obj.metadata;
     const generation = obj.metadata.generation;
     const started = performance.now();
+    const removed = signals.removed;
+    /** The ImageSync left this process's set: the sync is cancelled and nothing more is written. */
+    const gone = () => removed?.aborted === true;
     log.info("syncing", { trigger, generation, images: spec.images.length });
 
     let run: SyncRunner;
     try {
       run = await this.#d.prepareSync(obj, spec, signals.signal);
     } catch (err) {
+      if (gone()) return this.#cancelled(log);
       const reason = reasonOf(err, "SyncFailed");
       const message = (err as Error).message;
       log.warn("cannot start sync", { reason, error: err });
       this.#event(obj, "Warning", reason, message);
-      await this.#fail(obj, reason, message);
+      await this.#fail(obj, { reason, message, removed });
       this.#d.metrics?.observeStartFailure(namespace, name, reason);
       return { error: err as Error };
     }
+    if (gone()) return this.#cancelled(log);
 
     const imageCount = spec.images.length;
     let syncingWrite: Promise<StoredImageSync | undefined | "failed"> | undefined;
     const markSyncing = () => {
+      if (gone()) return;
       syncingWrite = this.#writeStatus(obj, (cur) => ({
         conditions: setCondition(cur.status?.conditions, {
           type: SYNCING,
@@ -334,8 +358,8 @@ export class Reconciler {
           message: `Syncing ${imageCount} image(s) (trigger: ${trigger})`,
           observedGeneration: generation,
         }, { now: this.#now() }),
-      })).catch((err) => {
-        log.warn("could not write Syncing=True", { error: err });
+      }), { signal: removed }).catch((err) => {
+        if (!gone()) log.warn("could not write Syncing=True", { error: err });
         return "failed" as const;
       });
     };
@@ -356,17 +380,21 @@ export class Reconciler {
         signal: signals.signal,
         cancelInFlight: signals.cancelInFlight,
         previous: obj.status,
-        onEvent: (e) => this.#event(obj, e.warning ? "Warning" : "Normal", e.type, eventMessage(e)),
+        // a tag ended by the cancel is no news about a removed ImageSync
+        onEvent: (e) => {
+          if (!gone()) this.#event(obj, e.warning ? "Warning" : "Normal", e.type, eventMessage(e));
+        },
         onRetry: () => retries++,
       });
     } catch (err) {
       await settleSyncing();
+      if (gone()) return this.#cancelled(log);
       if (signals.signal.aborted) return await this.#interrupted(obj, log);
       const reason = reasonOf(err, "SyncFailed");
       const message = (err as Error).message;
       log.error("sync failed", { reason, error: err });
       this.#event(obj, "Warning", reason, message);
-      await this.#fail(obj, reason, message, { lastSyncTime: kubeTime(this.#now()) });
+      await this.#fail(obj, { reason, message, removed }, { lastSyncTime: kubeTime(this.#now()) });
       // credentials refused before any tag did not start a sync (upstream's AuthFailed); a sync
       // stopped by its deadline, or by an unexpected error, did and failed
       if (err instanceof SyncError && reason !== "Timeout") {
@@ -376,6 +404,7 @@ export class Reconciler {
       return { error: err as Error };
     }
     await settleSyncing();
+    if (gone()) return this.#cancelled(log);
     // a sync cut short by shutdown (tags not started, or copies cancelled when the grace
     // period ended) is not a failure of the ImageSync: the next operator resumes it
     if (report.aborted || (signals.signal.aborted && !report.ok)) return await this.#interrupted(obj, log);
@@ -397,7 +426,9 @@ export class Reconciler {
       // nextSyncTime advances only on success; on failure the backoff retry decides
       if (next) status.nextSyncTime = kubeTime(next);
       return status;
-    });
+    }, { signal: removed });
+    // removed while the write was out: it is gone or another's, its metrics already forgotten
+    if (gone()) return this.#cancelled(log);
     this.#event(
       obj,
       "Normal",
@@ -417,6 +448,15 @@ export class Reconciler {
     if (!stored) return {};
     if (!report.ok) return { error: new Error(summary) };
     return { requeueAfterMs: Math.max(0, next!.getTime() - this.#now().getTime()) };
+  }
+
+  /**
+   * The end of a sync whose ImageSync left this process's set mid-way (the manager logged the
+   * cancel): no status, Event or metric — it is gone, or its new owner writes them.
+   */
+  #cancelled(log: Logger): ReconcileResult {
+    log.debug("cancelled sync ended; nothing written about the removed ImageSync");
+    return {};
   }
 
   async #interrupted(obj: StoredImageSync, log: Logger): Promise<ReconcileResult> {

@@ -40,12 +40,21 @@ export interface Store {
   requestSync?(namespace: string, name: string, options?: { signal?: AbortSignal }): Promise<boolean>;
 }
 
+/**
+ * Why a key left the event source: `deleted`, or `unselected` (still there, but relabeled out of
+ * this shard's label selector: another process owns it now).
+ */
+export type RemovalReason = "deleted" | "unselected";
+
 /** What an event source tells the manager. */
 export interface KeySink {
   /** `namespace/name` changed (or is new): reconcile it. */
   add(key: string): void;
-  /** `namespace/name` is gone: drop its timers, backoff and metrics. */
-  remove(key: string): void;
+  /**
+   * `namespace/name` is gone (default `why`: deleted): drop its timers, backoff and metrics, and
+   * cancel its sync in flight, which then writes nothing more about it.
+   */
+  remove(key: string, why?: RemovalReason): void;
 }
 
 /** Which keys to reconcile, and when: informers, or the folder watch. */
