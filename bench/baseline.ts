@@ -171,7 +171,12 @@ export interface RunFigures {
  * CPU per ImageSync (steadier than time on a shared machine). Empty when the
  * baseline or a form did not get all `count` Ready (a ratio of unequal work means nothing).
  */
-export function vsBaseline(runs: RunFigures[], baseline: string, count: number): string[] {
+export function vsBaseline(
+  runs: RunFigures[],
+  baseline: string,
+  count: number,
+  cores = navigator.hardwareConcurrency,
+): string[] {
   const base = runs.find((r) => r.form === baseline);
   if (!base) return [];
   if (base.ready !== count) return [`${baseline}: not all Ready (${base.ready}/${count}), no ratio`];
@@ -189,6 +194,14 @@ export function vsBaseline(runs: RunFigures[], baseline: string, count: number):
     const [stack, baseStack] = [r.stackCpuPer?.total, base.stackCpuPer?.total];
     if (stack !== undefined && baseStack !== undefined) {
       parts.push(`the stack's CPU per ImageSync ${ratio(stack, baseStack)} (${stack} vs ${baseStack} ms)`);
+      // every process of the stack shares these cores: with all of them busy the whole time,
+      // `count` ImageSyncs cannot be Ready sooner than their CPU divided by the cores
+      const boundMs = (count * stack) / Math.max(1, cores);
+      parts.push(
+        `CPU bound ${(boundMs / 1000).toFixed(1)} s = ${
+          ratio(boundMs, base.readyMs)
+        } (${count} × ${stack} ms ÷ ${cores} cores: no sooner even with every core busy throughout)`,
+      );
     }
     return `${r.form} vs ${baseline}: ${parts.join(", ")}`;
   });

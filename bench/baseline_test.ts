@@ -50,14 +50,25 @@ Deno.test("vsBaseline: ratios of today's forms to the baseline's run, none for u
     { form: "source", ready: 10, readyMs: 30_000, requests: { total: 30 } },
     { form: "candidate", ready: 9, readyMs: 10_000, requests: { total: 30 } },
   ];
-  assert.deepEqual(vsBaseline(runs, base.form, 10), [
-    "bundle vs baseline fc7475b: time to all Ready 0.50× (20.0 s vs 40.0 s), apiserver requests 0.60×, operator CPU 0.50×, the stack's CPU per ImageSync 0.75× (45 vs 60 ms)",
+  assert.deepEqual(vsBaseline(runs, base.form, 10, 2), [
+    "bundle vs baseline fc7475b: time to all Ready 0.50× (20.0 s vs 40.0 s), apiserver requests 0.60×, operator CPU 0.50×, the stack's CPU per ImageSync 0.75× (45 vs 60 ms), CPU bound 0.2 s = 0.01× (10 × 45 ms ÷ 2 cores: no sooner even with every core busy throughout)",
     "source vs baseline fc7475b: time to all Ready 0.75× (30.0 s vs 40.0 s), apiserver requests 0.60×",
   ]);
-  assert.deepEqual(vsBaseline([{ ...base, ready: 3 }, runs[0]], base.form, 10), [
+  assert.deepEqual(vsBaseline([{ ...base, ready: 3 }, runs[0]], base.form, 10, 2), [
     "baseline fc7475b: not all Ready (3/10), no ratio",
   ]);
-  assert.deepEqual(vsBaseline(runs, "baseline other", 10), []);
+  assert.deepEqual(vsBaseline(runs, "baseline other", 10, 2), []);
+  // 1000 ImageSyncs at 38.2 ms of the stack's CPU each on 2 cores: 19.1 s however they are run
+  const big = vsBaseline(
+    [
+      { ...today, form: "bundle", ready: 1000, readyMs: 23_360, stackCpuPer: { total: 38.2 } },
+      { ...base, ready: 1000, readyMs: 34_080 },
+    ],
+    base.form,
+    1000,
+    2,
+  );
+  assert.match(big[0], /CPU bound 19\.1 s = 0\.56× \(1000 × 38\.2 ms ÷ 2 cores/);
 });
 
 Deno.test({
