@@ -99,24 +99,25 @@ interface Term {
 
 /**
  * The abort reason of a sync cancelled because its ImageSync left this process's set: deleted,
- * or (`unselected`) relabeled out of this shard's `--watch-label-selector`.
+ * or relabeled out of this shard's `--watch-label-selector` (its new shard syncs it).
  */
 export class SyncCancelledError extends Error {
   /** Stable reason. */
   readonly reason = "SyncCancelled";
-  /** Why the ImageSync left. */
-  readonly why: RemovalReason;
   /** Creates the reason for `key`. */
-  constructor(key: string, why: RemovalReason) {
-    super(
-      why === "unselected"
-        ? `sync of ${key} cancelled: the ImageSync is no longer selected by this shard (its new shard syncs it)`
-        : `sync of ${key} cancelled: the ImageSync was deleted`,
-    );
+  constructor(key: string) {
+    super(`sync of ${key} cancelled: the ImageSync was deleted or left this shard`);
     this.name = "SyncCancelledError";
-    this.why = why;
   }
 }
+
+/** The end of "sync cancelled: " for each reason. */
+const CANCELLED_BECAUSE: Record<RemovalReason, string> = {
+  deleted: "the ImageSync was deleted",
+  unselected:
+    "the ImageSync left this shard (relabeled out of --watch-label-selector; its new shard syncs it)",
+  "deleted-or-unselected": "the ImageSync was deleted or left this shard",
+};
 
 function splitKey(key: string): [string, string] {
   const i = key.indexOf("/");
@@ -297,16 +298,19 @@ export class Manager {
    * Cancels the reconcile of `key` in flight, if any (its object is gone from this process's
    * set): its copies stop, and it writes nothing more about the object (status, Events, metrics).
    * A reconcile started later for the same key (re-created, or relabeled back) is not affected.
+   * Then logs why, once `why` is known (a function is asked only when a sync was cancelled).
    */
-  #cancelRunning(key: string, why: RemovalReason): void {
+  #cancelRunning(key: string, why: RemovalReason | (() => Promise<RemovalReason>)): void {
     const runs = this.#running.get(key);
     if (!runs) return;
     this.#running.delete(key);
-    const what = why === "unselected"
-      ? "the ImageSync left this shard (no longer selected by --watch-label-selector)"
-      : "the ImageSync was deleted";
-    this.#log.info(`sync cancelled: ${what}`, { imagesync: key, why });
-    for (const run of runs) run.abort(new SyncCancelledError(key, why));
+    for (const run of runs) run.abort(new SyncCancelledError(key));
+    const known = typeof why === "function"
+      ? why().catch(() => "deleted-or-unselected" as const)
+      : Promise.resolve(why);
+    void known.then((w) =>
+      this.#log.info(`sync cancelled: ${CANCELLED_BECAUSE[w]}`, { imagesync: key, why: w })
+    );
   }
 
   /** A per-key signal for one reconcile of `key`, aborted by {@linkcode Manager.#cancelRunning}. */

@@ -416,12 +416,22 @@ for (const why of ["deleted", "unselected"] as const) {
     const doomed = started.find((s) => s.name === "doomed")!;
     const other = started.find((s) => s.name === "other")!;
     const statusBefore = structuredClone(t.store.objects.get("ns/doomed")!.status);
-    // relabeled out of a selector, the object is still there (its new owner writes its status)
-    t.source.sink!.remove("ns/doomed", why === "deleted" ? undefined : why);
+    // relabeled out of a selector, the object is still there (its new owner writes its status);
+    // the source tells why only when asked (an apiserver read), and only a cancel asks
+    let asked = 0;
+    const tell = () => {
+      asked++;
+      return Promise.resolve(why);
+    };
+    t.source.sink!.remove("ns/nothing-in-flight", tell);
+    assert.equal(asked, 0, "no sync cancelled: why is not asked");
+    t.source.sink!.remove("ns/doomed", why === "deleted" ? undefined : tell);
     if (why === "deleted") t.store.objects.delete("ns/doomed");
     assert.ok(doomed.cancel.aborted && doomed.signal.aborted, "copies in flight and tags not started stop");
     assert.equal(other.cancel.aborted || other.signal.aborted, false, "the other key's sync runs on");
-    const cancelled = t.lines.filter((l) => typeof l.msg === "string" && l.msg.startsWith("sync cancelled"));
+    const cancelledLines = () =>
+      t.lines.filter((l) => typeof l.msg === "string" && l.msg.startsWith("sync cancelled"));
+    const cancelled = await until("the cancel logged", () => cancelledLines().length > 0 && cancelledLines());
     assert.deepEqual(cancelled.map((l) => [l.level, l.imagesync, l.why]), [["info", "ns/doomed", why]]);
     assert.match(
       String(cancelled[0].msg),

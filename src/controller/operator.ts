@@ -26,7 +26,14 @@ import { selfSignedCertificate } from "../server/self_signed.ts";
 import type { Logger } from "../log/mod.ts";
 import { parseAllowedRegistries } from "../credentials/allowed_registries.ts";
 import { preloadStreamingHash } from "../oci/mod.ts";
-import { DEFAULT_WORKERS, type EventSource, type HttpOptions, type KeySink, Manager } from "./manager.ts";
+import {
+  DEFAULT_WORKERS,
+  type EventSource,
+  type HttpOptions,
+  type KeySink,
+  Manager,
+  type RemovalReason,
+} from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
 import { type LabelRequirement, parseLabelSelector } from "./label_selector.ts";
 import { shardElection, type ShardIdentity } from "./shard.ts";
@@ -203,13 +210,12 @@ export class InformerSource implements EventSource {
       onDelete: (obj: CachedImageSync) => {
         const key = objectKey(obj);
         // with a selector, relabeling an ImageSync out of it reads as a delete (another shard's
-        // now): the watch's DELETED carries the object as relabeled, which the selector refuses
-        const why = selector && !selects(selector, obj.metadata.labels) ? "unselected" : "deleted";
+        // now), and the DELETED event carries the object as it was before: whether it still
+        // exists is read only if a sync was cancelled, for the log
+        this.#sink?.remove(key, selector ? () => stillThere(imagesyncs, obj, selector) : "deleted");
         log.info(options.labelSelector ? "ImageSync deleted or no longer selected" : "ImageSync deleted", {
           imagesync: key,
-          why,
         });
-        this.#sink?.remove(key, why);
       },
     };
     const scopes = options.namespaces?.length ? options.namespaces : [undefined];
@@ -258,6 +264,25 @@ export class InformerSource implements EventSource {
       if (inf.get(objectKey(obj as StoredImageSync))) inf.observe(obj as StoredImageSync);
     }
   }
+}
+
+/** How long the read telling a relabel from a delete may take. */
+const REMOVAL_READ_TIMEOUT_MS = 5_000;
+
+/**
+ * Why `obj` left a selector shard's watch: `unselected` when it still exists (same uid) with
+ * labels the selector refuses, `deleted` when it is gone (or was re-created).
+ */
+async function stillThere(
+  imagesyncs: ImageSyncClient,
+  obj: CachedImageSync,
+  selector: LabelRequirement[],
+): Promise<RemovalReason> {
+  const now = await imagesyncs.get(obj.metadata.namespace, obj.metadata.name, {
+    signal: AbortSignal.timeout(REMOVAL_READ_TIMEOUT_MS),
+  }) as CachedImageSync | undefined;
+  if (!now || now.metadata.uid !== obj.metadata.uid || now.metadata.deletionTimestamp) return "deleted";
+  return selects(selector, now.metadata.labels) ? "deleted-or-unselected" : "unselected";
 }
 
 /** Whether `labels` satisfy every requirement (apimachinery's `labels.Selector.Matches`). */

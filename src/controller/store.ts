@@ -41,20 +41,22 @@ export interface Store {
 }
 
 /**
- * Why a key left the event source: `deleted`, or `unselected` (still there, but relabeled out of
- * this shard's label selector: another process owns it now).
+ * Why a key left the event source: `deleted`, `unselected` (still there, but relabeled out of
+ * this shard's label selector: another process owns it now), or `deleted-or-unselected` when
+ * the source could not tell.
  */
-export type RemovalReason = "deleted" | "unselected";
+export type RemovalReason = "deleted" | "unselected" | "deleted-or-unselected";
 
 /** What an event source tells the manager. */
 export interface KeySink {
   /** `namespace/name` changed (or is new): reconcile it. */
   add(key: string): void;
   /**
-   * `namespace/name` is gone (default `why`: deleted): drop its timers, backoff and metrics, and
-   * cancel its sync in flight, which then writes nothing more about it.
+   * `namespace/name` is gone: drop its timers, backoff and metrics, and cancel its sync in
+   * flight, which then writes nothing more about it. `why` (default `deleted`) is only logged;
+   * a function (e.g. one apiserver read) is called only when a sync was cancelled.
    */
-  remove(key: string, why?: RemovalReason): void;
+  remove(key: string, why?: RemovalReason | (() => Promise<RemovalReason>)): void;
 }
 
 /** Which keys to reconcile, and when: informers, or the folder watch. */
