@@ -70,6 +70,23 @@ async function tearDown(s: Setup): Promise<void> {
   await s.kube.stop();
 }
 
+/** A test on its own {@linkcode Setup}, torn down after. */
+function withSetup(name: string, fn: (s: Setup) => Promise<void>): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const s = await setUp();
+      try {
+        await fn(s);
+      } finally {
+        await tearDown(s);
+      }
+    },
+  });
+}
+
 /** ImageSync `name`: lib/app:v1 from the throttled source into `<name>/app`. */
 function spec(s: Setup, name: string): Record<string, unknown> {
   return {
@@ -117,152 +134,134 @@ async function blobStatus(dst: RegistryServer, repo: string, digest: string): Pr
   return res.status;
 }
 
-Deno.test({
-  name:
-    "an ImageSync deleted mid-copy stops its sync: no manifest, the layer never completes, no failure Event",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const s = await setUp();
-    try {
-      const op = await startOperator(s.kube, { insecureRegistries: [s.proxy.host, s.dst.host] });
-      s.ops.push(op);
-      await s.kube.apply(imageSync(NS, "doomed", spec(s, "doomed")));
-      await waitCopyInFlight(s, "doomed", op.log);
+withSetup(
+  "an ImageSync deleted mid-copy stops its sync: no manifest, the layer never completes, no failure Event",
+  async (s) => {
+    const op = await startOperator(s.kube, { insecureRegistries: [s.proxy.host, s.dst.host] });
+    s.ops.push(op);
+    await s.kube.apply(imageSync(NS, "doomed", spec(s, "doomed")));
+    await waitCopyInFlight(s, "doomed", op.log);
 
-      const del = await s.kube.adminFetch(imageSyncPath(NS, "doomed"), { method: "DELETE" });
-      assert.equal(del.status, 200, await del.text());
-      await waitIdle(op, "after the delete");
-      // the copy stopped: nothing more reaches the destination, and the layer never completed
-      const seen = await requestsTo(s.dst, "doomed");
-      await sleep(1_500);
-      assert.deepEqual(await requestsTo(s.dst, "doomed"), seen, "no request after the cancel settled");
-      assert.deepEqual(manifestPuts(seen), [], "no manifest PUT: no tag points to a partial image");
-      const layer = s.image.blobs.find((b) => b.size === BIG_LAYER)!;
-      assert.equal(
-        await blobStatus(s.dst, "doomed/app", layer.digest),
-        404,
-        "the big layer was not completed",
-      );
+    const del = await s.kube.adminFetch(imageSyncPath(NS, "doomed"), { method: "DELETE" });
+    assert.equal(del.status, 200, await del.text());
+    await waitIdle(op, "after the delete");
+    // the copy stopped: nothing more reaches the destination, and the layer never completed
+    const seen = await requestsTo(s.dst, "doomed");
+    await sleep(1_500);
+    assert.deepEqual(await requestsTo(s.dst, "doomed"), seen, "no request after the cancel settled");
+    assert.deepEqual(manifestPuts(seen), [], "no manifest PUT: no tag points to a partial image");
+    const layer = s.image.blobs.find((b) => b.size === BIG_LAYER)!;
+    assert.equal(
+      await blobStatus(s.dst, "doomed/app", layer.digest),
+      404,
+      "the big layer was not completed",
+    );
 
-      const cancelled = await waitFor("the cancel logged", () => {
-        const found = linesAbout(op, `${NS}/doomed`).filter((l) =>
-          String(l.msg).startsWith("sync cancelled")
-        );
-        return found.length > 0 ? found : undefined;
-      }, { describe: op.log });
-      assert.equal(cancelled.length, 1, op.log());
-      assert.equal(cancelled[0].msg, "sync cancelled: the ImageSync was deleted");
-      assert.equal(cancelled[0].level, "info");
-      assert.equal(cancelled[0].why, "deleted");
+    const cancelled = await waitFor("the cancel logged", () => {
+      const found = linesAbout(op, `${NS}/doomed`).filter((l) => String(l.msg).startsWith("sync cancelled"));
+      return found.length > 0 ? found : undefined;
+    }, { describe: op.log });
+    assert.equal(cancelled.length, 1, op.log());
+    assert.equal(cancelled[0].msg, "sync cancelled: the ImageSync was deleted");
+    assert.equal(cancelled[0].level, "info");
+    assert.equal(cancelled[0].why, "deleted");
 
-      // nothing written or recorded about the deleted object afterwards
-      const after = linesAbout(op, `${NS}/doomed`).map((l) => String(l.msg));
-      for (const msg of after) {
-        assert.doesNotMatch(msg, /sync failed|sync finished|interrupted|could not write/i, after.join("\n"));
-      }
-      assert.doesNotMatch(await op.metrics.expose(), /name="doomed"/, "its metric series stay forgotten");
-      await op.stop(); // flushes the Events
-      const events = await eventsFor(s.kube, NS, "doomed");
-      assert.deepEqual(
-        events.filter((e) => e.type === "Warning").map((e) => [e.reason, e.message]),
-        [],
-        "no Event about a failed sync",
-      );
-    } finally {
-      await tearDown(s);
+    // nothing written or recorded about the deleted object afterwards
+    const after = linesAbout(op, `${NS}/doomed`).map((l) => String(l.msg));
+    for (const msg of after) {
+      assert.doesNotMatch(msg, /sync failed|sync finished|interrupted|could not write/i, after.join("\n"));
     }
+    assert.doesNotMatch(await op.metrics.expose(), /name="doomed"/, "its metric series stay forgotten");
+    await op.stop(); // flushes the Events
+    const events = await eventsFor(s.kube, NS, "doomed");
+    assert.deepEqual(
+      events.filter((e) => e.type === "Warning").map((e) => [e.reason, e.message]),
+      [],
+      "no Event about a failed sync",
+    );
   },
-});
+);
 
-Deno.test({
-  name:
-    "an ImageSync relabeled from label shard A to B mid-copy: A cancels and writes nothing more, B syncs it, one manifest PUT",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const s = await setUp();
-    try {
-      const shard = async (value: string) => {
-        const op = await startOperator(s.kube, {
-          insecureRegistries: [s.proxy.host, s.dst.host],
-          watchLabelSelector: `${SHARD_KEY_LABEL} in (${value})`,
-          leaderElection: {
-            identity: `shard-${value}`,
-            leaseNamespace: LEASE_NS,
-            leaseName: "portager-cancel-test",
-            leaseDurationMs: 3_000,
-            renewDeadlineMs: 2_000,
-            retryPeriodMs: 300,
-          },
-        });
-        s.ops.push(op);
-        return op;
-      };
-      const [a, b] = [await shard("a"), await shard("b")];
-      for (const [op, id] of [[a, "a"], [b, "b"]] as const) {
-        await waitFor(
-          `shard ${id} working`,
-          () => op.log().includes("shard gate open: working") || undefined,
-          {
-            timeoutMs: 30_000,
-            describe: () => op.log().split("\n").slice(-10).join("\n"),
-          },
-        );
-      }
-      const obj = imageSync(NS, "moved", spec(s, "moved"));
-      (obj.metadata as Record<string, unknown>).labels = { [SHARD_KEY_LABEL]: "a" };
-      await s.kube.apply(obj);
-      await waitCopyInFlight(s, "moved", a.log);
-
-      // follow every write to the object from the relabel on
-      const res = await s.kube.adminFetch(imageSyncPath(NS, "moved"), {
-        method: "PATCH",
-        headers: { "content-type": "application/merge-patch+json" },
-        body: JSON.stringify({ metadata: { labels: { [SHARD_KEY_LABEL]: "b" } } }),
+withSetup(
+  "an ImageSync relabeled from label shard A to B mid-copy: A cancels and writes nothing more, B syncs it, one manifest PUT",
+  async (s) => {
+    const shard = async (value: string) => {
+      const op = await startOperator(s.kube, {
+        insecureRegistries: [s.proxy.host, s.dst.host],
+        watchLabelSelector: `${SHARD_KEY_LABEL} in (${value})`,
+        leaderElection: {
+          identity: `shard-${value}`,
+          leaseNamespace: LEASE_NS,
+          leaseName: "portager-cancel-test",
+          leaseDurationMs: 3_000,
+          renewDeadlineMs: 2_000,
+          retryPeriodMs: 300,
+        },
       });
-      assert.equal(res.status, 200);
-      const relabeled = await res.json() as StoredObject;
-      const writes = watchObject(s.kube, "moved", relabeled.metadata.resourceVersion!);
-      // unthrottled now: a copy A failed to cancel would finish quickly and PUT its manifest too
-      await s.proxy.removeToxic("bw");
-      await waitForReady(s.kube, NS, "moved", { ok: (c) => c.status === "True", logs: () => b.log() });
-      await waitIdle(a, "shard a");
-      await waitIdle(b, "shard b");
-
-      const key = `${NS}/moved`;
-      assert.deepEqual(manifestPuts(await requestsTo(s.dst, "moved")).length, 1, "exactly one manifest PUT");
-      const cancelled = await waitFor("A to log the cancel", () => {
-        const found = linesAbout(a, key).filter((l) => String(l.msg).startsWith("sync cancelled"));
-        return found.length > 0 ? found : undefined;
-      }, { describe: a.log });
-      assert.deepEqual(cancelled.map((l) => [l.level, l.why]), [["info", "unselected"]], a.log());
-      assert.match(String(cancelled[0].msg), /left this shard/);
-      const aLines = linesAbout(a, key);
-      const dropped = aLines.findIndex((l) => l.msg === "ImageSync deleted or no longer selected");
-      assert.ok(dropped > 0, a.log());
-      for (const l of aLines.slice(dropped + 1)) {
-        assert.doesNotMatch(String(l.msg), /sync failed|sync finished|interrupted|could not write|syncing/i);
-      }
-      assert.ok(linesAbout(b, key).some((l) => l.msg === "sync finished"), "B synced it");
-      assert.doesNotMatch(await a.metrics.expose(), /name="moved"/, "A keeps no series of it");
-
-      // every status written since the relabel is B's: none says A's sync failed or was interrupted
-      const seen = await writes.stop();
-      for (const o of seen) {
-        const syncing = condition(o, "Syncing");
-        const ready = condition(o, "Ready");
-        assert.notEqual(syncing?.reason, "Interrupted", JSON.stringify(o.status));
-        assert.notEqual(ready?.status, "False", JSON.stringify(o.status));
-      }
-      assert.equal(condition(seen.at(-1), "Ready")?.status, "True");
-      const warnings = (await eventsFor(s.kube, NS, "moved")).filter((e) => e.type === "Warning");
-      assert.deepEqual(warnings.map((e) => [e.reason, e.message]), [], "no Event about a failed sync");
-    } finally {
-      await tearDown(s);
+      s.ops.push(op);
+      return op;
+    };
+    const [a, b] = [await shard("a"), await shard("b")];
+    for (const [op, id] of [[a, "a"], [b, "b"]] as const) {
+      await waitFor(
+        `shard ${id} working`,
+        () => op.log().includes("shard gate open: working") || undefined,
+        {
+          timeoutMs: 30_000,
+          describe: () => op.log().split("\n").slice(-10).join("\n"),
+        },
+      );
     }
+    const obj = imageSync(NS, "moved", spec(s, "moved"));
+    (obj.metadata as Record<string, unknown>).labels = { [SHARD_KEY_LABEL]: "a" };
+    await s.kube.apply(obj);
+    await waitCopyInFlight(s, "moved", a.log);
+
+    // follow every write to the object from the relabel on
+    const res = await s.kube.adminFetch(imageSyncPath(NS, "moved"), {
+      method: "PATCH",
+      headers: { "content-type": "application/merge-patch+json" },
+      body: JSON.stringify({ metadata: { labels: { [SHARD_KEY_LABEL]: "b" } } }),
+    });
+    assert.equal(res.status, 200);
+    const relabeled = await res.json() as StoredObject;
+    const writes = watchObject(s.kube, "moved", relabeled.metadata.resourceVersion!);
+    // unthrottled now: a copy A failed to cancel would finish quickly and PUT its manifest too
+    await s.proxy.removeToxic("bw");
+    await waitForReady(s.kube, NS, "moved", { ok: (c) => c.status === "True", logs: () => b.log() });
+    await waitIdle(a, "shard a");
+    await waitIdle(b, "shard b");
+
+    const key = `${NS}/moved`;
+    assert.deepEqual(manifestPuts(await requestsTo(s.dst, "moved")).length, 1, "exactly one manifest PUT");
+    const cancelled = await waitFor("A to log the cancel", () => {
+      const found = linesAbout(a, key).filter((l) => String(l.msg).startsWith("sync cancelled"));
+      return found.length > 0 ? found : undefined;
+    }, { describe: a.log });
+    assert.deepEqual(cancelled.map((l) => [l.level, l.why]), [["info", "unselected"]], a.log());
+    assert.match(String(cancelled[0].msg), /left this shard/);
+    const aLines = linesAbout(a, key);
+    const dropped = aLines.findIndex((l) => l.msg === "ImageSync deleted or no longer selected");
+    assert.ok(dropped > 0, a.log());
+    for (const l of aLines.slice(dropped + 1)) {
+      assert.doesNotMatch(String(l.msg), /sync failed|sync finished|interrupted|could not write|syncing/i);
+    }
+    assert.ok(linesAbout(b, key).some((l) => l.msg === "sync finished"), "B synced it");
+    assert.doesNotMatch(await a.metrics.expose(), /name="moved"/, "A keeps no series of it");
+
+    // every status written since the relabel is B's: none says A's sync failed or was interrupted
+    const seen = await writes.stop();
+    for (const o of seen) {
+      const syncing = condition(o, "Syncing");
+      const ready = condition(o, "Ready");
+      assert.notEqual(syncing?.reason, "Interrupted", JSON.stringify(o.status));
+      assert.notEqual(ready?.status, "False", JSON.stringify(o.status));
+    }
+    assert.equal(condition(seen.at(-1), "Ready")?.status, "True");
+    const warnings = (await eventsFor(s.kube, NS, "moved")).filter((e) => e.type === "Warning");
+    assert.deepEqual(warnings.map((e) => [e.reason, e.message]), [], "no Event about a failed sync");
   },
-});
+);
 
 /** Watches ImageSync `name` from `resourceVersion`; `stop` returns every version seen. */
 function watchObject(kube: KubeCluster, name: string, resourceVersion: string) {
