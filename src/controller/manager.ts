@@ -166,6 +166,7 @@ export class Manager {
         makePrepareSync({ loadSecret: store.loadSecret, fallback: store.fallbackCredentials }, {
           ...options.sync,
           logger: this.#log,
+          metrics: this.metrics,
         }),
       metrics: this.metrics,
       logger: this.#log,
