@@ -10,13 +10,20 @@ const now = new Date("2025-03-01T12:00:00Z");
 
 // --- status writes per sync (issue 16, B5): Syncing=True only for a sync that outlasts a delay ---
 
-function writesOf(opts: { syncingDelayMs: number; hold: Promise<void> }) {
+function writesOf(opts: { syncingDelayMs: number; hold: Promise<void>; removed?: AbortSignal }) {
   const stored: ImageSync = obj();
   const writes: Array<Record<string, string>> = [];
+  /** The signal of each status write. */
+  const writeSignals: Array<AbortSignal | undefined> = [];
   const imagesyncs = {
     get: () => Promise.resolve(structuredClone(stored)),
     removeAnnotation: () => Promise.resolve(structuredClone(stored)),
-    updateStatus: (_cur: ImageSync, build: (o: ImageSync) => Partial<ImageSyncStatus>) => {
+    updateStatus: (
+      _cur: ImageSync,
+      build: (o: ImageSync) => Partial<ImageSyncStatus>,
+      options?: { signal?: AbortSignal },
+    ) => {
+      writeSignals.push(options?.signal);
       const patch = build(structuredClone(stored));
       stored.status = { ...stored.status, ...patch };
       writes.push(Object.fromEntries((patch.conditions ?? []).map((c) => [c.type, c.status])));
@@ -44,10 +51,12 @@ function writesOf(opts: { syncingDelayMs: number; hold: Promise<void> }) {
   });
   return {
     writes,
+    writeSignals,
     reconcile: () =>
       r.reconcile("ns", "s", {
         signal: new AbortController().signal,
         cancelInFlight: new AbortController().signal,
+        removed: opts.removed,
       }),
   };
 }
@@ -69,6 +78,35 @@ Deno.test("a sync that outlasts the delay writes Syncing=True once, then its res
   release();
   await done;
   assert.deepEqual(t.writes, [{ Syncing: "True" }, { Syncing: "False", Ready: "True" }]);
+});
+
+Deno.test("a sync whose ImageSync left mid-way (removed) writes nothing more: no Syncing=True, no result", async () => {
+  let release!: () => void;
+  const hold = new Promise<void>((r) => release = r);
+  const removed = new AbortController();
+  const t = writesOf({ syncingDelayMs: 30, hold, removed: removed.signal });
+  const done = t.reconcile();
+  await new Promise((r) => setTimeout(r, 5)); // the sync runs
+  removed.abort();
+  await new Promise((r) => setTimeout(r, 60)); // past the Syncing=True delay
+  release();
+  assert.deepEqual(await done, {}, "no error: nothing to retry");
+  assert.deepEqual(t.writes, []);
+});
+
+Deno.test("a Syncing=True write still out when the ImageSync leaves is aborted", async () => {
+  let release!: () => void;
+  const hold = new Promise<void>((r) => release = r);
+  const removed = new AbortController();
+  const t = writesOf({ syncingDelayMs: 1, hold, removed: removed.signal });
+  const done = t.reconcile();
+  while (t.writes.length === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(t.writeSignals[0]?.aborted, false);
+  removed.abort();
+  assert.equal(t.writeSignals[0]?.aborted, true, "the write carries the removal signal");
+  release();
+  assert.deepEqual(await done, {});
+  assert.deepEqual(t.writes, [{ Syncing: "True" }], "no result written after");
 });
 
 /** Reconciles `stored` once (it must not sync) and returns the metrics exposition. */
