@@ -80,26 +80,27 @@ Deno.test("a sync that outlasts the delay writes Syncing=True once, then its res
   assert.deepEqual(t.writes, [{ Syncing: "True" }, { Syncing: "False", Ready: "True" }]);
 });
 
-Deno.test("a sync whose ImageSync left mid-way (removed) writes nothing more: no Syncing=True, no result", async () => {
+/** A sync held until `release`, whose ImageSync leaves when `removed` aborts. */
+function heldSync(syncingDelayMs: number) {
   let release!: () => void;
   const hold = new Promise<void>((r) => release = r);
   const removed = new AbortController();
-  const t = writesOf({ syncingDelayMs: 30, hold, removed: removed.signal });
-  const done = t.reconcile();
+  const t = writesOf({ syncingDelayMs, hold, removed: removed.signal });
+  return { ...t, removed, release: () => release(), done: t.reconcile() };
+}
+
+Deno.test("a sync whose ImageSync left mid-way (removed) writes nothing more: no Syncing=True, no result", async () => {
+  const { removed, release, done, writes } = heldSync(30);
   await new Promise((r) => setTimeout(r, 5)); // the sync runs
   removed.abort();
   await new Promise((r) => setTimeout(r, 60)); // past the Syncing=True delay
   release();
   assert.deepEqual(await done, {}, "no error: nothing to retry");
-  assert.deepEqual(t.writes, []);
+  assert.deepEqual(writes, []);
 });
 
 Deno.test("a Syncing=True write still out when the ImageSync leaves is aborted", async () => {
-  let release!: () => void;
-  const hold = new Promise<void>((r) => release = r);
-  const removed = new AbortController();
-  const t = writesOf({ syncingDelayMs: 1, hold, removed: removed.signal });
-  const done = t.reconcile();
+  const { removed, release, done, ...t } = heldSync(1);
   while (t.writes.length === 0) await new Promise((r) => setTimeout(r, 5));
   assert.equal(t.writeSignals[0]?.aborted, false);
   removed.abort();
