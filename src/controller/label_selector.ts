@@ -137,3 +137,31 @@ export function formatLabelSelector(requirements: LabelRequirement[]): string {
     }
   }).join(",");
 }
+
+/** Whether `labels` satisfy every requirement (apimachinery's `labels.Selector.Matches`). */
+export function selects(requirements: LabelRequirement[], labels: Record<string, string> = {}): boolean {
+  return requirements.every((r) => {
+    const has = Object.hasOwn(labels, r.key);
+    const value = labels[r.key];
+    switch (r.op) {
+      case "exists":
+        return has;
+      case "!":
+        return !has;
+      case "=":
+        return has && value === r.values[0];
+      case "!=":
+        return !has || value !== r.values[0];
+      case "in":
+        return has && r.values.includes(value);
+      case "notin":
+        return !has || !r.values.includes(value);
+      default: {
+        if (!has || !/^-?\d+$/.test(value)) return false;
+        const n = Number(value);
+        const bound = Number(r.values[0]);
+        return r.op === ">" ? n > bound : n < bound;
+      }
+    }
+  });
+}

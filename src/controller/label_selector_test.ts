@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { formatLabelSelector, InvalidLabelSelectorError, parseLabelSelector } from "./label_selector.ts";
+import {
+  formatLabelSelector,
+  InvalidLabelSelectorError,
+  parseLabelSelector,
+  selects,
+} from "./label_selector.ts";
 
 const canonical = (s: string) => formatLabelSelector(parseLabelSelector(s));
 
@@ -47,4 +52,23 @@ Deno.test("label selector: what the apiserver would refuse is refused before any
       return true;
     });
   }
+});
+
+Deno.test("selects: a relabeled ImageSync's labels judged as the apiserver judges the shard's selector (deleted vs left the shard)", () => {
+  const sel = (s: string) => parseLabelSelector(s);
+  const key = "sharding.portager.io/key";
+  assert.equal(selects(sel(`${key} in (team-a)`), { [key]: "team-a" }), true);
+  assert.equal(selects(sel(`${key} in (team-a)`), { [key]: "team-b" }), false, "relabeled to another shard");
+  assert.equal(selects(sel(`${key} in (team-a)`), {}), false);
+  assert.equal(selects(sel(`!${key}`), {}), true, "the main shard: no key");
+  assert.equal(selects(sel(`!${key}`), { [key]: "team-a" }), false);
+  assert.equal(selects(sel(`${key}`), { [key]: "" }), true, "exists");
+  assert.equal(selects(sel(`${key}=a,tier!=x`), { [key]: "a" }), true, "!= holds without the key");
+  assert.equal(selects(sel(`${key}=a,tier!=x`), { [key]: "a", tier: "x" }), false);
+  assert.equal(selects(sel(`${key} notin (a,b)`), { [key]: "c" }), true);
+  assert.equal(selects(sel(`${key} notin (a,b)`), { [key]: "b" }), false);
+  assert.equal(selects(sel("n>2"), { n: "3" }), true);
+  assert.equal(selects(sel("n>2"), { n: "2" }), false);
+  assert.equal(selects(sel("n<2"), { n: "x" }), false, "not a number");
+  assert.equal(selects(sel(""), undefined), true, "the empty selector selects everything");
 });

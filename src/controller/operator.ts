@@ -35,7 +35,7 @@ import {
   type RemovalReason,
 } from "./manager.ts";
 import type { StoredImageSync } from "./reconcile.ts";
-import { type LabelRequirement, parseLabelSelector } from "./label_selector.ts";
+import { type LabelRequirement, parseLabelSelector, selects } from "./label_selector.ts";
 import { shardElection, type ShardIdentity } from "./shard.ts";
 import type { SyncSettings } from "./sync_runner.ts";
 
@@ -283,34 +283,6 @@ async function stillThere(
   }) as CachedImageSync | undefined;
   if (!now || now.metadata.uid !== obj.metadata.uid || now.metadata.deletionTimestamp) return "deleted";
   return selects(selector, now.metadata.labels) ? "deleted-or-unselected" : "unselected";
-}
-
-/** Whether `labels` satisfy every requirement (apimachinery's `labels.Selector.Matches`). */
-export function selects(requirements: LabelRequirement[], labels: Record<string, string> = {}): boolean {
-  return requirements.every((r) => {
-    const has = Object.hasOwn(labels, r.key);
-    const value = labels[r.key];
-    switch (r.op) {
-      case "exists":
-        return has;
-      case "!":
-        return !has;
-      case "=":
-        return has && value === r.values[0];
-      case "!=":
-        return !has || value !== r.values[0];
-      case "in":
-        return has && r.values.includes(value);
-      case "notin":
-        return !has || !r.values.includes(value);
-      default: {
-        if (!has || !/^-?\d+$/.test(value)) return false;
-        const n = Number(value);
-        const bound = Number(r.values[0]);
-        return r.op === ">" ? n > bound : n < bound;
-      }
-    }
-  });
 }
 
 /** upstream Portager's LeaderElectionID: the Lease both elect on, so they never lead at once. */

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { type ImageSync, SYNC_NOW_ANNOTATION } from "../api/mod.ts";
-import { parseLabelSelector } from "./label_selector.ts";
-import { cachedView, selects, shouldEnqueueUpdate } from "./operator.ts";
+import { cachedView, shouldEnqueueUpdate } from "./operator.ts";
 
 /** An ImageSync as the apiserver returns it, with the fields the cache must drop. */
 function stored(overrides: { generation?: number; annotations?: Record<string, string> } = {}): ImageSync {
@@ -64,23 +63,4 @@ Deno.test("shouldEnqueueUpdate: judged on cached views — spec change, sync-now
   const deleting = stored();
   (deleting.metadata as Record<string, unknown>).deletionTimestamp = "2026-11-26T20:00:00Z";
   assert.equal(shouldEnqueueUpdate(base, cachedView(deleting)), true, "deletion started");
-});
-
-Deno.test("selects: a relabeled ImageSync's labels judged as the apiserver judges the shard's selector (deleted vs left the shard)", () => {
-  const sel = (s: string) => parseLabelSelector(s);
-  const key = "sharding.portager.io/key";
-  assert.equal(selects(sel(`${key} in (team-a)`), { [key]: "team-a" }), true);
-  assert.equal(selects(sel(`${key} in (team-a)`), { [key]: "team-b" }), false, "relabeled to another shard");
-  assert.equal(selects(sel(`${key} in (team-a)`), {}), false);
-  assert.equal(selects(sel(`!${key}`), {}), true, "the main shard: no key");
-  assert.equal(selects(sel(`!${key}`), { [key]: "team-a" }), false);
-  assert.equal(selects(sel(`${key}`), { [key]: "" }), true, "exists");
-  assert.equal(selects(sel(`${key}=a,tier!=x`), { [key]: "a" }), true, "!= holds without the key");
-  assert.equal(selects(sel(`${key}=a,tier!=x`), { [key]: "a", tier: "x" }), false);
-  assert.equal(selects(sel(`${key} notin (a,b)`), { [key]: "c" }), true);
-  assert.equal(selects(sel(`${key} notin (a,b)`), { [key]: "b" }), false);
-  assert.equal(selects(sel("n>2"), { n: "3" }), true);
-  assert.equal(selects(sel("n>2"), { n: "2" }), false);
-  assert.equal(selects(sel("n<2"), { n: "x" }), false, "not a number");
-  assert.equal(selects(sel(""), undefined), true, "the empty selector selects everything");
 });
