@@ -219,7 +219,14 @@ Deno.test("kube harness: CRD, watch, status subresource, ServiceAccount token un
           roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "widget-reader" },
           subjects: [{ kind: "ServiceAccount", name: "operator", namespace: "portager-test" }],
         });
-        const after = await asOperator("/apis/test.portager.io/v1/namespaces/default/widgets");
+        // the apiserver's RBAC authorizer reads Roles through an informer: a grant applies once
+        // its watch event arrives (usually at once; under load, some milliseconds later)
+        let after = await asOperator("/apis/test.portager.io/v1/namespaces/default/widgets");
+        for (let tries = 0; after.status === 403 && tries < 100; tries++) {
+          await after.body?.cancel();
+          await new Promise((r) => setTimeout(r, 100));
+          after = await asOperator("/apis/test.portager.io/v1/namespaces/default/widgets");
+        }
         assert.equal(after.status, 200);
         const names = (await after.json()).items.map((w: Widget) => w.metadata.name).sort();
         assert.deepEqual(names, ["w1", "w2"]);
