@@ -20,6 +20,7 @@ import { blobPath, pushPull } from "./paths.ts";
 import type { Reference } from "./reference.ts";
 import { parseRateLimitHeaders } from "./rate_limit.ts";
 import type { RetryPolicy } from "./retry.ts";
+import type { WaitWrapper } from "./send.ts";
 import { listTags, type ListTagsOptions, repositoryUnknown } from "./tag_list.ts";
 import { Transport, type TransportOptions } from "./transport.ts";
 import { BlobUploader, type MountResult, type UploadBlob, type UploadOptions } from "./upload.ts";
@@ -31,6 +32,11 @@ export interface RegistryClientOptions extends TransportOptions, ListTagsOptions
 export interface CallOptions {
   /** Cancels the call. */
   signal?: AbortSignal;
+  /**
+   * Wraps each wait of the call's requests before a retry or in a registry's rate-limit pause
+   * (see {@linkcode WaitWrapper}): the copier gives back its slot of the transfer budget meanwhile.
+   */
+  duringWait?: WaitWrapper;
 }
 
 /** What a manifest HEAD tells: digest, media type and size. */
@@ -141,6 +147,7 @@ export class RegistryClient {
       reference: ref.toString(),
       action: "check manifest",
       signal: opts.signal,
+      duringWait: opts.duringWait,
     });
     await res.discard();
     if (res.status === 404) return undefined;
@@ -178,6 +185,7 @@ export class RegistryClient {
       reference: ref.toString(),
       action: "pull manifest",
       signal: opts.signal,
+      duringWait: opts.duringWait,
     });
     this.#metered.set(ref.registry, parseRateLimitHeaders(res.headers) !== undefined);
     const context = `registry ${ref.registry}: manifest ${ref}`;
@@ -250,6 +258,7 @@ export class RegistryClient {
       reference: ref.toString(),
       action: "push manifest",
       signal: opts.signal,
+      duringWait: opts.duringWait,
     });
     await res.discard();
     return res.headers.get("docker-content-digest") ??
@@ -295,6 +304,7 @@ export class RegistryClient {
       reference,
       action: "pull blob",
       signal: opts.signal,
+      duringWait: opts.duringWait,
       bulk: true,
     });
     const length = res.headers.get("content-length");

@@ -37,7 +37,13 @@ import {
   type Target,
 } from "./copy_manifests.ts";
 
-export { type BlobPlan, Limiter, type LimiterOptions, type LimiterRunOptions } from "./copy_blobs.ts";
+export {
+  type BlobPlan,
+  Limiter,
+  type LimiterOptions,
+  type LimiterRunOptions,
+  type LimiterSlot,
+} from "./copy_blobs.ts";
 export type { CopyProgress } from "./copy_blob_steps.ts";
 
 /** Blob and manifest transfers in flight at once per batch, unless {@linkcode CopierOptions.concurrency} says otherwise. */

@@ -12,6 +12,7 @@ import { OciError } from "./errors.ts";
 import type { Descriptor } from "./manifest.ts";
 import type { Reference } from "./reference.ts";
 import type { RetryPolicy } from "./retry.ts";
+import type { WaitWrapper } from "./send.ts";
 import { sleep } from "./sleep.ts";
 
 /** What happens (or would happen) to one blob. */
@@ -42,6 +43,22 @@ export interface LimiterRunOptions {
   /** Gives up a place in the queue: `run` rejects with the signal's reason, `fn` never runs. */
   signal?: AbortSignal;
 }
+
+/**
+ * What a task of {@linkcode Limiter.run} holds. `pause` runs a wait in which the task sends
+ * nothing (a retry's backoff, a registry's `Retry-After` pause) and, for a limiter with a
+ * parent, gives the parent's slot (the process's transfer budget) back meanwhile: another
+ * sync's transfer runs instead, and the task queues for a slot again, at the back, before it
+ * goes on. Its own limiter's slot stays held, so the sync's own concurrency — and what it sends
+ * to a registry that asked it to wait — is what it was. Without a parent it only runs `wait`.
+ */
+export interface LimiterSlot {
+  /** Runs `wait` without holding the parent's slot; settles as `wait` does. */
+  pause(wait: () => Promise<void>): Promise<void>;
+}
+
+/** The slot of a limiter without a parent: its waits hold it. */
+const HELD: LimiterSlot = { pause: (wait) => wait() };
 
 /** One task waiting for a slot. */
 interface Waiter {
@@ -96,12 +113,48 @@ export class Limiter {
    * Runs `fn` once fewer than `max` tasks are running (here and, with a parent, there). An
    * aborted `signal` takes the task out of the queues: it rejects with the signal's reason.
    */
-  async run<T>(fn: () => Promise<T>, opts: LimiterRunOptions = {}): Promise<T> {
+  async run<T>(fn: (slot: LimiterSlot) => Promise<T>, opts: LimiterRunOptions = {}): Promise<T> {
     await this.#acquire(opts.signal);
     try {
-      return this.#parent ? await this.#parent.run(fn, opts) : await fn();
+      return this.#parent ? await this.#parent.#runShared(fn, opts) : await fn(HELD);
     } finally {
       this.#release();
+    }
+  }
+
+  /**
+   * Runs a child's task on a slot of this limiter that the task's waits give back (see
+   * {@linkcode LimiterSlot}). Every wait that ends well returns with the slot taken again, so
+   * no request of the task goes out without it; overlapping waits of one task (a blob's GET
+   * and POST go out together) share the giving back and the taking again. A wait that fails
+   * leaves the slot given back (the task is failing: nothing more is sent).
+   */
+  async #runShared<T>(fn: (slot: LimiterSlot) => Promise<T>, opts: LimiterRunOptions): Promise<T> {
+    await this.#acquire(opts.signal);
+    let held = true;
+    let retaking: Promise<void> | undefined;
+    const retake = () =>
+      retaking ??= this.#acquire(opts.signal).then(() => {
+        retaking = undefined;
+        held = true;
+      }, (e) => {
+        retaking = undefined;
+        throw e;
+      });
+    const slot: LimiterSlot = {
+      pause: async (wait) => {
+        if (held) {
+          held = false;
+          this.#release();
+        }
+        await wait();
+        while (!held) await retake();
+      },
+    };
+    try {
+      return await fn(slot);
+    } finally {
+      if (held) this.#release();
     }
   }
 
@@ -282,7 +335,7 @@ export class BlobMover {
     const fallback = { counted: false };
     for (let attempt = 1;; attempt++) {
       try {
-        return await this.#limiter.run(() => this.#attempt(job, fallback), { signal });
+        return await this.#limiter.run((slot) => this.#attempt(job, { fallback, slot }), { signal });
       } catch (e) {
         const retryable = e instanceof OciError && e.retryable && !signal.aborted;
         if (!retryable || attempt >= max) throw e;
@@ -300,15 +353,28 @@ export class BlobMover {
     }
   }
 
-  /** One attempt of a blob's transfer: a mount, else (or when the mount fell back) a stream. */
-  async #attempt(job: BlobJob, fallback: { counted: boolean }): Promise<Outcome> {
+  /**
+   * One attempt of a blob's transfer: a mount, else (or when the mount fell back) a stream. Its
+   * requests' retry and rate-limit waits run through `slot.pause`: they give the process's
+   * transfer budget back meanwhile.
+   */
+  async #attempt(
+    job: BlobJob,
+    state: { fallback: { counted: boolean }; slot: LimiterSlot },
+  ): Promise<Outcome> {
     const { src, dst, p, signal, progress } = job;
+    const { fallback } = state;
+    const duringWait = state.slot.pause;
     let moved = 0;
     try {
       let location: string | undefined;
       const from = p.action === "mount" ? p.from ?? this.#mountSource(src, dst, p.digest) : undefined;
       if (from) {
-        const r = await this.#destination.mountBlob(dst, p.digest, { fromRepository: from, signal });
+        const r = await this.#destination.mountBlob(dst, p.digest, {
+          fromRepository: from,
+          signal,
+          duringWait,
+        });
         if (r.mounted) return "mounted";
         location = r.location;
         if (!fallback.counted) {
@@ -320,6 +386,7 @@ export class BlobMover {
       const blob = await this.#openTransfer(job, {
         location,
         buffers,
+        duringWait,
         onChunk: (n) => {
           moved += n;
           progress(p.digest, n);
@@ -348,9 +415,10 @@ export class BlobMover {
    */
   async #openTransfer(
     job: BlobJob,
-    opts: { location?: string; buffers: BlobBuffers; onChunk: (n: number) => void },
+    opts: { location?: string; buffers: BlobBuffers; onChunk: (n: number) => void; duringWait: WaitWrapper },
   ): Promise<{ stream: ReadableStream<Uint8Array>; location: string }> {
     const { src, dst, p, signal } = job;
+    const { duringWait } = opts;
     const [blob, session] = await Promise.allSettled([
       // Its chunks go straight into the upload's request body: they may be lent (recycled).
       this.#source.getBlob(src, p.digest, {
@@ -358,8 +426,9 @@ export class BlobMover {
         signal,
         onChunk: opts.onChunk,
         recycle: opts.buffers,
+        duringWait,
       }),
-      opts.location ?? this.#destination.startUpload(dst, { signal }),
+      opts.location ?? this.#destination.startUpload(dst, { signal, duringWait }),
     ]);
     if (blob.status === "rejected") throw blob.reason;
     if (session.status === "rejected") {

@@ -126,3 +126,114 @@ Deno.test("Limiter: a failing task gives its slots back", async () => {
   assert.equal(limiter.active, 0);
   assert.equal(await limiter.run(() => Promise.resolve(7)), 7);
 });
+
+/** A wait the test ends by hand. */
+function manualWait() {
+  let end!: () => void;
+  let fail!: (e: Error) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    end = resolve;
+    fail = reject;
+  });
+  return { wait: () => done, end, fail };
+}
+
+Deno.test("Limiter: a task's pause gives the budget's slot to another copier's task and takes one again, at the back, before it goes on", async () => {
+  const budget = new Limiter(1);
+  const a = new Limiter(2, { parent: budget });
+  const b = new Limiter(2, { parent: budget });
+  const backoff = manualWait();
+  const steps: string[] = [];
+  const g = gate([]);
+  const first = a.run(async (slot) => {
+    steps.push("a: first attempt");
+    await slot.pause(backoff.wait);
+    steps.push("a: second attempt");
+  });
+  await settle();
+  const other = b.run(async () => {
+    steps.push("b: runs");
+    await g.task();
+  });
+  await settle();
+  assert.deepEqual(steps, ["a: first attempt", "b: runs"], "b ran while a waited");
+  assert.equal(budget.active, 1);
+  assert.equal(a.active, 1, "a keeps its copier's slot while it waits");
+  backoff.end();
+  await settle();
+  assert.equal(budget.waiting, 1, "a queues for the budget again");
+  assert.deepEqual(steps, ["a: first attempt", "b: runs"], "a does not go on without a slot");
+  g.open.shift()!();
+  await Promise.all([first, other]);
+  assert.deepEqual(steps, ["a: first attempt", "b: runs", "a: second attempt"]);
+  assert.equal(budget.active, 0);
+  assert.equal(a.active, 0);
+});
+
+Deno.test("Limiter: overlapping pauses of one task give the slot back once; a failed or aborted one leaves nothing held", async () => {
+  const budget = new Limiter(1);
+  const copier = new Limiter(4, { parent: budget });
+  // two waits at once (a blob's GET and POST both backing off)
+  const w1 = manualWait(), w2 = manualWait();
+  let order = "";
+  const task = copier.run(async (slot) => {
+    await Promise.all([
+      slot.pause(w1.wait).then(() => order += "1"),
+      slot.pause(w2.wait).then(() => order += "2"),
+    ]);
+    assert.equal(budget.active, 1, "back on a slot after its waits");
+  });
+  await settle();
+  assert.equal(budget.active, 0, "both waits: the one slot given back once");
+  w1.end();
+  await settle();
+  assert.equal(budget.active, 1, "the first wait to end takes the slot again");
+  w2.end();
+  await task;
+  assert.equal(order, "12");
+  assert.equal(budget.active, 0);
+
+  // a wait that fails: the task fails, nothing held
+  const bad = manualWait();
+  const failing = copier.run((slot) => slot.pause(bad.wait));
+  await settle();
+  bad.fail(new Error("aborted while waiting"));
+  await assert.rejects(failing, /aborted while waiting/);
+  assert.equal(budget.active, 0);
+  assert.equal(copier.active, 0);
+
+  // aborted while queueing for the slot again: rejects, nothing held, the holder unaffected
+  const holder = gate([]);
+  const cancel = new AbortController();
+  const short = manualWait();
+  const paused = copier.run((slot) => slot.pause(short.wait), { signal: cancel.signal });
+  await settle();
+  const holding = copier.run(holder.task);
+  await settle();
+  short.end();
+  await settle();
+  assert.equal(budget.waiting, 1);
+  cancel.abort(new Error("sync cancelled"));
+  await assert.rejects(paused, /sync cancelled/);
+  assert.equal(budget.waiting, 0);
+  holder.open.shift()!();
+  await holding;
+  assert.equal(budget.active, 0);
+  assert.equal(copier.active, 0);
+});
+
+Deno.test("Limiter: without a parent a pause keeps the slot (a copier's own concurrency is what it was)", async () => {
+  const copier = new Limiter(1);
+  const w = manualWait();
+  let second = false;
+  const first = copier.run((slot) => slot.pause(w.wait));
+  const next = copier.run(() => {
+    second = true;
+    return Promise.resolve();
+  });
+  await settle();
+  assert.equal(second, false, "the waiting task still holds the copier's only slot");
+  w.end();
+  await Promise.all([first, next]);
+  assert.equal(second, true);
+});

@@ -214,7 +214,12 @@ export async function readTree(
     const fetched = await settleAll(
       unique.map((c) =>
         limiter.run(
-          () => source.getManifest(src.withDigest(c.digest), { signal: scope.signal, size: c.size }),
+          (slot) =>
+            source.getManifest(src.withDigest(c.digest), {
+              signal: scope.signal,
+              size: c.size,
+              duringWait: slot.pause,
+            }),
           { signal: scope.signal },
         )
       ),
@@ -244,10 +249,11 @@ export async function pushChildren(
   for (let depth = levels.length - 1; depth >= 0; depth--) {
     const written = await settleAll(
       levels[depth].map((m) =>
-        limiter.run(async () => {
+        limiter.run(async (slot) => {
           const ref = dst.withDigest(m.digest);
-          if (await destination.headManifest(ref, { signal: scope.signal })) return 0;
-          await destination.putManifest(ref, m, { signal: scope.signal });
+          const call = { signal: scope.signal, duringWait: slot.pause };
+          if (await destination.headManifest(ref, call)) return 0;
+          await destination.putManifest(ref, m, call);
           return 1;
         }, { signal: scope.signal })
       ),

@@ -37,6 +37,7 @@ export {
   Limiter,
   type LimiterOptions,
   type LimiterRunOptions,
+  type LimiterSlot,
 } from "./copy.ts";
 export { OciError, type OciErrorOptions, type OciErrorReason, redactUrls } from "./errors.ts";
 export {
@@ -82,6 +83,7 @@ export {
   DEFAULT_REQUEST_DEADLINE_MS,
   DEFAULT_TIMEOUT_MS,
   type HttpSenderOptions,
+  type WaitWrapper,
 } from "./send.ts";
 export { sleep } from "./sleep.ts";
 export {

@@ -26,7 +26,7 @@ import { sha256Hex } from "./digest.ts";
 import { OciError } from "./errors.ts";
 import type { RegistryResponse } from "./response.ts";
 import { parseRetryAfter } from "./retry.ts";
-import { type Sender, SendFailure, type SendRequest } from "./send.ts";
+import { type Sender, SendFailure, type SendRequest, waitFor } from "./send.ts";
 import { sleep } from "./sleep.ts";
 
 /** Share of a registry's announced limit kept in reserve (10 %, at least one request). */
@@ -402,11 +402,14 @@ export class RateLimitSender implements Sender {
         return res;
       }
       if (wait.waitMs > this.#maxWaitMs) throw rateLimitError(key, wait, { registry: req.registry });
-      try {
-        await sleep(wait.waitMs, req.signal);
-      } catch (e) {
-        throw new SendFailure("Aborted", e);
-      }
+      const waitMs = wait.waitMs;
+      await waitFor(req, async () => {
+        try {
+          await sleep(waitMs, req.signal);
+        } catch (e) {
+          throw new SendFailure("Aborted", e);
+        }
+      });
     }
     // another request took the budget each time we woke: give up rather than spin
     throw rateLimitError(key, wait, { registry: req.registry });

@@ -7,7 +7,7 @@
  */
 
 import type { RegistryResponse } from "./response.ts";
-import { isStreamBody, type Sender, SendFailure, type SendRequest } from "./send.ts";
+import { isStreamBody, type Sender, SendFailure, type SendRequest, waitFor } from "./send.ts";
 import { sleep } from "./sleep.ts";
 
 /** Attempts per request, including the first. */
@@ -159,7 +159,7 @@ export class RetrySender implements Sender {
           method: req.method,
           path,
         });
-        await pause(delayMs, req.signal);
+        await waitFor(req, () => pause(delayMs, req.signal));
         continue;
       }
       if (!isRetryableStatus(res.status) || attempt >= max) return res;
@@ -174,7 +174,7 @@ export class RetrySender implements Sender {
         path,
         status: res.status,
       });
-      await pause(delayMs, req.signal);
+      await waitFor(req, () => pause(delayMs, req.signal));
     }
   }
 }

@@ -58,6 +58,21 @@ export interface SendRequest {
   idempotent?: boolean;
   /** The rate-limit budget it spends: the registry, and the account when one is used (default `registry`). */
   budget?: string;
+  /** Wraps each wait before an attempt; see {@linkcode WaitWrapper}. */
+  duringWait?: WaitWrapper;
+}
+
+/**
+ * Runs one wait of a request in which nothing is sent (a retry's backoff, a registry's
+ * `Retry-After` pause), so the caller can give back what it holds for the exchange meanwhile:
+ * the copier gives its slot of the process's transfer budget to another sync's transfer, and
+ * takes one again before the next attempt. Must run `wait` and settle as it does.
+ */
+export type WaitWrapper = (wait: () => Promise<void>) => Promise<void>;
+
+/** Runs `wait` through the request's {@linkcode WaitWrapper}, if any. */
+export function waitFor(req: { duringWait?: WaitWrapper }, wait: () => Promise<void>): Promise<void> {
+  return req.duringWait ? req.duringWait(wait) : wait();
 }
 
 /**

@@ -28,7 +28,13 @@ import { ping } from "./ping.ts";
 import type { RegistryResponse } from "./response.ts";
 import { budgetKey, RateLimitSender, type RateLimitSenderOptions } from "./rate_limit.ts";
 import { RetryPolicy, type RetryPolicyOptions, RetrySender } from "./retry.ts";
-import { HttpSender, type HttpSenderOptions, type Sender, sendFailureError } from "./send.ts";
+import {
+  HttpSender,
+  type HttpSenderOptions,
+  type Sender,
+  sendFailureError,
+  type WaitWrapper,
+} from "./send.ts";
 
 /**
  * Options shared by {@linkcode Transport} and the registry client: retries
@@ -70,6 +76,8 @@ export interface RequestSpec {
   idempotent?: boolean;
   /** A blob transfer: bounded by the minimum transfer rate, not by the request deadline. */
   bulk?: boolean;
+  /** Wraps each wait before a retry or a rate-limit pause (`SendRequest.duringWait`). */
+  duringWait?: WaitWrapper;
 }
 
 /** Per-registry state: where it lives, how it authenticates. */
@@ -138,6 +146,7 @@ export class Transport {
           idempotent: spec.idempotent ?? !spec.stream,
           bulk: spec.bulk,
           budget: budgetKey(registry, await state.credential),
+          duringWait: spec.duringWait,
         });
       } catch (e) {
         throw sendFailureError(e, { ...context, timeoutMs: this.#http.timeoutMs });

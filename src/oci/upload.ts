@@ -11,6 +11,7 @@ import { OciError } from "./errors.ts";
 import { blobPath, pushPull, withDigest } from "./paths.ts";
 import type { Reference } from "./reference.ts";
 import type { Transport } from "./transport.ts";
+import type { WaitWrapper } from "./send.ts";
 
 /** How blobs are uploaded (part of `RegistryClientOptions`). */
 export interface UploadOptions {
@@ -56,7 +57,7 @@ export class BlobUploader {
   async mount(
     dst: Reference,
     digest: string,
-    opts: { fromRepository: string; signal?: AbortSignal },
+    opts: { fromRepository: string; signal?: AbortSignal; duringWait?: WaitWrapper },
   ): Promise<MountResult> {
     blobPath(dst, digest);
     const params = new URLSearchParams({ mount: digest, from: opts.fromRepository });
@@ -67,6 +68,7 @@ export class BlobUploader {
       reference: `${dst.name}@${digest}`,
       action: "mount blob",
       signal: opts.signal,
+      duringWait: opts.duringWait,
     });
     await res.discard();
     if (res.status === 201) return { mounted: true };
@@ -74,7 +76,10 @@ export class BlobUploader {
   }
 
   /** Starts an upload session; returns its Location (absolute or relative to the registry). */
-  async start(dst: Reference, opts: { signal?: AbortSignal } = {}): Promise<string> {
+  async start(
+    dst: Reference,
+    opts: { signal?: AbortSignal; duringWait?: WaitWrapper } = {},
+  ): Promise<string> {
     const res = await this.#transport.request(dst.registry, {
       method: "POST",
       path: `/v2/${dst.repository}/blobs/uploads/`,
@@ -82,6 +87,7 @@ export class BlobUploader {
       reference: dst.name,
       action: "start blob upload",
       signal: opts.signal,
+      duringWait: opts.duringWait,
       // A retried POST only leaves an orphan session behind, which registries expire.
       idempotent: true,
     });
