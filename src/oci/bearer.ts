@@ -11,7 +11,7 @@ import { type Challenge, type Credential, normalizeScopes, TokenCache, tokenExpi
 import { basicAuth } from "./basic.ts";
 import { errorFromResponse, OciError } from "./errors.ts";
 import { allowsPlainHttp } from "./reference.ts";
-import { type Sender, sendFailureError } from "./send.ts";
+import { type Sender, sendFailureError, type WaitWrapper } from "./send.ts";
 
 /** Most of a token response we read (1 MiB). */
 export const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
@@ -36,6 +36,13 @@ export interface TokenContext {
   reference?: string;
   /** Cancels the token fetch. */
   signal?: AbortSignal;
+  /**
+   * Wraps each wait of the token fetch (a retry's backoff, the registry's `Retry-After` pause):
+   * the request that needs the token sends nothing meanwhile, so the copier gives its slot of
+   * the transfer budget back. A request that joins a fetch another one started waits for it
+   * holding what it holds.
+   */
+  duringWait?: WaitWrapper;
 }
 
 /** Options of the {@linkcode BearerAuthenticator}. */
@@ -138,6 +145,7 @@ export class BearerAuthenticator {
         authOrigin: realm.origin,
         signal: ctx.signal,
         idempotent: true,
+        duringWait: ctx.duringWait,
       });
     } catch (e) {
       throw sendFailureError(e, {

@@ -3,6 +3,7 @@ import type { Challenge } from "./auth.ts";
 import { BearerAuthenticator } from "./bearer.ts";
 import { OciError } from "./errors.ts";
 import { RegistryResponse } from "./response.ts";
+import { RetryPolicy, RetrySender } from "./retry.ts";
 import type { Sender, SendRequest } from "./send.ts";
 
 /** A token server as a sender: answers with `reply(req)` and records each request. */
@@ -102,4 +103,25 @@ Deno.test("bearer: refuses bad realms and reports the token server's refusals", 
     timeoutMs: 1000,
   });
   await assert.rejects(empty.authorize(challenge, alice, [], ctx), /returned no token/);
+});
+
+Deno.test("bearer: the token fetch's retry backoff runs through the requesting request's duringWait", async () => {
+  let calls = 0;
+  const server = tokenServer(() =>
+    ++calls === 1 ? { status: 503, body: "busy" } : { status: 200, body: JSON.stringify({ token: "tok" }) }
+  );
+  const retrying = new RetrySender(server, new RetryPolicy({ retryBaseMs: 1, retryMaxDelayMs: 5 }));
+  const bearer = new BearerAuthenticator(retrying, { timeoutMs: 1000 });
+  const events: string[] = [];
+  const auth = await bearer.authorize(challenge, alice, ["repository:a:pull"], {
+    ...ctx,
+    duringWait: async (wait) => {
+      events.push(`given back after ${server.requests.length} attempt(s)`);
+      await wait();
+      events.push("taken again");
+    },
+  });
+  assert.equal(auth.header, "Bearer tok");
+  assert.equal(server.requests.length, 2, "the 503 was retried");
+  assert.deepStrictEqual(events, ["given back after 1 attempt(s)", "taken again"]);
 });

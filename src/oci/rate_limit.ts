@@ -15,7 +15,10 @@
  * Pulls in flight are taken from the budget until their answers arrive, so concurrent pulls
  * never overspend what the last answer said. When only pulls in flight stand between a request
  * and the reserve, it waits for their answers rather than for the window: an answer seen
- * meanwhile (a HEAD's) may already count them, and theirs say where the budget really is. A wait up to `maxWaitMs` is slept; a longer one fails the request at once with an
+ * meanwhile (a HEAD's) may already count them, and theirs say where the budget really is.
+ * Every wait — for the budget, a `Retry-After` or those answers — runs through the request's
+ * `duringWait` (the copier gives its transfer-budget slot back meanwhile). A wait up to
+ * `maxWaitMs` is slept; a longer one fails the request at once with an
  * {@linkcode OciError} `RateLimited` that says until when the registry is paused and why, so a
  * sync's status tells it, and the next attempt costs nothing.
  * @module
@@ -378,8 +381,10 @@ export class RateLimitSender implements Sender {
     for (let i = 0; i < 3; i++) {
       wait = this.#budgets.acquire(key, counted);
       if (wait.cause === "inflight" && inflightWaits++ < MAX_INFLIGHT_WAITS) {
-        // not a try: wait for an answer, then ask again (each wake follows a request's end)
-        await abortable(wait.settled!, req.signal);
+        // not a try: wait for an answer, then ask again (each wake follows a request's end);
+        // nothing is sent meanwhile, and the answer may take up to a request deadline
+        const settled = wait.settled!;
+        await waitFor(req, () => abortable(settled, req.signal));
         i--;
         continue;
       }

@@ -267,3 +267,38 @@ Deno.test("RateLimitSender: concurrent pulls get exactly the budget above the re
     assert.equal(remaining, 10, "never below the reserve");
   }
 });
+
+Deno.test("RateLimitSender: a pull waiting for the answers of pulls in flight waits through duringWait (it gives its budget slot back)", async () => {
+  const budgets = new RateLimitBudgets();
+  const hub = (remaining: number) => ({
+    "ratelimit-limit": "100;w=21600",
+    "ratelimit-remaining": `${remaining};w=21600`,
+  });
+  budgets.observe("docker.io", res(200, hub(12)));
+  const answer = Promise.withResolvers<void>();
+  const inner: Sender = {
+    async send(req: SendRequest) {
+      if (req.url.pathname.endsWith("/a")) await answer.promise; // A's answer is slow
+      return new RegistryResponse(200, new Headers(hub(11)), req.url.toString(), null);
+    },
+  };
+  const sender = new RateLimitSender(inner, { budgets });
+  const a = sender.send(request("GET", "/v2/x/manifests/a"));
+  // the registry answered a HEAD meanwhile: 11 left, which may already count A
+  budgets.observe("docker.io", res(200, hub(11)));
+  const events: string[] = [];
+  const b = sender.send({
+    ...request("GET", "/v2/x/manifests/b"),
+    duringWait: async (wait) => {
+      events.push("given back");
+      await wait();
+      events.push("taken again");
+    },
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepStrictEqual(events, ["given back"], "B waits for A's answer without holding its slot");
+  answer.resolve();
+  await a;
+  assert.equal((await b).status, 200);
+  assert.deepStrictEqual(events, ["given back", "taken again"], "B went once A's answer was in");
+});

@@ -76,7 +76,7 @@ export interface RequestSpec {
   idempotent?: boolean;
   /** A blob transfer: bounded by the minimum transfer rate, not by the request deadline. */
   bulk?: boolean;
-  /** Wraps each wait before a retry or a rate-limit pause (`SendRequest.duringWait`). */
+  /** Wraps each wait before a retry or a rate-limit pause (`SendRequest.duringWait`), its token fetch's too. */
   duringWait?: WaitWrapper;
 }
 
@@ -268,6 +268,7 @@ export class Transport {
       action: spec.action,
       reference: spec.reference,
       signal: spec.signal,
+      duringWait: spec.duringWait,
     });
   }
 }

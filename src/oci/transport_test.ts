@@ -233,3 +233,36 @@ Deno.test("transport: an unreachable token realm's error names no account and no
     await srv.stop();
   }
 });
+
+Deno.test("transport: a request's duringWait wraps its token fetch's retry too (the transfer budget's slot is given back)", async () => {
+  let tokenCalls = 0;
+  const srv = serve((req, url, self) => {
+    if (url.pathname === "/token") {
+      return ++tokenCalls === 1 ? new Response("busy", { status: 503 }) : Response.json({ token: "t" });
+    }
+    if (!req.headers.get("authorization")) {
+      const challenge = `Bearer realm="${self.origin}/token",service="s"`;
+      return new Response(null, { status: 401, headers: { "www-authenticate": challenge } });
+    }
+    return new Response("ok");
+  });
+  try {
+    const t = new Transport({ retryBaseMs: 1, retryMaxDelayMs: 5 });
+    const waits: string[] = [];
+    const res = await t.request(srv.host, {
+      ...spec,
+      duringWait: async (wait) => {
+        waits.push(`wait after ${tokenCalls} token request(s)`);
+        await wait();
+      },
+    });
+    assert.equal(await res.text(), "ok");
+    assert.deepStrictEqual(
+      waits,
+      ["wait after 1 token request(s)"],
+      "the token fetch's backoff, and nothing else",
+    );
+  } finally {
+    await srv.stop();
+  }
+});
