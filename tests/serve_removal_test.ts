@@ -19,24 +19,19 @@ const RATE = 100;
 const BIG_LAYER = 3_000_000;
 const KEY = "default/doomed";
 
-/** ImageSync `name`: `<src>/lib/<image>:v1` into `<dst>/<name>/<image>`. */
-function imageSyncYaml(name: string, opts: { src: string; dst: string; image: string }): string {
-  return `apiVersion: portager.portager.io/v1alpha1
-kind: ImageSync
-metadata:
-  name: ${name}
-spec:
-  schedule: "@every 1h"
-  source:
-    registry: ${opts.src}/lib
-  destination:
-    registry: ${opts.dst}
-    repositoryPrefix: ${name}
-    auth: {method: anonymous}
-  images:
-    - name: ${opts.image}
-      tags: [v1]
-`;
+/** ImageSync `name` as a JSON file's text: `<src>/lib/<image>:v1` into `<dst>/<name>/<image>`. */
+function imageSyncFile(name: string, opts: { src: string; dst: string; image: string }): string {
+  return JSON.stringify({
+    apiVersion: "portager.portager.io/v1alpha1",
+    kind: "ImageSync",
+    metadata: { name },
+    spec: {
+      schedule: "@every 1h",
+      source: { registry: `${opts.src}/lib` },
+      destination: { registry: opts.dst, repositoryPrefix: name, auth: { method: "anonymous" } },
+      images: [{ name: opts.image, tags: ["v1"] }],
+    },
+  });
 }
 
 /** The destination's answered requests to `doomed/app`. */
@@ -80,14 +75,14 @@ Deno.test({
       const proxy = await toxi.createProxy("src", src.host);
       await proxy.addToxic({ name: "bw", type: "bandwidth", attributes: { rate: RATE } });
       await Deno.writeTextFile(
-        `${specs}/doomed.yaml`,
-        imageSyncYaml("doomed", { src: proxy.host, dst: dst.host, image: "app" }),
+        `${specs}/doomed.json`,
+        imageSyncFile("doomed", { src: proxy.host, dst: dst.host, image: "app" }),
       );
       // another ImageSync in the folder, straight from the source: it goes on unaffected
       await pushImage(src, { repository: "lib/small", tag: "v1" }, { seed: 72 });
       await Deno.writeTextFile(
-        `${specs}/keep.yaml`,
-        imageSyncYaml("keep", { src: src.host, dst: dst.host, image: "small" }),
+        `${specs}/keep.json`,
+        imageSyncFile("keep", { src: src.host, dst: dst.host, image: "small" }),
       );
 
       const env: Record<string, string> = { DOCKER_CONFIG: `${tmp.path}/docker`, NO_COLOR: "1" };
@@ -132,7 +127,7 @@ Deno.test({
         },
       );
 
-      await Deno.remove(`${specs}/doomed.yaml`);
+      await Deno.remove(`${specs}/doomed.json`);
       await waitFor("the removal", () => about().some((l) => l.msg === "ImageSync removed") || undefined, {
         timeoutMs: 20_000,
         describe: log,
