@@ -11,7 +11,7 @@ import { type Challenge, type Credential, normalizeScopes, TokenCache, tokenExpi
 import { basicAuth } from "./basic.ts";
 import { errorFromResponse, OciError } from "./errors.ts";
 import { allowsPlainHttp } from "./reference.ts";
-import { type Sender, sendFailureError, type WaitWrapper } from "./send.ts";
+import { type Sender, sendFailureError, waitFor, type WaitWrapper } from "./send.ts";
 
 /** Most of a token response we read (1 MiB). */
 export const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
@@ -39,10 +39,19 @@ export interface TokenContext {
   /**
    * Wraps each wait of the token fetch (a retry's backoff, the registry's `Retry-After` pause):
    * the request that needs the token sends nothing meanwhile, so the copier gives its slot of
-   * the transfer budget back. A request that joins a fetch another one started waits for it
-   * holding what it holds.
+   * the transfer budget back. A request that joins a fetch another one started has each of
+   * that fetch's waits wrapped by its own `duringWait` too.
    */
   duringWait?: WaitWrapper;
+}
+
+/** A token fetch in progress, shared by every request needing that token. */
+interface PendingFetch {
+  token: Promise<string>;
+  /** The wait the fetch is in (a retry's backoff, a `Retry-After` pause), if any. */
+  waiting?: Promise<void>;
+  /** Resolved, then replaced, each time the fetch starts a wait. */
+  waitStarted: PromiseWithResolvers<void>;
 }
 
 /** Options of the {@linkcode BearerAuthenticator}. */
@@ -58,7 +67,7 @@ export class BearerAuthenticator {
   readonly #sender: Sender;
   readonly #opts: BearerOptions;
   readonly #tokens = new TokenCache();
-  readonly #fetches = new Map<string, Promise<string>>();
+  readonly #fetches = new Map<string, PendingFetch>();
 
   /** Fetches tokens through `sender` (the retrying one). */
   constructor(sender: Sender, opts: BearerOptions) {
@@ -83,14 +92,27 @@ export class BearerAuthenticator {
     });
     const cached = this.#tokens.get(key);
     if (cached) return { header: `Bearer ${cached}`, cacheKey: key, cached: true };
-    let pending = this.#fetches.get(key);
-    if (!pending) {
-      pending = this.#fetch(key, challenge, normalized, credential, ctx).finally(() =>
-        this.#fetches.delete(key)
-      );
-      this.#fetches.set(key, pending);
-    }
-    return { header: `Bearer ${await pending}`, cacheKey: key, cached: false };
+    const joined = this.#fetches.get(key);
+    if (joined) return { header: `Bearer ${await join(joined, ctx)}`, cacheKey: key, cached: false };
+    const pending: PendingFetch = { token: undefined!, waitStarted: Promise.withResolvers() };
+    // each wait of the fetch runs through this request's duringWait, and is shown to joiners
+    const duringWait: WaitWrapper = (wait) => {
+      const current = wait();
+      const clear = () => {
+        if (pending.waiting === current) pending.waiting = undefined;
+      };
+      current.then(clear, clear);
+      pending.waiting = current;
+      const started = pending.waitStarted;
+      pending.waitStarted = Promise.withResolvers();
+      started.resolve();
+      return waitFor(ctx, () => current);
+    };
+    pending.token = this.#fetch(key, challenge, normalized, credential, { ...ctx, duringWait }).finally(() =>
+      this.#fetches.delete(key)
+    );
+    this.#fetches.set(key, pending);
+    return { header: `Bearer ${await pending.token}`, cacheKey: key, cached: false };
   }
 
   /** Forgets a token the registry refused. */
@@ -224,5 +246,25 @@ export class BearerAuthenticator {
       );
     }
     return realm;
+  }
+}
+
+/**
+ * Waits for a token fetch another request started; each of the fetch's waits runs through this
+ * request's `duringWait` as well (it sends nothing then either), and ends with it taken again.
+ */
+async function join(pending: PendingFetch, ctx: TokenContext): Promise<string> {
+  const done = pending.token.then(() => true);
+  done.catch(() => {}); // it may fail while this request is in a wait: the race below says so
+  let last: Promise<void> | undefined;
+  for (;;) {
+    const current = pending.waiting;
+    if (current && current !== last) {
+      last = current;
+      // a failed wait fails the fetch: its token says so on the next turn
+      await waitFor(ctx, () => current.catch(() => {}));
+      continue;
+    }
+    if (await Promise.race([done, pending.waitStarted.promise.then(() => false)])) return await pending.token;
   }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Challenge } from "./auth.ts";
-import { BearerAuthenticator } from "./bearer.ts";
+import { type Authorization, BearerAuthenticator } from "./bearer.ts";
 import { OciError } from "./errors.ts";
 import { RegistryResponse } from "./response.ts";
 import { RetryPolicy, RetrySender } from "./retry.ts";
@@ -124,4 +124,65 @@ Deno.test("bearer: the token fetch's retry backoff runs through the requesting r
   assert.equal(auth.header, "Bearer tok");
   assert.equal(server.requests.length, 2, "the 503 was retried");
   assert.deepStrictEqual(events, ["given back after 1 attempt(s)", "taken again"]);
+});
+
+Deno.test("bearer: a request joining another's token fetch gives its slot back during that fetch's waits too", async () => {
+  let calls = 0;
+  const server = tokenServer(() =>
+    ++calls <= 2 ? { status: 503, body: "busy" } : { status: 200, body: JSON.stringify({ token: "tok" }) }
+  );
+  const retrying = new RetrySender(server, new RetryPolicy({ retryBaseMs: 20, retryMaxDelayMs: 40 }));
+  const bearer = new BearerAuthenticator(retrying, { timeoutMs: 1000 });
+  const events: string[] = [];
+  let second: Promise<Authorization> | undefined;
+  let joining = false;
+  const recording = (who: string) => ({
+    ...ctx,
+    duringWait: async (wait: () => Promise<void>) => {
+      events.push(`${who} gives back`);
+      // B asks for the same token while A's fetch is in its first backoff: it joins mid-wait
+      if (who === "A" && !joining) {
+        joining = true;
+        second = bearer.authorize(challenge, alice, ["repository:a:pull"], recording("B"));
+      }
+      await wait();
+      events.push(`${who} takes again`);
+    },
+  });
+  const first = bearer.authorize(challenge, alice, ["repository:a:pull"], recording("A"));
+  await first;
+  assert.ok(second);
+  const [a, b] = await Promise.all([first, second]);
+  assert.equal(a.header, "Bearer tok");
+  assert.equal(b.header, "Bearer tok");
+  assert.equal(server.requests.length, 3, "one fetch, two retries, shared");
+  for (const who of ["A", "B"]) {
+    assert.deepStrictEqual(
+      events.filter((e) => e.startsWith(who)),
+      [`${who} gives back`, `${who} takes again`, `${who} gives back`, `${who} takes again`],
+      `${who}: both backoffs without its slot; ${events.join(", ")}`,
+    );
+  }
+});
+
+Deno.test("bearer: a shared token fetch that fails ends its joiner with the same error, even mid-wait", async () => {
+  const server = tokenServer(() => ({ status: 503, body: "busy" }));
+  const retrying = new RetrySender(
+    server,
+    new RetryPolicy({ maxAttempts: 2, retryBaseMs: 10, retryMaxDelayMs: 10 }),
+  );
+  const bearer = new BearerAuthenticator(retrying, { timeoutMs: 1000 });
+  let second: Promise<Authorization> | undefined;
+  const first = bearer.authorize(challenge, alice, ["repository:a:pull"], {
+    ...ctx,
+    duringWait: async (wait) => {
+      second ??= bearer.authorize(challenge, alice, ["repository:a:pull"], ctx);
+      await wait();
+    },
+  });
+  const [a, b] = await Promise.allSettled([first, first.finally(() => second!)]);
+  assert.equal(a.status, "rejected");
+  assert.equal(b.status, "rejected");
+  assert.equal((b as PromiseRejectedResult).reason, (a as PromiseRejectedResult).reason, "the same error");
+  assert.equal(server.requests.length, 2, "one fetch for both");
 });
