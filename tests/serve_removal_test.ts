@@ -52,6 +52,32 @@ function parsed(lines: readonly string[]): Array<Record<string, unknown>> {
   });
 }
 
+/** `portager serve -f specs` from the source tree, JSON logs, metrics on a free port. */
+function startServe(tmp: string, specs: string, statePath: string): ReturnType<typeof spawnLineProcess> {
+  const env: Record<string, string> = { DOCKER_CONFIG: `${tmp}/docker`, NO_COLOR: "1" };
+  for (const name of ["HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
+    const v = Deno.env.get(name);
+    if (v !== undefined) env[name] = v;
+  }
+  return spawnLineProcess(DENO, [
+    "run",
+    "-A",
+    "--quiet",
+    "--config",
+    `${REPO}deno.json`,
+    `${REPO}main.ts`,
+    "serve",
+    "-f",
+    specs,
+    "--state-file",
+    statePath,
+    "--log-format",
+    "json",
+    "--metrics-addr",
+    "127.0.0.1:0",
+  ], { env });
+}
+
 Deno.test({
   name:
     "portager serve -f: a file removed mid-copy cancels its sync: no manifest, the layer never completes, logged as cancelled",
@@ -85,28 +111,7 @@ Deno.test({
         imageSyncFile("keep", { src: src.host, dst: dst.host, image: "small" }),
       );
 
-      const env: Record<string, string> = { DOCKER_CONFIG: `${tmp.path}/docker`, NO_COLOR: "1" };
-      for (const name of ["HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
-        const v = Deno.env.get(name);
-        if (v !== undefined) env[name] = v;
-      }
-      serve = spawnLineProcess(DENO, [
-        "run",
-        "-A",
-        "--quiet",
-        "--config",
-        `${REPO}deno.json`,
-        `${REPO}main.ts`,
-        "serve",
-        "-f",
-        specs,
-        "--state-file",
-        statePath,
-        "--log-format",
-        "json",
-        "--metrics-addr",
-        "127.0.0.1:0",
-      ], { env });
+      serve = startServe(tmp.path, specs, statePath);
       const proc = serve;
       const log = () => proc.stderr.join("\n");
       const about = (key = KEY) => parsed(proc.stderr).filter((l) => l.imagesync === key);
@@ -180,6 +185,61 @@ Deno.test({
     } finally {
       await serve?.stop({ signal: "SIGKILL" });
       await toxi.stop();
+      await Promise.all([src.stop(), dst.stop()]);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "portager serve -f: an empty folder is watched, not an error — a file added later syncs, removing the last one logs no error",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const src = await startRegistry("plain");
+    const dst = await startRegistry("plain");
+    await using tmp = await tempDir({ prefix: "portager-serve-empty-" });
+    const specs = `${tmp.path}/specs`;
+    let serve: ReturnType<typeof spawnLineProcess> | undefined;
+    try {
+      await Deno.mkdir(specs);
+      await Deno.mkdir(`${tmp.path}/docker`);
+      const image = await pushImage(src, { repository: "lib/late", tag: "v1" }, { seed: 73 });
+      serve = startServe(tmp.path, specs, `${tmp.path}/state.json`);
+      const proc = serve;
+      const log = () => proc.stderr.join("\n");
+      const errors = () => parsed(proc.stderr).filter((l) => l.level === "error");
+      await waitFor(
+        "serve to listen",
+        () => parsed(proc.stderr).some((l) => l.msg === "serving /metrics /healthz /readyz") || undefined,
+        { timeoutMs: 60_000, describe: log },
+      );
+      assert.deepEqual(errors(), [], log());
+
+      await Deno.writeTextFile(
+        `${specs}/late.json`,
+        imageSyncFile("late", { src: src.host, dst: dst.host, image: "late" }),
+      );
+      await waitFor("late's sync", async () => {
+        const r = await fetch(`http://${dst.host}/v2/late/late/manifests/v1`, {
+          method: "HEAD",
+          headers: { accept: image.mediaType },
+        });
+        await r.body?.cancel();
+        return r.headers.get("docker-content-digest") === image.digest || undefined;
+      }, { timeoutMs: 60_000, describe: log });
+
+      await Deno.remove(`${specs}/late.json`);
+      await waitFor(
+        "the removal",
+        () => parsed(proc.stderr).some((l) => l.msg === "ImageSync removed") || undefined,
+        { timeoutMs: 20_000, describe: log },
+      );
+      await sleep(500);
+      assert.deepEqual(errors(), [], "emptying the watched folder is not an error");
+      assert.equal((await proc.stop({ signal: "SIGTERM", graceMs: 10_000 })).code, 0, log());
+    } finally {
+      await serve?.stop({ signal: "SIGKILL" });
       await Promise.all([src.stop(), dst.stop()]);
     }
   },

@@ -57,6 +57,11 @@ export interface LoadResult {
 export interface LoadOptions {
   /** Reads standard input for the path `-`; default reads `Deno.stdin` to the end. */
   readStdin?: () => Promise<string>;
+  /**
+   * Whether a folder without manifest files is fine (`serve` watches it: emptying it is how a
+   * user removes its last ImageSync); default false — `sync -f` reports it as a problem.
+   */
+  allowEmptyFolders?: boolean;
 }
 
 /** File names a folder contributes: YAML and JSON, not hidden, not editor backups. */
@@ -244,7 +249,7 @@ export async function loadImageSyncs(paths: string[], options: LoadOptions = {})
     }
     if (info.isDirectory) {
       const files = await listManifestFiles(path);
-      if (files.length === 0) {
+      if (files.length === 0 && !options.allowEmptyFolders) {
         result.problems.push({
           file: path,
           path: "",

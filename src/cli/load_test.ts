@@ -113,6 +113,10 @@ Deno.test("folders, stdin, unreadable paths and duplicates", async () => {
     assert.deepEqual(r2.problems.map(formatLoadProblem), [
       `${empty}: folder has no *.yaml, *.yml or *.json files`,
     ]);
+    // serve watches the folder: emptying it removes the last ImageSync, it is not an error
+    const r3 = await loadImageSyncs([empty], { allowEmptyFolders: true });
+    assert.deepEqual(r3.problems, []);
+    assert.deepEqual(r3.imageSyncs, []);
     await Deno.remove(empty);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -151,7 +151,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const store = new FileStore({
     files: settings.files,
     load: async (files) => {
-      const r = await loadImageSyncs(files);
+      const r = await loadImageSyncs(files, { allowEmptyFolders: true });
       return {
         imageSyncs: r.imageSyncs,
         problems: r.problems.map((p) => ({ file: p.file, message: formatLoadProblem(p) })),
